@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from media import CLIPS, encode, gst_launch
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "media" / "sample.mp4"
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def clips(media_dir: Path) -> dict[str, tuple[Path, int, int]]:
+    made = {}
+    for name, (chain, width, height, ext) in CLIPS.items():
+        made[name] = (encode(media_dir / f"{name}.{ext}", chain, width, height), width, height)
+    return made
+
+
+@pytest.fixture(scope="session")
+def bad_files(media_dir: Path) -> dict[str, Path]:
+    """Broken inputs: each should give a specific, clear error."""
+    files = {}
+    files["empty"] = media_dir / "empty.mp4"
+    files["empty"].write_bytes(b"")
+    files["text"] = media_dir / "notes.mp4"
+    files["text"].write_text("these are not the frames you are looking for\n" * 50)
+    files["audio"] = media_dir / "audio.ogg"
+    gst_launch(f"audiotestsrc num-buffers=40 ! audioconvert ! vorbisenc ! oggmux ! filesink location={files['audio']}")
+    # moov at the end (mp4mux's default), then cut: the index is gone.
+    whole = encode(media_dir / "whole.mp4", "x264enc ! mp4mux", 320, 240, frames=60)
+    files["no_moov"] = media_dir / "no_moov.mp4"
+    files["no_moov"].write_bytes(whole.read_bytes()[:-4000])
+    # moov first (faststart), then cut in the media data: frames before the cut decode.
+    faststart = encode(media_dir / "faststart.mp4", "x264enc ! mp4mux faststart=true", 320, 240, frames=90)
+    files["truncated"] = media_dir / "truncated.mp4"
+    data = faststart.read_bytes()
+    files["truncated"].write_bytes(data[: len(data) * 6 // 10])
+    return files
+
+
+@pytest.fixture(scope="session")
+def sample() -> Path:
+    return SAMPLE
+
+
+def vidpipe_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess."""
+    full_env = dict(os.environ, **(env or {}))
+    exe = shutil.which("vidpipe", path=str(Path(sys.executable).parent)) or "vidpipe"
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, timeout=timeout)

@@ -1,0 +1,118 @@
+"""The frame source: pixel-exact tensors, complete frame counts, sources of every kind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import vidpipe
+from media import reference_decode
+
+
+@pytest.mark.parametrize("name", ["h264_mp4", "vp9_webm", "mjpeg_avi", "mpeg4_avi", "h265_mkv"])
+def test_frames_equal_reference_decode(clips, name):
+    path, width, height = clips[name]
+    reference = reference_decode(path, width, height)
+    with vidpipe.open(path) as src:
+        assert (src.info.width, src.info.height) == (width, height)
+        frames = list(src)
+    assert len(frames) == reference.shape[0], "frames yielded != frames the decoder outputs"
+    for i, frame in enumerate(frames):
+        assert frame.index == i
+        assert frame.tensor.dtype == torch.uint8
+        assert frame.tensor.shape == (height, width, 3)
+        assert frame.tensor.is_contiguous()
+        assert torch.equal(frame.tensor, reference[i]), f"{name}: frame {i} differs from the reference"
+    pts = [f.pts for f in frames]
+    assert pts == sorted(pts) and len(set(pts)) == len(pts)
+
+
+def test_sample_clip_info_and_count(sample):
+    with vidpipe.open(sample) as src:
+        info = src.info
+        count = sum(1 for _ in src)
+    assert (info.width, info.height, info.fps) == (384, 288, 30.0)
+    assert info.duration == pytest.approx(51.734, abs=0.01)
+    assert info.codec.startswith("H.264")
+    assert info.frames == count == 1552
+
+
+def test_file_uri(clips):
+    path, _width, _height = clips["h264_mp4"]
+    with vidpipe.open(path.resolve().as_uri()) as src:
+        assert sum(1 for _ in src) == 30
+
+
+def test_scaling_inside_gstreamer(sample):
+    with vidpipe.open(sample, size=(300, 300)) as src:
+        frame = next(iter(src))
+    assert frame.tensor.shape == (300, 300, 3)
+
+
+def test_letterbox_keeps_aspect():
+    # A white 400x200 picture letterboxed into 200x200 has black bars above and below.
+    with vidpipe.open("testsrc://white?width=400&height=200&frames=2", size=(200, 200), keep_aspect=True) as src:
+        tensor = next(iter(src)).tensor
+    assert tensor.shape == (200, 200, 3)
+    assert tensor[:40].max() == 0 and tensor[-40:].max() == 0
+    assert tensor[60:140].min() > 200
+
+
+def test_test_pattern_source():
+    with vidpipe.open("testsrc://ball?width=64&height=48&fps=25&frames=10") as src:
+        assert (src.info.width, src.info.height, src.info.fps, src.info.frames) == (64, 48, 25.0, 10)
+        frames = list(src)
+    assert len(frames) == 10
+    assert frames[1].pts == pytest.approx(0.04)
+
+
+def test_graph_dot_describes_the_pipeline(sample):
+    with vidpipe.open(sample) as src:
+        dot = src.graph_dot()
+    assert dot.startswith("digraph") and "GstAppSink" in dot and "video/x-raw" in dot
+
+
+@pytest.fixture(scope="module")
+def rtsp_server():
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("rtsp_server.py"))], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = server.stdout.readline().split()
+        assert line and line[0] == "READY", "RTSP server did not start"
+        yield f"rtsp://127.0.0.1:{line[1]}/test"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_reads_frames_from_a_real_rtsp_server(rtsp_server):
+    with vidpipe.open(rtsp_server, timeout=15) as src:
+        assert src.info.live
+        assert (src.info.width, src.info.height) == (320, 240)
+        frames = []
+        for frame in src:
+            frames.append(frame)
+            if len(frames) == 30:
+                break
+    assert [f.index for f in frames] == list(range(30))
+    assert frames[-1].pts > frames[0].pts
+    # The ball pattern moves: consecutive frames differ.
+    assert not torch.equal(frames[0].tensor, frames[-1].tensor)
+
+
+def test_unreachable_rtsp_fails_fast():
+    import socket
+
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(vidpipe.errors.StreamUnreachableError, match=f"127.0.0.1:{port}"):
+        vidpipe.open(f"rtsp://127.0.0.1:{port}/nothing", timeout=5)
+    assert time.monotonic() - start < 6

@@ -1,0 +1,77 @@
+"""The vidpipe exception hierarchy.
+
+Every error vidpipe raises on purpose derives from :class:`VidpipeError`; its message names the input and
+the cause, so the CLI prints it as one line. GLib/GStreamer errors are translated where they enter.
+"""
+
+from __future__ import annotations
+
+
+class VidpipeError(Exception):
+    """Base class of every error vidpipe raises on purpose."""
+
+    exit_code = 2
+
+
+class SourceError(VidpipeError):
+    """A video source cannot be opened or read."""
+
+
+class SourceNotFoundError(SourceError):
+    """The file does not exist (or is a directory)."""
+
+
+class NotAVideoError(SourceError):
+    """The input is not a media file GStreamer can read (empty, text, unknown format)."""
+
+
+class NoVideoStreamError(SourceError):
+    """The media holds no video stream (for example audio only)."""
+
+
+class MissingDecoderError(SourceError):
+    """No GStreamer element is installed that decodes this codec."""
+
+    def __init__(self, message: str, *, codec: str | None = None, package: str | None = None) -> None:
+        super().__init__(message)
+        self.codec = codec
+        self.package = package
+
+
+class UnsupportedSourceError(SourceError):
+    """The source string has a scheme or form vidpipe does not know."""
+
+
+class StreamUnreachableError(SourceError):
+    """A network stream or device cannot be reached."""
+
+
+class TruncatedSourceError(SourceError):
+    """The media ends before what its container promised (damaged or cut-off file).
+
+    ``frames_decoded`` tells how many frames were delivered before the damage.
+    """
+
+    def __init__(self, message: str, *, frames_decoded: int = 0) -> None:
+        super().__init__(message)
+        self.frames_decoded = frames_decoded
+
+
+class DecodeError(SourceError):
+    """GStreamer reported an error while decoding."""
+
+
+class ModelError(VidpipeError):
+    """A detector cannot be built or its weights cannot be loaded."""
+
+
+class UnknownModelError(ModelError):
+    """The model name is not known."""
+
+
+class WeightsError(ModelError):
+    """A weights file is missing, corrupt, or made for another architecture."""
+
+
+class OutputError(VidpipeError):
+    """An output (JSONL, video, graph) cannot be written."""

@@ -1,0 +1,67 @@
+"""Frames: a decoded picture as a PyTorch tensor, and the one copy that gets it there from GStreamer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._gst import Gst, GstVideo
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded video frame.
+
+    ``tensor`` is ``torch.uint8[H, W, 3]``, RGB, contiguous: exactly the decoded pixels.
+    ``index`` counts from 0 in decoding order; ``pts`` is the presentation time in seconds.
+    """
+
+    tensor: torch.Tensor
+    index: int
+    pts: float
+    stream: int = 0
+
+    @property
+    def width(self) -> int:
+        return int(self.tensor.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.tensor.shape[0])
+
+
+class BufferReader:
+    """Turns RGB ``Gst.Buffer`` objects of one caps into contiguous ``uint8[H, W, 3]`` tensors.
+
+    The strides come from ``GstVideo.VideoInfo`` once per caps (GStreamer pads RGB rows to 4 bytes).
+    The distribution's gst-python overrides map the buffer to a ``memoryview`` without copying, so the
+    copy into the new tensor is the only one; numpy does it with the GIL released.
+    """
+
+    def __init__(self, caps: Gst.Caps) -> None:
+        info = GstVideo.VideoInfo.new_from_caps(caps)
+        if info is None:
+            raise ValueError(f"not raw video caps: {caps.to_string()}")
+        self.width, self.height = info.width, info.height
+        self.stride, self.offset = info.stride[0], info.offset[0]
+        self._packed = self.stride == self.width * 3
+
+    def to_tensor(self, buf: Gst.Buffer) -> torch.Tensor:
+        out = torch.empty((self.height, self.width, 3), dtype=torch.uint8)
+        with buf.map(Gst.MapFlags.READ) as mapping:
+            data = np.frombuffer(mapping.data, dtype=np.uint8)
+            if self._packed:
+                src = data[self.offset : self.offset + self.height * self.width * 3]
+                src = src.reshape(self.height, self.width, 3)
+            else:
+                src = np.lib.stride_tricks.as_strided(
+                    data[self.offset :],
+                    shape=(self.height, self.width, 3),
+                    strides=(self.stride, 3, 1),
+                    writeable=False,
+                )
+            np.copyto(out.numpy(), src)
+            del data, src
+        return out
