@@ -211,6 +211,7 @@ class Source:
         self.live = self._spec.live if live is None else live
         self._timeout = timeout
         self._delivered = 0
+        self._last_pts = 0.0
         self._arrived = 0
         self._max_buffers = 2 if self.live else max_buffers
         self._missing: list[Gst.Message] = []
@@ -409,6 +410,7 @@ class Source:
         pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else (
             index / self.info.fps if self.info.fps else 0.0
         )
+        self._last_pts = pts
         return Frame(self._reader.to_tensor(buf), index, pts)
 
     @property
@@ -425,13 +427,17 @@ class Source:
         return max(0, self._arrived - self._delivered - queued)
 
     def _check_complete(self) -> None:
+        """At end of stream: compare what was decoded with what the container promised."""
         if self._delivered == 0:
             self._raise_no_frames()
-        expected = self.info.frames
-        if self._spec.kind == "file" and expected and self._delivered < expected - 1:
+        info = self.info
+        if self._spec.kind != "file" or not info.duration or not info.fps:
+            return
+        missing = (info.duration - self._last_pts) * info.fps - 1  # frame times not covered
+        if missing > 2:
             raise TruncatedSourceError(
-                f"{self._spec.text}: stream ended after {self._delivered} of {expected} frames "
-                "(file truncated or damaged)",
+                f"{self._spec.text}: stream ended after {self._delivered} frames at {self._last_pts:.2f} s of "
+                f"{info.duration:.2f} s (about {round(missing)} frames missing: file truncated or damaged)",
                 frames_decoded=self._delivered,
             )
 

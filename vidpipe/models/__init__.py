@@ -1,0 +1,74 @@
+"""Detectors by name: ``load(name, ...)`` and ``available()``.
+
+Names: ``ssd_mobilenet_v2_coco`` (default, works offline), ``ssd300`` (NVIDIA's, needs ``weights``),
+``torchvision:<builder>``, a TorchScript file (``*.pt``/``*.ts``/``*.torchscript``) or
+``path/to/module.py:factory``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UnknownModelError
+from .base import Batch, Detector
+from .detections import Detections
+
+DEFAULT_MODEL = "ssd_mobilenet_v2_coco"
+BUILT_IN = {
+    "ssd_mobilenet_v2_coco": "SSD-MobileNetV2 COCO (TF 2018-03-29 weights, offline) - default",
+    "ssd300": "NVIDIA SSD300 ResNet-50 COCO (the original post's model; needs --weights)",
+}
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
+
+__all__ = ["DEFAULT_MODEL", "Batch", "Detections", "Detector", "available", "load"]
+
+
+def available() -> dict[str, str]:
+    """Model names with a one-line description."""
+    from .torchvision_models import PREFIX, builders
+
+    names = dict(BUILT_IN)
+    for builder in builders():
+        names[PREFIX + builder] = "torchvision detector (torchvision's weights cache, or --weights)"
+    names["FILE.pt"] = "a TorchScript detector (torchvision output convention)"
+    names["FILE.py:factory"] = "a Python factory returning an nn.Module or Detector"
+    return names
+
+
+def load(
+    name: str = DEFAULT_MODEL,
+    *,
+    weights: str | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    threshold: float | None = None,
+    **options,
+) -> Detector:
+    """Build a detector by name. ``precision``: fp32/bf16 on CPU, fp16/bf16/fp32 on CUDA.
+    ``threshold`` overrides the model's default minimum score. Raises :class:`vidpipe.errors.ModelError`."""
+    common = {"device": device, "precision": precision, "threshold": threshold, **options}
+    if name == "ssd_mobilenet_v2_coco":
+        from .ssd_mobilenet_v2 import SSDMobileNetV2Detector
+
+        return SSDMobileNetV2Detector(weights=weights, **common)
+    if name == "ssd300":
+        from .ssd300 import SSD300Detector
+
+        return SSD300Detector(weights=weights, **common)
+    if name.startswith("torchvision:"):
+        from .torchvision_models import TorchvisionDetector
+
+        return TorchvisionDetector(name.split(":", 1)[1], weights=weights, **common)
+    if ".py:" in name:
+        from .user import load_factory
+
+        return load_factory(name, weights=weights, **common)
+    if name.endswith(TORCHSCRIPT_SUFFIXES):
+        from .user import load_torchscript
+
+        path = Path(name)
+        if not path.is_file():
+            raise UnknownModelError(f"{name}: no such TorchScript file")
+        return load_torchscript(path, **common)
+    known = ", ".join([*BUILT_IN, "torchvision:<builder>", "FILE.pt", "FILE.py:factory"])
+    raise UnknownModelError(f"unknown model {name!r} (known: {known}; `vidpipe models` lists them all)")

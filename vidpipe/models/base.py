@@ -1,0 +1,125 @@
+"""The detector interface: preprocess → forward → postprocess, each separately callable."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from .detections import Detections
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Parse ``cpu`` / ``cuda`` / ``cuda:N``; fail clearly when CUDA is not there."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ModelError(f"unsupported device {device!r} (use cpu, cuda or cuda:N)")
+    return dev
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """fp32/bf16 on CPU, fp32/fp16/bf16 on CUDA."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
+    if precision == "fp16" and device.type == "cpu":
+        raise ModelError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    return PRECISIONS[precision]
+
+
+@dataclass(slots=True)
+class Batch:
+    """Model input for a list of frames: ``images`` on the model's device, and each frame's (h, w)."""
+
+    images: Any
+    sizes: list[tuple[int, int]]
+
+
+class Detector:
+    """A detector: call it on a list of ``uint8[H, W, 3]`` RGB frames, get one :class:`Detections` each.
+
+    ``preprocess``, ``forward`` and ``postprocess`` can be called one by one (the pipeline does, to batch
+    and time them). ``classes[class_id]`` is the label of a class id.
+    """
+
+    name: str = "detector"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        classes: Sequence[str],
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        threshold: float = 0.5,
+        channels_last: bool | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.precision = precision
+        self.threshold = threshold
+        self.classes = list(classes)
+        # Channels-last speeds up MobileNet/ResNet convolutions on the CPU (see benchmarks/models.py).
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        model = model.eval().to(self.device, self.dtype)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+
+    def label(self, class_id: int) -> str:
+        return self.classes[class_id] if 0 <= class_id < len(self.classes) else str(class_id)
+
+    def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def forward(self, batch: Batch) -> Any:
+        return self.model(batch.images)
+
+    def postprocess(self, outputs: Any, batch: Batch) -> list[Detections]:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def __call__(self, frames: Sequence[torch.Tensor]) -> list[Detections]:
+        if len(frames) == 0:
+            return []
+        batch = self.preprocess(frames)
+        return self.postprocess(self.forward(batch), batch)
+
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Cast a float ``[N, 3, H, W]`` batch to the model's device, dtype and memory format."""
+        images = images.to(self.device, self.dtype, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} on {self.device} {self.precision}>"
+
+
+def stack_resized(frames: Sequence[torch.Tensor], size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Resize ``uint8[H, W, 3]`` frames (any sizes) to ``size=(h, w)`` bilinearly; return float ``[N, 3, h, w]``
+    in 0..255. Frames of equal size are resized as one batch."""
+    if all(f.shape == frames[0].shape for f in frames):
+        images = torch.stack(list(frames)).to(device, non_blocking=True)
+        return _resize(images.permute(0, 3, 1, 2).float(), size)
+    return torch.cat([_resize(f.to(device).permute(2, 0, 1)[None].float(), size) for f in frames])
+
+
+def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(images.shape[-2:]) == size:
+        return images
+    return torch.nn.functional.interpolate(images, size=size, mode="bilinear", align_corners=False)

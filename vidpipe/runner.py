@@ -1,0 +1,381 @@
+"""The runner: source → batcher → detector → sinks, in overlapping threads joined by bounded queues.
+
+Threads: GStreamer decodes in its own threads; a reader thread turns samples into tensors; an inference
+thread batches frames over time (up to ``batch``, waiting at most ``max_wait`` for a batch to fill) and
+runs preprocess → forward → postprocess; the caller's thread receives results in frame order and writes
+the sinks. Queues are bounded, so a slow stage holds back the ones before it (GStreamer included) and
+memory stays bounded on any length of input. Errors travel down the queues: every frame before a
+failure is still delivered, then the error is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from . import models
+from .errors import VidpipeError
+from .frames import Frame
+from .graph import write_graph
+from .models.base import Detector
+from .models.detections import Detections
+from .progress import FrameProgress
+from .sinks import JsonlSink, Sink, VideoSink
+from .source import Source
+from .source import open as open_source
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode wait", "preprocess", "inference", "postprocess", "output")
+_POLL = 0.1  # seconds between checks of the stop flags while blocked on a queue
+
+
+@dataclass(slots=True)
+class Result:
+    """One frame and what was detected in it."""
+
+    frame: Frame
+    detections: Detections
+
+
+@dataclass
+class Stats:
+    """Throughput and per-stage latency (milliseconds per frame, one sample per batch)."""
+
+    frames: int = 0
+    labels: Counter = field(default_factory=Counter)
+    samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+
+    def add(self, stage: str, seconds: float, frames: int = 1) -> None:
+        self.samples[stage].append(seconds * 1000.0 / max(frames, 1))
+
+    @property
+    def wall(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall if self.wall > 0 else 0.0
+
+    def percentiles(self, stage: str) -> tuple[float, float]:
+        values = self.samples[stage]
+        if not values:
+            return 0.0, 0.0
+        q = torch.tensor(values).quantile(torch.tensor([0.5, 0.95]))
+        return float(q[0]), float(q[1])
+
+    def summary(self) -> str:
+        lines = [f"frames      {self.frames} in {self.wall:.2f} s ({self.fps:.1f} FPS)"]
+        total = sum(self.labels.values())
+        per_label = ", ".join(f"{label} {n}" for label, n in self.labels.most_common()) or "none"
+        lines.append(f"detections  {total}: {per_label}")
+        lines.append("latency     ms/frame   p50      p95")
+        for stage in STAGES:
+            p50, p95 = self.percentiles(stage)
+            lines.append(f"  {stage:<20} {p50:8.2f} {p95:8.2f}")
+        return "\n".join(lines)
+
+
+class _End:
+    """Queue marker: no more items; carries the error that ended the stream, if any."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class Pipeline:
+    """Runs a detector over every frame of an opened :class:`Source` and feeds the results to sinks.
+
+    Iterate it for :class:`Result` objects in frame order, or call :meth:`run` to drive the sinks.
+    ``classes`` keeps only detections with these labels. ``on_result`` callbacks are called with each
+    result from the output thread, after the sinks.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        detector: Detector,
+        *,
+        batch: int = 4,
+        max_wait: float = 0.05,
+        sinks: Sequence[Sink] = (),
+        classes: Iterable[str] | None = None,
+        max_frames: int | None = None,
+        on_result: Sequence[Callable[[Result], None]] = (),
+    ) -> None:
+        if batch < 1:
+            raise VidpipeError(f"batch must be at least 1, got {batch}")
+        self.source = source
+        self.detector = detector
+        self.batch = batch
+        self.max_wait = max_wait
+        self.sinks = list(sinks)
+        self.classes = self._check_classes(classes)
+        self.max_frames = max_frames
+        self.on_result = list(on_result)
+        self.stats = Stats()
+        self._frames: queue.Queue = queue.Queue(maxsize=2 * batch)
+        self._results: queue.Queue = queue.Queue(maxsize=2 * batch)
+        self._stop = threading.Event()  # stop reading; finish what is in flight
+        self._abandon = threading.Event()  # nobody consumes any more: drop everything
+        self._threads: list[threading.Thread] = []
+        self._started = False
+
+    def _check_classes(self, classes: Iterable[str] | None) -> set[str] | None:
+        if classes is None:
+            return None
+        wanted = {c.strip() for c in classes if c.strip()}
+        unknown = wanted - set(self.detector.classes)
+        if unknown:
+            known = ", ".join(c for c in self.detector.classes if c not in ("N/A", "__background__"))
+            raise VidpipeError(f"unknown class(es) {', '.join(sorted(unknown))} for {self.detector.name} (known: {known})")
+        return wanted
+
+    def stop(self) -> None:
+        """Stop reading new frames; frames already read are still processed and delivered."""
+        self._stop.set()
+
+    # -- threads ------------------------------------------------------------------------------------
+
+    def _put(self, q: queue.Queue, item: object) -> bool:
+        while not self._abandon.is_set():
+            try:
+                q.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue, timeout: float | None = None) -> object:
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while not self._abandon.is_set():
+            wait = _POLL if deadline is None else min(_POLL, deadline - time.perf_counter())
+            if wait <= 0:
+                raise queue.Empty
+            try:
+                return q.get(timeout=wait)
+            except queue.Empty:
+                continue
+        return _End()
+
+    def _read(self) -> None:
+        error = None
+        try:
+            count = 0
+            for frame in self.source:
+                if not self._put(self._frames, frame):
+                    return
+                count += 1
+                if self._stop.is_set() or (self.max_frames is not None and count >= self.max_frames):
+                    break
+        except BaseException as exc:  # delivered after the frames read before it
+            error = exc
+        self._put(self._frames, _End(error))
+
+    def _next_batch(self) -> tuple[list[Frame], _End | None, float]:
+        started = time.perf_counter()
+        first = self._get(self._frames)
+        waited = time.perf_counter() - started
+        if isinstance(first, _End):
+            return [], first, waited
+        frames, deadline = [first], time.perf_counter() + self.max_wait
+        while len(frames) < self.batch:
+            try:
+                item = self._get(self._frames, timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                break
+            if isinstance(item, _End):
+                return frames, item, waited
+            frames.append(item)
+        return frames, None, waited
+
+    def _infer(self) -> None:
+        end = _End()
+        try:
+            while True:
+                frames, end_item, waited = self._next_batch()
+                if frames:
+                    self._detect(frames, waited)
+                if end_item is not None:
+                    end = end_item
+                    break
+        except BaseException as exc:
+            end = _End(exc)
+        self._put(self._results, end)
+
+    def _detect(self, frames: list[Frame], waited: float) -> None:
+        det, n = self.detector, len(frames)
+        t0 = time.perf_counter()
+        batch = det.preprocess([f.tensor for f in frames])
+        t1 = time.perf_counter()
+        outputs = det.forward(batch)
+        if det.device.type == "cuda":
+            torch.cuda.synchronize(det.device)
+        t2 = time.perf_counter()
+        with torch.inference_mode():
+            detections = det.postprocess(outputs, batch)
+        t3 = time.perf_counter()
+        for stage, seconds in zip(STAGES[:4], (waited, t1 - t0, t2 - t1, t3 - t2)):
+            self.stats.add(stage, seconds, n)
+        for frame, found in zip(frames, detections, strict=True):
+            if self.classes is not None:
+                found = found[torch.tensor([label in self.classes for label in found.labels], dtype=torch.bool)]
+            if not self._put(self._results, Result(frame, found)):
+                return
+
+    def _start(self) -> None:
+        if self._started:
+            raise VidpipeError("a pipeline runs once")
+        self._started = True
+        self.stats = Stats()
+        for target, name in ((self._read, "vidpipe-read"), (self._infer, "vidpipe-infer")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        self._abandon.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.source.close()
+        self.stats.finished = self.stats.finished or time.perf_counter()
+
+    def __iter__(self) -> Iterator[Result]:
+        self._start()
+        try:
+            while True:
+                item = self._get(self._results)
+                if isinstance(item, _End):
+                    self.stats.finished = time.perf_counter()
+                    if item.error is not None:
+                        raise item.error
+                    return
+                self.stats.frames += 1
+                self.stats.labels.update(item.detections.labels)
+                yield item
+        finally:
+            self._shutdown()
+
+    def run(self, progress: FrameProgress | None = None) -> Stats:
+        """Run to the end (or until :meth:`stop`), writing every result to the sinks; the sinks are
+        finalised whatever happens. Returns the figures; re-raises the error that ended the stream."""
+        opened: list[Sink] = []
+        try:
+            for sink in self.sinks:
+                sink.open(self.source.info)
+                opened.append(sink)
+            for result in self:
+                t0 = time.perf_counter()
+                for sink in self.sinks:
+                    sink.write(result)
+                for callback in self.on_result:
+                    callback(result)
+                self.stats.add("output", time.perf_counter() - t0)
+                if progress is not None:
+                    progress.advance()
+        finally:
+            errors = []
+            for sink in opened:
+                try:
+                    sink.close()
+                except VidpipeError as exc:
+                    errors.append(exc)
+            if errors and sys.exc_info()[0] is None:
+                raise errors[0]
+        return self.stats
+
+
+def detect(
+    source: str | os.PathLike | Source,
+    model: str | Detector = models.DEFAULT_MODEL,
+    *,
+    weights: str | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    batch: int = 4,
+    threshold: float | None = None,
+    classes: Iterable[str] | None = None,
+    max_frames: int | None = None,
+) -> Iterator[Result]:
+    """Detect objects in every frame: ``for result in vidpipe.detect("clip.mp4"): ...``.
+
+    Yields one :class:`Result` per frame, in order (``result.frame``, ``result.detections``), while
+    decoding, inference and your loop overlap. ``model`` is a name (see ``vidpipe models``) or a
+    :class:`~vidpipe.models.Detector`.
+    """
+    detector = model if isinstance(model, Detector) else models.load(
+        model, weights=weights, device=device, precision=precision, threshold=threshold
+    )
+    src = source if isinstance(source, Source) else open_source(source)
+    yield from Pipeline(src, detector, batch=batch, classes=classes, max_frames=max_frames)
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+
+def _install_interrupt(pipeline: Pipeline) -> Callable[[], None]:
+    """First Ctrl-C: stop reading, finish and finalise the outputs. Second: exit at once."""
+    pressed = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if pressed:
+            os._exit(128 + signum)
+        pressed.append(signum)
+        print("\nvidpipe: stopping, finishing the outputs (Ctrl-C again to quit at once)", file=sys.stderr)
+        pipeline.stop()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    pipeline.interrupted = pressed  # type: ignore[attr-defined]
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def run_cli(args) -> int:
+    """``vidpipe detect``: see ``vidpipe detect --help``."""
+    if args.batch < 1:
+        raise VidpipeError(f"--batch must be at least 1, got {args.batch}")
+    sinks: list[Sink] = []
+    if args.video:
+        sinks.append(VideoSink(args.video))  # checks the format before any work is done
+    detector = models.load(
+        args.model, weights=args.weights, device=args.device, precision=args.precision, threshold=args.threshold
+    )
+    if args.json_out:
+        sinks.insert(0, JsonlSink(args.json_out))
+    classes = args.classes.split(",") if args.classes else None
+    with open_source(args.source) as src:
+        pipeline = Pipeline(src, detector, batch=args.batch, sinks=sinks, classes=classes, max_frames=args.max_frames)
+        if args.graph:
+            write_graph(src.graph_dot(), args.graph)
+        total = src.info.frames
+        if args.max_frames is not None:
+            total = min(total, args.max_frames) if total else args.max_frames
+        restore = _install_interrupt(pipeline)
+        error: VidpipeError | None = None
+        try:
+            with FrameProgress(total, enabled=not args.quiet, description="detect") as progress:
+                pipeline.run(progress)
+        except VidpipeError as exc:
+            error = exc
+        finally:
+            restore()
+        print(pipeline.stats.summary(), file=sys.stderr)
+        if src.frames_dropped:
+            print(f"dropped     {src.frames_dropped} frames (live source faster than the pipeline)", file=sys.stderr)
+    if error is not None:
+        raise error
+    if pipeline.interrupted:  # type: ignore[attr-defined]
+        return 128 + signal.SIGINT
+    return 0
