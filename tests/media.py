@@ -39,9 +39,7 @@ def reference_decode(path: Path, width: int, height: int) -> torch.Tensor:
     """Decode with ``gst-launch-1.0 ... ! videoconvert ! video/x-raw,format=RGB ! filesink`` and undo
     GStreamer's 4-byte row padding. Returns uint8[N, H, W, 3]."""
     raw = path.with_suffix(path.suffix + ".rgb")
-    gst_launch(
-        f"filesrc location={path} ! decodebin ! videoconvert ! video/x-raw,format=RGB ! filesink location={raw}"
-    )
+    gst_launch(f"filesrc location={path} ! decodebin ! videoconvert ! video/x-raw,format=RGB ! filesink location={raw}")
     stride = (width * 3 + 3) // 4 * 4
     data = torch.frombuffer(bytearray(raw.read_bytes()), dtype=torch.uint8)
     frame_bytes = stride * height

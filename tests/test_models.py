@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import vidpipe_cli
 from torchvision.ops import box_iou
 
 import vidpipe
-from conftest import vidpipe_cli
 from vidpipe import errors, models
 from vidpipe.models.detections import Detections
 from vidpipe.models.ssd300 import SSD300, SSD300Detector
@@ -51,8 +51,10 @@ def _matched(a: Detections, b: Detections, *, iou: float, score: float) -> tuple
     if len(b) == 0:
         return 0, len(a)
     ious = box_iou(a.boxes, b.boxes)
-    ok = (ious >= iou) & (a.class_ids[:, None] == b.class_ids[None]) & (
-        (a.scores[:, None] - b.scores[None]).abs() <= score
+    ok = (
+        (ious >= iou)
+        & (a.class_ids[:, None] == b.class_ids[None])
+        & ((a.scores[:, None] - b.scores[None]).abs() <= score)
     )
     return int(ok.any(1).sum()), len(a)
 

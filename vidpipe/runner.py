@@ -140,7 +140,9 @@ class Pipeline:
         unknown = wanted - set(self.detector.classes)
         if unknown:
             known = ", ".join(c for c in self.detector.classes if c not in ("N/A", "__background__"))
-            raise VidpipeError(f"unknown class(es) {', '.join(sorted(unknown))} for {self.detector.name} (known: {known})")
+            raise VidpipeError(
+                f"unknown class(es) {', '.join(sorted(unknown))} for {self.detector.name} (known: {known})"
+            )
         return wanted
 
     def stop(self) -> None:
@@ -173,11 +175,9 @@ class Pipeline:
     def _read(self) -> None:
         error = None
         try:
-            count = 0
-            for frame in self.source:
+            for count, frame in enumerate(self.source, start=1):
                 if not self._put(self._frames, frame):
                     return
-                count += 1
                 if self._stop.is_set() or (self.max_frames is not None and count >= self.max_frames):
                     break
         except BaseException as exc:  # delivered after the frames read before it
@@ -227,7 +227,7 @@ class Pipeline:
         with torch.inference_mode():
             detections = det.postprocess(outputs, batch)
         t3 = time.perf_counter()
-        for stage, seconds in zip(STAGES[:4], (waited, t1 - t0, t2 - t1, t3 - t2)):
+        for stage, seconds in zip(STAGES[:4], (waited, t1 - t0, t2 - t1, t3 - t2), strict=True):
             self.stats.add(stage, seconds, n)
         for frame, found in zip(frames, detections, strict=True):
             if self.classes is not None:
@@ -316,8 +316,10 @@ def detect(
     decoding, inference and your loop overlap. ``model`` is a name (see ``vidpipe models``) or a
     :class:`~vidpipe.models.Detector`.
     """
-    detector = model if isinstance(model, Detector) else models.load(
-        model, weights=weights, device=device, precision=precision, threshold=threshold
+    detector = (
+        model
+        if isinstance(model, Detector)
+        else models.load(model, weights=weights, device=device, precision=precision, threshold=threshold)
     )
     src = source if isinstance(source, Source) else open_source(source)
     yield from Pipeline(src, detector, batch=batch, classes=classes, max_frames=max_frames)

@@ -102,9 +102,7 @@ def _parse_test_uri(text: str) -> _Spec:
     parts = urllib.parse.urlsplit(text)
     pattern = parts.netloc or "smpte"
     if pattern not in TEST_PATTERNS:
-        raise UnsupportedSourceError(
-            f"{text}: unknown test pattern {pattern!r} (known: {', '.join(TEST_PATTERNS)})"
-        )
+        raise UnsupportedSourceError(f"{text}: unknown test pattern {pattern!r} (known: {', '.join(TEST_PATTERNS)})")
     query = dict(urllib.parse.parse_qsl(parts.query))
     try:
         width = int(query.pop("width", 640))
@@ -116,8 +114,7 @@ def _parse_test_uri(text: str) -> _Spec:
         raise UnsupportedSourceError(f"{text}: bad test source parameter ({exc})") from None
     if query:
         raise UnsupportedSourceError(
-            f"{text}: unknown test source parameter(s) {', '.join(query)} "
-            "(known: width, height, fps, frames, live)"
+            f"{text}: unknown test source parameter(s) {', '.join(query)} (known: width, height, fps, frames, live)"
         )
     rate = Gst.util_double_to_fraction(fps)
     description = (
@@ -399,16 +396,16 @@ class Source:
                     self._check_complete()
                     return
                 if self.live and time.monotonic() - stall > self._timeout:
-                    raise StreamUnreachableError(
-                        f"{self._spec.text}: no frame for {self._timeout:g} s (stream lost)"
-                    )
+                    raise StreamUnreachableError(f"{self._spec.text}: no frame for {self._timeout:g} s (stream lost)")
             sample = self._appsink.try_pull_sample(50 * Gst.MSECOND)
 
     def _frame(self, buf: Gst.Buffer) -> Frame:
         index = self._delivered
         self._delivered += 1
-        pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else (
-            index / self.info.fps if self.info.fps else 0.0
+        pts = (
+            buf.pts / Gst.SECOND
+            if buf.pts != Gst.CLOCK_TIME_NONE
+            else (index / self.info.fps if self.info.fps else 0.0)
         )
         self._last_pts = pts
         return Frame(self._reader.to_tensor(buf), index, pts)
@@ -473,17 +470,14 @@ class Source:
             Gst.StreamError.quark(), Gst.StreamError.WRONG_TYPE
         ):
             raise NotAVideoError(f"{text}: not a video file (GStreamer cannot recognise its format)")
-        if self._spec.kind in ("network", "v4l2") and err.domain == GLib.quark_to_string(
-            Gst.ResourceError.quark()
-        ):
+        if self._spec.kind in ("network", "v4l2") and err.domain == GLib.quark_to_string(Gst.ResourceError.quark()):
             raise StreamUnreachableError(f"{text}: cannot connect ({err.message})")
         if "no playable streams" in err.message or "no known streams" in err.message:
             raise NoVideoStreamError(f"{text}: no playable video stream ({err.message})")
         if err.domain == GLib.quark_to_string(Gst.ResourceError.quark()) and self._spec.kind == "file":
             raise SourceNotFoundError(f"{text}: cannot read file ({err.message})")
         raise DecodeError(
-            f"{text}: decoding failed after {self._delivered} frames: {err.message} "
-            f"(from {msg.src.get_name()})"
+            f"{text}: decoding failed after {self._delivered} frames: {err.message} (from {msg.src.get_name()})"
         )
 
     def _missing_decoder_error(self) -> MissingDecoderError:

@@ -67,7 +67,9 @@ class SSD300(nn.Module):
         super().__init__()
         self.feature_extractor = ResNetFeatures()
         blocks = []
-        for i, (cin, cout, mid) in enumerate(zip(OUT_CHANNELS[:-1], OUT_CHANNELS[1:], (256, 256, 128, 128, 128))):
+        for i, (cin, cout, mid) in enumerate(
+            zip(OUT_CHANNELS[:-1], OUT_CHANNELS[1:], (256, 256, 128, 128, 128), strict=True)
+        ):
             stride, padding = (2, 1) if i < 3 else (1, 0)
             blocks.append(
                 nn.Sequential(
@@ -80,9 +82,11 @@ class SSD300(nn.Module):
                 )
             )
         self.additional_blocks = nn.ModuleList(blocks)
-        self.loc = nn.ModuleList(nn.Conv2d(c, n * 4, 3, padding=1) for c, n in zip(OUT_CHANNELS, DEFAULTS_PER_CELL))
+        self.loc = nn.ModuleList(
+            nn.Conv2d(c, n * 4, 3, padding=1) for c, n in zip(OUT_CHANNELS, DEFAULTS_PER_CELL, strict=True)
+        )
         self.conf = nn.ModuleList(
-            nn.Conv2d(c, n * NUM_CLASSES, 3, padding=1) for c, n in zip(OUT_CHANNELS, DEFAULTS_PER_CELL)
+            nn.Conv2d(c, n * NUM_CLASSES, 3, padding=1) for c, n in zip(OUT_CHANNELS, DEFAULTS_PER_CELL, strict=True)
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,8 +97,8 @@ class SSD300(nn.Module):
             features.append(x)
         n = x.shape[0]
         # NVIDIA's layout: view(N, 4, -1), i.e. default-box index runs over (anchor, y, x) per map.
-        locs = torch.cat([head(f).reshape(n, 4, -1) for head, f in zip(self.loc, features)], 2)
-        confs = torch.cat([head(f).reshape(n, NUM_CLASSES, -1) for head, f in zip(self.conf, features)], 2)
+        locs = torch.cat([head(f).reshape(n, 4, -1) for head, f in zip(self.loc, features, strict=True)], 2)
+        confs = torch.cat([head(f).reshape(n, NUM_CLASSES, -1) for head, f in zip(self.conf, features, strict=True)], 2)
         return locs, confs
 
 
@@ -144,7 +148,7 @@ class SSD300Detector(Detector):
         dboxes = default_boxes()
         # Reorder default boxes from NVIDIA's (y, x, box) to the heads' (box, y, x) per feature map.
         order, start = [], 0
-        for size, per_cell in zip(FEATURE_SIZES, DEFAULTS_PER_CELL):
+        for size, per_cell in zip(FEATURE_SIZES, DEFAULTS_PER_CELL, strict=True):
             idx = torch.arange(start, start + size * size * per_cell).reshape(size * size, per_cell)
             order.append(idx.t().reshape(-1))
             start += size * size * per_cell

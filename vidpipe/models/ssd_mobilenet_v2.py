@@ -140,7 +140,8 @@ class SSDMobileNetV2(nn.Module):
         n = x.shape[0]
         codes = [h(f).permute(0, 2, 3, 1).reshape(n, -1, 4) for h, f in zip(self.box_heads, features, strict=True)]
         logits = [
-            h(f).permute(0, 2, 3, 1).reshape(n, -1, NUM_CLASSES) for h, f in zip(self.class_heads, features, strict=True)
+            h(f).permute(0, 2, 3, 1).reshape(n, -1, NUM_CLASSES)
+            for h, f in zip(self.class_heads, features, strict=True)
         ]
         return torch.cat(codes, 1), torch.cat(logits, 1)
 
@@ -351,8 +352,5 @@ class SSDMobileNetV2Detector(Detector):
             )
             kept = (kept * kept.new_tensor([width, height, width, height])).cpu()
             class_ids = (class_index + 1).cpu()
-            results.append(
-                Detections(kept, kept_scores.cpu(), class_ids, [self.label(c) for c in class_ids.tolist()])
-            )
+            results.append(Detections(kept, kept_scores.cpu(), class_ids, [self.label(c) for c in class_ids.tolist()]))
         return results
-

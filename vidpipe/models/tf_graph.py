@@ -16,7 +16,9 @@ F = descriptor_pb2.FieldDescriptorProto
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64, 10: np.bool_}
 
 
-def _message(file: descriptor_pb2.FileDescriptorProto, name: str, fields: list[tuple]) -> descriptor_pb2.DescriptorProto:
+def _message(
+    file: descriptor_pb2.FileDescriptorProto, name: str, fields: list[tuple]
+) -> descriptor_pb2.DescriptorProto:
     msg = file.message_type.add(name=name)
     for field_name, number, kind, label, type_name in fields:
         field = msg.field.add(name=field_name, number=number, type=kind, label=label)

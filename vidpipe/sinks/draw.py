@@ -11,7 +11,7 @@ PALETTE = [
     (255, 56, 56), (56, 255, 56), (56, 56, 255), (255, 157, 0), (255, 0, 230), (0, 230, 255),
     (255, 255, 0), (140, 56, 255), (0, 255, 140), (255, 110, 160),
 ]  # fmt: skip
-LINE_WIDTH = 2
+LINE_WIDTH = 3
 
 
 def color_for(class_id: int) -> tuple[int, int, int]:
@@ -23,7 +23,9 @@ def draw(frame: torch.Tensor, detections: Detections) -> torch.Tensor:
     """Return a copy of ``uint8[H, W, 3]`` ``frame`` with boxes, labels and scores drawn on it."""
     if len(detections) == 0:
         return frame
-    labels = [f"{label} {score:.2f}" for label, score in zip(detections.labels, detections.scores.tolist())]
+    labels = [
+        f"{label} {score:.2f}" for label, score in zip(detections.labels, detections.scores.tolist(), strict=True)
+    ]
     colors = [color_for(c) for c in detections.class_ids.tolist()]
     drawn = draw_bounding_boxes(
         frame.permute(2, 0, 1), detections.boxes, labels=labels, colors=colors, width=LINE_WIDTH

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from .._gst import GLib, Gst
 from ..errors import OutputError
 from .draw import draw
@@ -52,7 +51,9 @@ class VideoSink:
             raise OutputError(f"{self.path}: cannot create its folder ({exc.strerror})") from None
         even = info.width % 2 == 0 and info.height % 2 == 0
         convert = "videoconvert ! video/x-raw,format=I420" if even else "videoconvert"
-        caps = f"video/x-raw,format=RGB,width={info.width},height={info.height},framerate={self._rate[0]}/{self._rate[1]}"
+        caps = (
+            f"video/x-raw,format=RGB,width={info.width},height={info.height},framerate={self._rate[0]}/{self._rate[1]}"
+        )
         location = str(self.path).replace("\\", "\\\\").replace('"', '\\"')
         description = (
             f"appsrc name=src format=time block=true max-bytes={info.width * info.height * 3 * 8} caps={caps} "
@@ -61,7 +62,9 @@ class VideoSink:
         try:
             self._pipeline = Gst.parse_launch(description)
         except GLib.Error as exc:
-            raise OutputError(f"{self.path}: cannot build the encoder ({exc.message}; install {self._package})") from None
+            raise OutputError(
+                f"{self.path}: cannot build the encoder ({exc.message}; install {self._package})"
+            ) from None
         self._src = self._pipeline.get_by_name("src")
         self._bus = self._pipeline.get_bus()
         if self._pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
