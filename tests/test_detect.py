@@ -208,7 +208,7 @@ def test_live_source_batches_are_bounded_in_time(detector):
 
     def record(frames, waited):
         sizes.append(len(frames))
-        original(frames, waited)
+        return original(frames, waited)
 
     pipeline._detect = record
     results = list(pipeline)

@@ -1,10 +1,11 @@
 """The runner: source → batcher → detector → sinks, in overlapping threads joined by bounded queues.
 
-Threads: GStreamer decodes in its own threads; a reader thread turns samples into tensors; an inference
-thread batches frames over time (up to ``batch``, waiting at most ``max_wait`` for a batch to fill) and
-runs preprocess → forward → postprocess; the caller's thread receives results in frame order and writes
-the sinks. Queues are bounded, so a slow stage holds back the ones before it (GStreamer included) and
-memory stays bounded on any length of input. Errors travel down the queues: every frame before a
+Threads: GStreamer decodes in its own threads; a reader thread turns samples into tensors; the inference
+thread (the caller's: PyTorch's CPU kernels run fastest in the thread that owns their OpenMP pool)
+batches frames over time (up to ``batch``, waiting at most ``max_wait`` for a batch to fill) and runs
+preprocess → forward → postprocess; an output thread writes the sinks in frame order. Queues are
+bounded, so a slow stage holds back the ones before it (GStreamer included) and memory stays bounded on
+any length of input. Errors travel down the queues: every frame before a
 failure is still delivered, then the error is raised.
 """
 
@@ -202,12 +203,14 @@ class Pipeline:
         return frames, None, waited
 
     def _infer(self) -> None:
+        """Inference loop feeding the results queue (for :meth:`run`)."""
         end = _End()
         try:
             while True:
                 frames, end_item, waited = self._next_batch()
-                if frames:
-                    self._detect(frames, waited)
+                for result in self._detect(frames, waited) if frames else ():
+                    if not self._put(self._results, result):
+                        return
                 if end_item is not None:
                     end = end_item
                     break
@@ -215,7 +218,7 @@ class Pipeline:
             end = _End(exc)
         self._put(self._results, end)
 
-    def _detect(self, frames: list[Frame], waited: float) -> None:
+    def _detect(self, frames: list[Frame], waited: float) -> list[Result]:
         det, n = self.detector, len(frames)
         t0 = time.perf_counter()
         batch = det.preprocess([f.tensor for f in frames])
@@ -229,64 +232,101 @@ class Pipeline:
         t3 = time.perf_counter()
         for stage, seconds in zip(STAGES[:4], (waited, t1 - t0, t2 - t1, t3 - t2), strict=True):
             self.stats.add(stage, seconds, n)
+        results = []
         for frame, found in zip(frames, detections, strict=True):
             if self.classes is not None:
                 found = found[torch.tensor([label in self.classes for label in found.labels], dtype=torch.bool)]
-            if not self._put(self._results, Result(frame, found)):
-                return
+            results.append(Result(frame, found))
+        return results
 
     def _start(self) -> None:
         if self._started:
             raise VidpipeError("a pipeline runs once")
         self._started = True
         self.stats = Stats()
-        for target, name in ((self._read, "vidpipe-read"), (self._infer, "vidpipe-infer")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._spawn(self._read, "vidpipe-read")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def _shutdown(self) -> None:
         self._stop.set()
         self._abandon.set()
         for thread in self._threads:
-            thread.join(timeout=10)
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
         self.source.close()
         self.stats.finished = self.stats.finished or time.perf_counter()
 
+    def _results_in_order(self) -> Iterator[Result]:
+        while True:
+            item = self._get(self._results)
+            if isinstance(item, _End):
+                self.stats.finished = time.perf_counter()
+                if item.error is not None:
+                    raise item.error
+                return
+            self.stats.frames += 1
+            self.stats.labels.update(item.detections.labels)
+            yield item
+
     def __iter__(self) -> Iterator[Result]:
+        """Results in frame order. Decoding overlaps everything; inference runs in the iterating
+        thread, batch by batch, between the steps of the caller's loop (as in Ultralytics' stream mode)."""
         self._start()
         try:
             while True:
-                item = self._get(self._results)
-                if isinstance(item, _End):
+                frames, end, waited = self._next_batch()
+                for result in self._detect(frames, waited) if frames else ():
+                    self.stats.frames += 1
+                    self.stats.labels.update(result.detections.labels)
+                    yield result
+                if end is not None:
                     self.stats.finished = time.perf_counter()
-                    if item.error is not None:
-                        raise item.error
+                    if end.error is not None:
+                        raise end.error
                     return
-                self.stats.frames += 1
-                self.stats.labels.update(item.detections.labels)
-                yield item
         finally:
             self._shutdown()
 
     def run(self, progress: FrameProgress | None = None) -> Stats:
         """Run to the end (or until :meth:`stop`), writing every result to the sinks; the sinks are
-        finalised whatever happens. Returns the figures; re-raises the error that ended the stream."""
+        finalised whatever happens. Returns the figures; re-raises the error that ended the stream.
+
+        Inference runs in the calling thread (PyTorch's CPU kernels run measurably faster in the
+        thread that owns their OpenMP pool), the sinks are written in an output thread."""
         opened: list[Sink] = []
+        failure: list[BaseException] = []
+
+        def write_outputs() -> None:
+            try:
+                for result in self._results_in_order():
+                    t0 = time.perf_counter()
+                    for sink in self.sinks:
+                        sink.write(result)
+                    for callback in self.on_result:
+                        callback(result)
+                    self.stats.add("output", time.perf_counter() - t0)
+                    if progress is not None:
+                        progress.advance()
+            except BaseException as exc:
+                failure.append(exc)
+                self._abandon.set()  # nobody takes results any more: stop the other stages
+
         try:
             for sink in self.sinks:
                 sink.open(self.source.info)
                 opened.append(sink)
-            for result in self:
-                t0 = time.perf_counter()
-                for sink in self.sinks:
-                    sink.write(result)
-                for callback in self.on_result:
-                    callback(result)
-                self.stats.add("output", time.perf_counter() - t0)
-                if progress is not None:
-                    progress.advance()
+            self._start()
+            self._spawn(write_outputs, "vidpipe-output")
+            self._infer()
+            self._threads[-1].join()
+            if failure:
+                raise failure[0]
         finally:
+            self._shutdown()
             errors = []
             for sink in opened:
                 try:
