@@ -28,6 +28,13 @@ def draw(frame: torch.Tensor, detections: Detections) -> torch.Tensor:
     ]
     colors = [color_for(c) for c in detections.class_ids.tolist()]
     drawn = draw_bounding_boxes(
-        frame.permute(2, 0, 1), detections.boxes, labels=labels, colors=colors, width=LINE_WIDTH
+        frame.permute(2, 0, 1),
+        detections.boxes,
+        labels=labels,
+        colors=colors,
+        width=LINE_WIDTH,
+        label_colors="black",
+        label_background_colors=colors,
+        fill_labels=True,
     )
     return drawn.permute(1, 2, 0).contiguous()

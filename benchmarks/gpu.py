@@ -1,0 +1,89 @@
+"""CUDA check: the default detector on a GPU in fp32, fp16 and bf16 — agreement with CPU fp32 on real
+frames, and model-only speed by batch size. Needs no GStreamer when ``--frames`` is given.
+
+    python benchmarks/gpu.py [--device cuda] [--frames FRAMES.pt] [--weights WEIGHTS]
+
+``--frames``: a file saved with ``torch.save(list_of_uint8_HxWx3_tensors)``; default: the first 64
+frames of the bundled clip, decoded with ``vidpipe.open``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torchvision.ops import box_iou
+
+from vidpipe import models
+from vidpipe.errors import ModelError
+from vidpipe.models.detections import Detections
+
+# precision: (IoU, |Δscore|) a GPU detection must meet to count as the CPU fp32 detection's partner
+TOLERANCES = {"fp32": (0.99, 0.005), "fp16": (0.9, 0.03), "bf16": (0.85, 0.08)}
+
+
+def agreement(reference: list[Detections], other: list[Detections], iou: float, score: float) -> tuple[int, int]:
+    matched = total = 0
+    for ref, got in zip(reference, other, strict=True):
+        ref = ref[ref.scores >= 0.5]
+        total += len(ref)
+        if len(ref) and len(got):
+            ok = (box_iou(ref.boxes, got.boxes) >= iou) & (ref.class_ids[:, None] == got.class_ids[None])
+            ok &= (ref.scores[:, None] - got.scores[None]).abs() <= score
+            matched += int(ok.any(1).sum())
+    return matched, total
+
+
+def fps(det: models.Detector, frames: list[torch.Tensor], batch: int, repeats: int = 3) -> float:
+    work = (frames * ((batch * 4) // len(frames) + 1))[: max(batch * 4, len(frames))]
+    det(work[:batch])
+    best = 0.0
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for i in range(0, len(work), batch):
+            det(work[i : i + batch])
+        torch.cuda.synchronize()
+        best = max(best, len(work) / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--frames", help="torch.save'd list of uint8 HxWx3 frames")
+    parser.add_argument("--weights", help="weights for ssd_mobilenet_v2_coco (default: the bundled graph)")
+    args = parser.parse_args()
+    if args.frames:
+        frames = torch.load(args.frames)
+    else:
+        from _common import SAMPLE
+
+        import vidpipe
+
+        with vidpipe.open(SAMPLE) as src:
+            frames = [f.tensor for f, _ in zip(src, range(64), strict=False)]
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name(args.device)}, {len(frames)} frames")
+    reference = models.load("ssd_mobilenet_v2_coco", weights=args.weights, threshold=0.3)(frames)
+    print(f"CPU fp32 reference: {sum(len(r[r.scores >= 0.5]) for r in reference)} detections >= 0.5")
+    print(
+        f"\n{'precision':<9} {'agreement with CPU fp32':<38} " + " ".join(f"{f'b{b} FPS':>9}" for b in (1, 8, 32, 128))
+    )
+    for precision, (iou, score) in TOLERANCES.items():
+        det = models.load("ssd_mobilenet_v2_coco", weights=args.weights, device=args.device, precision=precision,
+                          threshold=0.3)  # fmt: skip
+        matched, total = agreement(reference, det(frames), iou, score)
+        rates = " ".join(f"{fps(det, frames, b):>9.1f}" for b in (1, 8, 32, 128))
+        text = f"{matched}/{total} (IoU>={iou}, |dscore|<={score})"
+        print(f"{precision:<9} {text:<38} {rates}")
+    ssd300 = models.load("ssd300", random_weights=True, device=args.device, precision="fp16")
+    print(f"\nssd300 (random weights) fp16: batch 32 {fps(ssd300, frames, 32):.1f} FPS")
+    try:
+        models.load("ssd_mobilenet_v2_coco", weights=args.weights, precision="fp16")
+    except ModelError as exc:
+        print(f"fp16 on the CPU refused: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Model-only speed: ms/frame and FPS of each built-in model at batch 1/4/8, fp32/bf16, in one run,
+next to OpenCV DNN running the same SSD-MobileNetV2 graph.
+
+Frames come from the bundled clip, decoded in advance; the time covers preprocess + forward +
+postprocess. ``ssd300`` runs with random weights (same work as NVIDIA's checkpoint, which is not bundled).
+
+    python benchmarks/models.py [--frames 32] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import cv2
+import torch
+from _common import SAMPLE
+
+import vidpipe
+from vidpipe import models
+from vidpipe.models.ssd_mobilenet_v2 import bundled_graph
+
+
+def load_frames(count: int) -> list[torch.Tensor]:
+    with vidpipe.open(SAMPLE) as src:
+        return [f.tensor for f, _ in zip(src, range(count), strict=False)]
+
+
+def detector_fps(det: models.Detector, frames: list[torch.Tensor], batch: int) -> float:
+    det(frames[:batch])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(frames), batch):
+        det(frames[i : i + batch])
+    if det.device.type == "cuda":
+        torch.cuda.synchronize()
+    return len(frames) / (time.perf_counter() - start)
+
+
+def opencv_fps(frames: list[torch.Tensor]) -> float:
+    graph = bundled_graph()
+    net = cv2.dnn.readNetFromTensorflow(str(graph), str(graph.with_name("ssd_mobilenet_v2_coco_2018_03_29.pbtxt")))
+    images = [f.numpy() for f in frames]
+    net.setInput(cv2.dnn.blobFromImage(images[0], 1.0, (300, 300)))
+    net.forward()
+    start = time.perf_counter()
+    for image in images:
+        net.setInput(cv2.dnn.blobFromImage(image, 1.0, (300, 300), swapRB=False))
+        net.forward()
+    return len(images) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    frames = load_frames(args.frames)
+    precisions = ("fp32", "bf16") if args.device == "cpu" else ("fp32", "fp16", "bf16")
+    print(f"model-only, {len(frames)} frames of 384x288, {torch.get_num_threads()} threads, device {args.device}\n")
+    print(f"{'model':<34} {'precision':<9} {'layout':<13} {'batch':>5} {'ms/frame':>9} {'FPS':>7}")
+    configs = [("ssd_mobilenet_v2_coco", {}), ("ssd300", {"random_weights": True})]
+    for name, options in configs:
+        for precision in precisions:
+            layouts = (True, False) if name == "ssd_mobilenet_v2_coco" and precision == "fp32" else (None,)
+            for channels_last in layouts:
+                det = models.load(name, device=args.device, precision=precision, channels_last=channels_last, **options)
+                layout = "channels-last" if det.channels_last else "NCHW"
+                for batch in (1, 4, 8):
+                    fps = detector_fps(det, frames, batch)
+                    print(f"{name:<34} {precision:<9} {layout:<13} {batch:>5} {1000 / fps:>9.1f} {fps:>7.1f}")
+    fps = opencv_fps(frames)
+    label = f"OpenCV DNN {cv2.__version__} (same graph)"
+    print(f"{label:<34} {'fp32':<9} {'NCHW':<13} {1:>5} {1000 / fps:>9.1f} {fps:>7.1f}")
+
+
+if __name__ == "__main__":
+    main()
