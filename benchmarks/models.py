@@ -70,6 +70,15 @@ def main() -> None:
                 for batch in (1, 4, 8):
                     fps = detector_fps(det, frames, batch)
                     print(f"{name:<34} {precision:<9} {layout:<13} {batch:>5} {1000 / fps:>9.1f} {fps:>7.1f}")
+    if args.device == "cpu":
+        det = models.load("ssd_mobilenet_v2_coco")
+        threads = torch.get_num_threads()
+        for count in sorted({1, threads}):
+            torch.set_num_threads(count)
+            fps = detector_fps(det, frames, 4)
+            print(f"{f'ssd_mobilenet_v2_coco, {count} thread(s)':<34} {'fp32':<9} {'channels-last':<13} {4:>5} "
+                  f"{1000 / fps:>9.1f} {fps:>7.1f}")  # fmt: skip
+        torch.set_num_threads(threads)
     fps = opencv_fps(frames)
     label = f"OpenCV DNN {cv2.__version__} (same graph)"
     print(f"{label:<34} {'fp32':<9} {'NCHW':<13} {1:>5} {1000 / fps:>9.1f} {fps:>7.1f}")

@@ -231,3 +231,12 @@ def test_pipeline_callbacks_and_stats(clip, detector):
 def test_bad_video_suffix_fails_before_work(clip, tmp_path):
     result = vidpipe_cli("detect", str(clip), "--video", str(tmp_path / "out.gif"), "-q")
     assert result.returncode == 2 and "unknown video format" in result.stderr
+
+
+def test_webm_output(clip, tmp_path):
+    video = tmp_path / "a.webm"
+    result = vidpipe_cli("detect", str(clip), "--video", str(video), "--max-frames", "20", "-q")
+    assert result.returncode == 0, result.stderr
+    with vidpipe.open(video) as src:
+        assert src.info.codec.startswith("VP8") and (src.info.width, src.info.height) == (384, 288)
+        assert sum(1 for _ in src) == 20

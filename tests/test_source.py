@@ -116,3 +116,25 @@ def test_unreachable_rtsp_fails_fast():
     with pytest.raises(vidpipe.errors.StreamUnreachableError, match=f"127.0.0.1:{port}"):
         vidpipe.open(f"rtsp://127.0.0.1:{port}/nothing", timeout=5)
     assert time.monotonic() - start < 6
+
+
+def test_reads_over_http(sample):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(sample.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{sample.name}"
+        with vidpipe.open(url) as src:
+            assert not src.info.live and src.info.frames == 1552
+            frames = [f for f, _ in zip(src, range(40), strict=False)]
+    finally:
+        server.shutdown()
+    with vidpipe.open(sample) as src:
+        local = [f.tensor for f, _ in zip(src, range(40), strict=False)]
+    assert all(torch.equal(a.tensor, b) for a, b in zip(frames, local, strict=True))

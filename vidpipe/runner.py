@@ -391,13 +391,13 @@ def run_cli(args) -> int:
     sinks: list[Sink] = []
     if args.video:
         sinks.append(VideoSink(args.video))  # checks the format before any work is done
-    detector = models.load(
-        args.model, weights=args.weights, device=args.device, precision=args.precision, threshold=args.threshold
-    )
     if args.json_out:
         sinks.insert(0, JsonlSink(args.json_out))
     classes = args.classes.split(",") if args.classes else None
-    with open_source(args.source) as src:
+    with open_source(args.source) as src:  # a bad source fails before the model is loaded
+        detector = models.load(
+            args.model, weights=args.weights, device=args.device, precision=args.precision, threshold=args.threshold
+        )
         pipeline = Pipeline(src, detector, batch=args.batch, sinks=sinks, classes=classes, max_frames=args.max_frames)
         if args.graph:
             write_graph(src.graph_dot(), args.graph)

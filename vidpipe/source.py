@@ -148,7 +148,8 @@ def parse_source(source: str | os.PathLike) -> _Spec:
     if scheme == "testsrc":
         return _parse_test_uri(text)
     if scheme in NETWORK_SCHEMES:
-        return _Spec(text, "network", f"uridecodebin name=decode uri={_quote(text)}", live=scheme != "http")
+        live = scheme.startswith("rtsp")  # http(s) serves files (or HLS/DASH, which pace themselves)
+        return _Spec(text, "network", f"uridecodebin name=decode uri={_quote(text)}", live=live)
     if scheme and scheme != "file":
         raise UnsupportedSourceError(
             f"{text}: unsupported source scheme {scheme!r} "
