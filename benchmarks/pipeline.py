@@ -6,14 +6,17 @@
     batch 1, fp32, NCHW (with the real resize and post-processing, so that it finds the same objects)
 (d) OpenCV: ``cv2.VideoCapture`` + ``cv2.dnn`` on the same SSD-MobileNetV2 graph
 
-Prints FPS (best of the rounds) and the ratios b/a, b/c, b/d; ``--chart FILE.png`` draws a bar chart.
+The four run one after the other in each round; prints FPS (best round) and the ratios b/a, b/c, b/d
+of the best rounds and the median of the per-round ratios (timings on a shared 2-core machine vary by
+±15 % from run to run); ``--chart FILE.png`` draws a bar chart of the best rounds.
 
-    python benchmarks/pipeline.py [--frames 300] [--rounds 2] [--chart docs/pipeline-benchmark.png]
+    python benchmarks/pipeline.py [--frames 300] [--rounds 5] [--chart docs/pipeline-benchmark.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -124,7 +127,7 @@ def chart(results: dict[str, float], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--chart", type=Path)
     args = parser.parse_args()
@@ -154,9 +157,12 @@ def main() -> None:
     for key, name in names.items():
         rounds = ", ".join(f"{v:.1f}" for v in rates[key])
         print(f"{name:<42} {best[key]:7.1f} FPS   (rounds: {rounds})")
+    b = best["b"]
     print(
-        f"\nb/a = {best['b'] / best['a']:.2f}   b/c = {best['b'] / best['c']:.2f}   b/d = {best['b'] / best['d']:.2f}"
+        f"\nbest rounds:             b/a = {b / best['a']:.2f}   b/c = {b / best['c']:.2f}   b/d = {b / best['d']:.2f}"
     )
+    ratios = {k: statistics.median(rb / ro for rb, ro in zip(rates["b"], rates[k], strict=True)) for k in "acd"}
+    print(f"median of round ratios:  b/a = {ratios['a']:.2f}   b/c = {ratios['c']:.2f}   b/d = {ratios['d']:.2f}")
     if args.chart:
         chart({names[k]: best[k] for k in names}, args.chart)
         print(f"chart: {args.chart}")
