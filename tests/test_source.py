@@ -138,3 +138,16 @@ def test_reads_over_http(sample):
     with vidpipe.open(sample) as src:
         local = [f.tensor for f, _ in zip(src, range(40), strict=False)]
     assert all(torch.equal(a.tensor, b) for a, b in zip(frames, local, strict=True))
+
+
+def test_live_source_drops_oldest_frames_and_counts_them():
+    # 30 FPS live pattern, a consumer that takes 0.1 s per frame: the source must drop, not queue up.
+    with vidpipe.open("testsrc://ball?width=160&height=120&fps=30&frames=45&live=1") as src:
+        assert src.info.live
+        delivered = 0
+        for _ in src:
+            delivered += 1
+            time.sleep(0.1)
+        dropped = src.frames_dropped
+    assert dropped > 15
+    assert delivered + dropped == 45

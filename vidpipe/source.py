@@ -211,6 +211,7 @@ class Source:
         self._delivered = 0
         self._last_pts = 0.0
         self._arrived = 0
+        self._drained = False
         self._max_buffers = 2 if self.live else max_buffers
         self._missing: list[Gst.Message] = []
         self._video_linked = False
@@ -393,6 +394,7 @@ class Source:
             else:
                 self._check_bus()
                 if self._appsink.is_eos():
+                    self._drained = True
                     self._check_bus()
                     self._check_complete()
                     return
@@ -418,10 +420,11 @@ class Source:
 
     @property
     def frames_dropped(self) -> int:
-        """Frames a live source dropped because the consumer was slower than the stream (0 for files)."""
+        """Frames a live source dropped because the consumer was slower than the stream (0 for files);
+        exact at the end of the stream, within the few frames queued in the appsink before."""
         if not self.live:
             return 0
-        queued = min(self._max_buffers, max(0, self._arrived - self._delivered))
+        queued = 0 if self._drained else min(self._max_buffers, max(0, self._arrived - self._delivered))
         return max(0, self._arrived - self._delivered - queued)
 
     def _check_complete(self) -> None:
