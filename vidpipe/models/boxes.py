@@ -1,9 +1,14 @@
-"""Box maths shared by the detectors: centre-size decoding and per-class NMS."""
+"""Box maths shared by the detectors: centre-size decoding, per-class NMS, SSD prediction heads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
+from torch import nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
+
+from .detections import Detections
 
 
 def decode_center_size(
@@ -42,3 +47,32 @@ def multiclass_nms(
     kept_boxes = boxes[anchor_idx]
     keep = batched_nms(kept_boxes.float(), kept_scores.float(), class_idx, iou)[:max_detections]
     return kept_boxes[keep], kept_scores[keep], class_idx[keep]
+
+
+def select_per_frame(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    sizes: Sequence[tuple[int, int]],
+    *,
+    threshold: float,
+    iou: float,
+    max_detections: int,
+    label: Callable[[int], str],
+) -> list[Detections]:
+    """SSD post-processing for a batch: ``boxes [N, A, 4]`` normalised x1y1x2y2, ``scores [N, A, C]``
+    without the background column (class id = column + 1), ``sizes`` each frame's (h, w). Boxes are
+    clipped to the frame, suppressed per class and mapped to the frame's pixels."""
+    results = []
+    for i, (height, width) in enumerate(sizes):
+        kept, kept_scores, class_index = multiclass_nms(
+            boxes[i].clamp(0.0, 1.0), scores[i], threshold=threshold, iou=iou, max_detections=max_detections
+        )
+        kept = (kept * kept.new_tensor([width, height, width, height])).cpu()
+        class_ids = (class_index + 1).cpu()
+        results.append(Detections(kept, kept_scores.cpu(), class_ids, [label(c) for c in class_ids.tolist()]))
+    return results
+
+
+def prediction_heads(channels: Sequence[int], per_cell: Sequence[int], outputs: int) -> nn.ModuleList:
+    """One 3×3 convolution per feature map predicting ``outputs`` values for each of its anchors."""
+    return nn.ModuleList(nn.Conv2d(c, n * outputs, 3, padding=1) for c, n in zip(channels, per_cell, strict=True))

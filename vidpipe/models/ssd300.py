@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from .base import Batch, Detector, stack_resized
-from .boxes import decode_center_size, multiclass_nms
+from .boxes import decode_center_size, prediction_heads, select_per_frame
 from .detections import Detections
 from .labels import COCO_80
 from .ssd_mobilenet_v2 import _load_torch_state, load_matching
@@ -82,12 +82,8 @@ class SSD300(nn.Module):
                 )
             )
         self.additional_blocks = nn.ModuleList(blocks)
-        self.loc = nn.ModuleList(
-            nn.Conv2d(c, n * 4, 3, padding=1) for c, n in zip(OUT_CHANNELS, DEFAULTS_PER_CELL, strict=True)
-        )
-        self.conf = nn.ModuleList(
-            nn.Conv2d(c, n * NUM_CLASSES, 3, padding=1) for c, n in zip(OUT_CHANNELS, DEFAULTS_PER_CELL, strict=True)
-        )
+        self.loc = prediction_heads(OUT_CHANNELS, DEFAULTS_PER_CELL, 4)
+        self.conf = prediction_heads(OUT_CHANNELS, DEFAULTS_PER_CELL, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.feature_extractor(x)
@@ -166,13 +162,7 @@ class SSD300Detector(Detector):
         locs, confs = (t.float() for t in outputs)
         boxes = decode_center_size(locs.permute(0, 2, 1), self.anchors, (10.0, 10.0, 5.0, 5.0))
         scores = torch.softmax(confs.permute(0, 2, 1), dim=-1)[..., 1:]
-        results = []
-        for i, (height, width) in enumerate(batch.sizes):
-            kept, kept_scores, class_index = multiclass_nms(
-                boxes[i].clamp(0.0, 1.0), scores[i], threshold=self.threshold, iou=self.iou,
-                max_detections=self.max_detections,
-            )  # fmt: skip
-            kept = (kept * kept.new_tensor([width, height, width, height])).cpu()
-            class_ids = (class_index + 1).cpu()
-            results.append(Detections(kept, kept_scores.cpu(), class_ids, [self.label(c) for c in class_ids.tolist()]))
-        return results
+        return select_per_frame(
+            boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
+            max_detections=self.max_detections, label=self.label,
+        )  # fmt: skip

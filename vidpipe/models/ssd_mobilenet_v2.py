@@ -25,7 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import WeightsError
 from .base import Batch, Detector, stack_resized
-from .boxes import decode_center_size, multiclass_nms
+from .boxes import decode_center_size, prediction_heads, select_per_frame
 from .detections import Detections
 from .labels import COCO_CATEGORIES
 
@@ -118,12 +118,8 @@ class SSDMobileNetV2(nn.Module):
             )
             cin = cout
         self.extras = nn.ModuleList(extras)
-        self.box_heads = nn.ModuleList(
-            nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(FEATURE_CHANNELS, ANCHORS_PER_CELL, strict=True)
-        )
-        self.class_heads = nn.ModuleList(
-            nn.Conv2d(c, a * NUM_CLASSES, 3, padding=1) for c, a in zip(FEATURE_CHANNELS, ANCHORS_PER_CELL, strict=True)
-        )
+        self.box_heads = prediction_heads(FEATURE_CHANNELS, ANCHORS_PER_CELL, 4)
+        self.class_heads = prediction_heads(FEATURE_CHANNELS, ANCHORS_PER_CELL, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.conv0(x)
@@ -341,16 +337,7 @@ class SSDMobileNetV2Detector(Detector):
         codes, logits = (t.float() for t in outputs)
         boxes = decode_center_size(codes[..., [1, 0, 3, 2]], self.anchors, BOX_SCALES)  # (ty,tx,th,tw)→(tx,ty,tw,th)
         scores = torch.sigmoid(logits[..., 1:])  # drop the background column
-        results = []
-        for i, (height, width) in enumerate(batch.sizes):
-            kept, kept_scores, class_index = multiclass_nms(
-                boxes[i].clamp(0.0, 1.0),
-                scores[i],
-                threshold=self.threshold,
-                iou=self.iou,
-                max_detections=self.max_detections,
-            )
-            kept = (kept * kept.new_tensor([width, height, width, height])).cpu()
-            class_ids = (class_index + 1).cpu()
-            results.append(Detections(kept, kept_scores.cpu(), class_ids, [self.label(c) for c in class_ids.tolist()]))
-        return results
+        return select_per_frame(
+            boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
+            max_detections=self.max_detections, label=self.label,
+        )  # fmt: skip
