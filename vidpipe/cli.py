@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from . import source as _source
 from .errors import VidpipeError
 from .graph import write_graph
-from .progress import FrameProgress
+from .progress import FrameProgress, expected_frames
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -51,9 +51,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _decode(args: argparse.Namespace) -> int:
     with _source.open(args.source, size=args.size, keep_aspect=args.keep_aspect) as src:
-        total = src.info.frames
-        if args.max_frames is not None:
-            total = min(total, args.max_frames) if total else args.max_frames
+        total = expected_frames(src.info.frames, args.max_frames)
         progress = FrameProgress(total, enabled=not args.quiet, description="decode")
         try:
             with progress:

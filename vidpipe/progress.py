@@ -9,6 +9,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
+def expected_frames(total: int | None, limit: int | None) -> int | None:
+    """The number of frames a run will handle, when known: the source's count capped by ``--max-frames``."""
+    if limit is None:
+        return total
+    return min(total, limit) if total else limit
+
+
 class FrameProgress:
     """Counts frames; draws a bar only when stderr is a terminal and ``enabled`` is true."""
 

@@ -30,7 +30,7 @@ from .frames import Frame
 from .graph import write_graph
 from .models.base import Detector
 from .models.detections import Detections
-from .progress import FrameProgress
+from .progress import FrameProgress, expected_frames
 from .sinks import JsonlSink, Sink, VideoSink
 from .source import Source
 from .source import open as open_source
@@ -133,6 +133,7 @@ class Pipeline:
         self._abandon = threading.Event()  # nobody consumes any more: drop everything
         self._threads: list[threading.Thread] = []
         self._started = False
+        self.stopped = False  # set by stop(): the run ended early on request
 
     def _check_classes(self, classes: Iterable[str] | None) -> set[str] | None:
         if classes is None:
@@ -148,6 +149,7 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop reading new frames; frames already read are still processed and delivered."""
+        self.stopped = True
         self._stop.set()
 
     # -- threads ------------------------------------------------------------------------------------
@@ -370,17 +372,14 @@ def detect(
 
 def _install_interrupt(pipeline: Pipeline) -> Callable[[], None]:
     """First Ctrl-C: stop reading, finish and finalise the outputs. Second: exit at once."""
-    pressed = []
 
     def handler(signum: int, _frame: object) -> None:
-        if pressed:
+        if pipeline.stopped:
             os._exit(128 + signum)
-        pressed.append(signum)
         print("\nvidpipe: stopping, finishing the outputs (Ctrl-C again to quit at once)", file=sys.stderr)
         pipeline.stop()
 
     previous = signal.signal(signal.SIGINT, handler)
-    pipeline.interrupted = pressed  # type: ignore[attr-defined]
     return lambda: signal.signal(signal.SIGINT, previous)
 
 
@@ -401,9 +400,7 @@ def run_cli(args) -> int:
         pipeline = Pipeline(src, detector, batch=args.batch, sinks=sinks, classes=classes, max_frames=args.max_frames)
         if args.graph:
             write_graph(src.graph_dot(), args.graph)
-        total = src.info.frames
-        if args.max_frames is not None:
-            total = min(total, args.max_frames) if total else args.max_frames
+        total = expected_frames(src.info.frames, args.max_frames)
         restore = _install_interrupt(pipeline)
         error: VidpipeError | None = None
         try:
@@ -418,6 +415,6 @@ def run_cli(args) -> int:
             print(f"dropped     {src.frames_dropped} frames (live source faster than the pipeline)", file=sys.stderr)
     if error is not None:
         raise error
-    if pipeline.interrupted:  # type: ignore[attr-defined]
+    if pipeline.stopped:
         return 128 + signal.SIGINT
     return 0
