@@ -56,9 +56,9 @@ def load(
 
         return SSD300Detector(weights=weights, **common)
     if name.startswith("torchvision:"):
-        from .torchvision_models import TorchvisionDetector
+        from .torchvision_models import load_torchvision
 
-        return TorchvisionDetector(name.split(":", 1)[1], weights=weights, **common)
+        return load_torchvision(name.split(":", 1)[1], weights=weights, **common)
     if ".py:" in name:
         from .user import load_factory
 

@@ -28,7 +28,7 @@ from .base import Batch, Detector, stack_resized
 from .boxes import decode_center_size, prediction_heads, select_per_frame
 from .detections import Detections
 from .labels import COCO_80
-from .ssd_mobilenet_v2 import _load_torch_state, load_matching
+from .weights import load_matching, load_torch_state
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class SSD300Detector(Detector):
             path = Path(weights)
             if not path.is_file():
                 raise WeightsError(f"{path}: no such weights file")
-            load_matching(model, _load_torch_state(path), str(path))
+            load_matching(model, load_torch_state(path), str(path))
         elif random_weights:
             log.warning("SSD300 with RANDOM weights: its detections are meaningless (benchmarks only)")
         else:

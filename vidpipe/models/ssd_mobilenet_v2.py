@@ -28,6 +28,7 @@ from .base import Batch, Detector, stack_resized
 from .boxes import decode_center_size, prediction_heads, select_per_frame
 from .detections import Detections
 from .labels import COCO_CATEGORIES
+from .weights import load_matching, load_torch_state
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def load_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor
             raise WeightsError(f"{path}: no such weights file")
         if path.suffix == ".pb":
             return state_dict_from_graph(path)
-        return _load_torch_state(path)
+        return load_torch_state(path)
     cached = cache_dir() / f"ssd_mobilenet_v2_coco-{GRAPH_SHA256[:16]}.pt"
     if cached.is_file():
         try:
@@ -280,33 +281,6 @@ def load_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor
     except OSError as exc:
         log.warning("cannot cache the converted weights in %s (%s)", cached.parent, exc)
     return state
-
-
-def _load_torch_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: does not hold a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` that turns key or shape mismatches into one clear :class:`WeightsError`."""
-    own = model.state_dict()
-    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        details = []
-        for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                details.append(f"{len(keys)} {what} (e.g. {keys[0]})")
-        raise WeightsError(f"{source}: weights made for another architecture: {', '.join(details)}")
-    model.load_state_dict(state, strict=False)
 
 
 # -- detector -----------------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ import torch
 import torchvision
 from torch import nn
 
-from ..errors import UnknownModelError, WeightsError
+from ..errors import ModelError, UnknownModelError, WeightsError
 from .base import Batch, Detector
 from .detections import Detections
 from .labels import COCO_CATEGORIES
-from .ssd_mobilenet_v2 import _load_torch_state, load_matching
+from .weights import load_matching, load_torch_state
 
 PREFIX = "torchvision:"
 
@@ -46,34 +46,45 @@ def _pretrained(builder: str) -> nn.Module:
         ) from None
 
 
-class TorchvisionDetector(Detector):
-    """A torchvision detection model; it does its own resizing, normalisation and NMS."""
+class TorchvisionStyleDetector(Detector):
+    """A model following torchvision's detection convention: it takes a list of ``float[3, H, W]`` RGB
+    images in [0, 1] and returns one ``{"boxes", "scores", "labels"}`` dict per image (a scripted
+    torchvision model's ``(losses, detections)`` tuple works too). It resizes, normalises and suppresses
+    by itself; labels come from the model's ``classes`` attribute when it has one, else COCO's ids."""
 
-    def __init__(
-        self, builder: str, *, weights: str | Path | None = None, threshold: float | None = None, **kwargs: Any
-    ) -> None:
-        if builder not in builders():
-            raise UnknownModelError(
-                f"{PREFIX}{builder}: not a torchvision detection builder (known: {', '.join(builders())})"
-            )
-        self.name = PREFIX + builder
-        if weights is None:
-            model = _pretrained(builder)
-        else:
-            path = Path(weights)
-            if not path.is_file():
-                raise WeightsError(f"{path}: no such weights file")
-            model = torchvision.models.get_model(builder, weights=None, weights_backbone=None, num_classes=91)
-            load_matching(model, _load_torch_state(path), str(path))
+    def __init__(self, model: nn.Module, *, name: str, threshold: float | None = None, **kwargs: Any) -> None:
+        self.name = name
+        classes = getattr(model, "classes", None) or COCO_CATEGORIES
         kwargs.setdefault("channels_last", False)
-        super().__init__(model, classes=COCO_CATEGORIES, threshold=0.5 if threshold is None else threshold, **kwargs)
+        super().__init__(model, classes=classes, threshold=0.5 if threshold is None else threshold, **kwargs)
 
     def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
         images = [f.to(self.device).permute(2, 0, 1).to(self.dtype) / 255.0 for f in frames]
         return Batch(images, [(int(f.shape[0]), int(f.shape[1])) for f in frames])
 
-    def postprocess(self, outputs: list[dict[str, torch.Tensor]], batch: Batch) -> list[Detections]:
+    def postprocess(self, outputs: Any, batch: Batch) -> list[Detections]:
+        if isinstance(outputs, tuple) and len(outputs) == 2:  # scripted torchvision: (losses, detections)
+            outputs = outputs[1]
+        if not isinstance(outputs, list | tuple) or len(outputs) != len(batch.sizes):
+            raise ModelError(f"{self.name}: expected one result dict per image, got {type(outputs).__name__}")
         return [to_detections(out, self.threshold, self.label) for out in outputs]
+
+
+def load_torchvision(builder: str, *, weights: str | Path | None = None, **kwargs: Any) -> TorchvisionStyleDetector:
+    """A torchvision detector by builder name, with torchvision's pretrained weights or ``weights``."""
+    if builder not in builders():
+        raise UnknownModelError(
+            f"{PREFIX}{builder}: not a torchvision detection builder (known: {', '.join(builders())})"
+        )
+    if weights is None:
+        model = _pretrained(builder)
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such weights file")
+        model = torchvision.models.get_model(builder, weights=None, weights_backbone=None, num_classes=91)
+        load_matching(model, load_torch_state(path), str(path))
+    return TorchvisionStyleDetector(model, name=PREFIX + builder, **kwargs)
 
 
 def to_detections(out: dict[str, torch.Tensor], threshold: float, label) -> Detections:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,39 +18,16 @@ import torch
 from torch import nn
 
 from ..errors import ModelError, WeightsError
-from .base import Batch, Detector
-from .detections import Detections
-from .labels import COCO_CATEGORIES
-from .torchvision_models import to_detections
+from .base import Detector
+from .torchvision_models import TorchvisionStyleDetector
 
 
-class UserDetector(Detector):
-    """Wraps a user's ``nn.Module`` or TorchScript module that follows torchvision's convention."""
-
-    def __init__(self, model: nn.Module, *, name: str, threshold: float | None = None, **kwargs: Any) -> None:
-        self.name = name
-        classes = getattr(model, "classes", None) or COCO_CATEGORIES
-        kwargs.setdefault("channels_last", False)
-        super().__init__(model, classes=classes, threshold=0.5 if threshold is None else threshold, **kwargs)
-
-    def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
-        images = [f.to(self.device).permute(2, 0, 1).to(self.dtype) / 255.0 for f in frames]
-        return Batch(images, [(int(f.shape[0]), int(f.shape[1])) for f in frames])
-
-    def postprocess(self, outputs: Any, batch: Batch) -> list[Detections]:
-        if isinstance(outputs, tuple) and len(outputs) == 2:  # scripted torchvision: (losses, detections)
-            outputs = outputs[1]
-        if not isinstance(outputs, list | tuple) or len(outputs) != len(batch.sizes):
-            raise ModelError(f"{self.name}: expected one result dict per image, got {type(outputs).__name__}")
-        return [to_detections(out, self.threshold, self.label) for out in outputs]
-
-
-def load_torchscript(path: Path, **kwargs: Any) -> UserDetector:
+def load_torchscript(path: Path, **kwargs: Any) -> TorchvisionStyleDetector:
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise WeightsError(f"{path}: not a loadable TorchScript file ({type(exc).__name__})") from None
-    return UserDetector(model, name=str(path), **kwargs)
+    return TorchvisionStyleDetector(model, name=str(path), **kwargs)
 
 
 def load_factory(spec: str, weights: str | None = None, **kwargs: Any) -> Detector:
@@ -79,4 +55,4 @@ def load_factory(spec: str, weights: str | None = None, **kwargs: Any) -> Detect
         return made
     if not isinstance(made, nn.Module):
         raise ModelError(f"{spec}: {attr}() returned {type(made).__name__}, not an nn.Module or Detector")
-    return UserDetector(made, name=spec, **kwargs)
+    return TorchvisionStyleDetector(made, name=spec, **kwargs)
