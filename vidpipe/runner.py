@@ -204,18 +204,29 @@ class Pipeline:
             frames.append(item)
         return frames, None, waited
 
+    def _detected(self) -> Iterator[Result]:
+        """Batch, detect and yield results in frame order, in the calling thread; at the end of the
+        stream, raise the error that ended it (after every frame before it)."""
+        while True:
+            frames, end, waited = self._next_batch()
+            if frames:
+                yield from self._detect(frames, waited)
+            if end is not None:
+                if end.error is not None:
+                    raise end.error
+                return
+
+    def _count(self, result: Result) -> None:
+        self.stats.frames += 1
+        self.stats.labels.update(result.detections.labels)
+
     def _infer(self) -> None:
         """Inference loop feeding the results queue (for :meth:`run`)."""
         end = _End()
         try:
-            while True:
-                frames, end_item, waited = self._next_batch()
-                for result in self._detect(frames, waited) if frames else ():
-                    if not self._put(self._results, result):
-                        return
-                if end_item is not None:
-                    end = end_item
-                    break
+            for result in self._detected():
+                if not self._put(self._results, result):
+                    return
         except BaseException as exc:
             end = _End(exc)
         self._put(self._results, end)
@@ -270,8 +281,7 @@ class Pipeline:
                 if item.error is not None:
                     raise item.error
                 return
-            self.stats.frames += 1
-            self.stats.labels.update(item.detections.labels)
+            self._count(item)
             yield item
 
     def __iter__(self) -> Iterator[Result]:
@@ -279,17 +289,9 @@ class Pipeline:
         thread, batch by batch, between the steps of the caller's loop (as in Ultralytics' stream mode)."""
         self._start()
         try:
-            while True:
-                frames, end, waited = self._next_batch()
-                for result in self._detect(frames, waited) if frames else ():
-                    self.stats.frames += 1
-                    self.stats.labels.update(result.detections.labels)
-                    yield result
-                if end is not None:
-                    self.stats.finished = time.perf_counter()
-                    if end.error is not None:
-                        raise end.error
-                    return
+            for result in self._detected():
+                self._count(result)
+                yield result
         finally:
             self._shutdown()
 
