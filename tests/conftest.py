@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,41 @@ def vidpipe_cli(*args: str, env: dict | None = None, timeout: float = 120) -> su
     full_env = dict(os.environ, **(env or {}))
     exe = shutil.which("vidpipe", path=str(Path(sys.executable).parent)) or "vidpipe"
     return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    """Start the project's RTSP test server (a real GstRtspServer on 127.0.0.1); return it and its URL."""
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("rtsp_server.py"))], stdout=subprocess.PIPE, text=True
+    )
+    line = server.stdout.readline().split()
+    if not line or line[0] != "READY":
+        server.kill()
+        raise RuntimeError("RTSP server did not start")
+    return server, f"rtsp://127.0.0.1:{line[1]}/test"
+
+
+@pytest.fixture
+def rtsp_server():
+    server, url = start_server()
+    try:
+        yield url
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def start_detect(*args: str, lines: int = 15, timeout: float = 120) -> subprocess.Popen:
+    """Start ``vidpipe detect ARGS`` and return once the JSONL given with ``--json`` holds ``lines`` lines."""
+    jsonl = Path(args[list(args).index("--json") + 1])
+    exe = Path(sys.executable).with_name("vidpipe")
+    proc = subprocess.Popen([str(exe), "detect", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= lines:
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(f"detect ended early: {proc.communicate()}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("detect produced no output in time")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
@@ -46,3 +47,51 @@ def reference_decode(path: Path, width: int, height: int) -> torch.Tensor:
     assert data.numel() % frame_bytes == 0, "reference output is not a whole number of frames"
     rows = data.view(-1, height, stride)[:, :, : width * 3]
     return rows.reshape(-1, height, width, 3)
+
+
+def damage(path: Path, out: Path, fraction: float = 0.05, seed: int = 7) -> Path:
+    """Overwrite ``fraction`` of a file, in its middle, with random bytes (a damaged download or disk)."""
+    data = bytearray(path.read_bytes())
+    start, nbytes = len(data) // 2, int(len(data) * fraction)
+    data[start : start + nbytes] = torch.randint(0, 256, (nbytes,), generator=torch.Generator().manual_seed(seed),
+                                                 dtype=torch.uint8).numpy().tobytes()  # fmt: skip
+    out.write_bytes(bytes(data))
+    return out
+
+
+def rotate_mp4(path: Path, out: Path) -> Path:
+    """Copy an MP4 and set its video track's matrix to a 90° rotation, as phones write it."""
+    data = bytearray(path.read_bytes())
+    tkhd = data.find(b"tkhd")
+    assert tkhd > 0 and data[tkhd + 4] == 0, "expected a version-0 tkhd box"
+    matrix = tkhd + 4 + 4 + 5 * 4 + 8 + 8  # version/flags, times, track id, reserved, duration, reserved, layer...
+    data[matrix : matrix + 36] = struct.pack(">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def variable_rate(path: Path, mux: str, durations: list[float]) -> Path:
+    """Encode frames that last ``durations`` seconds each (a variable frame rate, as phones record)."""
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    from gi.repository import Gst
+
+    Gst.init(None)
+    pipeline = Gst.parse_launch(
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width=160,height=120,framerate=0/1 "
+        f"! x264enc ! h264parse ! {mux} ! filesink location={path}"
+    )
+    src = pipeline.get_by_name("src")
+    pipeline.set_state(Gst.State.PLAYING)
+    t = 0.0
+    for i, duration in enumerate(durations):
+        buf = Gst.Buffer.new_wrapped(bytes([i * 4 % 256]) * (160 * 120 * 3 // 2))
+        buf.pts, buf.duration = round(t * Gst.SECOND), round(duration * Gst.SECOND)
+        t += duration
+        src.emit("push-buffer", buf)
+    src.emit("end-of-stream")
+    msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert msg is not None and msg.type == Gst.MessageType.EOS
+    return path

@@ -83,10 +83,17 @@ def _detect(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``vidpipe: error: argument --batch: invalid int value: 'x'``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"vidpipe: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidpipe", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vidpipe", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("probe", help="print container, codec, resolution, fps, duration, frame count")
     p.add_argument("source", help="file, URL (rtsp://, http://), /dev/videoN or testsrc://PATTERN")
@@ -127,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vidpipe`` console script."""
     args = build_parser().parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    fmt = "vidpipe: %(levelname)s: %(message)s" if args.verbose == 0 else "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt)
+    logging.addLevelName(logging.WARNING, "warning")
     try:
         return args.func(args)
     except VidpipeError as exc:

@@ -57,6 +57,21 @@ class TruncatedSourceError(SourceError):
         self.frames_decoded = frames_decoded
 
 
+class DamagedSourceError(SourceError):
+    """Frames are missing inside a constant-rate file (its timestamps jump): damaged data was skipped.
+
+    Raised at the end of the stream, after every decodable frame was delivered; ``gaps`` lists where.
+    """
+
+    def __init__(self, message: str, *, gaps: tuple = ()) -> None:
+        super().__init__(message)
+        self.gaps = gaps
+
+
+class SourceOutOfResourcesError(SourceError):
+    """The process cannot open another source (for example: too many open files)."""
+
+
 class DecodeError(SourceError):
     """GStreamer reported an error while decoding."""
 
@@ -71,6 +86,10 @@ class UnknownModelError(ModelError):
 
 class WeightsError(ModelError):
     """A weights file is missing, corrupt, or made for another architecture."""
+
+
+class FrameInputError(VidpipeError, ValueError):
+    """Frames handed to a detector are not what it takes (a list of ``uint8[H, W, 3]`` RGB images)."""
 
 
 class OutputError(VidpipeError):

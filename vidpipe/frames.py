@@ -1,35 +1,14 @@
-"""Frames: a decoded picture as a PyTorch tensor, and the one copy that gets it there from GStreamer."""
+"""Frames: the one copy that turns a GStreamer buffer into a PyTorch tensor (:class:`Frame` is in ``types``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ._gst import Gst, GstVideo
+from .types import Frame
 
-
-@dataclass(slots=True)
-class Frame:
-    """One decoded video frame.
-
-    ``tensor`` is ``torch.uint8[H, W, 3]``, RGB, contiguous: exactly the decoded pixels.
-    ``index`` counts from 0 in decoding order; ``pts`` is the presentation time in seconds.
-    """
-
-    tensor: torch.Tensor
-    index: int
-    pts: float
-    stream: int = 0
-
-    @property
-    def width(self) -> int:
-        return int(self.tensor.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.tensor.shape[0])
+__all__ = ["BufferReader", "Frame"]
 
 
 class BufferReader:

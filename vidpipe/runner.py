@@ -25,28 +25,19 @@ from dataclasses import dataclass, field
 import torch
 
 from . import models
-from .errors import VidpipeError
-from .frames import Frame
+from .errors import OutputError, VidpipeError
 from .graph import write_graph
-from .models.base import Detector
-from .models.detections import Detections
+from .models.base import Detector, check_threshold
 from .progress import FrameProgress, expected_frames
-from .sinks import JsonlSink, Sink, VideoSink
-from .source import Source
+from .sinks import JsonlSink, Sink, VideoSink, check_output_paths
+from .source import Source, source_path
 from .source import open as open_source
+from .types import Event, Frame, Gap, Result
 
 log = logging.getLogger(__name__)
 
 STAGES = ("decode wait", "preprocess", "inference", "postprocess", "output")
 _POLL = 0.1  # seconds between checks of the stop flags while blocked on a queue
-
-
-@dataclass(slots=True)
-class Result:
-    """One frame and what was detected in it."""
-
-    frame: Frame
-    detections: Detections
 
 
 @dataclass
@@ -56,6 +47,7 @@ class Stats:
     frames: int = 0
     labels: Counter = field(default_factory=Counter)
     samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    events: list[Event] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
 
@@ -86,7 +78,25 @@ class Stats:
         for stage in STAGES:
             p50, p95 = self.percentiles(stage)
             lines.append(f"  {stage:<20} {p50:8.2f} {p95:8.2f}")
+        missing = [e for e in self.events if e.kind == "frames_missing"]
+        if missing:
+            total = sum(e.fields["missing"] for e in missing)
+            lines.append(f"damaged     {total} frame(s) could not be decoded, in {len(missing)} place(s)")
         return "\n".join(lines)
+
+
+def _gap_event(source: Source, frame: Frame, gap: Gap) -> Event:
+    return Event(
+        stream=frame.stream,
+        kind="frames_missing",
+        message=f"{source.name}: {gap.describe()} (damaged data)",
+        fields={
+            "frame": frame.index,
+            "pts": round(gap.end, 6),
+            "after_pts": round(gap.start, 6),
+            "missing": gap.missing,
+        },
+    )
 
 
 class _End:
@@ -115,9 +125,12 @@ class Pipeline:
         classes: Iterable[str] | None = None,
         max_frames: int | None = None,
         on_result: Sequence[Callable[[Result], None]] = (),
+        on_event: Sequence[Callable[[Event], None]] = (),
     ) -> None:
-        if batch < 1:
-            raise VidpipeError(f"batch must be at least 1, got {batch}")
+        if not isinstance(batch, int) or batch < 1:
+            raise VidpipeError(f"batch must be at least 1, got {batch!r}")
+        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+            raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
         self.source = source
         self.detector = detector
         self.batch = batch
@@ -126,6 +139,7 @@ class Pipeline:
         self.classes = self._check_classes(classes)
         self.max_frames = max_frames
         self.on_result = list(on_result)
+        self.on_event = list(on_event)
         self.stats = Stats()
         self._frames: queue.Queue = queue.Queue(maxsize=2 * batch)
         self._results: queue.Queue = queue.Queue(maxsize=2 * batch)
@@ -138,7 +152,11 @@ class Pipeline:
     def _check_classes(self, classes: Iterable[str] | None) -> set[str] | None:
         if classes is None:
             return None
+        if isinstance(classes, str):
+            classes = classes.split(",")
         wanted = {c.strip() for c in classes if c.strip()}
+        if not wanted:
+            raise VidpipeError("classes: no class name given (expected names such as person,car)")
         unknown = wanted - set(self.detector.classes)
         if unknown:
             known = ", ".join(c for c in self.detector.classes if c not in ("N/A", "__background__"))
@@ -148,9 +166,11 @@ class Pipeline:
         return wanted
 
     def stop(self) -> None:
-        """Stop reading new frames; frames already read are still processed and delivered."""
+        """Stop reading new frames; frames already read are still processed and delivered. Returns
+        at once; a source that is waiting for a frame (a frozen stream) gives up within 50 ms."""
         self.stopped = True
         self._stop.set()
+        self.source.stop()
 
     # -- threads ------------------------------------------------------------------------------------
 
@@ -177,8 +197,14 @@ class Pipeline:
 
     def _read(self) -> None:
         error = None
+        gaps = self.source.gaps
+        reported = 0
         try:
             for count, frame in enumerate(self.source, start=1):
+                while reported < len(gaps):  # damaged data just before this frame
+                    if not self._put(self._frames, _gap_event(self.source, frame, gaps[reported])):
+                        return
+                    reported += 1
                 if not self._put(self._frames, frame):
                     return
                 if self._stop.is_set() or (self.max_frames is not None and count >= self.max_frames):
@@ -187,11 +213,13 @@ class Pipeline:
             error = exc
         self._put(self._frames, _End(error))
 
-    def _next_batch(self) -> tuple[list[Frame], _End | None, float]:
+    def _next_batch(self) -> tuple[list[Frame], _End | Event | None, float]:
+        """Up to ``batch`` frames, waiting at most ``max_wait`` after the first; a batch ends early at
+        an event or the end of the stream (returned second, to be handled after the batch)."""
         started = time.perf_counter()
         first = self._get(self._frames)
         waited = time.perf_counter() - started
-        if isinstance(first, _End):
+        if isinstance(first, (_End, Event)):
             return [], first, waited
         frames, deadline = [first], time.perf_counter() + self.max_wait
         while len(frames) < self.batch:
@@ -199,26 +227,33 @@ class Pipeline:
                 item = self._get(self._frames, timeout=max(0.0, deadline - time.perf_counter()))
             except queue.Empty:
                 break
-            if isinstance(item, _End):
+            if isinstance(item, (_End, Event)):
                 return frames, item, waited
             frames.append(item)
         return frames, None, waited
 
-    def _detected(self) -> Iterator[Result]:
-        """Batch, detect and yield results in frame order, in the calling thread; at the end of the
-        stream, raise the error that ended it (after every frame before it)."""
+    def _detected(self) -> Iterator[Result | Event]:
+        """Batch, detect and yield results (and events) in frame order, in the calling thread; at the
+        end of the stream, raise the error that ended it (after every frame before it)."""
         while True:
-            frames, end, waited = self._next_batch()
+            frames, marker, waited = self._next_batch()
             if frames:
                 yield from self._detect(frames, waited)
-            if end is not None:
-                if end.error is not None:
-                    raise end.error
+            if isinstance(marker, Event):
+                yield marker
+            elif marker is not None:
+                if marker.error is not None:
+                    raise marker.error
                 return
 
-    def _count(self, result: Result) -> None:
+    def _count(self, item: Result | Event) -> None:
+        if isinstance(item, Event):
+            self.stats.events.append(item)
+            for callback in self.on_event:
+                callback(item)
+            return
         self.stats.frames += 1
-        self.stats.labels.update(result.detections.labels)
+        self.stats.labels.update(item.detections.labels)
 
     def _infer(self) -> None:
         """Inference loop feeding the results queue (for :meth:`run`)."""
@@ -273,7 +308,7 @@ class Pipeline:
         self.source.close()
         self.stats.finished = self.stats.finished or time.perf_counter()
 
-    def _results_in_order(self) -> Iterator[Result]:
+    def _results_in_order(self) -> Iterator[Result | Event]:
         while True:
             item = self._get(self._results)
             if isinstance(item, _End):
@@ -289,9 +324,10 @@ class Pipeline:
         thread, batch by batch, between the steps of the caller's loop (as in Ultralytics' stream mode)."""
         self._start()
         try:
-            for result in self._detected():
-                self._count(result)
-                yield result
+            for item in self._detected():
+                self._count(item)
+                if isinstance(item, Result):
+                    yield item
         finally:
             self._shutdown()
 
@@ -307,6 +343,11 @@ class Pipeline:
         def write_outputs() -> None:
             try:
                 for result in self._results_in_order():
+                    if isinstance(result, Event):
+                        for sink in self.sinks:
+                            if hasattr(sink, "event"):
+                                sink.event(result)
+                        continue
                     t0 = time.perf_counter()
                     for sink in self.sinks:
                         sink.write(result)
@@ -320,6 +361,10 @@ class Pipeline:
                 self._abandon.set()  # nobody takes results any more: stop the other stages
 
         try:
+            check_output_paths(
+                [self.source.path] if self.source.path else [],
+                [(type(sink).__name__, sink.path) for sink in self.sinks if getattr(sink, "path", None)],
+            )
             for sink in self.sinks:
                 sink.open(self.source.info)
                 opened.append(sink)
@@ -332,11 +377,13 @@ class Pipeline:
         finally:
             self._shutdown()
             errors = []
-            for sink in opened:
+            for sink in opened:  # every sink is finalised, whatever another one did
                 try:
                     sink.close()
                 except VidpipeError as exc:
                     errors.append(exc)
+                except Exception as exc:  # a sink of the user's: report it as an output error
+                    errors.append(OutputError(f"{type(sink).__name__}: cannot finish ({exc})"))
             if errors and sys.exc_info()[0] is None:
                 raise errors[0]
         return self.stats
@@ -372,23 +419,52 @@ def detect(
 # -- command line ---------------------------------------------------------------------------------------
 
 
-def _install_interrupt(pipeline: Pipeline) -> Callable[[], None]:
-    """First Ctrl-C: stop reading, finish and finalise the outputs. Second: exit at once."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _install_stop_signals(pipeline: Pipeline) -> tuple[Callable[[], None], list[int]]:
+    """First SIGINT (Ctrl-C), SIGTERM (docker, systemd, Kubernetes, ``timeout``) or SIGHUP: stop reading,
+    finish the frames in flight and finalise every output. A second one: exit at once. Returns a
+    function that restores the previous handlers, and the list the received signal numbers go to."""
+    received: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
-        if pipeline.stopped:
-            os._exit(128 + signum)
-        print("\nvidpipe: stopping, finishing the outputs (Ctrl-C again to quit at once)", file=sys.stderr)
+        received.append(signum)
+        if len(received) > 1:
+            os._exit(128 + received[0])
+        name = signal.Signals(signum).name
+        print(f"\nvidpipe: {name}: stopping, finishing the outputs (again to quit at once)", file=sys.stderr)
         pipeline.stop()
 
-    previous = signal.signal(signal.SIGINT, handler)
-    return lambda: signal.signal(signal.SIGINT, previous)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    return lambda: [signal.signal(sig, old) for sig, old in previous.items()], received
+
+
+def check_detect_args(args) -> None:
+    """Refuse bad option values with one line naming the option, before any work is done."""
+    if args.batch < 1:
+        raise VidpipeError(f"--batch must be at least 1, got {args.batch}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise VidpipeError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.threshold is not None:
+        try:
+            check_threshold(args.threshold)
+        except VidpipeError:
+            raise VidpipeError(f"--threshold must be a number between 0 and 1, got {args.threshold}") from None
+    if args.classes is not None and not [c for c in args.classes.split(",") if c.strip()]:
+        raise VidpipeError(f"--classes {args.classes!r}: no class name given (expected e.g. person,car)")
+    outputs = [
+        (f"--{name}", path)
+        for name, path in (("json", args.json_out), ("video", args.video), ("graph", args.graph))
+        if path
+    ]
+    input_path = source_path(args.source)
+    check_output_paths([input_path] if input_path else [], outputs)
 
 
 def run_cli(args) -> int:
     """``vidpipe detect``: see ``vidpipe detect --help``."""
-    if args.batch < 1:
-        raise VidpipeError(f"--batch must be at least 1, got {args.batch}")
+    check_detect_args(args)
     sinks: list[Sink] = []
     if args.video:
         sinks.append(VideoSink(args.video))  # checks the format before any work is done
@@ -399,11 +475,14 @@ def run_cli(args) -> int:
         detector = models.load(
             args.model, weights=args.weights, device=args.device, precision=args.precision, threshold=args.threshold
         )
-        pipeline = Pipeline(src, detector, batch=args.batch, sinks=sinks, classes=classes, max_frames=args.max_frames)
+        pipeline = Pipeline(
+            src, detector, batch=args.batch, sinks=sinks, classes=classes, max_frames=args.max_frames,
+            on_event=[lambda event: print(f"vidpipe: warning: {event.message}", file=sys.stderr)],
+        )  # fmt: skip
         if args.graph:
             write_graph(src.graph_dot(), args.graph)
         total = expected_frames(src.info.frames, args.max_frames)
-        restore = _install_interrupt(pipeline)
+        restore, received = _install_stop_signals(pipeline)
         error: VidpipeError | None = None
         try:
             with FrameProgress(total, enabled=not args.quiet, description="detect") as progress:
@@ -417,6 +496,6 @@ def run_cli(args) -> int:
             print(f"dropped     {src.frames_dropped} frames (live source faster than the pipeline)", file=sys.stderr)
     if error is not None:
         raise error
-    if pipeline.stopped:
-        return 128 + signal.SIGINT
+    if received:
+        return 128 + received[0]
     return 0

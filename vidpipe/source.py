@@ -8,28 +8,35 @@ objects from the caller's thread while GStreamer decodes in its own threads. Bus
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
+import resource
 import struct
+import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._gst import GLib, Gst, GstPbutils
 from .errors import (
+    DamagedSourceError,
     DecodeError,
     MissingDecoderError,
     NotAVideoError,
     NoVideoStreamError,
     SourceError,
     SourceNotFoundError,
+    SourceOutOfResourcesError,
     StreamUnreachableError,
     TruncatedSourceError,
     UnsupportedSourceError,
 )
-from .frames import BufferReader, Frame
+from .frames import BufferReader
+from .types import Frame, Gap, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -52,39 +59,6 @@ DECODER_PACKAGES = {
     "video/x-wmv": "gstreamer1.0-libav",
     "video/x-prores": "gstreamer1.0-libav",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class SourceInfo:
-    """What is known about an opened source once its first frame is decoded.
-
-    ``width``/``height`` are those of the yielded tensors; ``fps`` is None for variable frame rates;
-    ``duration`` (seconds) and ``frames`` are None when unknown (live streams, some containers).
-    ``frames`` is the count the container promises (duration × fps), not a count of decoded frames.
-    """
-
-    source: str
-    width: int
-    height: int
-    fps: float | None
-    duration: float | None
-    frames: int | None
-    codec: str | None
-    container: str | None
-    live: bool
-
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "container": self.container,
-            "codec": self.codec,
-            "width": self.width,
-            "height": self.height,
-            "fps": self.fps,
-            "duration": self.duration,
-            "frames": self.frames,
-            "live": self.live,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +139,17 @@ def parse_source(source: str | os.PathLike) -> _Spec:
     return _Spec(text, "file", f"uridecodebin name=decode uri={_quote(uri)}", path=path)
 
 
+def source_path(source: str | os.PathLike) -> Path | None:
+    """The local file a source string names (a path or ``file://`` URI), else None. No checks."""
+    text = os.fspath(source)
+    scheme = urllib.parse.urlsplit(text).scheme.lower() if "://" in text else ""
+    if scheme == "file":
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
+    if scheme or text.startswith("/dev/"):
+        return None
+    return Path(text)
+
+
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -189,10 +174,67 @@ def _mp4_lacks_index(path: Path) -> bool:
     return bool(seen) and seen[0] == b"ftyp" and b"moov" not in seen
 
 
+# A frame rate above this is not a rate but a container's time base: the file has a variable rate.
+MAX_PLAUSIBLE_FPS = 1000.0
+# File descriptors one source needs at most (bus, decoder threads, file); checked before building.
+FDS_PER_SOURCE = 32
+_PTS_TOLERANCE = Gst.MSECOND  # decoders may round timestamps
+
+
+def _check_fds(text: str) -> None:
+    """Fail clearly, before GStreamer does with a flood of CRITICAL lines, when fds run out."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return
+    if soft - used < FDS_PER_SOURCE:
+        raise SourceOutOfResourcesError(
+            f"{text}: too many open files ({used} of the limit {soft}): close sources no longer used, "
+            "or raise the limit (ulimit -n)"
+        )
+
+
+def _weak(method):
+    """A GObject callback that calls ``method`` through a weak reference: a signal handler or pad probe
+    then does not keep its Python owner (and with it the whole pipeline) alive in a reference cycle."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args):
+        bound = ref()
+        if bound is not None:
+            return bound(*args)
+        return Gst.PadProbeReturn.OK if args and isinstance(args[-1], Gst.PadProbeInfo) else None
+
+    return call
+
+
+def _teardown(pipeline: Gst.Pipeline, handlers: list[tuple[Gst.Object, int]], probes: list[tuple[Gst.Pad, int]]):
+    """Stop a pipeline and cut every link from GStreamer back to Python (runs on close and on collection).
+
+    A source dropped without ``close()`` may be collected in one of GStreamer's own streaming threads
+    (the last reference can go away inside a callback), where changing the pipeline's state would
+    deadlock: the teardown then runs in a short-lived thread of its own."""
+    if isinstance(threading.current_thread(), threading._DummyThread):  # not a thread Python started
+        threading.Thread(target=_teardown, args=(pipeline, handlers, probes), name="vidpipe-teardown").start()
+        return
+    pipeline.set_state(Gst.State.NULL)
+    for element, handler in handlers:
+        if element.handler_is_connected(handler):
+            element.disconnect(handler)
+    for pad, probe in probes:
+        pad.remove_probe(probe)
+    handlers.clear()
+    probes.clear()
+
+
 class Source:
     """An opened video source: iterable over :class:`Frame`, a context manager, with ``.info``.
 
-    Create it with :func:`vidpipe.open`. Iterate it once, from one thread.
+    Create it with :func:`vidpipe.open`. Iterate it once, from one thread. A source that is garbage
+    collected without :meth:`close` stops its pipeline all the same.
     """
 
     def __init__(
@@ -206,10 +248,11 @@ class Source:
         timeout: float = 10.0,
     ) -> None:
         self._spec = parse_source(source)
+        _check_fds(self._spec.text)
         self.live = self._spec.live if live is None else live
         self._timeout = timeout
         self._delivered = 0
-        self._last_pts = 0.0
+        self._last_pts: float | None = None
         self._arrived = 0
         self._drained = False
         self._max_buffers = 2 if self.live else max_buffers
@@ -217,7 +260,15 @@ class Source:
         self._video_linked = False
         self._no_more_pads = False
         self._closed = False
+        self._stopping = threading.Event()
+        self._stream_ends: dict[str, float] = {}  # last pts seen on each decoded stream
+        self._decoder_input: list[int] = []  # pts (ns) of compressed frames that went into the decoder
+        self._decoder_lock = threading.Lock()
+        self.gaps: list[Gap] = []
+        self._handlers: list[tuple[Gst.Object, int]] = []
+        self._probes: list[tuple[Gst.Pad, int]] = []
         self._pipeline = self._build(size, keep_aspect)
+        self._finalizer = weakref.finalize(self, _teardown, self._pipeline, self._handlers, self._probes)
         self._bus = self._pipeline.get_bus()
         self._appsink = self._pipeline.get_by_name("sink")
         try:
@@ -237,10 +288,14 @@ class Source:
             f"appsink name=sink sync=false max-buffers={self._max_buffers} drop={str(self.live).lower()} "
             "enable-last-sample=false"
         )
+        # Frames are turned upright (the orientation tag phones write) after the conversion to RGB and
+        # before scaling, so that ``size`` is the size of the upright picture. Both are pass-through
+        # when there is nothing to do.
         description = (
             f"{self._spec.description} ! queue name=frames max-size-buffers=4 max-size-bytes=0 "
-            f"max-size-time=0 ! videoconvertscale name=convert add-borders={str(keep_aspect).lower()} "
-            f"! {caps} ! {sink}"
+            "max-size-time=0 ! videoconvertscale name=convert ! video/x-raw,format=RGB "
+            "! videoflip name=orient video-direction=auto "
+            f"! videoscale name=scale add-borders={str(keep_aspect).lower()} ! {caps} ! {sink}"
         )
         decode_in_bin = self._spec.kind in ("file", "network")
         if decode_in_bin:
@@ -254,18 +309,28 @@ class Source:
             raise SourceError(f"{self._spec.text}: cannot build the pipeline ({exc.message})") from None
         if decode_in_bin:
             decode = pipeline.get_by_name("decode")
-            decode.connect("pad-added", self._on_pad_added, pipeline)
-            decode.connect("no-more-pads", self._on_no_more_pads)
-            decode.connect("source-setup", self._on_source_setup)
+            for signal_name, method in (
+                ("pad-added", self._on_pad_added),
+                ("no-more-pads", self._on_no_more_pads),
+                ("source-setup", self._on_source_setup),
+            ):
+                self._handlers.append((decode, decode.connect(signal_name, _weak(method))))
         else:
             self._video_linked = True
         if self.live:
             pad = pipeline.get_by_name("sink").get_static_pad("sink")
-            pad.add_probe(Gst.PadProbeType.BUFFER, self._count_arrival)
+            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._count_arrival))))
         return pipeline
 
     def _count_arrival(self, _pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         self._arrived += 1
+        return Gst.PadProbeReturn.OK
+
+    def _note_stream_end(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        buf = info.get_buffer()
+        if buf is not None and buf.pts != Gst.CLOCK_TIME_NONE:
+            end = buf.pts + (buf.duration if buf.duration != Gst.CLOCK_TIME_NONE else 0)
+            self._stream_ends[pad.get_name()] = max(self._stream_ends.get(pad.get_name(), 0.0), end / Gst.SECOND)
         return Gst.PadProbeReturn.OK
 
     def _on_source_setup(self, _bin: Gst.Element, element: Gst.Element) -> None:
@@ -275,12 +340,17 @@ class Source:
             element.set_property("tcp-timeout", int(self._timeout * 1_000_000))
             element.set_property("timeout", int(self._timeout * 1_000_000))
 
-    def _on_pad_added(self, _bin: Gst.Element, pad: Gst.Pad, pipeline: Gst.Pipeline) -> None:
+    def _on_pad_added(self, _bin: Gst.Element, pad: Gst.Pad) -> None:
+        pipeline = self._pipeline
         caps = pad.get_current_caps() or pad.query_caps(None)
         name = caps.get_structure(0).get_name() if caps and caps.get_size() else ""
+        if self._spec.kind == "file":  # every stream's end is watched, for the truncation check
+            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._note_stream_end))))
         if name.startswith("video/x-raw") and not self._video_linked:
             pad.link(pipeline.get_by_name("frames").get_static_pad("sink"))
             self._video_linked = True
+            if self._spec.kind == "file":
+                self._watch_decoder_input(pad)
         else:
             sink = Gst.ElementFactory.make("fakesink", None)
             sink.set_property("sync", False)
@@ -288,6 +358,32 @@ class Source:
             pipeline.add(sink)
             sink.sync_state_with_parent()
             pad.link(sink.get_static_pad("sink"))
+
+    def _watch_decoder_input(self, pad: Gst.Pad) -> None:
+        """Record the pts of every compressed frame that enters the video decoder, so that frames the
+        decoder could not decode (damaged data) are counted, wherever they were in the file."""
+        while isinstance(pad, Gst.GhostPad) and pad.get_target() is not None:
+            pad = pad.get_target()
+        decoder = pad.get_parent_element()
+        klass = decoder.get_factory().get_metadata("klass") if decoder and decoder.get_factory() else ""
+        sink = decoder.get_static_pad("sink") if "Decoder" in (klass or "") else None
+        if sink is not None:
+            self._probes.append((sink, sink.add_probe(Gst.PadProbeType.BUFFER, _weak(self._note_decoder_input))))
+
+    def _note_decoder_input(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        buf = info.get_buffer()
+        if buf is not None and buf.pts != Gst.CLOCK_TIME_NONE:
+            with self._decoder_lock:
+                bisect.insort(self._decoder_input, buf.pts)
+        return Gst.PadProbeReturn.OK
+
+    def _lost_before(self, pts_ns: int) -> int:
+        """Forget the decoder inputs up to this output frame; return how many of them never came out."""
+        with self._decoder_lock:
+            done = bisect.bisect_right(self._decoder_input, pts_ns + _PTS_TOLERANCE)
+            lost = bisect.bisect_left(self._decoder_input, pts_ns - _PTS_TOLERANCE, 0, done)
+            del self._decoder_input[:done]
+        return lost
 
     def _on_no_more_pads(self, _bin: Gst.Element) -> None:
         self._no_more_pads = True
@@ -313,7 +409,7 @@ class Source:
                         f"{self._spec.text}: no frame within {self._timeout:g} s (stream unreachable?)"
                     )
                 raise DecodeError(f"{self._spec.text}: no frame decoded within {self._timeout:g} s")
-        self._first = sample
+        self._first, self._first_wall = sample, time.time()
         self._caps = sample.get_caps()
         self._reader = BufferReader(self._caps)
         self.info = self._make_info(sample.get_caps())
@@ -322,6 +418,8 @@ class Source:
         structure = caps.get_structure(0)
         ok, num, den = structure.get_fraction("framerate")
         fps = num / den if ok and num > 0 and den > 0 else None
+        if fps is not None and fps > MAX_PLAUSIBLE_FPS:  # e.g. 1000000000/1 from a variable-rate MP4
+            fps = None
         duration = None
         if not self.live:
             ok, nanos = self._pipeline.query_duration(Gst.Format.TIME)
@@ -382,7 +480,7 @@ class Source:
         sample, self._first = self._first, None
         if sample is None:
             raise SourceError(f"{self._spec.text}: a source can be iterated only once")
-        stall = time.monotonic()
+        stall, wall = time.monotonic(), self._first_wall
         while True:
             if sample is not None:
                 stall = time.monotonic()
@@ -390,8 +488,10 @@ class Source:
                 caps = sample.get_caps()
                 if not caps.is_equal(self._caps):
                     self._caps, self._reader = caps, BufferReader(caps)
-                yield self._frame(buf)
+                yield self._frame(buf, wall)
             else:
+                if self._stopping.is_set():
+                    return
                 self._check_bus()
                 if self._appsink.is_eos():
                     self._drained = True
@@ -400,18 +500,47 @@ class Source:
                     return
                 if self.live and time.monotonic() - stall > self._timeout:
                     raise StreamUnreachableError(f"{self._spec.text}: no frame for {self._timeout:g} s (stream lost)")
+            if self._stopping.is_set():
+                return
             sample = self._appsink.try_pull_sample(50 * Gst.MSECOND)
+            wall = time.time()
 
-    def _frame(self, buf: Gst.Buffer) -> Frame:
+    def _arrival(self, buf: Gst.Buffer, pulled: float) -> float:
+        """UNIX time at which a frame left the decoder: for a live source, when it arrived (its pts is
+        running time on the pipeline clock), else when it was pulled."""
+        clock = self._pipeline.get_clock() if self.live else None
+        if clock is None or buf.pts == Gst.CLOCK_TIME_NONE:
+            return pulled
+        age = clock.get_time() - self._pipeline.get_base_time() - buf.pts
+        return time.time() - max(0, age) / Gst.SECOND
+
+    def _frame(self, buf: Gst.Buffer, pulled: float) -> Frame:
         index = self._delivered
         self._delivered += 1
-        pts = (
-            buf.pts / Gst.SECOND
-            if buf.pts != Gst.CLOCK_TIME_NONE
-            else (index / self.info.fps if self.info.fps else 0.0)
-        )
+        fps = self.info.fps
+        pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else (index / fps if fps else 0.0)
+        if buf.pts != Gst.CLOCK_TIME_NONE and self._spec.kind == "file":
+            lost = self._lost_before(buf.pts)
+            if lost and self._last_pts is not None:
+                gap = Gap(index - 1, self._last_pts, pts, lost)
+                self.gaps.append(gap)
+                log.info("%s: %s", self._spec.text, gap.describe())
         self._last_pts = pts
-        return Frame(self._reader.to_tensor(buf), index, pts)
+        return Frame(self._reader.to_tensor(buf), index, pts, wall=self._arrival(buf, pulled))
+
+    @property
+    def name(self) -> str:
+        """The source as the user gave it."""
+        return self._spec.text
+
+    @property
+    def path(self) -> Path | None:
+        """The local file read, for file sources."""
+        return self._spec.path
+
+    def stop(self) -> None:
+        """Make the iteration end (without error) at its next wait for a frame; safe from any thread."""
+        self._stopping.set()
 
     @property
     def frames_delivered(self) -> int:
@@ -428,19 +557,41 @@ class Source:
         return max(0, self._arrived - self._delivered - queued)
 
     def _check_complete(self) -> None:
-        """At end of stream: compare what was decoded with what the container promised."""
+        """At end of stream: compare what was decoded with what the container promised, and report
+        the gaps in the timestamps of a constant-rate file."""
         if self._delivered == 0:
             self._raise_no_frames()
         info = self.info
+        self._check_gaps()
         if self._spec.kind != "file" or not info.duration or not info.fps:
             return
-        missing = (info.duration - self._last_pts) * info.fps - 1  # frame times not covered
+        self._wait_for_other_streams()
+        # The video stream may end before the file does (a shorter second track, a longer audio
+        # track): only when no stream reached the container's end was the file cut off.
+        end = max([self._last_pts or 0.0, *self._stream_ends.values()])
+        missing = (info.duration - end) * info.fps - 1  # frame times not covered
         if missing > 2:
             raise TruncatedSourceError(
                 f"{self._spec.text}: stream ended after {self._delivered} frames at {self._last_pts:.2f} s of "
                 f"{info.duration:.2f} s (about {round(missing)} frames missing: file truncated or damaged)",
                 frames_decoded=self._delivered,
             )
+
+    def _check_gaps(self) -> None:
+        if self.gaps:
+            total = sum(g.missing for g in self.gaps)
+            where = "; ".join(g.describe() for g in self.gaps[:3]) + ("; ..." if len(self.gaps) > 3 else "")
+            raise DamagedSourceError(
+                f"{self._spec.text}: {total} frame(s) could not be decoded, in {len(self.gaps)} place(s) "
+                f"({where}): file damaged; every other frame was delivered",
+                gaps=tuple(self.gaps),
+            )
+
+    def _wait_for_other_streams(self, timeout: float = 5.0) -> None:
+        """Let the pipeline's other branches (fakesinks) reach their end, so their last pts are known."""
+        if len(self._stream_ends) < 2:
+            return
+        self._bus.timed_pop_filtered(int(timeout * Gst.SECOND), Gst.MessageType.EOS | Gst.MessageType.ERROR)
 
     def _raise_no_frames(self) -> None:
         if not self._video_linked:
@@ -507,10 +658,12 @@ class Source:
         return Gst.debug_bin_to_dot_data(self._pipeline, Gst.DebugGraphDetails.ALL)
 
     def close(self) -> None:
-        """Stop the pipeline and release its resources. Safe to call twice."""
+        """Stop the pipeline and release its resources (threads, sockets, memory). Safe to call twice."""
         if not self._closed:
             self._closed = True
-            self._pipeline.set_state(Gst.State.NULL)
+            self._stopping.set()
+            self._first = None
+            self._finalizer()
 
     def __enter__(self) -> Source:
         return self

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import FrameInputError, ModelError
 from .detections import Detections
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,6 +40,53 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "fp16" and device.type == "cpu":
         raise ModelError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     return PRECISIONS[precision]
+
+
+def check_threshold(threshold: float) -> float:
+    """A score threshold is a finite number in [0, 1]."""
+    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+    return float(threshold)
+
+
+def as_frames(frames: Any) -> list[torch.Tensor]:
+    """Check and normalise a detector's input: a list of ``uint8[H, W, 3]`` RGB frames (tensors or numpy
+    arrays), or one ``uint8[N, H, W, 3]`` batch. Anything else raises :class:`FrameInputError` that says
+    what was expected and what was given."""
+    if isinstance(frames, (torch.Tensor, np.ndarray)):
+        if frames.ndim == 3:
+            raise FrameInputError(
+                f"expected a list of frames, got a single array of shape {list(frames.shape)}: pass [frame]"
+            )
+        if frames.ndim != 4:
+            shape = list(frames.shape)
+            raise FrameInputError(f"expected a list of uint8[H, W, 3] frames, got an array of shape {shape}")
+        frames = list(frames)
+    elif not isinstance(frames, Sequence) or isinstance(frames, (str, bytes)):
+        raise FrameInputError(f"expected a list of uint8[H, W, 3] frames, got {type(frames).__name__}")
+    checked = []
+    for i, frame in enumerate(frames):
+        if isinstance(frame, np.ndarray):
+            if frame.dtype != np.uint8:
+                raise FrameInputError(f"frame {i}: expected dtype uint8 (0-255 RGB), got numpy {frame.dtype}")
+            frame = torch.from_numpy(np.ascontiguousarray(frame))
+        if not isinstance(frame, torch.Tensor):
+            kind = type(frame).__name__
+            raise FrameInputError(f"frame {i}: expected a uint8[H, W, 3] tensor or numpy array, got {kind}")
+        if frame.dtype != torch.uint8:
+            hint = ""
+            if frame.is_floating_point() and frame.numel() and float(frame.max()) <= 1.0:
+                hint = " (values in [0, 1]: multiply by 255 and convert to uint8)"
+            raise FrameInputError(f"frame {i}: expected dtype uint8 (0-255 RGB), got {frame.dtype}{hint}")
+        if frame.dim() != 3 or frame.shape[2] != 3:
+            channels_first = frame.dim() == 3 and frame.shape[0] == 3
+            hint = " (channels first? use frame.permute(1, 2, 0))" if channels_first else ""
+            shape = list(frame.shape)
+            raise FrameInputError(f"frame {i}: expected shape [H, W, 3] (RGB, channels last), got {shape}{hint}")
+        if frame.shape[0] < 1 or frame.shape[1] < 1:
+            raise FrameInputError(f"frame {i}: empty frame of shape {list(frame.shape)}")
+        checked.append(frame)
+    return checked
 
 
 @dataclass(slots=True)
@@ -70,7 +119,7 @@ class Detector:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.precision = precision
-        self.threshold = threshold
+        self.threshold = check_threshold(threshold)
         self.classes = list(classes)
         # Channels-last speeds up MobileNet/ResNet convolutions on the CPU (see benchmarks/models.py).
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
@@ -94,6 +143,8 @@ class Detector:
 
     @torch.inference_mode()
     def __call__(self, frames: Sequence[torch.Tensor]) -> list[Detections]:
+        """Detect in a list of ``uint8[H, W, 3]`` RGB frames (tensors or numpy arrays, any sizes)."""
+        frames = as_frames(frames)
         if len(frames) == 0:
             return []
         batch = self.preprocess(frames)

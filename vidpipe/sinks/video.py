@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from .._gst import GLib, Gst
 from ..errors import OutputError
 from .draw import draw
@@ -16,19 +18,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# No B-frames: with reordering, frames whose timestamps are irregular (real sources) were measured to
+# lose their last frame in mp4mux.
+H264 = "x264enc speed-preset=veryfast key-int-max=60 bframes=0 ! h264parse"
 # suffix -> (encoder ! muxer, Debian package of the encoder)
 FORMATS = {
-    ".mp4": ("x264enc speed-preset=veryfast key-int-max=60 ! h264parse ! mp4mux", "gstreamer1.0-plugins-ugly"),
-    ".mkv": ("x264enc speed-preset=veryfast key-int-max=60 ! h264parse ! matroskamux", "gstreamer1.0-plugins-ugly"),
+    ".mp4": (f"{H264} ! mp4mux", "gstreamer1.0-plugins-ugly"),
+    ".mkv": (f"{H264} ! matroskamux", "gstreamer1.0-plugins-ugly"),
     ".webm": ("vp8enc deadline=1 cpu-used=8 ! webmmux", "gstreamer1.0-plugins-good"),
 }
 
 
 class VideoSink:
-    """Draws each result's detections on its frame and encodes the frames at the source's frame rate.
+    """Draws each result's detections on its frame and encodes the frames with their source timestamps.
 
-    ``.mp4``/``.mkv`` → H.264, ``.webm`` → VP8. ``close()`` sends end-of-stream and waits until the muxer
-    has finalised the file, so an interrupted run still leaves a playable video.
+    ``.mp4``/``.mkv`` → H.264, ``.webm`` → VP8. Each frame keeps its presentation time (relative to the
+    first frame), so a variable-rate file or a live stream that dropped frames gives a video of the right
+    duration. Frames whose size differs from the first (a stream that changed resolution) are scaled to
+    the first size, so the video holds every frame. ``close()`` sends end-of-stream and waits until the
+    muxer has finalised the file, so an interrupted run still leaves a playable video.
     """
 
     def __init__(self, path: str | Path, *, annotate: bool = True) -> None:
@@ -40,10 +48,15 @@ class VideoSink:
         self.annotate = annotate
         self._pipeline: Gst.Pipeline | None = None
         self._count = 0
+        self._first_pts: float | None = None
+        self._last_ns = -1
+        self._pending: Gst.Buffer | None = None
+        self._last_duration = 0
 
     def open(self, info: SourceInfo) -> None:
-        fps = info.fps or 30.0
-        self._rate = Gst.util_double_to_fraction(fps)
+        # The buffers' own timestamps give the timing. A variable rate is announced to the encoder as a
+        # nominal 30/1: with 0/1, mp4mux was measured to lose the last frame.
+        self._rate = Gst.util_double_to_fraction(info.fps) if info.fps else (30, 1)
         self._size = (info.width, info.height)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,17 +89,32 @@ class VideoSink:
         if self.annotate:
             frame = draw(frame, result.detections)
         if (frame.shape[1], frame.shape[0]) != self._size:
-            raise OutputError(f"{self.path}: frame size changed mid-stream ({frame.shape[1]}x{frame.shape[0]})")
+            frame = _resize(frame, self._size)
         buf = Gst.Buffer.new_wrapped(frame.numpy().tobytes())
-        num, den = self._rate
-        buf.pts = Gst.util_uint64_scale(self._count, den * Gst.SECOND, num)
-        buf.duration = Gst.util_uint64_scale(1, den * Gst.SECOND, num)
+        buf.pts = self._timestamp(result.frame.pts)
+        # Each frame lasts until the next one, so it is pushed when the next one arrives (the last
+        # one at close, lasting as long as the one before it).
+        if self._pending is not None:
+            self._push(self._pending, buf.pts - self._pending.pts)
+        self._pending = buf
         self._count += 1
+        if self._count % 32 == 0:
+            self._check_bus()
+
+    def _push(self, buf: Gst.Buffer, duration: int) -> None:
+        buf.duration = duration
+        self._last_duration = duration
         if self._src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
             self._check_bus()
             raise OutputError(f"{self.path}: the encoder stopped accepting frames")
-        if self._count % 32 == 0:
-            self._check_bus()
+
+    def _timestamp(self, pts: float) -> int:
+        """The frame's pts relative to the first frame, in ns, kept strictly increasing."""
+        if self._first_pts is None:
+            self._first_pts = pts
+        ns = max(round((pts - self._first_pts) * Gst.SECOND), self._last_ns + 1)
+        self._last_ns = ns
+        return ns
 
     def _check_bus(self) -> None:
         msg = self._bus.pop_filtered(Gst.MessageType.ERROR)
@@ -98,6 +126,15 @@ class VideoSink:
         """Finish the file: end-of-stream, wait for the muxer, stop. Safe to call twice."""
         if self._pipeline is None:
             return
+        try:
+            if self._pending is not None:
+                buf, self._pending = self._pending, None
+                num, den = self._rate
+                self._push(buf, self._last_duration or Gst.util_uint64_scale(1, den * Gst.SECOND, num))
+        except OutputError:
+            self._pipeline.set_state(Gst.State.NULL)
+            self._pipeline = None
+            raise
         pipeline, self._pipeline = self._pipeline, None
         try:
             self._src.emit("end-of-stream")
@@ -113,3 +150,10 @@ class VideoSink:
     @property
     def frames_written(self) -> int:
         return self._count
+
+
+def _resize(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Scale a ``uint8[H, W, 3]`` frame to ``size=(w, h)``, bilinearly."""
+    chw = frame.permute(2, 0, 1)[None].float()
+    out = torch.nn.functional.interpolate(chw, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+    return out[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()

@@ -1,0 +1,403 @@
+"""Nothing lost, nothing leaked, honest timestamps: each test reproduces a way data was lost or leaked."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from conftest import start_detect, start_server, vidpipe_cli
+
+import vidpipe
+from media import damage, encode, gst_launch, rotate_mp4, variable_rate
+from vidpipe import errors, models
+from vidpipe.sinks.jsonl import SCHEMA_FILE
+
+SCHEMA = json.loads(SCHEMA_FILE.read_text())
+
+
+def _records(path: Path) -> list[dict]:
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), "the JSONL ends with a cut line"
+    records = [json.loads(line) for line in text.splitlines()]
+    for record in records:
+        jsonschema.validate(record, SCHEMA)
+    return records
+
+
+def _frames(path: Path) -> list[vidpipe.Frame]:
+    with vidpipe.open(path) as src:
+        return list(src)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return models.load("ssd_mobilenet_v2_coco")
+
+
+@pytest.fixture(scope="module")
+def short_clip(sample, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("hardening") / "short.mp4"
+    gst_launch(
+        f"filesrc location={sample} ! decodebin ! identity eos-after=40 ! videoconvert ! "
+        f"x264enc speed-preset=veryfast ! mp4mux faststart=true ! filesink location={path}"
+    )
+    return path
+
+
+# -- 1, 4: outputs never overwrite the input or each other ------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--json", "--video", "--graph"])
+def test_output_equal_to_input_is_refused(option, short_clip, tmp_path):
+    copy = tmp_path / "x.mp4"
+    shutil.copy(short_clip, copy)
+    link = tmp_path / "link.mp4"
+    link.symlink_to(copy)
+    before = copy.read_bytes()
+    for target in (copy, link):
+        result = vidpipe_cli("detect", str(copy), option, str(target), "-q")
+        assert result.returncode == 2, result.stderr
+        assert "refusing to overwrite" in result.stderr and "Traceback" not in result.stderr
+    assert copy.read_bytes() == before
+
+
+def test_two_outputs_on_one_file_are_refused(short_clip, tmp_path):
+    same = tmp_path / "same.mp4"
+    result = vidpipe_cli("detect", str(short_clip), "--json", str(same), "--video", str(same), "-q")
+    assert result.returncode == 2 and "--video" in result.stderr and "--json" in result.stderr
+    assert not same.exists()
+
+
+# -- 2, 12: signals finalise every output, even with a frozen stream ----------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_finalise_outputs(signum, sample, tmp_path):
+    jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
+    proc = start_detect(str(sample), "--json", str(jsonl), "--video", str(video), "-q")
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr and "stopping" in stderr
+    records = _records(jsonl)
+    assert 15 <= len(records) < 1552
+    assert len(_frames(video)) == len(records)  # the MP4 has its index and every frame
+
+
+def test_ctrl_c_with_a_frozen_rtsp_server_stops_within_a_second(tmp_path):
+    server, url = start_server()
+    jsonl = tmp_path / "d.jsonl"
+    try:
+        proc = start_detect(url, "--json", str(jsonl), "--video", str(tmp_path / "a.mp4"), "-q", lines=10)
+        server.send_signal(signal.SIGSTOP)  # the server freezes: no more packets, no error
+        time.sleep(1.0)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        stopped_in = time.monotonic() - start
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.kill()
+        server.wait(10)
+    assert proc.returncode == 130, stderr
+    assert stopped_in < 1.5, f"took {stopped_in:.1f} s to stop"
+    records = _records(jsonl)
+    assert len(_frames(tmp_path / "a.mp4")) == len(records)
+
+
+# -- 3: a full disk ------------------------------------------------------------------------------------------
+
+
+def test_full_disk_keeps_whole_lines_and_finalises_the_other_outputs(sample, tmp_path):
+    """The JSONL goes to a 16 KiB tmpfs (in a private mount namespace), the video to a healthy disk."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        pytest.skip("needs mount namespaces (unshare -m) to make a small full disk")
+    small, video, kept = tmp_path / "small", tmp_path / "a.mp4", tmp_path / "kept.jsonl"
+    small.mkdir()
+    exe = Path(sys.executable).with_name("vidpipe")
+    script = (
+        f"mount -t tmpfs -o size=16k tmpfs {small} || exit 99; "
+        f"{exe} detect {sample} --json {small}/d.jsonl --video {video} --max-frames 400 -q; rc=$?; "
+        f"cp {small}/d.jsonl {kept}; exit $rc"
+    )
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if result.returncode == 99:
+        pytest.skip("cannot mount a tmpfs here")
+    assert result.returncode == 2, result.stderr
+    errors_ = [line for line in result.stderr.splitlines() if line.startswith("vidpipe: error")]
+    assert len(errors_) == 1 and "d.jsonl" in errors_[0] and "No space left" in errors_[0], result.stderr
+    assert "Traceback" not in result.stderr
+    records = _records(kept)  # whole lines only
+    assert 20 < len(records) < 400  # the run stopped at the write error, not at the end
+    assert [r["frame"] for r in records] == list(range(len(records)))
+    assert len(_frames(video)) == len(records)  # the video on the healthy disk is finalised and agrees
+
+
+# -- 5: leaks ------------------------------------------------------------------------------------------------
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_open_close_cycles_leak_nothing(short_clip):
+    for _ in range(5):  # warm up GStreamer's plugin and thread pools
+        vidpipe.open(short_clip).close()
+    gc.collect()
+    fds, threads, rss = _fds(), threading.active_count(), _rss_mb()
+    for _ in range(100):
+        src = vidpipe.open(short_clip)
+        next(iter(src))
+        src.close()
+    for _ in range(20):  # dropped without close(): collected, and the pipeline stops
+        src = vidpipe.open(short_clip)
+        del src
+    gc.collect()
+    deadline = time.monotonic() + 5  # a teardown may still be running in its own short-lived thread
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _fds() <= fds + 2, f"{_fds() - fds} fds leaked"
+    assert threading.active_count() <= threads
+    assert _rss_mb() - rss < 40, f"RSS grew by {_rss_mb() - rss:.0f} MB"
+
+
+def test_abandoned_detect_loops_leak_nothing(short_clip, detector):
+    def cycle():
+        for result in vidpipe.detect(short_clip, model=detector, batch=2):
+            assert result.frame.index == 0
+            break
+
+    for _ in range(5):
+        cycle()
+    gc.collect()
+    fds, threads, rss = _fds(), threading.active_count(), _rss_mb()
+    for _ in range(100):
+        cycle()
+    gc.collect()
+    assert _fds() <= fds + 2, f"{_fds() - fds} fds leaked"
+    assert threading.active_count() <= threads
+    assert _rss_mb() - rss < 60, f"RSS grew by {_rss_mb() - rss:.0f} MB"
+
+
+def test_running_out_of_file_descriptors_is_a_clear_error(short_clip):
+    code = f"""
+import resource, vidpipe
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+kept = []
+try:
+    for _ in range(100):
+        kept.append(vidpipe.open({str(short_clip)!r}))
+except vidpipe.errors.SourceOutOfResourcesError as exc:
+    print("ERROR", len(kept), exc)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith("ERROR"), result.stdout + result.stderr
+    assert "too many open files" in result.stdout and "ulimit -n" in result.stdout
+    assert "CRITICAL" not in result.stderr
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 64  # the test's own limit is untouched
+
+
+# -- 6: damaged data is reported, not silently skipped -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory) -> dict[str, tuple[Path, int]]:
+    folder = tmp_path_factory.mktemp("damaged")
+    mp4 = encode(folder / "clean.mp4", "x264enc key-int-max=25 ! mp4mux faststart=true", 320, 240, frames=250)
+    avi = encode(folder / "clean.avi", "jpegenc ! avimux", 320, 240, frames=100)
+    return {
+        "h264_mp4": (damage(mp4, folder / "damaged.mp4"), 250),
+        "mjpeg_avi": (damage(avi, folder / "damaged.avi"), 100),
+    }
+
+
+@pytest.mark.parametrize("kind", ["h264_mp4", "mjpeg_avi"])
+def test_damaged_file_reports_every_missing_frame(kind, damaged):
+    path, total = damaged[kind]
+    got = []
+    with pytest.raises(errors.DamagedSourceError, match="could not be decoded") as info, vidpipe.open(path) as src:
+        got.extend(src)
+    missing = sum(gap.missing for gap in info.value.gaps)
+    # Every frame is either delivered or counted (a decoder may repeat a frame while it recovers).
+    assert missing > 0 and len({f.pts for f in got}) + missing == total
+    for gap in info.value.gaps:
+        assert got[gap.after_frame].pts == pytest.approx(gap.start)
+        assert got[gap.after_frame + 1].pts == pytest.approx(gap.end)
+
+
+def test_damaged_file_in_detect_events_summary_and_exit_code(damaged, tmp_path):
+    path, total = damaged["h264_mp4"]
+    jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
+    result = vidpipe_cli("detect", str(path), "--json", str(jsonl), "--video", str(video), "-q")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("vidpipe: warning")]
+    assert warnings and all("missing between" in line and str(path) in line for line in warnings)
+    assert "damaged" in result.stderr and "could not be decoded" in result.stderr
+    records = _records(jsonl)
+    events = [r for r in records if "event" in r]
+    frames = [r for r in records if "event" not in r]
+    assert len(events) == len(warnings) and all(e["event"] == "frames_missing" for e in events)
+    assert len({r["pts"] for r in frames}) + sum(e["missing"] for e in events) == total
+    for event in events:  # each event line comes just before the first frame after the gap
+        following = records[records.index(event) + 1 :]
+        first_frame = next(r for r in following if "event" not in r)
+        assert first_frame["frame"] == event["frame"] and first_frame["pts"] == event["pts"]
+    assert len(_frames(video)) == len(frames)
+
+
+# -- 7, 8: honest durations and frame rates ----------------------------------------------------------------
+
+
+def test_shorter_second_video_track_is_not_a_truncation(tmp_path):
+    path = tmp_path / "two.mkv"
+    gst_launch(
+        f"matroskamux name=m ! filesink location={path} "
+        "videotestsrc num-buffers=60 ! video/x-raw,width=160,height=120,framerate=30/1 ! x264enc ! m. "
+        "videotestsrc num-buffers=120 pattern=snow ! video/x-raw,width=160,height=120,framerate=30/1 ! x264enc ! m."
+    )
+    assert len(_frames(path)) == 60
+    result = vidpipe_cli("decode", str(path), "-q")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("mux", ["mp4mux", "matroskamux"])
+def test_variable_frame_rate(mux, tmp_path, detector):
+    durations = [1 / 30 if i % 3 else 1 / 10 for i in range(30)] + [1 / 15] * 30
+    path = variable_rate(tmp_path / f"vfr.{'mp4' if mux == 'mp4mux' else 'mkv'}", mux, durations)
+    probe = json.loads(vidpipe_cli("probe", "--json", str(path)).stdout)
+    assert probe["fps"] is None and probe["frames"] is None
+    assert probe["duration"] == pytest.approx(sum(durations), abs=0.1)
+    source = _frames(path)
+    video = tmp_path / "annotated.mp4"
+    result = vidpipe_cli("detect", str(path), "--video", str(video), "-q")
+    assert result.returncode == 0, result.stderr
+    annotated = _frames(video)
+    assert len(annotated) == len(source)
+    # the annotated video keeps the input's timestamps (relative to its first frame)
+    assert [round(f.pts - annotated[0].pts, 3) for f in annotated] == [
+        round(f.pts - source[0].pts, 3) for f in source
+    ]
+    with vidpipe.open(video) as src:
+        assert src.info.duration == pytest.approx(probe["duration"], abs=0.1)
+
+
+# -- 9: a live run keeps real timestamps -------------------------------------------------------------------
+
+
+def test_live_output_video_lasts_as_long_as_the_run(tmp_path):
+    """A live 120 fps source is faster than the detector: frames are dropped, and the annotated video
+    still covers the wall time of the run, not (frames / nominal rate)."""
+    jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
+    source = "testsrc://ball?width=320&height=240&fps=120&frames=100000&live=1"
+    proc = start_detect(source, "--json", str(jsonl), "--video", str(video), "-q", "--batch", "1", lines=60)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    records = _records(jsonl)
+    span = records[-1]["pts"] - records[0]["pts"]
+    wall = records[-1]["wall"] - records[0]["wall"]
+    assert len(records) < 0.8 * span * 120  # frames were dropped
+    assert span == pytest.approx(wall, abs=0.3)
+    with vidpipe.open(video) as src:
+        assert src.info.duration == pytest.approx(span, abs=0.1)
+        assert sum(1 for _ in src) == len(records)
+
+
+# -- 10: rotated phone videos are delivered upright ---------------------------------------------------------
+
+
+def test_rotation_tag_is_applied(tmp_path):
+    plain = encode(tmp_path / "plain.mp4", "x264enc ! mp4mux", 320, 240, frames=10)
+    rotated = rotate_mp4(plain, tmp_path / "rotated.mp4")
+    probe = json.loads(vidpipe_cli("probe", "--json", str(rotated)).stdout)
+    assert (probe["width"], probe["height"]) == (240, 320)
+    upright = _frames(rotated)
+    for before, after in zip(_frames(plain), upright, strict=True):
+        assert torch.equal(after.tensor, torch.rot90(before.tensor, k=-1, dims=(0, 1)))  # 90° clockwise
+    with vidpipe.open(rotated, size=(120, 160)) as src:
+        assert next(iter(src)).tensor.shape == (160, 120, 3)
+
+
+# -- 11: bad values are refused clearly --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--threshold", "1.5"], "--threshold"),
+        (["--threshold", "nan"], "--threshold"),
+        (["--threshold", "-1"], "--threshold"),
+        (["--max-frames", "0"], "--max-frames"),
+        (["--max-frames", "-5"], "--max-frames"),
+        (["--classes", ","], "--classes"),
+        (["--batch", "x"], "--batch"),
+    ],
+)
+def test_bad_option_values_are_one_line(args, needle, short_clip):
+    result = vidpipe_cli("detect", str(short_clip), *args, "-q")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
+
+
+def test_detector_input_is_checked(detector, short_clip):
+    frame = _frames(short_clip)[10].tensor
+    with pytest.raises(errors.FrameInputError, match=r"uint8.*float32.*multiply by 255"):
+        detector([frame.float() / 255])
+    with pytest.raises(errors.FrameInputError, match="single array"):
+        detector(frame)
+    with pytest.raises(errors.FrameInputError, match=r"\[H, W, 3\].*channels first"):
+        detector([frame.permute(2, 0, 1)])
+    with pytest.raises(errors.FrameInputError, match="numpy float64"):
+        detector([frame.numpy().astype(np.float64)])
+    as_numpy = detector([frame.numpy()])[0]
+    as_tensor = detector([frame])[0]
+    assert as_numpy.labels == as_tensor.labels and torch.equal(as_numpy.boxes, as_tensor.boxes)
+    assert len(detector(torch.stack([frame, frame]))) == 2  # a uint8[N, H, W, 3] batch
+    with pytest.raises(errors.ModelError, match="between 0 and 1"):
+        models.load("ssd_mobilenet_v2_coco", threshold=float("nan"))
+
+
+# -- 13: a stream that changes resolution -------------------------------------------------------------------
+
+
+def test_resolution_change_keeps_every_output_in_step(tmp_path):
+    parts = []
+    for name, (width, height) in (("a", (320, 240)), ("b", (160, 128))):
+        part = tmp_path / f"{name}.h264"
+        gst_launch(
+            f"videotestsrc num-buffers=30 pattern=ball ! video/x-raw,width={width},height={height},framerate=30/1 "
+            f"! x264enc ! video/x-h264,stream-format=byte-stream ! filesink location={part}"
+        )
+        parts.append(part.read_bytes())
+    joined = tmp_path / "joined.h264"
+    joined.write_bytes(b"".join(parts))  # an elementary stream whose size changes at frame 30
+    jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
+    result = vidpipe_cli("detect", str(joined), "--json", str(jsonl), "--video", str(video), "-q")
+    assert result.returncode == 0, result.stderr
+    records = _records(jsonl)
+    assert [(r["width"], r["height"]) for r in records] == [(320, 240)] * 30 + [(160, 128)] * 30
+    annotated = _frames(video)
+    assert len(annotated) == 60 and all(f.tensor.shape == (240, 320, 3) for f in annotated)
