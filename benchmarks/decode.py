@@ -24,8 +24,8 @@ import torch
 from _common import SAMPLE, make_1080p
 
 import vidpipe
-from vidpipe._gst import Gst
-from vidpipe.frames import BufferReader
+from vidpipe.gst import Gst
+from vidpipe.gst.buffers import BufferReader
 
 
 def gst_launch_fps(path: Path, frames: int) -> float:

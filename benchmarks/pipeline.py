@@ -29,7 +29,7 @@ from _common import SAMPLE
 
 import vidpipe
 from vidpipe import models
-from vidpipe._gst import Gst
+from vidpipe.gst import Gst
 from vidpipe.models.base import Batch
 from vidpipe.models.ssd_mobilenet_v2 import bundled_graph
 from vidpipe.sinks import JsonlSink

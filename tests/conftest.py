@@ -62,10 +62,10 @@ def vidpipe_cli(*args: str, env: dict | None = None, timeout: float = 120) -> su
     return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
+def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     """Start the project's RTSP test server (a real GstRtspServer on 127.0.0.1); return it and its URL."""
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("rtsp_server.py"))], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(Path(__file__).with_name("rtsp_server.py")), *args], stdout=subprocess.PIPE, text=True
     )
     line = server.stdout.readline().split()
     if not line or line[0] != "READY":

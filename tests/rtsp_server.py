@@ -1,10 +1,13 @@
-"""A real RTSP server (GstRtspServer) on 127.0.0.1 serving a live H.264 test pattern.
+"""A real RTSP server (GstRtspServer) on 127.0.0.1 serving a live H.264 test pattern at ``/test``.
 
-Run as a script: prints ``READY <port>`` once it listens, serves until killed.
+Run as a script: ``rtsp_server.py [--port P] [--size WxH] [--fps F]``; prints ``READY <port>`` once it
+listens and serves until killed. Every client of ``/test`` shares one encoder (one CPU cost however many
+clients), each gets its own RTP session.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import gi
@@ -13,22 +16,32 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
-LAUNCH = (
-    "( videotestsrc pattern=ball is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 "
-    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 )"
-)
+
+def launch(width: int, height: int, fps: int) -> str:
+    return (
+        f"( videotestsrc pattern=ball is-live=true ! video/x-raw,width={width},height={height},framerate={fps}/1 "
+        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! rtph264pay name=pay0 pt=96 )"
+    )
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--size", default="320x240")
+    parser.add_argument("--fps", type=int, default=30)
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
-    server.set_service("0")  # any free port
+    server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(LAUNCH)
+    factory.set_launch(launch(width, height, args.fps))
     factory.set_shared(True)
     server.get_mount_points().add_factory("/test", factory)
-    server.attach(None)
+    if server.attach(None) == 0:
+        print(f"FAILED cannot listen on port {args.port}", flush=True)
+        sys.exit(1)
     print(f"READY {server.get_bound_port()}", flush=True)
     GLib.MainLoop().run()
 

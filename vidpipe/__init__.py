@@ -13,20 +13,24 @@ from .errors import VidpipeError
 
 if TYPE_CHECKING:
     from . import errors, models
-    from .frames import Frame
-    from .models import Detections, Detector
-    from .runner import Pipeline, Result, Stats, detect
-    from .source import Source, SourceInfo, open
+    from .gst.source import Source, open
+    from .models import Detector
+    from .options import StreamOptions
+    from .pipeline import Pipeline, Stats, StreamsFailedError, detect
+    from .types import Detections, Event, Frame, Result, SourceInfo
 
 __all__ = [
     "Detections",
     "Detector",
+    "Event",
     "Frame",
     "Pipeline",
     "Result",
     "Source",
     "SourceInfo",
     "Stats",
+    "StreamOptions",
+    "StreamsFailedError",
     "VidpipeError",
     "detect",
     "errors",
@@ -36,16 +40,19 @@ __all__ = [
 __version__ = "0.1.0"
 
 _WHERE = {
-    "Frame": "frames",
-    "Detections": "models",
+    "Detections": "types",
+    "Event": "types",
+    "Frame": "types",
+    "Result": "types",
+    "SourceInfo": "types",
     "Detector": "models",
-    "Pipeline": "runner",
-    "Result": "runner",
-    "Stats": "runner",
-    "detect": "runner",
-    "Source": "source",
-    "SourceInfo": "source",
-    "open": "source",
+    "StreamOptions": "options",
+    "Pipeline": "pipeline",
+    "Stats": "pipeline",
+    "StreamsFailedError": "pipeline",
+    "detect": "pipeline",
+    "Source": "gst.source",
+    "open": "gst.source",
 }
 
 

@@ -56,6 +56,7 @@ class SourceInfo:
     codec: str | None
     container: str | None
     live: bool
+    stream: str = "0"
 
     def to_dict(self) -> dict:
         return {

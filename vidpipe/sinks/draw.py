@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from ..models.detections import Detections
+from ..types import Detections
 
 PALETTE = [
     (255, 56, 56), (56, 255, 56), (56, 56, 255), (255, 157, 0), (255, 0, 230), (0, 230, 255),

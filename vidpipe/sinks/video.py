@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._gst import GLib, Gst
 from ..errors import OutputError
+from ..gst import GLib, Gst
 from .draw import draw
 
 if TYPE_CHECKING:
-    from ..runner import Result
-    from ..source import SourceInfo
+    from ..types import Event, Result, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +29,16 @@ FORMATS = {
 
 
 class VideoSink:
-    """Draws each result's detections on its frame and encodes the frames with their source timestamps.
+    """Draws each result's detections on its frame and encodes each stream's frames into its own file.
 
-    ``.mp4``/``.mkv`` → H.264, ``.webm`` → VP8. Each frame keeps its presentation time (relative to the
-    first frame), so a variable-rate file or a live stream that dropped frames gives a video of the right
-    duration. Frames whose size differs from the first (a stream that changed resolution) are scaled to
-    the first size, so the video holds every frame. ``close()`` sends end-of-stream and waits until the
-    muxer has finalised the file, so an interrupted run still leaves a playable video.
+    ``path`` may contain ``{stream}`` (``out/{stream}.mp4``), which is replaced by the stream's name; it
+    must, when several streams are written. ``.mp4``/``.mkv`` → H.264, ``.webm`` → VP8. Each frame keeps
+    its time (a file's presentation time, a live frame's arrival time; relative to the stream's first
+    frame), so a variable-rate file or a live stream that dropped frames or reconnected gives a video of
+    the right duration. Frames whose size differs from the first (a stream that changed resolution) are
+    scaled to the first size, so the video holds every frame. A stream's file is finalised when the
+    stream ends, and every file at ``close()`` (end-of-stream, then the muxer finishes), so an interrupted
+    run still leaves playable videos.
     """
 
     def __init__(self, path: str | Path, *, annotate: bool = True) -> None:
@@ -44,7 +46,59 @@ class VideoSink:
         suffix = self.path.suffix.lower()
         if suffix not in FORMATS:
             raise OutputError(f"{self.path}: unknown video format {suffix or '(none)'} (use {', '.join(FORMATS)})")
-        self._chain, self._package = FORMATS[suffix]
+        self.annotate = annotate
+        self._encoders: dict[str, _Encoder] = {}
+        self.written: dict[str, int] = {}  # frames written per stream
+
+    @property
+    def per_stream(self) -> bool:
+        return "{stream}" in str(self.path)
+
+    def path_for(self, stream: str) -> Path:
+        return Path(str(self.path).replace("{stream}", stream))
+
+    def open(self, info: SourceInfo) -> None:
+        if info.stream in self._encoders:
+            return
+        if self._encoders and not self.per_stream:
+            raise OutputError(f"{self.path}: several streams need a path with {{stream}} (e.g. out/{{stream}}.mp4)")
+        encoder = _Encoder(self.path_for(info.stream), annotate=self.annotate)
+        encoder.open(info)
+        self._encoders[info.stream] = encoder
+
+    def write(self, result: Result) -> None:
+        self._encoders[result.frame.stream].write(result)
+
+    def event(self, event: Event) -> None:
+        """A stream that ended (or failed) has its file finalised at once."""
+        if event.kind in ("ended", "failed") and event.stream in self._encoders:
+            encoder = self._encoders[event.stream]
+            self.written[event.stream] = encoder.frames_written
+            encoder.close()
+
+    def close(self) -> None:
+        """Finalise every stream's file; raises the first error after trying them all."""
+        errors = []
+        for stream, encoder in self._encoders.items():
+            self.written[stream] = encoder.frames_written
+            try:
+                encoder.close()
+            except OutputError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    @property
+    def frames_written(self) -> int:
+        return sum(encoder.frames_written for encoder in self._encoders.values())
+
+
+class _Encoder:
+    """One stream's annotated video: appsrc → convert → encoder → muxer → file."""
+
+    def __init__(self, path: Path, *, annotate: bool = True) -> None:
+        self.path = path
+        self._chain, self._package = FORMATS[path.suffix.lower()]
         self.annotate = annotate
         self._pipeline: Gst.Pipeline | None = None
         self._count = 0
@@ -58,6 +112,7 @@ class VideoSink:
         # nominal 30/1: with 0/1, mp4mux was measured to lose the last frame.
         self._rate = Gst.util_double_to_fraction(info.fps) if info.fps else (30, 1)
         self._size = (info.width, info.height)
+        self._live = info.live
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -91,7 +146,7 @@ class VideoSink:
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = _resize(frame, self._size)
         buf = Gst.Buffer.new_wrapped(frame.numpy().tobytes())
-        buf.pts = self._timestamp(result.frame.pts)
+        buf.pts = self._timestamp(result.frame.wall if self._live else result.frame.pts)
         # Each frame lasts until the next one, so it is pushed when the next one arrives (the last
         # one at close, lasting as long as the one before it).
         if self._pending is not None:
@@ -109,7 +164,7 @@ class VideoSink:
             raise OutputError(f"{self.path}: the encoder stopped accepting frames")
 
     def _timestamp(self, pts: float) -> int:
-        """The frame's pts relative to the first frame, in ns, kept strictly increasing."""
+        """The frame's time relative to the first frame, in ns, kept strictly increasing."""
         if self._first_pts is None:
             self._first_pts = pts
         ns = max(round((pts - self._first_pts) * Gst.SECOND), self._last_ns + 1)

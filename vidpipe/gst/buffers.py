@@ -1,14 +1,13 @@
-"""Frames: the one copy that turns a GStreamer buffer into a PyTorch tensor (:class:`Frame` is in ``types``)."""
+"""Buffers into tensors: the one copy that turns a GStreamer buffer into a PyTorch tensor."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ._gst import Gst, GstVideo
-from .types import Frame
+from . import Gst, GstVideo
 
-__all__ = ["BufferReader", "Frame"]
+__all__ = ["BufferReader"]
 
 
 class BufferReader:

@@ -12,9 +12,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from . import source as _source
-from .errors import VidpipeError
-from .graph import write_graph
+from .. import __version__
+from ..errors import VidpipeError
+from ..gst import source as _source
+from ..gst.graph import write_graph
 from .progress import FrameProgress, expected_frames
 
 
@@ -70,7 +71,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .models import available
+    from ..models import available
 
     for name, summary in available().items():
         print(f"{name:<44} {summary}")
@@ -78,9 +79,9 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from .runner import run_cli
+    from .detect import run
 
-    return run_cli(args)
+    return run(args)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,14 +94,17 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vidpipe", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"vidpipe {__version__}")
+    common = argparse.ArgumentParser(add_help=False)  # accepted after the subcommand too
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("probe", help="print container, codec, resolution, fps, duration, frame count")
+    p = sub.add_parser("probe", parents=[common], help="print container, codec, resolution, fps, duration, frame count")
     p.add_argument("source", help="file, URL (rtsp://, http://), /dev/videoN or testsrc://PATTERN")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_probe)
 
-    p = sub.add_parser("decode", help="decode into tensors and discard them (measures decode speed)")
+    p = sub.add_parser("decode", parents=[common], help="decode into tensors and discard them (measures decode speed)")
     p.add_argument("source")
     p.add_argument("--max-frames", type=int, metavar="N")
     p.add_argument("--size", type=_size, metavar="WxH", help="scale inside GStreamer")
@@ -109,11 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_decode)
 
-    p = sub.add_parser("models", help="list the available detectors")
+    p = sub.add_parser("models", parents=[common], help="list the available detectors")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("detect", help="detect objects in every frame; write JSONL, annotated video, graph")
-    p.add_argument("source")
+    p = sub.add_parser(
+        "detect", parents=[common], help="detect objects in every frame of one or more sources; write JSONL, video"
+    )
+    p.add_argument("source", nargs="*", help="sources: files, URLs, /dev/videoN, testsrc://; NAME=URI names one")
+    p.add_argument("--sources", dest="sources_file", metavar="FILE", help="more sources, one per line (# comments)")
     p.add_argument("--model", default="ssd_mobilenet_v2_coco", help="detector name (see `vidpipe models`)")
     p.add_argument("--weights", metavar="FILE", help="weights file for the model")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -122,9 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, metavar="T", help="minimum score")
     p.add_argument("--classes", metavar="A,B", help="keep only these labels (comma-separated)")
     p.add_argument("--json", dest="json_out", metavar="OUT.jsonl", help="write detections as JSON Lines")
-    p.add_argument("--video", metavar="OUT.mp4", help="write an annotated video (.mp4 H.264, .webm VP9)")
+    p.add_argument(
+        "--video", metavar="OUT.mp4", help="write annotated video (.mp4/.mkv H.264, .webm VP8); several: {stream}"
+    )
     p.add_argument("--graph", metavar="FILE", help="write the decode pipeline graph (.dot, .png, .svg)")
-    p.add_argument("--max-frames", type=int, metavar="N")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames")
+    p.add_argument("--detect-fps", type=float, metavar="F", help="detect on at most F frames per second of each stream")
+    p.add_argument(
+        "--max-latency", type=float, metavar="S", help="drop live frames older than S s, not process them late (1.0)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_detect)
     return parser

@@ -12,167 +12,28 @@ import bisect
 import logging
 import os
 import resource
-import struct
 import threading
 import time
-import urllib.parse
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from ._gst import GLib, Gst, GstPbutils
-from .errors import (
+from ..errors import (
     DamagedSourceError,
     DecodeError,
-    MissingDecoderError,
-    NotAVideoError,
     NoVideoStreamError,
     SourceError,
-    SourceNotFoundError,
     SourceOutOfResourcesError,
     StreamUnreachableError,
     TruncatedSourceError,
-    UnsupportedSourceError,
 )
-from .frames import BufferReader
-from .types import Frame, Gap, SourceInfo
+from ..types import Frame, Gap, SourceInfo
+from . import GLib, Gst, GstPbutils
+from .buffers import BufferReader
+from .bus import error_from_message
+from .uri import parse_source
 
 log = logging.getLogger(__name__)
-
-NETWORK_SCHEMES = ("rtsp", "rtsps", "rtspt", "http", "https")
-TEST_PATTERNS = ("smpte", "ball", "snow", "black", "white", "gradient", "checkers-8", "colors", "smpte100")
-
-# Debian/Ubuntu packages that carry a decoder for a caps name (the first one listed is suggested).
-DECODER_PACKAGES = {
-    "video/x-h264": "gstreamer1.0-libav",
-    "video/x-h265": "gstreamer1.0-libav",
-    "video/x-vp8": "gstreamer1.0-plugins-good",
-    "video/x-vp9": "gstreamer1.0-plugins-good",
-    "video/x-av1": "gstreamer1.0-libav",
-    "image/jpeg": "gstreamer1.0-plugins-good",
-    "video/mpeg": "gstreamer1.0-libav",
-    "video/x-divx": "gstreamer1.0-libav",
-    "video/x-xvid": "gstreamer1.0-libav",
-    "video/x-theora": "gstreamer1.0-plugins-base",
-    "video/x-msmpeg": "gstreamer1.0-libav",
-    "video/x-wmv": "gstreamer1.0-libav",
-    "video/x-prores": "gstreamer1.0-libav",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    """A parsed source string: the GStreamer description of its first part and how to treat it."""
-
-    text: str
-    kind: str  # "file", "network", "v4l2", "test"
-    description: str
-    path: Path | None = None
-    live: bool = False
-
-
-def _parse_test_uri(text: str) -> _Spec:
-    parts = urllib.parse.urlsplit(text)
-    pattern = parts.netloc or "smpte"
-    if pattern not in TEST_PATTERNS:
-        raise UnsupportedSourceError(f"{text}: unknown test pattern {pattern!r} (known: {', '.join(TEST_PATTERNS)})")
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    try:
-        width = int(query.pop("width", 640))
-        height = int(query.pop("height", 480))
-        fps = float(query.pop("fps", 30))
-        frames = int(query.pop("frames", 300))
-        live = query.pop("live", "0").lower() in ("1", "true", "yes")
-    except ValueError as exc:
-        raise UnsupportedSourceError(f"{text}: bad test source parameter ({exc})") from None
-    if query:
-        raise UnsupportedSourceError(
-            f"{text}: unknown test source parameter(s) {', '.join(query)} (known: width, height, fps, frames, live)"
-        )
-    rate = Gst.util_double_to_fraction(fps)
-    description = (
-        f"videotestsrc pattern={pattern} num-buffers={frames} is-live={str(live).lower()} "
-        f"! video/x-raw,width={width},height={height},framerate={rate[0]}/{rate[1]}"
-    )
-    return _Spec(text, "test", description, live=live)
-
-
-def _check_file(text: str, path: Path) -> None:
-    if path.is_dir():
-        raise SourceNotFoundError(f"{text}: is a directory, not a video file")
-    if not path.exists():
-        raise SourceNotFoundError(f"{text}: no such file")
-    if not os.access(path, os.R_OK):
-        raise SourceNotFoundError(f"{text}: permission denied")
-    if path.stat().st_size == 0:
-        raise NotAVideoError(f"{text}: the file is empty (0 bytes)")
-    if _mp4_lacks_index(path):
-        raise TruncatedSourceError(
-            f"{text}: MP4 without its index ('moov' box missing: the file was cut off before it was "
-            "finalised); no frame can be decoded"
-        )
-
-
-def parse_source(source: str | os.PathLike) -> _Spec:
-    """Parse a source string: a path, ``file://``, ``rtsp://``, ``http(s)://``, ``/dev/videoN`` or
-    ``testsrc://PATTERN?width=W&height=H&fps=F&frames=N&live=0``."""
-    text = os.fspath(source)
-    scheme = urllib.parse.urlsplit(text).scheme.lower() if "://" in text else ""
-    if scheme == "testsrc":
-        return _parse_test_uri(text)
-    if scheme in NETWORK_SCHEMES:
-        live = scheme.startswith("rtsp")  # http(s) serves files (or HLS/DASH, which pace themselves)
-        return _Spec(text, "network", f"uridecodebin name=decode uri={_quote(text)}", live=live)
-    if scheme and scheme != "file":
-        raise UnsupportedSourceError(
-            f"{text}: unsupported source scheme {scheme!r} "
-            "(use a file path, file://, rtsp://, http(s)://, /dev/videoN or testsrc://)"
-        )
-    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path)) if scheme == "file" else Path(text)
-    if text.startswith("/dev/video"):
-        if not path.exists():
-            raise StreamUnreachableError(f"{text}: no such video device")
-        return _Spec(text, "v4l2", f"v4l2src device={text} ! decodebin name=decode", path=path, live=True)
-    _check_file(text, path)
-    uri = Gst.filename_to_uri(str(path.resolve()))
-    return _Spec(text, "file", f"uridecodebin name=decode uri={_quote(uri)}", path=path)
-
-
-def source_path(source: str | os.PathLike) -> Path | None:
-    """The local file a source string names (a path or ``file://`` URI), else None. No checks."""
-    text = os.fspath(source)
-    scheme = urllib.parse.urlsplit(text).scheme.lower() if "://" in text else ""
-    if scheme == "file":
-        return Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
-    if scheme or text.startswith("/dev/"):
-        return None
-    return Path(text)
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _mp4_lacks_index(path: Path) -> bool:
-    """True for an ISO-BMFF (MP4/MOV) file whose top-level boxes hold no ``moov`` index."""
-    try:
-        with path.open("rb") as fh:
-            size = path.stat().st_size
-            pos, seen = 0, []
-            while pos + 8 <= size:
-                fh.seek(pos)
-                box_size, box_type = struct.unpack(">I4s", fh.read(8))
-                if box_size == 1:
-                    box_size = struct.unpack(">Q", fh.read(8))[0]
-                seen.append(box_type)
-                if box_size < 8:
-                    break
-                pos += box_size
-    except OSError:
-        return False
-    return bool(seen) and seen[0] == b"ftyp" and b"moov" not in seen
-
 
 # A frame rate above this is not a rate but a container's time base: the file has a variable rate.
 MAX_PLAUSIBLE_FPS = 1000.0
@@ -246,11 +107,21 @@ class Source:
         live: bool | None = None,
         max_buffers: int = 8,
         timeout: float = 10.0,
+        max_fps: float | None = None,
+        stream: str = "0",
+        stall_timeout: float | None = None,
     ) -> None:
         self._spec = parse_source(source)
         _check_fds(self._spec.text)
+        if max_fps is not None and not max_fps > 0:
+            raise SourceError(f"{self._spec.text}: max_fps must be above 0, got {max_fps}")
         self.live = self._spec.live if live is None else live
+        self.stream = stream
         self._timeout = timeout
+        self._stall_timeout = timeout if stall_timeout is None else stall_timeout
+        self._max_fps = max_fps
+        self._produced = 0  # frames that came out of the decoder (before any rate limit or live drop)
+        self._indices: dict[int, list[int]] = {}  # pts (ns) -> produced indices, for frames on their way
         self._delivered = 0
         self._last_pts: float | None = None
         self._arrived = 0
@@ -265,6 +136,7 @@ class Source:
         self._decoder_input: list[int] = []  # pts (ns) of compressed frames that went into the decoder
         self._decoder_lock = threading.Lock()
         self.gaps: list[Gap] = []
+        self._last_decoded: int | None = None
         self._handlers: list[tuple[Gst.Object, int]] = []
         self._probes: list[tuple[Gst.Pad, int]] = []
         self._pipeline = self._build(size, keep_aspect)
@@ -291,9 +163,14 @@ class Source:
         # Frames are turned upright (the orientation tag phones write) after the conversion to RGB and
         # before scaling, so that ``size`` is the size of the upright picture. Both are pass-through
         # when there is nothing to do.
+        # --detect-fps: frames above the rate are dropped here, before any conversion, so they cost nothing.
+        rate = ""
+        if self._max_fps is not None:
+            num, den = Gst.util_double_to_fraction(self._max_fps)
+            rate = f"videorate name=rate drop-only=true ! video/x-raw,framerate={num}/{den} ! "
         description = (
             f"{self._spec.description} ! queue name=frames max-size-buffers=4 max-size-bytes=0 "
-            "max-size-time=0 ! videoconvertscale name=convert ! video/x-raw,format=RGB "
+            f"max-size-time=0 ! {rate}videoconvertscale name=convert ! video/x-raw,format=RGB "
             "! videoflip name=orient video-direction=auto "
             f"! videoscale name=scale add-borders={str(keep_aspect).lower()} ! {caps} ! {sink}"
         )
@@ -317,10 +194,30 @@ class Source:
                 self._handlers.append((decode, decode.connect(signal_name, _weak(method))))
         else:
             self._video_linked = True
+        decoded = pipeline.get_by_name("frames").get_static_pad("sink")
+        self._probes.append((decoded, decoded.add_probe(Gst.PadProbeType.BUFFER, _weak(self._on_decoded))))
         if self.live:
             pad = pipeline.get_by_name("sink").get_static_pad("sink")
             self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._count_arrival))))
         return pipeline
+
+    def _on_decoded(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        """Every decoded frame, in GStreamer's streaming thread: number it as the source produced it, and
+        count the frames the decoder took in but could not decode (damaged data) just before it."""
+        buf = info.get_buffer()
+        index = self._produced
+        self._produced += 1
+        if buf is None or buf.pts == Gst.CLOCK_TIME_NONE:
+            return Gst.PadProbeReturn.OK
+        self._indices.setdefault(buf.pts, []).append(index)  # a damaged stream may repeat a pts
+        if self._spec.kind == "file":
+            lost = self._lost_before(buf.pts)
+            if lost and self._last_decoded is not None:
+                gap = Gap(index - 1, self._last_decoded / Gst.SECOND, buf.pts / Gst.SECOND, lost)
+                self.gaps.append(gap)
+                log.info("%s: %s", self._spec.text, gap.describe())
+            self._last_decoded = buf.pts
+        return Gst.PadProbeReturn.OK
 
     def _count_arrival(self, _pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         self._arrived += 1
@@ -336,6 +233,9 @@ class Source:
     def _on_source_setup(self, _bin: Gst.Element, element: Gst.Element) -> None:
         factory = element.get_factory().get_name() if element.get_factory() else ""
         if factory == "rtspsrc":
+            # RTP over the RTSP TCP connection: a server that goes away is noticed at once (over UDP
+            # only by a timeout), and no packet is lost to a full socket buffer.
+            element.set_property("protocols", "tcp")
             element.set_property("latency", 200)
             element.set_property("tcp-timeout", int(self._timeout * 1_000_000))
             element.set_property("timeout", int(self._timeout * 1_000_000))
@@ -440,6 +340,7 @@ class Source:
             codec=codec,
             container=container,
             live=self.live,
+            stream=self.stream,
         )
 
     def _test_frames(self) -> int:
@@ -498,8 +399,10 @@ class Source:
                     self._check_bus()
                     self._check_complete()
                     return
-                if self.live and time.monotonic() - stall > self._timeout:
-                    raise StreamUnreachableError(f"{self._spec.text}: no frame for {self._timeout:g} s (stream lost)")
+                if self.live and time.monotonic() - stall > self._stall_timeout:
+                    raise StreamUnreachableError(
+                        f"{self._spec.text}: no frame for {self._stall_timeout:g} s (stream lost)"
+                    )
             if self._stopping.is_set():
                 return
             sample = self._appsink.try_pull_sample(50 * Gst.MSECOND)
@@ -515,18 +418,20 @@ class Source:
         return time.time() - max(0, age) / Gst.SECOND
 
     def _frame(self, buf: Gst.Buffer, pulled: float) -> Frame:
-        index = self._delivered
+        """The frame of a pulled buffer; its index is the one the source gave it (live drops and
+        ``max_fps`` leave gaps in the indices, damaged data does not)."""
+        waiting = self._indices.get(buf.pts) if buf.pts != Gst.CLOCK_TIME_NONE else None
+        index = waiting.pop(0) if waiting else self._delivered
+        if waiting is not None and not waiting:
+            del self._indices[buf.pts]
+        for older in [pts for pts in list(self._indices) if pts < buf.pts]:  # frames dropped on the way
+            self._indices.pop(older, None)
         self._delivered += 1
         fps = self.info.fps
         pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else (index / fps if fps else 0.0)
-        if buf.pts != Gst.CLOCK_TIME_NONE and self._spec.kind == "file":
-            lost = self._lost_before(buf.pts)
-            if lost and self._last_pts is not None:
-                gap = Gap(index - 1, self._last_pts, pts, lost)
-                self.gaps.append(gap)
-                log.info("%s: %s", self._spec.text, gap.describe())
         self._last_pts = pts
-        return Frame(self._reader.to_tensor(buf), index, pts, wall=self._arrival(buf, pulled))
+        tensor = self._reader.to_tensor(buf)
+        return Frame(tensor, index, pts, stream=self.stream, wall=self._arrival(buf, pulled))
 
     @property
     def name(self) -> str:
@@ -546,6 +451,11 @@ class Source:
     def frames_delivered(self) -> int:
         """Frames yielded so far."""
         return self._delivered
+
+    @property
+    def frames_produced(self) -> int:
+        """Frames the decoder produced so far (before ``max_fps`` and live drops)."""
+        return self._produced
 
     @property
     def frames_dropped(self) -> int:
@@ -616,40 +526,7 @@ class Source:
         raise SourceError(default)
 
     def _raise_error(self, msg: Gst.Message) -> None:
-        err, debug = msg.parse_error()
-        log.debug("GStreamer error from %s: %s (%s)", msg.src.get_name(), err.message, debug)
-        text = self._spec.text
-        if self._missing or err.matches(Gst.StreamError.quark(), Gst.StreamError.CODEC_NOT_FOUND):
-            raise self._missing_decoder_error()
-        if err.matches(Gst.StreamError.quark(), Gst.StreamError.TYPE_NOT_FOUND) or err.matches(
-            Gst.StreamError.quark(), Gst.StreamError.WRONG_TYPE
-        ):
-            raise NotAVideoError(f"{text}: not a video file (GStreamer cannot recognise its format)")
-        if self._spec.kind in ("network", "v4l2") and err.domain == GLib.quark_to_string(Gst.ResourceError.quark()):
-            raise StreamUnreachableError(f"{text}: cannot connect ({err.message})")
-        if "no playable streams" in err.message or "no known streams" in err.message:
-            raise NoVideoStreamError(f"{text}: no playable video stream ({err.message})")
-        if err.domain == GLib.quark_to_string(Gst.ResourceError.quark()) and self._spec.kind == "file":
-            raise SourceNotFoundError(f"{text}: cannot read file ({err.message})")
-        raise DecodeError(
-            f"{text}: decoding failed after {self._delivered} frames: {err.message} (from {msg.src.get_name()})"
-        )
-
-    def _missing_decoder_error(self) -> MissingDecoderError:
-        text = self._spec.text
-        if not self._missing:
-            return MissingDecoderError(f"{text}: no decoder installed for this stream")
-        msg = self._missing[0]
-        description = GstPbutils.missing_plugin_message_get_description(msg)
-        detail = msg.get_structure().get_value("detail")
-        caps_name = detail.get_structure(0).get_name() if isinstance(detail, Gst.Caps) else ""
-        package = DECODER_PACKAGES.get(caps_name)
-        hint = f"install the Debian/Ubuntu package {package}" if package else "install a GStreamer plugin for it"
-        return MissingDecoderError(
-            f"{text}: no decoder installed for {description} ({caps_name}); {hint}",
-            codec=caps_name,
-            package=package,
-        )
+        raise error_from_message(msg, self._spec, missing=self._missing, delivered=self._delivered)
 
     # -- lifetime -----------------------------------------------------------------------------------
 
@@ -683,6 +560,9 @@ def open(
     live: bool | None = None,
     max_buffers: int = 8,
     timeout: float = 10.0,
+    max_fps: float | None = None,
+    stream: str = "0",
+    stall_timeout: float | None = None,
 ) -> Source:
     """Open a video source and return a :class:`Source` (iterable of :class:`Frame`, context manager).
 
@@ -692,6 +572,19 @@ def open(
     ``live`` overrides the live/file decision: live sources drop the oldest frames when the consumer is
     slow (counted in ``frames_dropped``); file sources apply back-pressure and never drop a frame.
     ``timeout`` bounds the wait for the first frame (and, for live sources, for any frame).
+    ``max_fps`` keeps at most that many frames per second of stream time, dropping the others inside
+    GStreamer before conversion. ``stream`` names the source in every :class:`Frame` it yields.
+    ``stall_timeout``: a live source with no frame for this long raises (default: ``timeout``).
     Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
     """
-    return Source(source, size=size, keep_aspect=keep_aspect, live=live, max_buffers=max_buffers, timeout=timeout)
+    return Source(
+        source,
+        size=size,
+        keep_aspect=keep_aspect,
+        live=live,
+        max_buffers=max_buffers,
+        timeout=timeout,
+        max_fps=max_fps,
+        stream=stream,
+        stall_timeout=stall_timeout,
+    )

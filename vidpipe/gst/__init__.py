@@ -1,4 +1,6 @@
-"""GStreamer import and initialisation in one place."""
+"""Everything that touches GStreamer: its import and initialisation (here, once), source strings
+(``uri``), bus messages into errors (``bus``), decoding (``source``), buffers into tensors (``buffers``)
+and pipeline graphs (``graph``)."""
 
 from __future__ import annotations
 

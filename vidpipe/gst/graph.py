@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 FORMATS = (".dot", ".png", ".svg", ".pdf")
 

@@ -1,0 +1,138 @@
+"""Source strings: paths, ``file://``, ``rtsp://``, ``http(s)://``, ``/dev/videoN``, ``testsrc://``.
+
+Pure functions (no pipeline is built): parse a source string into the GStreamer description of its
+first part, and check a local file before GStreamer sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import (
+    NotAVideoError,
+    SourceNotFoundError,
+    StreamUnreachableError,
+    TruncatedSourceError,
+    UnsupportedSourceError,
+)
+from . import Gst
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtspt", "http", "https")
+TEST_PATTERNS = ("smpte", "ball", "snow", "black", "white", "gradient", "checkers-8", "colors", "smpte100")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """A parsed source string: the GStreamer description of its first part and how to treat it."""
+
+    text: str
+    kind: str  # "file", "network", "v4l2", "test"
+    description: str
+    path: Path | None = None
+    live: bool = False
+
+
+def _parse_test_uri(text: str) -> SourceSpec:
+    parts = urllib.parse.urlsplit(text)
+    pattern = parts.netloc or "smpte"
+    if pattern not in TEST_PATTERNS:
+        raise UnsupportedSourceError(f"{text}: unknown test pattern {pattern!r} (known: {', '.join(TEST_PATTERNS)})")
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    try:
+        width = int(query.pop("width", 640))
+        height = int(query.pop("height", 480))
+        fps = float(query.pop("fps", 30))
+        frames = int(query.pop("frames", 300))
+        live = query.pop("live", "0").lower() in ("1", "true", "yes")
+    except ValueError as exc:
+        raise UnsupportedSourceError(f"{text}: bad test source parameter ({exc})") from None
+    if query:
+        raise UnsupportedSourceError(
+            f"{text}: unknown test source parameter(s) {', '.join(query)} (known: width, height, fps, frames, live)"
+        )
+    rate = Gst.util_double_to_fraction(fps)
+    description = (
+        f"videotestsrc pattern={pattern} num-buffers={frames} is-live={str(live).lower()} "
+        f"! video/x-raw,width={width},height={height},framerate={rate[0]}/{rate[1]}"
+    )
+    return SourceSpec(text, "test", description, live=live)
+
+
+def _check_file(text: str, path: Path) -> None:
+    if path.is_dir():
+        raise SourceNotFoundError(f"{text}: is a directory, not a video file")
+    if not path.exists():
+        raise SourceNotFoundError(f"{text}: no such file")
+    if not os.access(path, os.R_OK):
+        raise SourceNotFoundError(f"{text}: permission denied")
+    if path.stat().st_size == 0:
+        raise NotAVideoError(f"{text}: the file is empty (0 bytes)")
+    if _mp4_lacks_index(path):
+        raise TruncatedSourceError(
+            f"{text}: MP4 without its index ('moov' box missing: the file was cut off before it was "
+            "finalised); no frame can be decoded"
+        )
+
+
+def parse_source(source: str | os.PathLike) -> SourceSpec:
+    """Parse a source string: a path, ``file://``, ``rtsp://``, ``http(s)://``, ``/dev/videoN`` or
+    ``testsrc://PATTERN?width=W&height=H&fps=F&frames=N&live=0``."""
+    text = os.fspath(source)
+    scheme = urllib.parse.urlsplit(text).scheme.lower() if "://" in text else ""
+    if scheme == "testsrc":
+        return _parse_test_uri(text)
+    if scheme in NETWORK_SCHEMES:
+        live = scheme.startswith("rtsp")  # http(s) serves files (or HLS/DASH, which pace themselves)
+        return SourceSpec(text, "network", f"uridecodebin name=decode uri={_quote(text)}", live=live)
+    if scheme and scheme != "file":
+        raise UnsupportedSourceError(
+            f"{text}: unsupported source scheme {scheme!r} "
+            "(use a file path, file://, rtsp://, http(s)://, /dev/videoN or testsrc://)"
+        )
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path)) if scheme == "file" else Path(text)
+    if text.startswith("/dev/video"):
+        if not path.exists():
+            raise StreamUnreachableError(f"{text}: no such video device")
+        return SourceSpec(text, "v4l2", f"v4l2src device={text} ! decodebin name=decode", path=path, live=True)
+    _check_file(text, path)
+    uri = Gst.filename_to_uri(str(path.resolve()))
+    return SourceSpec(text, "file", f"uridecodebin name=decode uri={_quote(uri)}", path=path)
+
+
+def source_path(source: str | os.PathLike) -> Path | None:
+    """The local file a source string names (a path or ``file://`` URI), else None. No checks."""
+    text = os.fspath(source)
+    scheme = urllib.parse.urlsplit(text).scheme.lower() if "://" in text else ""
+    if scheme == "file":
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
+    if scheme or text.startswith("/dev/"):
+        return None
+    return Path(text)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _mp4_lacks_index(path: Path) -> bool:
+    """True for an ISO-BMFF (MP4/MOV) file whose top-level boxes hold no ``moov`` index."""
+    try:
+        with path.open("rb") as fh:
+            size = path.stat().st_size
+            pos, seen = 0, []
+            while pos + 8 <= size:
+                fh.seek(pos)
+                box_size, box_type = struct.unpack(">I4s", fh.read(8))
+                if box_size == 1:
+                    box_size = struct.unpack(">Q", fh.read(8))[0]
+                seen.append(box_type)
+                if box_size < 8:
+                    break
+                pos += box_size
+    except OSError:
+        return False
+    return bool(seen) and seen[0] == b"ftyp" and b"moov" not in seen

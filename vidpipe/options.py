@@ -1,0 +1,41 @@
+"""Defaults in one place, and the options that shape how each stream is read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_BATCH = 4  # frames per inference batch (batch 8 gains nothing more on 2 CPU cores)
+DEFAULT_MAX_WAIT = 0.05  # seconds a batch waits to fill after its first frame
+DEFAULT_LIVE_MAX_LATENCY = 1.0  # seconds: older live frames are dropped instead of processed late
+OPEN_TIMEOUT = 10.0  # seconds to wait for a source's first frame
+STALL_TIMEOUT = 5.0  # seconds without a frame before a live stream counts as lost
+RECONNECT_FIRST = 0.5  # seconds before the first reconnection attempt; doubles each time
+RECONNECT_MAX = 30.0  # the longest wait between reconnection attempts
+FILE_QUEUE = 8  # decoded frames buffered per file stream (back-pressure beyond)
+LIVE_QUEUE = 4  # decoded frames buffered per live stream (the oldest is dropped beyond)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """How every stream of a run is read.
+
+    ``detect_fps``: at most this many frames per second of stream time reach the detector (the others
+    are dropped inside GStreamer before conversion). ``max_latency``: a live frame older than this when a
+    batch would take it is dropped and counted (None: ``DEFAULT_LIVE_MAX_LATENCY`` for live streams;
+    files never drop). ``reconnect``: reconnect a live network stream that fails, with back-off from
+    ``RECONNECT_FIRST`` to ``RECONNECT_MAX`` seconds, for as long as the run lasts. ``max_frames``: stop
+    each stream after this many frames.
+    """
+
+    detect_fps: float | None = None
+    max_latency: float | None = None
+    reconnect: bool = True
+    max_frames: int | None = None
+    open_timeout: float = OPEN_TIMEOUT
+    stall_timeout: float = STALL_TIMEOUT
+
+    def latency_bound(self, live: bool) -> float | None:
+        """The age above which a frame of this kind of stream is dropped (None: never)."""
+        if not live:
+            return None
+        return DEFAULT_LIVE_MAX_LATENCY if self.max_latency is None else self.max_latency

@@ -1,0 +1,23 @@
+"""The pipeline: streams read in their own threads, batched fairly across streams, detected, passed
+through stages, written to sinks opened per stream."""
+
+from .batcher import Batcher
+from .runner import Pipeline, StreamsFailedError, detect
+from .stages import ClassFilter, Stage
+from .stats import Stats, StreamStats
+from .streams import StreamReader, StreamSpec, read_sources_file, stream_specs
+
+__all__ = [
+    "Batcher",
+    "ClassFilter",
+    "Pipeline",
+    "Stage",
+    "Stats",
+    "StreamReader",
+    "StreamSpec",
+    "StreamStats",
+    "StreamsFailedError",
+    "detect",
+    "read_sources_file",
+    "stream_specs",
+]

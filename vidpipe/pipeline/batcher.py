@@ -1,0 +1,155 @@
+"""The batcher: frames from every stream into batches, fairly, with bounded queues and bounded latency.
+
+Each stream has its own bounded queue. A batch takes one frame from each stream that has one ready, in
+turn (round robin, starting with a different stream each batch), so a fast file cannot starve a live
+camera; it waits at most ``max_wait`` after its first frame for the batch to fill. Events and the end
+of a stream travel in the same queue, so they keep their place among the stream's frames.
+
+Files apply back-pressure (a full queue blocks their reader, and GStreamer behind it). Live streams never
+block: a full queue drops its oldest frame, and a frame older than the stream's latency bound when a
+batch would take it is dropped too, both counted, so latency cannot grow however slow the model is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ..types import Event, Frame
+from .stats import StreamStats
+
+
+class End:
+    """Queue marker: the stream has ended; ``error`` is what ended it, if anything."""
+
+    def __init__(self, stream: str, error: BaseException | None = None) -> None:
+        self.stream = stream
+        self.error = error
+
+
+Item = Frame | Event | End
+
+
+@dataclass
+class _Lane:
+    stats: StreamStats
+    capacity: int
+    live: bool = False
+    max_latency: float | None = None
+    frames: int = 0  # frames queued
+    ended: bool = False  # its End has been taken
+
+    def __post_init__(self) -> None:
+        self.queue: deque[Item] = deque()
+
+
+class Batcher:
+    """Fair batches over streams: ``put`` from each stream's reader thread, ``take`` from the inference
+    thread. ``abandon`` (an event) makes every wait give up."""
+
+    def __init__(self, batch: int, max_wait: float, abandon: threading.Event) -> None:
+        self.batch = batch
+        self.max_wait = max_wait
+        self._abandon = abandon
+        self._cond = threading.Condition()
+        self._lanes: dict[str, _Lane] = {}
+        self._turn = 0
+
+    def add_stream(self, stats: StreamStats, capacity: int) -> None:
+        with self._cond:
+            self._lanes[stats.name] = _Lane(stats, capacity)
+
+    def configure(self, stream: str, *, live: bool, max_latency: float | None) -> None:
+        """Set a stream's drop policy once its source is open."""
+        with self._cond:
+            lane = self._lanes[stream]
+            lane.live, lane.max_latency = live, max_latency
+
+    def put(self, stream: str, item: Item) -> bool:
+        """Queue a frame, event or end of ``stream``. A file's frame waits for room; a live stream's
+        drops its oldest queued frame instead. Returns False once the run is abandoned."""
+        with self._cond:
+            lane = self._lanes[stream]
+            if isinstance(item, Frame):
+                while lane.frames >= lane.capacity:
+                    if lane.live:
+                        self._drop_oldest(lane)
+                        break
+                    if self._abandon.is_set():
+                        return False
+                    self._cond.wait(0.1)
+                lane.frames += 1
+            lane.queue.append(item)
+            self._cond.notify_all()
+        return True
+
+    def _drop_oldest(self, lane: _Lane) -> None:
+        for i, queued in enumerate(lane.queue):
+            if isinstance(queued, Frame):
+                del lane.queue[i]
+                lane.frames -= 1
+                lane.stats.dropped += 1
+                return
+
+    def take(self) -> tuple[list[Item], float] | None:
+        """The next batch: up to ``batch`` frames, with the events and ends queued before them, in
+        each stream's order; and the seconds spent waiting for the first item. None when every stream
+        has ended and all was taken (or the run was abandoned)."""
+        started = time.perf_counter()
+        items: list[Item] = []
+        frames = 0
+        deadline: float | None = None
+        with self._cond:
+            while not self._abandon.is_set():
+                frames += self._take_round(items, self.batch - frames)
+                if frames >= self.batch:
+                    break
+                if frames == 0 and items:
+                    break  # only events: pass them on at once
+                if frames and deadline is None:
+                    deadline = time.perf_counter() + self.max_wait
+                if not items and all(lane.ended for lane in self._lanes.values()):
+                    return None
+                wait = 0.1 if deadline is None else deadline - time.perf_counter()
+                if wait <= 0:
+                    break
+                self._cond.wait(wait)
+            self._turn += 1
+            self._cond.notify_all()  # room for the readers of files
+        if not items:
+            return None
+        waited = (deadline - self.max_wait if deadline else time.perf_counter()) - started
+        return items, max(0.0, waited)
+
+    def _take_round(self, items: list[Item], room: int) -> int:
+        """Take frames in turn from each stream (with the markers before them); return the count."""
+        lanes = list(self._lanes.values())
+        taken = 0
+        progress = True
+        while progress and taken < room:
+            progress = False
+            for k in range(len(lanes)):
+                lane = lanes[(self._turn + k) % len(lanes)]
+                if taken < room and self._take_one(lane, items):
+                    taken += 1
+                    progress = True
+        return taken
+
+    def _take_one(self, lane: _Lane, items: list[Item]) -> bool:
+        """Move the markers at the head of a lane, then one fresh frame, into ``items``."""
+        now = time.time()
+        while lane.queue:
+            item = lane.queue.popleft()
+            if isinstance(item, Frame):
+                lane.frames -= 1
+                if lane.max_latency is not None and now - item.wall > lane.max_latency:
+                    lane.stats.dropped += 1  # too old: processing it now would only add latency
+                    continue
+                items.append(item)
+                return True
+            if isinstance(item, End):
+                lane.ended = True
+            items.append(item)
+        return False

@@ -1,0 +1,385 @@
+"""The runner: streams → batcher → detector → stages → sinks, in overlapping threads.
+
+Threads: GStreamer decodes each source in its own threads; one reader thread per stream turns samples
+into tensors and queues them (reconnecting live streams); the inference thread (the caller's: PyTorch's
+CPU kernels run fastest in the thread that owns their OpenMP pool) takes fair batches across streams
+and runs preprocess → forward → postprocess → stages; an output thread writes the sinks, opened per
+stream. Queues are bounded, so a slow stage holds back the ones before it (files) or drops the oldest
+frames (live), and memory stays bounded on any length of input. Errors travel down the queues: every
+frame before a failure is still delivered, then the error is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import torch
+
+from .. import models
+from ..errors import OutputError, VidpipeError
+from ..gst.source import Source
+from ..models.base import Detector
+from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
+from ..sinks import Sink, check_output_paths
+from ..types import Event, Frame, Result
+from .batcher import Batcher, End
+from .stages import ClassFilter, Stage
+from .stats import STAGES, Stats
+from .streams import StreamReader, open_streams, stream_specs
+
+log = logging.getLogger(__name__)
+
+_POLL = 0.1  # seconds between checks of the stop flags while blocked on a queue
+
+
+class StreamsFailedError(VidpipeError):
+    """Some streams of a run failed (the others finished); ``errors`` maps each stream to its error."""
+
+    def __init__(self, errors: dict[str, BaseException]) -> None:
+        self.errors = errors
+        lines = [f"stream {name}: {error}" for name, error in errors.items()]
+        super().__init__(f"{len(errors)} stream(s) failed: " + "; ".join(lines))
+
+
+class Pipeline:
+    """Runs a detector over every frame of one or more sources and feeds the results to sinks.
+
+    ``Pipeline(source, detector)`` takes one source (an opened :class:`~vidpipe.Source` or a source
+    string); ``Pipeline(detector=..., sources=[...])`` takes several: strings (``NAME=URI`` names a
+    stream, else it is named by its position), ``(name, uri)`` pairs or opened sources. Every
+    :class:`Result` carries its stream in ``result.frame.stream``.
+
+    Iterate it for results (each stream's in frame order), or call :meth:`run` to drive the sinks.
+    ``classes`` keeps only detections with these labels; ``stages`` are further ``Result -> Result``
+    steps. ``on_result`` / ``on_event`` callbacks get each result / stream event from the output thread.
+    """
+
+    def __init__(
+        self,
+        source: Source | str | os.PathLike | None = None,
+        detector: Detector | None = None,
+        *,
+        sources: Sequence[Source | str | os.PathLike | tuple[str, str]] | None = None,
+        batch: int = DEFAULT_BATCH,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        sinks: Sequence[Sink] = (),
+        classes: Iterable[str] | None = None,
+        stages: Sequence[Stage] = (),
+        max_frames: int | None = None,
+        options: StreamOptions | None = None,
+        on_result: Sequence[Callable[[Result], None]] = (),
+        on_event: Sequence[Callable[[Event], None]] = (),
+    ) -> None:
+        if detector is None:
+            raise VidpipeError("a pipeline needs a detector")
+        if (source is None) == (sources is None):
+            raise VidpipeError("give one source, or sources=[...]")
+        if not isinstance(batch, int) or batch < 1:
+            raise VidpipeError(f"batch must be at least 1, got {batch!r}")
+        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+            raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
+        options = options or StreamOptions()
+        if max_frames is not None:
+            options = StreamOptions(**{**_fields(options), "max_frames": max_frames})
+        self.options = options
+        self.detector = detector
+        self.batch = batch
+        self.sinks = list(sinks)
+        self.stages: list[Stage] = []
+        if classes is not None:
+            self.stages.append(ClassFilter(classes, detector.classes, detector.name))
+        self.stages.extend(stages)
+        self.on_result = list(on_result)
+        self.on_event = list(on_event)
+        self.stats = Stats()
+        self._abandon = threading.Event()  # nobody consumes any more: drop everything
+        self._batcher = Batcher(batch, max_wait, self._abandon)
+        self._results: queue.Queue = queue.Queue(maxsize=2 * batch)
+        self._started = False
+        self._opened = False
+        self._output: threading.Thread | None = None
+        self._failed_at_open: dict[str, BaseException] = {}
+        self.stopped = False  # set by stop(): the run ended early on request
+        specs = stream_specs([source] if sources is None else sources)
+        self.readers = [StreamReader(spec, options, self._batcher, self.stats.stream(spec.name)) for spec in specs]
+
+    # -- sources ------------------------------------------------------------------------------------
+
+    def open(self) -> dict[str, BaseException]:
+        """Open every source (the first connections, in parallel); return the errors of those that
+        failed (their streams are left out). Called by :meth:`run` and iteration when not done before."""
+        if self._opened:
+            return {}
+        self._opened = True
+        specs, errors = open_streams([r.spec for r in self.readers], self.options)
+        for name, error in errors.items():
+            stats = self.stats.streams[name]
+            stats.status, stats.error = "failed", str(error)
+            self.stats.events.append(Event(name, "failed", f"{name}: {error}"))
+        self._failed_at_open = errors
+        by_name = {spec.name: spec for spec in specs}
+        self.readers = [r for r in self.readers if r.name in by_name]
+        for reader in self.readers:
+            reader.spec = by_name[reader.name]
+            reader._source = reader.spec.source
+            reader.open()
+        return errors
+
+    @property
+    def source(self) -> Source | None:
+        """The source of a one-stream pipeline (None before it is opened or with several streams)."""
+        return self.readers[0]._source if len(self.readers) == 1 else None
+
+    def stop(self) -> None:
+        """Stop reading new frames; frames already read are still processed and delivered. Returns at
+        once; a stream that is waiting for a frame (frozen) or reconnecting gives up within 50 ms."""
+        self.stopped = True
+        for reader in self.readers:
+            reader.stop()
+
+    # -- threads ------------------------------------------------------------------------------------
+
+    def _put(self, item: object) -> bool:
+        while not self._abandon.is_set():
+            try:
+                self._results.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self) -> object:
+        while not self._abandon.is_set():
+            try:
+                return self._results.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return None
+
+    def _detected(self) -> Iterator[Result | Event | End]:
+        """Fair batches across streams, detected in the calling thread: results, events and stream
+        ends, each stream's in its own order."""
+        while True:
+            taken = self._batcher.take()
+            if taken is None:
+                return
+            items, waited = taken
+            frames = [item for item in items if isinstance(item, Frame)]
+            results = iter(self._detect(frames, waited)) if frames else iter(())
+            for item in items:
+                yield next(results) if isinstance(item, Frame) else item
+
+    def _detect(self, frames: list[Frame], waited: float) -> list[Result]:
+        det, n = self.detector, len(frames)
+        t0 = time.perf_counter()
+        batch = det.preprocess([f.tensor for f in frames])
+        t1 = time.perf_counter()
+        outputs = det.forward(batch)
+        if det.device.type == "cuda":
+            torch.cuda.synchronize(det.device)
+        t2 = time.perf_counter()
+        with torch.inference_mode():
+            detections = det.postprocess(outputs, batch)
+        t3 = time.perf_counter()
+        for stage, seconds in zip(STAGES[:4], (waited, t1 - t0, t2 - t1, t3 - t2), strict=True):
+            self.stats.add(stage, seconds, n)
+        results = []
+        for frame, found in zip(frames, detections, strict=True):
+            result = Result(frame, found)
+            for step in self.stages:
+                result = step(result)
+            results.append(result)
+        return results
+
+    def _count(self, item: Result | Event | End) -> None:
+        if isinstance(item, Event):
+            self.stats.events.append(item)
+            for callback in self.on_event:
+                callback(item)
+        elif isinstance(item, Result):
+            stream = self.stats.stream(item.frame.stream)
+            stream.frames += 1
+            stream.labels.update(item.detections.labels)
+            stream.latency.append(time.time() - item.frame.wall)
+            self.stats.frames += 1
+            self.stats.labels.update(item.detections.labels)
+
+    def _start(self) -> None:
+        if self._started:
+            raise VidpipeError("a pipeline runs once")
+        self._started = True
+        self.open()
+        self.stats.started = time.perf_counter()
+        for reader in self.readers:
+            reader.start()
+
+    def _shutdown(self) -> None:
+        self._abandon.set()
+        for reader in self.readers:
+            reader.stop()
+        for reader in self.readers:
+            reader.join(timeout=10)
+            reader.close()
+        if self._output is not None and self._output is not threading.current_thread():
+            self._output.join(timeout=60)
+        self.stats.finished = self.stats.finished or time.perf_counter()
+
+    def _errors(self) -> dict[str, BaseException]:
+        return dict(self._failed_at_open)
+
+    def _raise_failures(self, errors: dict[str, BaseException]) -> None:
+        if not errors:
+            return
+        if len(errors) == 1 and len(self.stats.streams) == 1:
+            raise next(iter(errors.values()))
+        raise StreamsFailedError(errors)
+
+    def __iter__(self) -> Iterator[Result]:
+        """Results in frame order per stream. Decoding overlaps everything; inference runs in the
+        iterating thread, batch by batch, between the steps of the caller's loop (as in Ultralytics'
+        stream mode). At the end, the error of a failed stream is raised."""
+        self._start()
+        errors = self._errors()
+        try:
+            for item in self._detected():
+                self._count(item)
+                if isinstance(item, Result):
+                    yield item
+                elif isinstance(item, End) and item.error is not None:
+                    errors[item.stream] = item.error
+            self.stats.finished = time.perf_counter()
+        finally:
+            self._shutdown()
+        self._raise_failures(errors)
+
+    def run(self, progress=None) -> Stats:
+        """Run to the end (or until :meth:`stop`), writing every result to the sinks, each opened per
+        stream; the sinks are finalised whatever happens. Returns the figures; raises the error of a
+        failed stream (one stream) or :class:`StreamsFailedError` (several), after the others finished.
+
+        Inference runs in the calling thread (PyTorch's CPU kernels run measurably faster in the
+        thread that owns their OpenMP pool), the sinks are written in an output thread."""
+        paths = [r._source.path for r in self.readers if r._source is not None and r._source.path]
+        check_output_paths(paths, [(type(s).__name__, s.path) for s in self.sinks if getattr(s, "path", None)])
+        opened: list[Sink] = []
+        failure: list[BaseException] = []
+        errors: dict[str, BaseException] = {}
+        self._start()
+        errors.update(self._errors())
+        streams_open: set[str] = set()
+
+        def write(item: Result | Event | End) -> None:
+            stream = item.frame.stream if isinstance(item, Result) else item.stream
+            if stream not in streams_open:
+                streams_open.add(stream)
+                info = next(r.info for r in self.readers if r.name == stream)
+                for sink in self.sinks:
+                    sink.open(info)
+                    if sink not in opened:
+                        opened.append(sink)
+            if isinstance(item, End):
+                if item.error is not None:
+                    errors[item.stream] = item.error
+                return
+            if isinstance(item, Event):
+                for sink in self.sinks:
+                    if hasattr(sink, "event"):
+                        sink.event(item)
+                return
+            t0 = time.perf_counter()
+            for sink in self.sinks:
+                sink.write(item)
+            for callback in self.on_result:
+                callback(item)
+            self.stats.add("output", time.perf_counter() - t0)
+            if progress is not None:
+                progress.advance()
+
+        def output() -> None:
+            try:
+                while True:
+                    item = self._get()
+                    if item is None:
+                        return
+                    self._count(item)
+                    write(item)
+            except BaseException as exc:
+                failure.append(exc)
+                self._abandon.set()  # nobody takes results any more: stop the other stages
+
+        try:
+            self._output = threading.Thread(target=output, name="vidpipe-output", daemon=True)
+            self._output.start()
+            for item in self._detected():
+                if not self._put(item):
+                    break
+            self._put(None)
+            self._output.join()
+            self.stats.finished = time.perf_counter()
+            if failure:
+                raise failure[0]
+        finally:
+            self._shutdown()
+            close_errors = self._close_sinks(opened)
+            if close_errors and not failure:
+                raise close_errors[0]
+        self._raise_failures(errors)
+        return self.stats
+
+    @staticmethod
+    def _close_sinks(opened: list[Sink]) -> list[VidpipeError]:
+        errors: list[VidpipeError] = []
+        for sink in opened:  # every sink is finalised, whatever another one did
+            try:
+                sink.close()
+            except VidpipeError as exc:
+                errors.append(exc)
+            except Exception as exc:  # a sink of the user's: report it as an output error
+                errors.append(OutputError(f"{type(sink).__name__}: cannot finish ({exc})"))
+        return errors
+
+
+def _fields(options: StreamOptions) -> dict:
+    return {name: getattr(options, name) for name in options.__slots__}
+
+
+def detect(
+    source: str | os.PathLike | Source | Sequence[str | os.PathLike | Source],
+    model: str | Detector = models.DEFAULT_MODEL,
+    *,
+    weights: str | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    batch: int = DEFAULT_BATCH,
+    threshold: float | None = None,
+    classes: Iterable[str] | None = None,
+    max_frames: int | None = None,
+    options: StreamOptions | None = None,
+) -> Iterator[Result]:
+    """Detect objects in every frame: ``for result in vidpipe.detect("clip.mp4"): ...``; several
+    sources: ``vidpipe.detect(["a.mp4", "cam=rtsp://..."])`` (``result.frame.stream`` says which).
+
+    Yields one :class:`Result` per frame, in order per stream, while decoding, inference and your loop
+    overlap. ``model`` is a name (see ``vidpipe models``) or a :class:`~vidpipe.models.Detector`.
+    """
+    detector = (
+        model
+        if isinstance(model, Detector)
+        else models.load(model, weights=weights, device=device, precision=precision, threshold=threshold)
+    )
+    many = isinstance(source, (list, tuple))
+    pipeline = Pipeline(
+        None if many else source,
+        detector,
+        sources=list(source) if many else None,
+        batch=batch,
+        classes=classes,
+        max_frames=max_frames,
+        options=options,
+    )
+    yield from pipeline

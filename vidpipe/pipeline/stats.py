@@ -1,0 +1,113 @@
+"""Figures of a run: throughput, per-stage latency, and per stream frames, drops, reconnects, latency."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import torch
+
+from ..types import Event
+
+STAGES = ("decode wait", "preprocess", "inference", "postprocess", "output")
+_SAMPLES = 20_000  # latency samples kept per series (the most recent), so a run of days stays bounded
+
+
+def _percentiles(values) -> tuple[float, float]:
+    if not values:
+        return 0.0, 0.0
+    q = torch.tensor(list(values), dtype=torch.float64).quantile(torch.tensor([0.5, 0.95], dtype=torch.float64))
+    return float(q[0]), float(q[1])
+
+
+@dataclass
+class StreamStats:
+    """One stream's figures. ``latency`` samples are seconds from the frame leaving the decoder (for a
+    live stream: its arrival) to its result being handed to the sinks."""
+
+    name: str
+    source: str = ""
+    live: bool = False
+    frames: int = 0
+    dropped: int = 0  # live frames dropped: the source was faster than the pipeline, or too old
+    reconnects: int = 0
+    labels: Counter = field(default_factory=Counter)
+    latency: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES))
+    status: str = "running"  # running, ended, failed, stopped
+    error: str | None = None
+
+    @property
+    def detections(self) -> int:
+        return sum(self.labels.values())
+
+    def latency_ms(self) -> tuple[float, float]:
+        p50, p95 = _percentiles(self.latency)
+        return p50 * 1000, p95 * 1000
+
+
+@dataclass
+class Stats:
+    """Throughput, per-stage latency (ms per frame, one sample per batch) and per-stream figures."""
+
+    frames: int = 0
+    labels: Counter = field(default_factory=Counter)
+    samples: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=_SAMPLES) for s in STAGES})
+    events: list[Event] = field(default_factory=list)
+    streams: dict[str, StreamStats] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+
+    def add(self, stage: str, seconds: float, frames: int = 1) -> None:
+        self.samples[stage].append(seconds * 1000.0 / max(frames, 1))
+
+    def stream(self, name: str) -> StreamStats:
+        if name not in self.streams:
+            self.streams[name] = StreamStats(name)
+        return self.streams[name]
+
+    @property
+    def wall(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall if self.wall > 0 else 0.0
+
+    def percentiles(self, stage: str) -> tuple[float, float]:
+        return _percentiles(self.samples[stage])
+
+    def summary(self) -> str:
+        lines = [f"frames      {self.frames} in {self.wall:.2f} s ({self.fps:.1f} FPS)"]
+        total = sum(self.labels.values())
+        per_label = ", ".join(f"{label} {n}" for label, n in self.labels.most_common()) or "none"
+        lines.append(f"detections  {total}: {per_label}")
+        lines.append("latency     ms/frame   p50      p95")
+        for stage in STAGES:
+            p50, p95 = self.percentiles(stage)
+            lines.append(f"  {stage:<20} {p50:8.2f} {p95:8.2f}")
+        missing = [e for e in self.events if e.kind == "frames_missing"]
+        if missing:
+            total = sum(e.fields["missing"] for e in missing)
+            lines.append(f"damaged     {total} frame(s) could not be decoded, in {len(missing)} place(s)")
+        if len(self.streams) > 1 or any(s.live or s.status == "failed" for s in self.streams.values()):
+            lines.append(self.stream_table())
+        return "\n".join(lines)
+
+    def stream_table(self) -> str:
+        """One row per stream: frames, dropped, reconnects, detections, source→result latency, status."""
+        rows = ["stream      frames  dropped  reconnects  detections  latency p50/p95 ms  status"]
+        for s in self.streams.values():
+            latency = "{:.0f} / {:.0f}".format(*s.latency_ms()) if s.live and s.latency else "-"
+            rows.append(
+                f"  {s.name:<9} {s.frames:>6} {s.dropped:>8} {s.reconnects:>11} {s.detections:>11}  "
+                f"{latency:>18}  {s.status}"
+            )
+        totals = (
+            sum(s.frames for s in self.streams.values()),
+            sum(s.dropped for s in self.streams.values()),
+            sum(s.reconnects for s in self.streams.values()),
+            sum(s.detections for s in self.streams.values()),
+        )
+        rows.append(f"  {'total':<9} {totals[0]:>6} {totals[1]:>8} {totals[2]:>11} {totals[3]:>11}")
+        return "\n".join(rows)
