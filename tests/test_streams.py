@@ -132,8 +132,11 @@ def test_three_clips_at_once_equal_single_runs(three_clips, detector):
 def test_cli_three_clips_per_stream_outputs(three_clips, tmp_path):
     jsonl = tmp_path / "d.jsonl"
     args = [f"{n}={c}" for n, c in zip("abc", three_clips, strict=True)]
-    result = vidpipe_cli("detect", *args, "--json", str(jsonl), "--video", str(tmp_path / "v_{stream}.mp4"), "-q")
+    video, graph = str(tmp_path / "v_{stream}.mp4"), tmp_path / "g.dot"
+    result = vidpipe_cli("detect", *args, "--json", str(jsonl), "--video", video, "--graph", str(graph), "-q")
     assert result.returncode == 0, result.stderr
+    dot = graph.read_text()
+    assert all(f'"cluster_stream_{name}"' in dot for name in "abc") and dot.count("GstAppSink") >= 3
     records = _records(jsonl)
     for name, clip in zip("abc", three_clips, strict=True):
         frames = _count(clip)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from .. import models
 from ..errors import VidpipeError
-from ..gst.graph import write_graph
+from ..gst.graph import combine, write_graph
 from ..gst.uri import source_path
 from ..models.base import check_threshold
 from ..options import StreamOptions
@@ -119,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
         options=options,
         on_event=[lambda event: say_event(event, live)],
     )
-    if args.graph and not several:
-        write_graph(opened[0].source.graph_dot(), args.graph)
+    if args.graph:
+        graphs = {spec.name: spec.source.graph_dot() for spec in opened}
+        write_graph(combine(graphs) if several else graphs[opened[0].name], args.graph)
     totals = [expected_frames(spec.source.info.frames, args.max_frames) for spec in opened]
     total = None if None in totals else sum(totals)
     restore, received = install_stop_signals(pipeline.stop)

@@ -11,6 +11,17 @@ from ..errors import OutputError
 FORMATS = (".dot", ".png", ".svg", ".pdf")
 
 
+def combine(graphs: dict[str, str]) -> str:
+    """One Graphviz description holding several pipelines' graphs, each a cluster named after its stream
+    (GStreamer names its nodes by object address, so they never clash)."""
+    parts = ["digraph vidpipe {", "  rankdir=LR;"]
+    for name, dot in graphs.items():
+        body = dot[dot.index("{") + 1 : dot.rindex("}")]
+        parts.append(f'  subgraph "cluster_stream_{name}" {{\n  label="stream {name}";\n{body}\n  }}')
+    parts.append("}")
+    return "\n".join(parts)
+
+
 def write_graph(dot: str, path: str | Path) -> Path:
     """Write a Graphviz description to ``path``: ``.dot`` as text, ``.png``/``.svg``/``.pdf`` rendered
     with the ``dot`` program (Debian/Ubuntu package ``graphviz``)."""

@@ -23,6 +23,7 @@ import torch
 from .. import models
 from ..errors import OutputError, VidpipeError
 from ..gst.source import Source
+from ..gst.uri import source_path
 from ..models.base import Detector
 from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
 from ..sinks import Sink, check_output_paths
@@ -264,7 +265,8 @@ class Pipeline:
 
         Inference runs in the calling thread (PyTorch's CPU kernels run measurably faster in the
         thread that owns their OpenMP pool), the sinks are written in an output thread."""
-        paths = [r._source.path for r in self.readers if r._source is not None and r._source.path]
+        sources = [r._source.path if r._source is not None else source_path(r.spec.source) for r in self.readers]
+        paths = [path for path in sources if path is not None]
         check_output_paths(paths, [(type(s).__name__, s.path) for s in self.sinks if getattr(s, "path", None)])
         opened: list[Sink] = []
         failure: list[BaseException] = []
