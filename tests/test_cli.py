@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import vidpipe_cli
 
 
@@ -67,3 +68,82 @@ def test_progress_bar_on_a_terminal(sample):
         outputs[quiet] = b"".join(chunks).decode(errors="replace")
     assert "decode" in outputs[False] and "/600" in outputs[False] and "FPS" in outputs[False]
     assert "/600" not in outputs[True] and "decoded 600 frames" in outputs[True]
+
+
+# -- a command line that explains itself ------------------------------------------------------------------
+
+
+def _help(*args: str) -> str:
+    result = vidpipe_cli(*args, "--help", env={"COLUMNS": "100"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_help_has_no_markup_and_shows_defaults():
+    top = _help()
+    assert "``" not in top and "probe" in top and "detect" in top
+    detect = _help("detect")
+    assert "``" not in detect and ":class:" not in detect
+    for needle in (
+        "(default: ssd_mobilenet_v2_coco)",
+        "(default: 4)",  # --batch
+        "(default: fp32)",  # --precision
+        "0.5 for ssd_mobilenet_v2_coco",  # --threshold
+        "(default: cpu)",
+        ".webm (VP8)",
+        ".mkv",
+        ".pdf",
+        "{stream}",
+        "examples:",
+        "vidpipe detect clip.mp4 --json",
+    ):
+        assert needle in " ".join(detect.split()), needle
+    from vidpipe.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for name, command in commands.items():  # every argument and option of every command has a help text
+        for action in command._actions:
+            assert action.help, f"vidpipe {name} {action.option_strings or action.dest} has no help"
+    for command in ("probe", "decode", "models"):
+        assert "examples:" in _help(command)
+
+
+def test_verbose_anywhere_and_version(sample):
+    after = vidpipe_cli("probe", str(sample), "-v")
+    assert after.returncode == 0, after.stderr
+    version = vidpipe_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("vidpipe ")
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "needle"),
+    [("--json", "out.csv", ".jsonl"), ("--video", "out.gif", ".mp4"), ("--graph", "g.gif", ".svg")],
+)
+def test_mismatched_output_extension_is_refused_up_front(option, name, needle, sample, tmp_path):
+    result = vidpipe_cli("detect", str(sample), option, str(tmp_path / name), "-q")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0] and needle in lines[0]
+    assert not (tmp_path / name).exists()
+
+
+def test_summary_lists_outputs_and_graph_shows_the_whole_run(sample, tmp_path):
+    jsonl, graph = tmp_path / "d.jsonl", tmp_path / "run.dot"
+    video = tmp_path / "{stream}.mp4"
+    result = vidpipe_cli(
+        "detect", f"a={sample}", f"b={sample}", "--max-frames", "12", "--json", str(jsonl), "--video", str(video),
+        "--graph", str(graph), "--classes", "person,tv", "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outputs = result.stderr.split("outputs", 1)[1]
+    assert f"{jsonl} (" in outputs and "lines" in outputs
+    for name in "ab":
+        assert f"{tmp_path / name}.mp4 (12 frames" in outputs
+    assert f"{graph} (" in outputs
+    dot = graph.read_text()
+    for needle in ("cluster_source_a", "cluster_source_b", "reader a", "reader b", "batcher", "ssd_mobilenet_v2_coco",
+                   "class filter", "JsonlSink", "VideoSink", "GstAppSink", "GstAppSrc", "24 frames"):  # fmt: skip
+        assert needle in dot, needle
+    rendered = tmp_path / "run.png"
+    again = vidpipe_cli("detect", str(sample), "--max-frames", "4", "--graph", str(rendered), "-q")
+    assert again.returncode == 0 and rendered.read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,4 @@
-"""The ``vidpipe`` command line: probe, decode, detect, models.
+"""The vidpipe command line: probe, decode, detect, models.
 
 Every failure the user can cause ends as one line on stderr, naming the input and the cause, exit code 2.
 """
@@ -16,6 +16,8 @@ from .. import __version__
 from ..errors import VidpipeError
 from ..gst import source as _source
 from ..gst.graph import write_graph
+from ..models import DEFAULT_MODEL
+from ..options import DEFAULT_BATCH, DEFAULT_LIVE_MAX_LATENCY
 from .progress import FrameProgress, expected_frames
 
 
@@ -91,53 +93,97 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"vidpipe: error: {message} (see {self.prog} --help)\n")
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Each option's default shown after its help (unless the help says it); examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" not in text and action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+SOURCE_HELP = "a file, file://, rtsp://, http(s):// URL, /dev/videoN, or testsrc://PATTERN?width=W&height=H&fps=F"
+
+EXAMPLES = {
+    "probe": """examples:
+  vidpipe probe clip.mp4
+  vidpipe probe --json rtsp://10.0.0.5/stream""",
+    "decode": """examples:
+  vidpipe decode clip.mp4                      # decode speed, with a progress bar
+  vidpipe decode clip.mp4 --size 640x360 --keep-aspect --max-frames 300
+  vidpipe decode clip.mp4 --graph pipeline.svg""",
+    "detect": """examples:
+  vidpipe detect clip.mp4 --json out/detections.jsonl --video out/annotated.mp4
+  vidpipe detect clip.mp4 --classes person,car --threshold 0.6 --json people.jsonl
+  vidpipe detect gate=rtsp://10.0.0.5/s door=rtsp://10.0.0.6/s --detect-fps 5 \\
+      --json out/all.jsonl --video 'out/{stream}.mp4'
+  vidpipe detect --sources cameras.txt --detect-fps 5 --json out/all.jsonl
+
+outputs: --json .jsonl/.ndjson/.json (JSON Lines), --video .mp4/.mkv (H.264) or .webm (VP8),
+--graph .dot, .png, .svg or .pdf. Ctrl-C, SIGTERM or SIGHUP finish the frames in flight and finalise
+every output; a second one exits at once.""",
+    "models": """examples:
+  vidpipe models""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vidpipe", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="vidpipe",
+        description="Decode video with GStreamer, detect objects with PyTorch, write JSON Lines and videos.",
+        epilog="run 'vidpipe COMMAND --help' for a command's options and examples",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     parser.add_argument("--version", action="version", version=f"vidpipe {__version__}")
     common = argparse.ArgumentParser(add_help=False)  # accepted after the subcommand too
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    p = sub.add_parser("probe", parents=[common], help="print container, codec, resolution, fps, duration, frame count")
-    p.add_argument("source", help="file, URL (rtsp://, http://), /dev/videoN or testsrc://PATTERN")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, parents=[common], help=summary, description=summary, epilog=EXAMPLES[name], formatter_class=_Help
+        )
+
+    p = command("probe", "print container, codec, resolution, fps, duration and frame count of a source")
+    p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_probe)
 
-    p = sub.add_parser("decode", parents=[common], help="decode into tensors and discard them (measures decode speed)")
-    p.add_argument("source")
-    p.add_argument("--max-frames", type=int, metavar="N")
-    p.add_argument("--size", type=_size, metavar="WxH", help="scale inside GStreamer")
+    p = command("decode", "decode a source into tensors and discard them (measures decoding speed)")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (default: all)")
+    p.add_argument("--size", type=_size, metavar="WxH", help="scale inside GStreamer (default: the source's size)")
     p.add_argument("--keep-aspect", action="store_true", help="letterbox instead of stretching with --size")
-    p.add_argument("--graph", metavar="FILE", help="write the pipeline graph (.dot, .png, .svg)")
+    p.add_argument("--graph", metavar="FILE", help="write the pipeline graph (.dot, .png, .svg, .pdf)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_decode)
 
-    p = sub.add_parser("models", parents=[common], help="list the available detectors")
+    p = command("models", "list the available detectors")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser(
-        "detect", parents=[common], help="detect objects in every frame of one or more sources; write JSONL, video"
-    )
-    p.add_argument("source", nargs="*", help="sources: files, URLs, /dev/videoN, testsrc://; NAME=URI names one")
+    p = command("detect", "detect objects in every frame of one or more sources; write JSON Lines and videos")
+    p.add_argument("source", nargs="*", help=SOURCE_HELP + "; NAME=URI names a stream")
     p.add_argument("--sources", dest="sources_file", metavar="FILE", help="more sources, one per line (# comments)")
-    p.add_argument("--model", default="ssd_mobilenet_v2_coco", help="detector name (see `vidpipe models`)")
-    p.add_argument("--weights", metavar="FILE", help="weights file for the model")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--batch", type=int, default=4, metavar="N", help="frames per inference batch")
-    p.add_argument("--threshold", type=float, default=None, metavar="T", help="minimum score")
-    p.add_argument("--classes", metavar="A,B", help="keep only these labels (comma-separated)")
-    p.add_argument("--json", dest="json_out", metavar="OUT.jsonl", help="write detections as JSON Lines")
-    p.add_argument(
-        "--video", metavar="OUT.mp4", help="write annotated video (.mp4/.mkv H.264, .webm VP8); several: {stream}"
-    )
-    p.add_argument("--graph", metavar="FILE", help="write the decode pipeline graph (.dot, .png, .svg)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames")
-    p.add_argument("--detect-fps", type=float, metavar="F", help="detect on at most F frames per second of each stream")
-    p.add_argument(
-        "--max-latency", type=float, metavar="S", help="drop live frames older than S s, not process them late (1.0)"
-    )
+    p.add_argument("--model", default=DEFAULT_MODEL, help="detector name (see 'vidpipe models')")
+    p.add_argument("--weights", metavar="FILE", help="weights file for the model (default: the model's own)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="number format of the model (fp16 on CUDA only)")  # fmt: skip
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N", help="frames per inference batch")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="minimum score, 0 to 1 (default: the model's, 0.5 for ssd_mobilenet_v2_coco)")  # fmt: skip
+    p.add_argument("--classes", metavar="A,B", help="keep only these labels, comma-separated (default: all)")
+    p.add_argument("--json", dest="json_out", metavar="OUT.jsonl", help="write detections and events as JSON Lines")
+    p.add_argument("--video", metavar="OUT.mp4",
+                   help="write annotated video: .mp4/.mkv (H.264) or .webm (VP8); with several streams "
+                   "the path needs {stream}")  # fmt: skip
+    p.add_argument("--graph", metavar="FILE", help="write the picture of the whole run (.dot, .png, .svg, .pdf)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames (default: all)")
+    p.add_argument("--detect-fps", type=float, metavar="F",
+                   help="detect on at most F frames per second of each stream (default: every frame)")  # fmt: skip
+    p.add_argument("--max-latency", type=float, metavar="S",
+                   help=f"drop live frames older than S seconds (default: {DEFAULT_LIVE_MAX_LATENCY:g})")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_detect)
     return parser

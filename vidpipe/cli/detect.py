@@ -8,20 +8,26 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from .. import models
 from ..errors import VidpipeError
-from ..gst.graph import combine, write_graph
+from ..gst import Gst
+from ..gst.graph import FORMATS as GRAPH_FORMATS
+from ..gst.graph import write_graph
 from ..gst.uri import source_path
 from ..models.base import check_threshold
 from ..options import StreamOptions
 from ..pipeline import Pipeline, StreamsFailedError
+from ..pipeline.graph import flow_graph
 from ..pipeline.streams import open_streams, read_sources_file, stream_specs
 from ..sinks import JsonlSink, Sink, VideoSink, check_output_paths
+from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..types import Event
 from .progress import FrameProgress, expected_frames
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 QUIET_EVENTS = ("connected", "ended")  # said on stderr for live streams only
 
 
@@ -69,18 +75,59 @@ def check_args(args: argparse.Namespace, inputs: list[str], several: bool) -> No
         raise VidpipeError(f"--detect-fps must be a number above 0, got {args.detect_fps}")
     if args.max_latency is not None and not (math.isfinite(args.max_latency) and args.max_latency > 0):
         raise VidpipeError(f"--max-latency must be a number of seconds above 0, got {args.max_latency}")
+    if args.json_out and Path(args.json_out).suffix.lower() not in JSONL_SUFFIXES:
+        raise VidpipeError(
+            f"--json {args.json_out}: writes JSON Lines; use a name ending in {', '.join(JSONL_SUFFIXES)}"
+        )
+    if args.video and Path(args.video).suffix.lower() not in VIDEO_FORMATS:
+        raise VidpipeError(f"--video {args.video}: unknown video format (use {', '.join(VIDEO_FORMATS)})")
+    if args.graph and Path(args.graph).suffix.lower() not in GRAPH_FORMATS:
+        raise VidpipeError(f"--graph {args.graph}: unknown graph format (use {', '.join(GRAPH_FORMATS)})")
     if several and args.video and "{stream}" not in args.video:
         raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
     named = [("--json", args.json_out), ("--video", args.video), ("--graph", args.graph)]
     check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], [(o, p) for o, p in named if p])
 
 
-def say_event(event: Event, live: dict[str, bool]) -> None:
+def say_event(event: Event, live: dict[str, bool], progress: FrameProgress | None = None) -> None:
     """One stderr line per event worth a look (a failure is said once, as an error, at the end)."""
     if event.kind == "failed" or (event.kind in QUIET_EVENTS and not live.get(event.stream, False)):
         return
     level = "warning" if event.kind in ("frames_missing", "disconnected") else "info"
-    print(f"vidpipe: {level}: {event.message}", file=sys.stderr)
+    line = f"vidpipe: {level}: {event.message}"
+    console = progress.console if progress is not None else None
+    if console is not None:
+        console.print(line, markup=False, highlight=False)  # above the bar
+    else:
+        print(line, file=sys.stderr)
+
+
+def _size(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "not written"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def outputs_summary(sinks: list[Sink], graph: str | None) -> str:
+    """Where the outputs went: paths, frame or line counts, sizes."""
+    lines = []
+    for sink in sinks:
+        if isinstance(sink, JsonlSink):
+            lines.append(f"{sink.path} ({sink.lines} lines, {_size(sink.path)})")
+        elif isinstance(sink, VideoSink):
+            for path, frames in sink.files():
+                lines.append(f"{path} ({frames} frames, {_size(Path(path))})")
+    if graph:
+        lines.append(f"{graph} ({_size(Path(graph))})")
+    if not lines:
+        return ""
+    return "outputs     " + "\n            ".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         sinks.append(JsonlSink(args.json_out))
     if args.video:
-        sinks.append(VideoSink(args.video))  # checks the format before any work is done
+        sinks.append(VideoSink(args.video))
     options = StreamOptions(detect_fps=args.detect_fps, max_latency=args.max_latency, max_frames=args.max_frames)
     opened, failed = open_streams(specs, options)  # bad sources fail before the model is loaded
     for name, error in failed.items():
@@ -101,33 +148,35 @@ def run(args: argparse.Namespace) -> int:
         if not several:
             raise next(iter(failed.values()))
         return 2
+    totals = [expected_frames(spec.source.info.frames, args.max_frames) for spec in opened]
+    progress = FrameProgress(None if None in totals else sum(totals), enabled=not args.quiet, description="detect")
+    progress.status("loading model")
     try:
         detector = models.load(
             args.model, weights=args.weights, device=args.device, precision=args.precision, threshold=args.threshold
         )
+        live = {spec.name: spec.source.live for spec in opened}
+        pipeline = Pipeline(
+            detector=detector,
+            sources=[spec.source for spec in opened],
+            batch=args.batch,
+            sinks=sinks,
+            classes=args.classes.split(",") if args.classes else None,
+            options=options,
+            on_event=[lambda event: say_event(event, live, progress)],
+        )
     except BaseException:
+        progress.close()
         for spec in opened:
             spec.source.close()
         raise
-    live = {spec.name: spec.source.live for spec in opened}
-    pipeline = Pipeline(
-        detector=detector,
-        sources=[spec.source for spec in opened],
-        batch=args.batch,
-        sinks=sinks,
-        classes=args.classes.split(",") if args.classes else None,
-        options=options,
-        on_event=[lambda event: say_event(event, live)],
-    )
-    if args.graph:
-        graphs = {spec.name: spec.source.graph_dot() for spec in opened}
-        write_graph(combine(graphs) if several else graphs[opened[0].name], args.graph)
-    totals = [expected_frames(spec.source.info.frames, args.max_frames) for spec in opened]
-    total = None if None in totals else sum(totals)
+    folded = Gst.DebugGraphDetails.MEDIA_TYPE  # caps folded to their media type: legible at natural size
+    graphs = {spec.name: spec.source.graph_dot(folded) for spec in opened}  # while the pipelines run
     restore, received = install_stop_signals(pipeline.stop)
     errors: list[str] = []
     try:
-        with FrameProgress(total, enabled=not args.quiet, description="detect") as progress:
+        with progress:
+            progress.status("detect")
             pipeline.run(progress)
     except StreamsFailedError as exc:
         errors = [f"stream {name}: {error}" for name, error in exc.errors.items()]
@@ -135,10 +184,22 @@ def run(args: argparse.Namespace) -> int:
         errors = [str(exc)]
     finally:
         restore()
+    if args.graph:
+        encoders = {}
+        for sink in sinks:
+            if isinstance(sink, VideoSink):
+                encoders.update(sink.graph_dots())
+        try:
+            write_graph(flow_graph(pipeline, graphs, encoders), args.graph)
+        except VidpipeError as exc:
+            errors.append(str(exc))
     print(pipeline.stats.summary(), file=sys.stderr)
     dropped = sum(s.dropped for s in pipeline.stats.streams.values())
     if dropped and not several:
         print(f"dropped     {dropped} frames (live source faster than the pipeline)", file=sys.stderr)
+    written = outputs_summary(sinks, args.graph)
+    if written:
+        print(written, file=sys.stderr)
     for line in errors:
         print(f"vidpipe: error: {line}", file=sys.stderr)
     if errors or failed:

@@ -530,9 +530,9 @@ class Source:
 
     # -- lifetime -----------------------------------------------------------------------------------
 
-    def graph_dot(self) -> str:
-        """The GStreamer pipeline graph in Graphviz ``dot`` syntax (all details)."""
-        return Gst.debug_bin_to_dot_data(self._pipeline, Gst.DebugGraphDetails.ALL)
+    def graph_dot(self, details: Gst.DebugGraphDetails = Gst.DebugGraphDetails.ALL) -> str:
+        """The GStreamer pipeline graph in Graphviz ``dot`` syntax (all details, or ``details``)."""
+        return Gst.debug_bin_to_dot_data(self._pipeline, details)
 
     def close(self) -> None:
         """Stop the pipeline and release its resources (threads, sockets, memory). Safe to call twice."""

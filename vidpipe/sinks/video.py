@@ -92,6 +92,18 @@ class VideoSink:
     def frames_written(self) -> int:
         return sum(encoder.frames_written for encoder in self._encoders.values())
 
+    def paths(self) -> list[str]:
+        """The files written, one per stream."""
+        return [str(encoder.path) for encoder in self._encoders.values()]
+
+    def files(self) -> list[tuple[str, int]]:
+        """Each file written and its frame count."""
+        return [(str(encoder.path), encoder.frames_written) for encoder in self._encoders.values()]
+
+    def graph_dots(self) -> dict[str, str]:
+        """Each file's encoder pipeline as Graphviz ``dot`` (captured when it started)."""
+        return {str(encoder.path): encoder.graph for encoder in self._encoders.values() if encoder.graph}
+
 
 class _Encoder:
     """One stream's annotated video: appsrc → convert → encoder → muxer → file."""
@@ -101,6 +113,7 @@ class _Encoder:
         self._chain, self._package = FORMATS[path.suffix.lower()]
         self.annotate = annotate
         self._pipeline: Gst.Pipeline | None = None
+        self.graph = ""
         self._count = 0
         self._first_pts: float | None = None
         self._last_ns = -1
@@ -138,6 +151,7 @@ class _Encoder:
         if self._pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             self._check_bus()
             raise OutputError(f"{self.path}: cannot start the encoder")
+        self.graph = Gst.debug_bin_to_dot_data(self._pipeline, Gst.DebugGraphDetails.MEDIA_TYPE)
 
     def write(self, result: Result) -> None:
         frame = result.frame.tensor
