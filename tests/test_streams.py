@@ -136,7 +136,7 @@ def test_cli_three_clips_per_stream_outputs(three_clips, tmp_path):
     result = vidpipe_cli("detect", *args, "--json", str(jsonl), "--video", video, "--graph", str(graph), "-q")
     assert result.returncode == 0, result.stderr
     dot = graph.read_text()
-    assert all(f'"cluster_stream_{name}"' in dot for name in "abc") and dot.count("GstAppSink") >= 3
+    assert all(f'"cluster_source_{name}"' in dot for name in "abc") and dot.count("GstAppSink") >= 3
     records = _records(jsonl)
     for name, clip in zip("abc", three_clips, strict=True):
         frames = _count(clip)

@@ -75,6 +75,10 @@ def check_args(args: argparse.Namespace, inputs: list[str], several: bool) -> No
         raise VidpipeError(f"--detect-fps must be a number above 0, got {args.detect_fps}")
     if args.max_latency is not None and not (math.isfinite(args.max_latency) and args.max_latency > 0):
         raise VidpipeError(f"--max-latency must be a number of seconds above 0, got {args.max_latency}")
+    if several and args.video and "{stream}" not in args.video:
+        raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
+    named = [("--json", args.json_out), ("--video", args.video), ("--graph", args.graph)]
+    check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], [(o, p) for o, p in named if p])
     if args.json_out and Path(args.json_out).suffix.lower() not in JSONL_SUFFIXES:
         raise VidpipeError(
             f"--json {args.json_out}: writes JSON Lines; use a name ending in {', '.join(JSONL_SUFFIXES)}"
@@ -83,10 +87,6 @@ def check_args(args: argparse.Namespace, inputs: list[str], several: bool) -> No
         raise VidpipeError(f"--video {args.video}: unknown video format (use {', '.join(VIDEO_FORMATS)})")
     if args.graph and Path(args.graph).suffix.lower() not in GRAPH_FORMATS:
         raise VidpipeError(f"--graph {args.graph}: unknown graph format (use {', '.join(GRAPH_FORMATS)})")
-    if several and args.video and "{stream}" not in args.video:
-        raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
-    named = [("--json", args.json_out), ("--video", args.video), ("--graph", args.graph)]
-    check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], [(o, p) for o, p in named if p])
 
 
 def say_event(event: Event, live: dict[str, bool], progress: FrameProgress | None = None) -> None:
