@@ -36,6 +36,16 @@ def encode(path: Path, chain: str, width: int, height: int, frames: int = 30, pa
     return path
 
 
+def first_frames(source: Path, path: Path, frames: int) -> Path:
+    """The first ``frames`` frames of a clip (about: the encoder may add one or two), re-encoded as
+    H.264/MP4 with its index first."""
+    gst_launch(
+        f"filesrc location={source} ! decodebin ! identity eos-after={frames} ! videoconvert ! "
+        f"x264enc speed-preset=veryfast ! mp4mux faststart=true ! filesink location={path}"
+    )
+    return path
+
+
 def reference_decode(path: Path, width: int, height: int) -> torch.Tensor:
     """Decode with ``gst-launch-1.0 ... ! videoconvert ! video/x-raw,format=RGB ! filesink`` and undo
     GStreamer's 4-byte row padding. Returns uint8[N, H, W, 3]."""

@@ -87,7 +87,7 @@ def test_help_has_no_markup_and_shows_defaults():
     for needle in (
         "(default: ssd_mobilenet_v2_coco)",
         "(default: 4)",  # --batch
-        "(default: fp32)",  # --precision
+        "(default: auto)",  # --precision
         "0.5 for ssd_mobilenet_v2_coco",  # --threshold
         "(default: cpu)",
         ".webm (VP8)",

@@ -15,7 +15,7 @@ import torch
 from conftest import vidpipe_cli
 
 import vidpipe
-from media import gst_launch, reference_decode
+from media import first_frames, gst_launch, reference_decode
 from vidpipe import models
 from vidpipe.sinks.draw import LINE_WIDTH, color_for
 from vidpipe.sinks.jsonl import SCHEMA_FILE
@@ -26,12 +26,7 @@ SCHEMA = json.loads(SCHEMA_FILE.read_text())
 @pytest.fixture(scope="module")
 def clip(sample, tmp_path_factory) -> Path:
     """The first 90 frames of the bundled clip (real footage), H.264/MP4 with its index first."""
-    path = tmp_path_factory.mktemp("detect") / "clip.mp4"
-    gst_launch(
-        f"filesrc location={sample} ! decodebin ! identity eos-after=90 ! videoconvert ! "
-        f"x264enc speed-preset=veryfast ! mp4mux faststart=true ! filesink location={path}"
-    )
-    return path
+    return first_frames(sample, tmp_path_factory.mktemp("detect") / "clip.mp4", 90)
 
 
 @pytest.fixture(scope="module")

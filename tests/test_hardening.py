@@ -21,7 +21,7 @@ import torch
 from conftest import start_detect, start_server, vidpipe_cli
 
 import vidpipe
-from media import damage, encode, gst_launch, rotate_mp4, variable_rate
+from media import damage, encode, first_frames, gst_launch, rotate_mp4, variable_rate
 from vidpipe import errors, models
 from vidpipe.sinks.jsonl import SCHEMA_FILE
 
@@ -50,12 +50,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def short_clip(sample, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("hardening") / "short.mp4"
-    gst_launch(
-        f"filesrc location={sample} ! decodebin ! identity eos-after=40 ! videoconvert ! "
-        f"x264enc speed-preset=veryfast ! mp4mux faststart=true ! filesink location={path}"
-    )
-    return path
+    return first_frames(sample, tmp_path_factory.mktemp("hardening") / "short.mp4", 40)
 
 
 # -- 1, 4: outputs never overwrite the input or each other ------------------------------------------------

@@ -271,3 +271,34 @@ def test_models_command_lists_names():
     assert result.returncode == 0
     for name in ("ssd_mobilenet_v2_coco", "ssd300", "torchvision:ssdlite320_mobilenet_v3_large"):
         assert name in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, "bf16"),  # Zen 4/5, Cooper Lake: native bf16
+        ({"avx2", "avx512f", "amx_tile", "amx_bf16"}, "bf16"),  # Sapphire Rapids: AMX
+        ({"avx2", "avx512f"}, "fp32"),  # Skylake-SP, Zen 3: bf16 would be emulated
+        ({"avx2"}, "fp32"),
+    ],
+)
+def test_precision_auto_follows_the_cpu(flags, expected, monkeypatch):
+    from vidpipe.models import base
+
+    monkeypatch.setattr(base, "cpu_flags", lambda: flags)
+    precision, why = base.choose_precision("auto", torch.device("cpu"))
+    assert precision == expected and why.startswith("auto:")
+    det = models.load("ssd_mobilenet_v2_coco", precision="auto")
+    assert det.precision == expected and det.dtype == base.PRECISIONS[expected]
+    assert base.choose_precision("fp32", torch.device("cpu")) == ("fp32", "as asked")
+
+
+def test_cli_says_which_precision_and_why():
+    from vidpipe.models.base import choose_precision
+
+    expected, why = choose_precision("auto", torch.device("cpu"))
+    result = vidpipe_cli("detect", "testsrc://ball?width=160&height=120&frames=8", "-q")
+    assert result.returncode == 0, result.stderr
+    assert f"{expected} on cpu ({why})" in result.stderr
+    listing = vidpipe_cli("models")
+    assert f"--precision auto on this CPU: {expected}" in listing.stdout

@@ -73,10 +73,15 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
+    import torch
+
     from ..models import available
+    from ..models.base import choose_precision
 
     for name, summary in available().items():
         print(f"{name:<44} {summary}")
+    precision, why = choose_precision("auto", torch.device("cpu"))
+    print(f"\n--precision auto on this CPU: {precision} ({why.removeprefix('auto: ')})")
     return 0
 
 
@@ -168,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="detector name (see 'vidpipe models')")
     p.add_argument("--weights", metavar="FILE", help="weights file for the model (default: the model's own)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="number format of the model (fp16 on CUDA only)")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="number format of the model; auto: bf16 where the CPU computes it natively "
+                   "(avx512_bf16, AMX), else fp32; fp16 on CUDA only")  # fmt: skip
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N", help="frames per inference batch")
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="minimum score, 0 to 1 (default: the model's, 0.5 for ssd_mobilenet_v2_coco)")  # fmt: skip
@@ -179,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write annotated video: .mp4/.mkv (H.264) or .webm (VP8); with several streams "
                    "the path needs {stream}")  # fmt: skip
     p.add_argument("--graph", metavar="FILE", help="write the picture of the whole run (.dot, .png, .svg, .pdf)")
+    p.add_argument("--graph-detail", action="store_true",
+                   help="draw GStreamer's full graphs (pads, media types), not just elements")  # fmt: skip
     p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames (default: all)")
     p.add_argument("--detect-fps", type=float, metavar="F",
                    help="detect on at most F frames per second of each stream (default: every frame)")  # fmt: skip

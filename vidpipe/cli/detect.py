@@ -14,7 +14,7 @@ from .. import models
 from ..errors import VidpipeError
 from ..gst import Gst
 from ..gst.graph import FORMATS as GRAPH_FORMATS
-from ..gst.graph import write_graph
+from ..gst.graph import compact_dot, write_graph
 from ..gst.uri import source_path
 from ..models.base import check_threshold
 from ..options import StreamOptions
@@ -170,8 +170,12 @@ def run(args: argparse.Namespace) -> int:
         for spec in opened:
             spec.source.close()
         raise
-    folded = Gst.DebugGraphDetails.MEDIA_TYPE  # caps folded to their media type: legible at natural size
-    graphs = {spec.name: spec.source.graph_dot(folded) for spec in opened}  # while the pipelines run
+    graphs = {  # while the pipelines run: their elements (legible at natural size), or GStreamer's full graph
+        spec.name: spec.source.graph_dot(Gst.DebugGraphDetails.MEDIA_TYPE)
+        if args.graph_detail
+        else compact_dot(spec.source.pipeline)
+        for spec in opened
+    }
     restore, received = install_stop_signals(pipeline.stop)
     errors: list[str] = []
     try:
@@ -188,11 +192,13 @@ def run(args: argparse.Namespace) -> int:
         encoders = {}
         for sink in sinks:
             if isinstance(sink, VideoSink):
-                encoders.update(sink.graph_dots())
+                encoders.update(sink.graph_dots(detail=args.graph_detail))
         try:
             write_graph(flow_graph(pipeline, graphs, encoders), args.graph)
         except VidpipeError as exc:
             errors.append(str(exc))
+    print(f"model       {detector.name}, {detector.precision} on {detector.device} ({detector.precision_reason})",
+          file=sys.stderr)  # fmt: skip
     print(pipeline.stats.summary(), file=sys.stderr)
     dropped = sum(s.dropped for s in pipeline.stats.streams.values())
     if dropped and not several:

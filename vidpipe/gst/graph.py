@@ -7,19 +7,67 @@ import subprocess
 from pathlib import Path
 
 from ..errors import OutputError
+from . import Gst
 
 FORMATS = (".dot", ".png", ".svg", ".pdf")
 
 
-def combine(graphs: dict[str, str]) -> str:
-    """One Graphviz description holding several pipelines' graphs, each a cluster named after its stream
-    (GStreamer names its nodes by object address, so they never clash)."""
-    parts = ["digraph vidpipe {", "  rankdir=LR;"]
-    for name, dot in graphs.items():
-        body = dot[dot.index("{") + 1 : dot.rindex("}")]
-        parts.append(f'  subgraph "cluster_stream_{name}" {{\n  label="stream {name}";\n{body}\n  }}')
-    parts.append("}")
-    return "\n".join(parts)
+def compact_dot(pipeline: Gst.Bin) -> str:
+    """A pipeline's elements as Graphviz ``dot``: one node per element (factory and name), bins as
+    clusters, an edge per link (through ghost pads); no pads or caps, so a whole run stays legible.
+    ``Gst.debug_bin_to_dot_data`` gives every detail instead."""
+    lines = ["digraph pipeline {"]
+    edges: list[str] = []
+
+    def node_id(element: Gst.Element) -> str:
+        return '"' + element.get_path_string().replace('"', "") + '"'
+
+    def walk(bin_: Gst.Bin, depth: int) -> None:
+        for element in reversed(list(_children(bin_))):
+            if isinstance(element, Gst.Bin) and list(_children(element)):
+                factory = element.get_factory().get_name() if element.get_factory() else "bin"
+                lines.append(f'{"  " * depth}subgraph "cluster_{element.get_path_string()}" {{')
+                lines.append(f'{"  " * depth}  label="{factory}: {element.get_name()}"; style="rounded,dashed";')
+                walk(element, depth + 1)
+                lines.append(f"{'  ' * depth}}}")
+                continue
+            factory = element.get_factory().get_name() if element.get_factory() else type(element).__name__
+            lines.append(f'{"  " * depth}{node_id(element)} [label="{factory}\\n{element.get_name()}"];')
+            for pad in element.iterate_src_pads():
+                target = _downstream(pad)
+                if target is not None:
+                    edges.append(f"  {node_id(element)} -> {node_id(target)};")
+
+    walk(pipeline, 1)
+    lines.extend(edges)
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _children(bin_: Gst.Bin):
+    iterator = bin_.iterate_elements()
+    while True:
+        result, element = iterator.next()
+        if result != Gst.IteratorResult.OK:
+            return
+        yield element
+
+
+def _downstream(pad: Gst.Pad) -> Gst.Element | None:
+    """The element a source pad feeds, through the ghost pads of bins on the way."""
+    peer = pad.get_peer()
+    for _ in range(32):
+        if peer is None:
+            return None
+        if isinstance(peer, Gst.GhostPad):  # into a bin
+            peer = peer.get_target()
+            continue
+        parent = peer.get_parent()
+        if isinstance(parent, Gst.GhostPad):  # the inside of a bin's source ghost pad: out of the bin
+            peer = parent.get_peer()
+            continue
+        return peer.get_parent_element()
+    return None
 
 
 def write_graph(dot: str, path: str | Path) -> Path:

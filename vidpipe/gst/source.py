@@ -530,6 +530,11 @@ class Source:
 
     # -- lifetime -----------------------------------------------------------------------------------
 
+    @property
+    def pipeline(self) -> Gst.Pipeline:
+        """The GStreamer pipeline (for inspection: drawing it, reading its elements' properties)."""
+        return self._pipeline
+
     def graph_dot(self, details: Gst.DebugGraphDetails = Gst.DebugGraphDetails.ALL) -> str:
         """The GStreamer pipeline graph in Graphviz ``dot`` syntax (all details, or ``details``)."""
         return Gst.debug_bin_to_dot_data(self._pipeline, details)

@@ -44,7 +44,9 @@ def load(
     threshold: float | None = None,
     **options,
 ) -> Detector:
-    """Build a detector by name. ``precision``: fp32/bf16 on CPU, fp16/bf16/fp32 on CUDA.
+    """Build a detector by name. ``precision``: fp32/bf16 on CPU, fp16/bf16/fp32 on CUDA, or ``auto``
+    (bf16 where the CPU computes it natively, else fp32; bf16 or fp16 on CUDA): ``detector.precision``
+    and ``detector.precision_reason`` say what was chosen and why.
     ``threshold`` overrides the model's default minimum score. Raises :class:`vidpipe.errors.ModelError`."""
     common = {"device": device, "precision": precision, "threshold": threshold, **options}
     if name == "ssd_mobilenet_v2_coco":

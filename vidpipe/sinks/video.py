@@ -10,6 +10,7 @@ import torch
 
 from ..errors import OutputError
 from ..gst import GLib, Gst
+from ..gst.graph import compact_dot
 from .draw import draw
 
 if TYPE_CHECKING:
@@ -100,9 +101,10 @@ class VideoSink:
         """Each file written and its frame count."""
         return [(str(encoder.path), encoder.frames_written) for encoder in self._encoders.values()]
 
-    def graph_dots(self) -> dict[str, str]:
-        """Each file's encoder pipeline as Graphviz ``dot`` (captured when it started)."""
-        return {str(encoder.path): encoder.graph for encoder in self._encoders.values() if encoder.graph}
+    def graph_dots(self, detail: bool = False) -> dict[str, str]:
+        """Each file's encoder pipeline as Graphviz ``dot``, its elements only or (``detail``) as GStreamer
+        draws it (captured when it started)."""
+        return {str(e.path): e.graphs[detail] for e in self._encoders.values() if e.graphs}
 
 
 class _Encoder:
@@ -113,7 +115,7 @@ class _Encoder:
         self._chain, self._package = FORMATS[path.suffix.lower()]
         self.annotate = annotate
         self._pipeline: Gst.Pipeline | None = None
-        self.graph = ""
+        self.graphs: tuple[str, str] | None = None  # (elements only, GStreamer's full graph)
         self._count = 0
         self._first_pts: float | None = None
         self._last_ns = -1
@@ -151,7 +153,10 @@ class _Encoder:
         if self._pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             self._check_bus()
             raise OutputError(f"{self.path}: cannot start the encoder")
-        self.graph = Gst.debug_bin_to_dot_data(self._pipeline, Gst.DebugGraphDetails.MEDIA_TYPE)
+        self.graphs = (
+            compact_dot(self._pipeline),
+            Gst.debug_bin_to_dot_data(self._pipeline, Gst.DebugGraphDetails.MEDIA_TYPE),
+        )
 
     def write(self, result: Result) -> None:
         frame = result.frame.tensor
