@@ -5,6 +5,8 @@
 (c) the seed's loop: a pad probe on ``fakesink``, per frame map → numpy copy → ``ToTensor`` → model,
     batch 1, fp32, NCHW (with the real resize and post-processing, so that it finds the same objects)
 (d) OpenCV: ``cv2.VideoCapture`` + ``cv2.dnn`` on the same SSD-MobileNetV2 graph
+(e) as (b), with the precision ``--precision auto`` chooses on this CPU (bf16 where it computes bf16
+    natively, else fp32)
 
 The four run one after the other in each round; prints FPS (best round) and the ratios b/a, b/c, b/d
 of the best rounds and the median of the per-round ratios (timings on a shared 2-core machine vary by
@@ -132,21 +134,25 @@ def main() -> None:
     parser.add_argument("--chart", type=Path)
     args = parser.parse_args()
     det = models.load("ssd_mobilenet_v2_coco")
+    auto = models.load("ssd_mobilenet_v2_coco", precision="auto")
     seed_det = models.load("ssd_mobilenet_v2_coco", channels_last=False)
     with vidpipe.open(SAMPLE) as src:
         frames = [f.tensor for f, _ in zip(src, range(args.frames), strict=False)]
     det(frames[: args.batch])
+    auto(frames[: args.batch])
     names = {
         "a": f"(a) model only, batch {args.batch}",
         "b": "(b) vidpipe detect, end to end",
         "c": "(c) seed-style probe loop, batch 1",
         "d": f"(d) OpenCV {cv2.__version__} VideoCapture + dnn",
+        "e": f"(e) vidpipe detect, --precision auto ({auto.precision})",
     }
     runs = {
         "a": lambda: model_only(det, frames, args.batch),
         "b": lambda: vidpipe_detect(det, args.frames, args.batch),
         "c": lambda: seed_loop(seed_det, args.frames),
         "d": lambda: opencv_loop(args.frames),
+        "e": lambda: vidpipe_detect(auto, args.frames, args.batch),
     }
     rates: dict[str, list[float]] = {key: [] for key in runs}
     for _ in range(args.rounds):
@@ -163,6 +169,7 @@ def main() -> None:
     )
     ratios = {k: statistics.median(rb / ro for rb, ro in zip(rates["b"], rates[k], strict=True)) for k in "acd"}
     print(f"median of round ratios:  b/a = {ratios['a']:.2f}   b/c = {ratios['c']:.2f}   b/d = {ratios['d']:.2f}")
+    print(f"precision auto ({auto.precision_reason}): e/b = {best['e'] / b:.2f}")
     if args.chart:
         chart({names[k]: best[k] for k in names}, args.chart)
         print(f"chart: {args.chart}")

@@ -1,6 +1,7 @@
 """vidpipe: GStreamer video into PyTorch tensors, object detection, and useful outputs.
 
-``vidpipe.open`` (frames), ``vidpipe.detect`` (frames + detections), ``vidpipe.models.load`` (detectors).
+``vidpipe.open`` (frames), ``vidpipe.detect`` (frames + detections, one source or several),
+``vidpipe.Pipeline`` (streams → batcher → detector → stages → sinks), ``vidpipe.models.load`` (detectors).
 Attributes load on first use, so ``vidpipe.models`` works on a machine without GStreamer.
 """
 
