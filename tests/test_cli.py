@@ -111,6 +111,9 @@ def test_help_has_no_markup_and_shows_defaults():
 def test_verbose_anywhere_and_version(sample):
     after = vidpipe_cli("probe", str(sample), "-v")
     assert after.returncode == 0, after.stderr
+    for args in (["-q", "decode", str(sample)], ["decode", str(sample), "-q", "-v"]):
+        result = vidpipe_cli(*args, "--max-frames", "3")
+        assert result.returncode == 0 and "decoded 3 frames" in result.stderr, result.stderr
     version = vidpipe_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("vidpipe ")
 

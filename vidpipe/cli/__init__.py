@@ -140,9 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="run 'vidpipe COMMAND --help' for a command's options and examples",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--version", action="version", version=f"vidpipe {__version__}")
     common = argparse.ArgumentParser(add_help=False)  # accepted after the subcommand too
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more (-vv for debug)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
@@ -161,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, metavar="WxH", help="scale inside GStreamer (default: the source's size)")
     p.add_argument("--keep-aspect", action="store_true", help="letterbox instead of stretching with --size")
     p.add_argument("--graph", metavar="FILE", help="write the pipeline graph (.dot, .png, .svg, .pdf)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_decode)
 
     p = command("models", "list the available detectors")
@@ -192,7 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detect on at most F frames per second of each stream (default: every frame)")  # fmt: skip
     p.add_argument("--max-latency", type=float, metavar="S",
                    help=f"drop live frames older than S seconds (default: {DEFAULT_LIVE_MAX_LATENCY:g})")  # fmt: skip
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_detect)
     return parser
 
