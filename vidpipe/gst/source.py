@@ -132,7 +132,7 @@ class Source:
         self._no_more_pads = False
         self._closed = False
         self._stopping = threading.Event()
-        self._stream_ends: dict[str, float] = {}  # last pts seen on each decoded stream
+        self._stream_ends: dict[str, float] = {}  # the end (s) of each decoded stream besides the video
         self._decoder_input: list[int] = []  # pts (ns) of compressed frames that went into the decoder
         self._decoder_lock = threading.Lock()
         self.gaps: list[Gap] = []
@@ -194,30 +194,36 @@ class Source:
                 self._handlers.append((decode, decode.connect(signal_name, _weak(method))))
         else:
             self._video_linked = True
-        decoded = pipeline.get_by_name("frames").get_static_pad("sink")
-        self._probes.append((decoded, decoded.add_probe(Gst.PadProbeType.BUFFER, _weak(self._on_decoded))))
+        self._numbered = self.live or self._max_fps is not None  # frames may be dropped after decoding
+        if self._numbered:  # (a Python callback per frame: only where needed)
+            decoded = pipeline.get_by_name("frames").get_static_pad("sink")
+            self._probes.append((decoded, decoded.add_probe(Gst.PadProbeType.BUFFER, _weak(self._on_decoded))))
         if self.live:
             pad = pipeline.get_by_name("sink").get_static_pad("sink")
             self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._count_arrival))))
         return pipeline
 
     def _on_decoded(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
-        """Every decoded frame, in GStreamer's streaming thread: number it as the source produced it, and
-        count the frames the decoder took in but could not decode (damaged data) just before it."""
+        """Every decoded frame, in GStreamer's streaming thread (for sources that drop frames on the
+        way: live ones, or with ``max_fps``): number it as the source produced it."""
         buf = info.get_buffer()
         index = self._produced
         self._produced += 1
-        if buf is None or buf.pts == Gst.CLOCK_TIME_NONE:
-            return Gst.PadProbeReturn.OK
-        self._indices.setdefault(buf.pts, []).append(index)  # a damaged stream may repeat a pts
-        if self._spec.kind == "file":
-            lost = self._lost_before(buf.pts)
-            if lost and self._last_decoded is not None:
-                gap = Gap(index - 1, self._last_decoded / Gst.SECOND, buf.pts / Gst.SECOND, lost)
-                self.gaps.append(gap)
-                log.info("%s: %s", self._spec.text, gap.describe())
-            self._last_decoded = buf.pts
+        if buf is not None and buf.pts != Gst.CLOCK_TIME_NONE:
+            self._indices.setdefault(buf.pts, []).append(index)  # a damaged stream may repeat a pts
+            self._count_lost(buf.pts, index)
         return Gst.PadProbeReturn.OK
+
+    def _count_lost(self, pts: int, index: int) -> None:
+        """Count the frames the decoder took in but could not decode (damaged data) before this one."""
+        if self._spec.kind != "file":
+            return
+        lost = self._lost_before(pts)
+        if lost and self._last_decoded is not None:
+            gap = Gap(index - 1, self._last_decoded / Gst.SECOND, pts / Gst.SECOND, lost)
+            self.gaps.append(gap)
+            log.info("%s: %s", self._spec.text, gap.describe())
+        self._last_decoded = pts
 
     def _count_arrival(self, _pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         self._arrived += 1
@@ -244,14 +250,14 @@ class Source:
         pipeline = self._pipeline
         caps = pad.get_current_caps() or pad.query_caps(None)
         name = caps.get_structure(0).get_name() if caps and caps.get_size() else ""
-        if self._spec.kind == "file":  # every stream's end is watched, for the truncation check
-            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._note_stream_end))))
         if name.startswith("video/x-raw") and not self._video_linked:
             pad.link(pipeline.get_by_name("frames").get_static_pad("sink"))
             self._video_linked = True
             if self._spec.kind == "file":
                 self._watch_decoder_input(pad)
         else:
+            if self._spec.kind == "file":  # the other streams' ends count too, for the truncation check
+                self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._note_stream_end))))
             sink = Gst.ElementFactory.make("fakesink", None)
             sink.set_property("sync", False)
             sink.set_property("async", False)
@@ -420,12 +426,17 @@ class Source:
     def _frame(self, buf: Gst.Buffer, pulled: float) -> Frame:
         """The frame of a pulled buffer; its index is the one the source gave it (live drops and
         ``max_fps`` leave gaps in the indices, damaged data does not)."""
-        waiting = self._indices.get(buf.pts) if buf.pts != Gst.CLOCK_TIME_NONE else None
-        index = waiting.pop(0) if waiting else self._delivered
-        if waiting is not None and not waiting:
-            del self._indices[buf.pts]
-        for older in [pts for pts in list(self._indices) if pts < buf.pts]:  # frames dropped on the way
-            self._indices.pop(older, None)
+        index = self._delivered
+        if self._numbered and buf.pts != Gst.CLOCK_TIME_NONE:
+            waiting = self._indices.get(buf.pts)
+            index = waiting.pop(0) if waiting else index
+            if waiting is not None and not waiting:
+                del self._indices[buf.pts]
+            for older in [pts for pts in list(self._indices) if pts < buf.pts]:  # frames dropped on the way
+                self._indices.pop(older, None)
+        elif buf.pts != Gst.CLOCK_TIME_NONE:  # every decoded frame is delivered: count the lost ones here
+            self._produced += 1
+            self._count_lost(buf.pts, index)
         self._delivered += 1
         fps = self.info.fps
         pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else (index / fps if fps else 0.0)
@@ -437,6 +448,11 @@ class Source:
     def name(self) -> str:
         """The source as the user gave it."""
         return self._spec.text
+
+    @property
+    def kind(self) -> str:
+        """What the source is: ``file``, ``network``, ``v4l2`` or ``test``."""
+        return self._spec.kind
 
     @property
     def path(self) -> Path | None:
@@ -499,7 +515,7 @@ class Source:
 
     def _wait_for_other_streams(self, timeout: float = 5.0) -> None:
         """Let the pipeline's other branches (fakesinks) reach their end, so their last pts are known."""
-        if len(self._stream_ends) < 2:
+        if not self._stream_ends:
             return
         self._bus.timed_pop_filtered(int(timeout * Gst.SECOND), Gst.MessageType.EOS | Gst.MessageType.ERROR)
 

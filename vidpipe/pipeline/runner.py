@@ -126,15 +126,13 @@ class Pipeline:
         by_name = {spec.name: spec for spec in specs}
         self.readers = [r for r in self.readers if r.name in by_name]
         for reader in self.readers:
-            reader.spec = by_name[reader.name]
-            reader._source = reader.spec.source
-            reader.open()
+            reader.open(by_name[reader.name].source)
         return errors
 
     @property
     def source(self) -> Source | None:
         """The source of a one-stream pipeline (None before it is opened or with several streams)."""
-        return self.readers[0]._source if len(self.readers) == 1 else None
+        return self.readers[0].source if len(self.readers) == 1 else None
 
     def stop(self) -> None:
         """Stop reading new frames; frames already read are still processed and delivered. Returns at
@@ -265,7 +263,7 @@ class Pipeline:
 
         Inference runs in the calling thread (PyTorch's CPU kernels run measurably faster in the
         thread that owns their OpenMP pool), the sinks are written in an output thread."""
-        sources = [r._source.path if r._source is not None else source_path(r.spec.source) for r in self.readers]
+        sources = [r.source.path if r.source is not None else source_path(r.spec.source) for r in self.readers]
         paths = [path for path in sources if path is not None]
         check_output_paths(paths, [(type(s).__name__, s.path) for s in self.sinks if getattr(s, "path", None)])
         opened: list[Sink] = []

@@ -137,8 +137,16 @@ class StreamReader:
 
     # -- lifetime -----------------------------------------------------------------------------------
 
-    def open(self) -> Source:
-        """The first connection; raises :class:`~vidpipe.errors.SourceError` naming the source."""
+    @property
+    def source(self) -> Source | None:
+        """The source being read (a new one after each reconnection)."""
+        return self._source
+
+    def open(self, source: Source | None = None) -> Source:
+        """The first connection (or ``source``, opened already); raises
+        :class:`~vidpipe.errors.SourceError` naming the source."""
+        if source is not None:
+            self._source = source
         if self._source is None:
             self._source = self._connect()
         self._opened(self._source)
@@ -161,8 +169,8 @@ class StreamReader:
 
     @property
     def reconnectable(self) -> bool:
-        kind = self._source._spec.kind if self._source is not None else ""
-        return self.options.reconnect and self._source is not None and self._source.live and kind != "test"
+        source = self._source
+        return self.options.reconnect and source is not None and source.live and source.kind != "test"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"vidpipe-read-{self.name}", daemon=True)
