@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE := media/sample.mp4
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench bench-streams soak system-deps clean
 
 demo: $(BIN)/.installed
 	$(BIN)/vidpipe detect $(SAMPLE) --json out/detections.jsonl --video out/annotated.mp4 --graph out/pipeline.png
@@ -22,6 +22,12 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/pipeline.py
+
+bench-streams: $(BIN)/.installed-test
+	$(BIN)/python benchmarks/streams.py
+
+soak: $(BIN)/.installed-test
+	$(BIN)/python benchmarks/soak.py --minutes 20
 
 system-deps:
 	bash scripts/install-system-deps.sh
