@@ -302,3 +302,28 @@ def test_cli_says_which_precision_and_why():
     assert f"{expected} on cpu ({why})" in result.stderr
     listing = vidpipe_cli("models")
     assert f"--precision auto on this CPU: {expected}" in listing.stdout
+
+
+def test_batched_selection_equals_per_frame_nms(sample):
+    """One batched NMS over (frame, class) groups gives what per-frame NMS gives, truncation included."""
+    from vidpipe.models.boxes import decode_center_size, multiclass_nms, select_per_frame
+    from vidpipe.models.ssd_mobilenet_v2 import BOX_SCALES
+
+    det = models.load("ssd_mobilenet_v2_coco")
+    with vidpipe.open(sample) as src:
+        frames = [f.tensor for f, _ in zip(src, range(224), strict=False)][200:]
+    batch = det.preprocess(frames)
+    codes, logits = (t.float() for t in det.forward(batch))
+    boxes = decode_center_size(codes[..., [1, 0, 3, 2]], det.anchors, BOX_SCALES)
+    scores = torch.sigmoid(logits[..., 1:])
+    for threshold, most in ((0.3, 100), (0.05, 5), (0.01, 100)):
+        batched = select_per_frame(
+            boxes, scores, batch.sizes, threshold=threshold, iou=0.6, max_detections=most, label=det.label
+        )
+        assert sum(len(d) for d in batched) > len(frames)
+        for i, (h, w) in enumerate(batch.sizes):
+            ref, _, classes = multiclass_nms(
+                boxes[i].clamp(0, 1), scores[i], threshold=threshold, iou=0.6, max_detections=most
+            )
+            assert torch.allclose(batched[i].boxes, ref * ref.new_tensor([w, h, w, h]), atol=1e-4)
+            assert torch.equal(batched[i].class_ids, classes + 1)

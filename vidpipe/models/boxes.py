@@ -61,15 +61,31 @@ def select_per_frame(
 ) -> list[Detections]:
     """SSD post-processing for a batch: ``boxes [N, A, 4]`` normalised x1y1x2y2, ``scores [N, A, C]``
     without the background column (class id = column + 1), ``sizes`` each frame's (h, w). Boxes are
-    clipped to the frame, suppressed per class and mapped to the frame's pixels."""
+    clipped to the frame, suppressed per frame and class and mapped to the frame's pixels.
+
+    The whole batch is handled at once on the model's device: one threshold, one ``batched_nms`` over
+    (frame, class) groups, the best ``max_detections`` of each frame kept, and one copy of the final
+    boxes to the host (no per-frame synchronisation). Same result as :func:`multiclass_nms` per frame."""
+    n, _, classes = scores.shape
+    frame_idx, anchor_idx, class_idx = (scores >= threshold).nonzero(as_tuple=True)
+    kept_scores = scores[frame_idx, anchor_idx, class_idx].float()
+    kept_boxes = boxes[frame_idx, anchor_idx].clamp(0.0, 1.0).float()
+    keep = batched_nms(kept_boxes, kept_scores, frame_idx * classes + class_idx, iou)  # by score, descending
+    keep = keep[torch.sort(frame_idx[keep], stable=True).indices]  # grouped by frame, best first
+    frame_of = frame_idx[keep]
+    counts = torch.bincount(frame_of, minlength=n)
+    rank = torch.arange(len(keep), device=keep.device) - (torch.cumsum(counts, 0) - counts)[frame_of]
+    keep = keep[rank < max_detections]
+    frame_of = frame_idx[keep]
+    scale = torch.tensor([[w, h, w, h] for h, w in sizes], dtype=kept_boxes.dtype, device=kept_boxes.device)
+    out_boxes = (kept_boxes[keep] * scale[frame_of]).cpu()
+    out_scores, out_ids = kept_scores[keep].cpu(), (class_idx[keep] + 1).cpu()
+    per_frame = torch.bincount(frame_of, minlength=n).tolist()
     results = []
-    for i, (height, width) in enumerate(sizes):
-        kept, kept_scores, class_index = multiclass_nms(
-            boxes[i].clamp(0.0, 1.0), scores[i], threshold=threshold, iou=iou, max_detections=max_detections
-        )
-        kept = (kept * kept.new_tensor([width, height, width, height])).cpu()
-        class_ids = (class_index + 1).cpu()
-        results.append(Detections(kept, kept_scores.cpu(), class_ids, [label(c) for c in class_ids.tolist()]))
+    for frame_boxes, frame_scores, frame_ids in zip(
+        out_boxes.split(per_frame), out_scores.split(per_frame), out_ids.split(per_frame), strict=True
+    ):
+        results.append(Detections(frame_boxes, frame_scores, frame_ids, [label(c) for c in frame_ids.tolist()]))
     return results
 
 
