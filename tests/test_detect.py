@@ -64,9 +64,14 @@ def test_cli_writes_one_line_per_decoded_frame(clip, tmp_path):
         info = video.info
         assert (info.width, info.height) == (384, 288)
         times = [f.pts for f in video]
-    # Every frame, at the time the JSONL gives it (relative to the first frame).
+    # Every frame, at the time the JSONL gives it (relative to the first frame). The re-encoded test clip
+    # sometimes repeats a timestamp (x264 + mp4mux on the sample's irregular times); a video cannot, so
+    # such a frame moves by at most a frame's duration.
     assert len(times) == decoded
-    assert [round(t - times[0], 3) for t in times] == [round(p - pts[0], 3) for p in pts]
+    offsets = [abs((t - times[0]) - (p - pts[0])) for t, p in zip(times, pts, strict=True)]
+    assert max(offsets) <= 1 / 30 + 1e-3
+    if len(set(pts)) == len(pts):
+        assert max(offsets) < 1e-3
 
 
 def test_python_api_yields_every_frame_in_order(clip, detector):

@@ -397,3 +397,28 @@ def test_resolution_change_keeps_every_output_in_step(tmp_path):
     assert [(r["width"], r["height"]) for r in records] == [(320, 240)] * 30 + [(160, 128)] * 30
     annotated = _frames(video)
     assert len(annotated) == 60 and all(f.tensor.shape == (240, 320, 3) for f in annotated)
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        [k / 30 for k in range(40)] + [39 / 30],  # the last timestamp repeated
+        [k / 30 for k in range(20)] + [19 / 30] + [k / 30 for k in range(20, 40)] + [12.4, 12.4],
+    ],
+)
+def test_repeated_timestamps_lose_no_frame_in_the_video(times, tmp_path):
+    """A source that repeats a timestamp (seen from x264 + mp4mux on irregular input) still gets every
+    frame into the annotated video, each repeated one 1 ms after the one before."""
+    from vidpipe.sinks import VideoSink
+    from vidpipe.types import Detections, Result, SourceInfo
+
+    noise = torch.Generator().manual_seed(1)
+    sink = VideoSink(tmp_path / "v.mp4", annotate=False)
+    sink.open(SourceInfo("x", 160, 120, 30.0, None, None, None, None, False))
+    for i, t in enumerate(times):
+        frame = torch.randint(0, 255, (120, 160, 3), dtype=torch.uint8, generator=noise)
+        sink.write(Result(vidpipe.Frame(frame, i, t), Detections.empty()))
+    sink.close()
+    out = [f.pts for f in _frames(tmp_path / "v.mp4")]
+    assert len(out) == len(times)
+    assert all(abs((o - out[0]) - (t - times[0])) <= 0.0011 for o, t in zip(out, times, strict=True))

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # No B-frames: with reordering, frames whose timestamps are irregular (real sources) were measured to
 # lose their last frame in mp4mux.
 H264 = "x264enc speed-preset=veryfast key-int-max=60 bframes=0 ! h264parse"
+MIN_STEP = Gst.MSECOND  # the least time between two frames of a video
 # suffix -> (encoder ! muxer, Debian package of the encoder)
 FORMATS = {
     ".mp4": (f"{H264} ! mp4mux", "gstreamer1.0-plugins-ugly"),
@@ -118,7 +119,7 @@ class _Encoder:
         self.graphs: tuple[str, str] | None = None  # (elements only, GStreamer's full graph)
         self._count = 0
         self._first_pts: float | None = None
-        self._last_ns = -1
+        self._last_ns = -MIN_STEP
         self._pending: Gst.Buffer | None = None
         self._last_duration = 0
 
@@ -167,7 +168,7 @@ class _Encoder:
         buf = Gst.Buffer.new_wrapped(frame.numpy().tobytes())
         buf.pts = self._timestamp(result.frame.wall if self._live else result.frame.pts)
         # Each frame lasts until the next one, so it is pushed when the next one arrives (the last
-        # one at close, lasting as long as the one before it).
+        # one at close, lasting as long as the one before it, at least half a nominal frame).
         if self._pending is not None:
             self._push(self._pending, buf.pts - self._pending.pts)
         self._pending = buf
@@ -183,10 +184,11 @@ class _Encoder:
             raise OutputError(f"{self.path}: the encoder stopped accepting frames")
 
     def _timestamp(self, pts: float) -> int:
-        """The frame's time relative to the first frame, in ns, kept strictly increasing."""
+        """The frame's time relative to the first frame, in ns, kept increasing by at least ``MIN_STEP``
+        (a source may repeat a timestamp; mp4mux was measured to drop a last frame 1 ns after another)."""
         if self._first_pts is None:
             self._first_pts = pts
-        ns = max(round((pts - self._first_pts) * Gst.SECOND), self._last_ns + 1)
+        ns = max(round((pts - self._first_pts) * Gst.SECOND), self._last_ns + MIN_STEP)
         self._last_ns = ns
         return ns
 
@@ -204,7 +206,10 @@ class _Encoder:
             if self._pending is not None:
                 buf, self._pending = self._pending, None
                 num, den = self._rate
-                self._push(buf, self._last_duration or Gst.util_uint64_scale(1, den * Gst.SECOND, num))
+                # the last frame lasts a nominal frame: a near-zero duration (after a repeated timestamp)
+                # was measured to make mp4mux drop it
+                nominal = Gst.util_uint64_scale(1, den * Gst.SECOND, num)
+                self._push(buf, max(self._last_duration, nominal // 2) or nominal)
         except OutputError:
             self._pipeline.set_state(Gst.State.NULL)
             self._pipeline = None
