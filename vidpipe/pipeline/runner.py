@@ -11,6 +11,7 @@ frame before a failure is still delivered, then the error is reported.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -86,7 +87,7 @@ class Pipeline:
             raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
         options = options or StreamOptions()
         if max_frames is not None:
-            options = StreamOptions(**{**_fields(options), "max_frames": max_frames})
+            options = dataclasses.replace(options, max_frames=max_frames)
         self.options = options
         self.detector = detector
         self.batch = batch
@@ -342,10 +343,6 @@ class Pipeline:
             except Exception as exc:  # a sink of the user's: report it as an output error
                 errors.append(OutputError(f"{type(sink).__name__}: cannot finish ({exc})"))
         return errors
-
-
-def _fields(options: StreamOptions) -> dict:
-    return {name: getattr(options, name) for name in options.__slots__}
 
 
 def detect(
