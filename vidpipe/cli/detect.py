@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         sinks.append(JsonlSink(args.json_out))
     if args.video:
-        sinks.append(VideoSink(args.video))
+        sinks.append(VideoSink(args.video, keep_graphs=bool(args.graph)))
     options = StreamOptions(detect_fps=args.detect_fps, max_latency=args.max_latency, max_frames=args.max_frames)
     opened, failed = open_streams(specs, options)  # bad sources fail before the model is loaded
     for name, error in failed.items():
@@ -170,12 +170,14 @@ def run(args: argparse.Namespace) -> int:
         for spec in opened:
             spec.source.close()
         raise
-    graphs = {  # while the pipelines run: their elements (legible at natural size), or GStreamer's full graph
-        spec.name: spec.source.graph_dot(Gst.DebugGraphDetails.MEDIA_TYPE)
-        if args.graph_detail
-        else compact_dot(spec.source.pipeline)
-        for spec in opened
-    }
+    graphs = {}  # while the pipelines run: their elements (legible at natural size), or GStreamer's full graph
+    if args.graph:
+        graphs = {
+            spec.name: spec.source.graph_dot(Gst.DebugGraphDetails.MEDIA_TYPE)
+            if args.graph_detail
+            else compact_dot(spec.source.pipeline)
+            for spec in opened
+        }
     restore, received = install_stop_signals(pipeline.stop)
     errors: list[str] = []
     try:

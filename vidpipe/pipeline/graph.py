@@ -108,5 +108,5 @@ def _describe_sink(sink: object) -> str:
 
 
 def _belongs(sink: object, path: str) -> bool:
-    paths: Sequence[str] = getattr(sink, "paths", lambda: [])()
-    return path in paths
+    files: Sequence[tuple[str, int]] = getattr(sink, "files", list)()
+    return any(written == path for written, _ in files)

@@ -43,14 +43,14 @@ class VideoSink:
     run still leaves playable videos.
     """
 
-    def __init__(self, path: str | Path, *, annotate: bool = True) -> None:
+    def __init__(self, path: str | Path, *, annotate: bool = True, keep_graphs: bool = False) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in FORMATS:
             raise OutputError(f"{self.path}: unknown video format {suffix or '(none)'} (use {', '.join(FORMATS)})")
         self.annotate = annotate
+        self.keep_graphs = keep_graphs  # capture each encoder's graph when it starts (for graph_dots)
         self._encoders: dict[str, _Encoder] = {}
-        self.written: dict[str, int] = {}  # frames written per stream
 
     @property
     def per_stream(self) -> bool:
@@ -64,7 +64,7 @@ class VideoSink:
             return
         if self._encoders and not self.per_stream:
             raise OutputError(f"{self.path}: several streams need a path with {{stream}} (e.g. out/{{stream}}.mp4)")
-        encoder = _Encoder(self.path_for(info.stream), annotate=self.annotate)
+        encoder = _Encoder(self.path_for(info.stream), annotate=self.annotate, keep_graphs=self.keep_graphs)
         encoder.open(info)
         self._encoders[info.stream] = encoder
 
@@ -74,15 +74,12 @@ class VideoSink:
     def event(self, event: Event) -> None:
         """A stream that ended (or failed) has its file finalised at once."""
         if event.kind in ("ended", "failed") and event.stream in self._encoders:
-            encoder = self._encoders[event.stream]
-            self.written[event.stream] = encoder.frames_written
-            encoder.close()
+            self._encoders[event.stream].close()
 
     def close(self) -> None:
         """Finalise every stream's file; raises the first error after trying them all."""
         errors = []
-        for stream, encoder in self._encoders.items():
-            self.written[stream] = encoder.frames_written
+        for encoder in self._encoders.values():
             try:
                 encoder.close()
             except OutputError as exc:
@@ -94,25 +91,22 @@ class VideoSink:
     def frames_written(self) -> int:
         return sum(encoder.frames_written for encoder in self._encoders.values())
 
-    def paths(self) -> list[str]:
-        """The files written, one per stream."""
-        return [str(encoder.path) for encoder in self._encoders.values()]
-
     def files(self) -> list[tuple[str, int]]:
         """Each file written and its frame count."""
         return [(str(encoder.path), encoder.frames_written) for encoder in self._encoders.values()]
 
     def graph_dots(self, detail: bool = False) -> dict[str, str]:
         """Each file's encoder pipeline as Graphviz ``dot``, its elements only or (``detail``) as GStreamer
-        draws it (captured when it started)."""
+        draws it (captured when it started, with ``keep_graphs``; empty otherwise)."""
         return {str(e.path): e.graphs[detail] for e in self._encoders.values() if e.graphs}
 
 
 class _Encoder:
     """One stream's annotated video: appsrc → convert → encoder → muxer → file."""
 
-    def __init__(self, path: Path, *, annotate: bool = True) -> None:
+    def __init__(self, path: Path, *, annotate: bool = True, keep_graphs: bool = False) -> None:
         self.path = path
+        self.keep_graphs = keep_graphs
         self._chain, self._package = FORMATS[path.suffix.lower()]
         self.annotate = annotate
         self._pipeline: Gst.Pipeline | None = None
@@ -154,10 +148,11 @@ class _Encoder:
         if self._pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             self._check_bus()
             raise OutputError(f"{self.path}: cannot start the encoder")
-        self.graphs = (
-            compact_dot(self._pipeline),
-            Gst.debug_bin_to_dot_data(self._pipeline, Gst.DebugGraphDetails.MEDIA_TYPE),
-        )
+        if self.keep_graphs:
+            self.graphs = (
+                compact_dot(self._pipeline),
+                Gst.debug_bin_to_dot_data(self._pipeline, Gst.DebugGraphDetails.MEDIA_TYPE),
+            )
 
     def write(self, result: Result) -> None:
         frame = result.frame.tensor
