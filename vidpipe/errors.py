@@ -58,7 +58,7 @@ class TruncatedSourceError(SourceError):
 
 
 class DamagedSourceError(SourceError):
-    """Frames are missing inside a constant-rate file (its timestamps jump): damaged data was skipped.
+    """Frames went into the decoder but never came out (damaged data): they are missing inside the file.
 
     Raised at the end of the stream, after every decodable frame was delivered; ``gaps`` lists where.
     """

@@ -483,8 +483,8 @@ class Source:
         return max(0, self._arrived - self._delivered - queued)
 
     def _check_complete(self) -> None:
-        """At end of stream: compare what was decoded with what the container promised, and report
-        the gaps in the timestamps of a constant-rate file."""
+        """At end of stream: report frames the decoder could not decode, and compare what was decoded
+        with what the container promised."""
         if self._delivered == 0:
             self._raise_no_frames()
         info = self.info

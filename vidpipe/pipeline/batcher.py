@@ -100,7 +100,7 @@ class Batcher:
         started = time.perf_counter()
         items: list[Item] = []
         frames = 0
-        deadline: float | None = None
+        first_at: float | None = None  # when the batch got its first frame
         with self._cond:
             while not self._abandon.is_set():
                 frames += self._take_round(items, self.batch - frames)
@@ -108,11 +108,11 @@ class Batcher:
                     break
                 if frames == 0 and items:
                     break  # only events: pass them on at once
-                if frames and deadline is None:
-                    deadline = time.perf_counter() + self.max_wait
+                if frames and first_at is None:
+                    first_at = time.perf_counter()
                 if not items and all(lane.ended for lane in self._lanes.values()):
                     return None
-                wait = 0.1 if deadline is None else deadline - time.perf_counter()
+                wait = 0.1 if first_at is None else first_at + self.max_wait - time.perf_counter()
                 if wait <= 0:
                     break
                 self._cond.wait(wait)
@@ -120,8 +120,7 @@ class Batcher:
             self._cond.notify_all()  # room for the readers of files
         if not items:
             return None
-        waited = (deadline - self.max_wait if deadline else time.perf_counter()) - started
-        return items, max(0.0, waited)
+        return items, (first_at or time.perf_counter()) - started
 
     def _take_round(self, items: list[Item], room: int) -> int:
         """Take frames in turn from each stream (with the markers before them); return the count."""
