@@ -37,11 +37,11 @@ $(BIN)/.venv: | system-deps
 	touch $@
 
 $(BIN)/.installed: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[track]'
 	touch $@
 
 $(BIN)/.installed-test: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[track,test]'
 	touch $@ $(BIN)/.installed
 
 clean:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian/Ubuntu packages vidpipe needs (GStreamer, its Python bindings, Graphviz) when any
+# Installs the Debian/Ubuntu packages vidpipe needs (GStreamer, its Python bindings, Graphviz, a
+# TrueType font for annotations, the GL library OpenCV loads) when any
 # is missing: with apt-get as root, through sudo otherwise; without either it prints the command to run.
 set -euo pipefail
 
@@ -8,7 +9,7 @@ PACKAGES=(
   gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  graphviz
+  graphviz fonts-dejavu-core libgl1
 )
 
 missing=()

@@ -105,3 +105,30 @@ def variable_rate(path: Path, mux: str, durations: list[float]) -> Path:
     pipeline.set_state(Gst.State.NULL)
     assert msg is not None and msg.type == Gst.MessageType.EOS
     return path
+
+
+def write_video(path: Path, frames, fps: int = 30) -> Path:
+    """Encode ``uint8[H, W, 3]`` RGB frames (tensors) with x264 into an MP4 at ``fps``."""
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    from gi.repository import Gst
+
+    Gst.init(None)
+    height, width = frames[0].shape[:2]
+    pipeline = Gst.parse_launch(
+        f"appsrc name=src format=time caps=video/x-raw,format=RGB,width={width},height={height},framerate={fps}/1 "
+        f"! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast bframes=0 ! h264parse "
+        f"! mp4mux ! filesink location={path}"
+    )
+    src = pipeline.get_by_name("src")
+    pipeline.set_state(Gst.State.PLAYING)
+    for i, frame in enumerate(frames):
+        buf = Gst.Buffer.new_wrapped(frame.contiguous().numpy().tobytes())
+        buf.pts, buf.duration = i * Gst.SECOND // fps, Gst.SECOND // fps
+        src.emit("push-buffer", buf)
+    src.emit("end-of-stream")
+    msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert msg is not None and msg.type == Gst.MessageType.EOS
+    return path

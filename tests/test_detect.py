@@ -17,7 +17,8 @@ from conftest import vidpipe_cli
 import vidpipe
 from media import first_frames, gst_launch, reference_decode
 from vidpipe import models
-from vidpipe.sinks.draw import LINE_WIDTH, color_for
+from vidpipe.sinks.draw import color_for
+from vidpipe.sinks.draw import sizes as annotation_sizes
 from vidpipe.sinks.jsonl import SCHEMA_FILE
 
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
@@ -123,7 +124,7 @@ def test_annotated_video_draws_boxes_where_the_jsonl_says(clip, tmp_path):
             color = torch.tensor(color_for(det["class_id"]), dtype=torch.float32)
             # Along the left edge, each row has a pixel of the box colour (allowing for H.264's 4:2:0
             # chroma, which blurs thin lines); the same place in the input frame mostly does not.
-            band = slice(max(x1 - 1, 0), x1 + LINE_WIDTH + 1)
+            band = slice(max(x1 - 1, 0), x1 + annotation_sizes(before.shape[0])[1] + 1)
             rows = slice(y1 + 4, y2 - 4)
 
             def near(frame, band=band, rows=rows, color=color):

@@ -6,12 +6,13 @@ This module imports neither GStreamer nor any model, so sinks, stages and user c
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["Detections", "Event", "Frame", "Gap", "Result", "SourceInfo"]
+__all__ = ["Detections", "Event", "Frame", "Gap", "Result", "Shape", "SourceInfo"]
 
 
 @dataclass(slots=True)
@@ -91,13 +92,15 @@ class Detections:
 
     ``boxes``: ``float32[N, 4]`` as ``x1, y1, x2, y2`` in the frame's pixels; ``scores``: ``float32[N]``;
     ``class_ids``: ``int64[N]`` (the model's class ids, COCO category ids for the built-in detectors);
-    ``labels``: N class names.
+    ``labels``: N class names; ``track_ids``: ``int64[N]`` once a tracker has seen them (-1 for a detection
+    not tracked, for example in the first frame of an object), None when no tracker runs.
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
     class_ids: torch.Tensor
     labels: list[str]
+    track_ids: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.scores.shape[0] if self.scores.dim() == 1 else -1
@@ -108,6 +111,8 @@ class Detections:
                 f"parallel arrays differ in length: boxes {self.boxes.shape[0]}, scores "
                 f"{list(self.scores.shape)}, class_ids {list(self.class_ids.shape)}, labels {len(self.labels)}"
             )
+        if self.track_ids is not None and self.track_ids.shape != (n,):
+            raise ValueError(f"track_ids must be [{n}], got {list(self.track_ids.shape)}")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -122,26 +127,93 @@ class Detections:
             index = index.nonzero().flatten()
         picked = range(len(self))[index] if isinstance(index, slice) else index.tolist()
         return Detections(
-            self.boxes[index], self.scores[index], self.class_ids[index], [self.labels[i] for i in picked]
+            self.boxes[index],
+            self.scores[index],
+            self.class_ids[index],
+            [self.labels[i] for i in picked],
+            None if self.track_ids is None else self.track_ids[index],
         )
 
+    def with_track_ids(self, track_ids: torch.Tensor) -> Detections:
+        """The same detections with these track ids (``int64[N]``, -1 where not tracked)."""
+        return Detections(self.boxes, self.scores, self.class_ids, self.labels, track_ids.to(torch.int64))
+
     def to_dict(self) -> list[dict]:
-        """JSON-ready list of ``{label, class_id, score, box}`` (box in pixels, 2 decimals)."""
+        """JSON-ready list of ``{label, class_id, score, box}`` (box in pixels, 2 decimals), with
+        ``track_id`` when tracked."""
         boxes = self.boxes.tolist()
         scores = self.scores.tolist()
         ids = self.class_ids.tolist()
-        return [
+        found = [
             {"label": label, "class_id": cid, "score": round(score, 4), "box": [round(v, 2) for v in box]}
             for label, cid, score, box in zip(self.labels, ids, scores, boxes, strict=True)
         ]
+        if self.track_ids is not None:
+            for item, track in zip(found, self.track_ids.tolist(), strict=True):
+                item["track_id"] = track
+        return found
+
+    def to_supervision(self) -> Any:
+        """These detections as ``supervision.Detections`` (``class_name`` in its ``data``); needs the
+        ``supervision`` package."""
+        import numpy as np
+        import supervision as sv
+
+        return sv.Detections(
+            xyxy=self.boxes.float().numpy().reshape(-1, 4),
+            confidence=self.scores.float().numpy(),
+            class_id=self.class_ids.numpy().astype(int),
+            tracker_id=None if self.track_ids is None else self.track_ids.numpy().astype(int),
+            data={"class_name": np.array(self.labels, dtype=str)},
+        )
+
+    @classmethod
+    def from_supervision(cls, found: Any, names: Sequence[str] | dict[int, str] | None = None) -> Detections:
+        """Detections from ``supervision.Detections``: labels from its ``class_name`` data, else from
+        ``names`` (indexed by class id), else ``class_N``; scores 1.0 where it has no confidence."""
+        n = len(found)
+        boxes = torch.as_tensor(found.xyxy, dtype=torch.float32).reshape(n, 4)
+        scores = torch.ones(n) if found.confidence is None else torch.as_tensor(found.confidence, dtype=torch.float32)
+        class_ids = (
+            torch.zeros(n, dtype=torch.int64)
+            if found.class_id is None
+            else torch.as_tensor(found.class_id, dtype=torch.int64)
+        )
+        if "class_name" in found.data:
+            labels = [str(v) for v in found.data["class_name"]]
+        else:
+            labels = [_name(names, c) for c in class_ids.tolist()]
+        tracks = None if found.tracker_id is None else torch.as_tensor(found.tracker_id, dtype=torch.int64)
+        return cls(boxes, scores, class_ids, labels, tracks)
+
+
+def _name(names: Sequence[str] | dict[int, str] | None, class_id: int) -> str:
+    try:
+        return str(names[class_id]) if names is not None else f"class_{class_id}"
+    except (IndexError, KeyError):
+        return f"class_{class_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Something a stage wants drawn on a frame: a line (two points) or a polygon (``closed``), with a
+    caption (its live counts)."""
+
+    points: tuple[tuple[float, float], ...]
+    caption: str
+    closed: bool = False
 
 
 @dataclass(slots=True)
 class Result:
-    """One frame and what was detected in it."""
+    """One frame and what was detected in it; stages may add ``events`` that happened at this frame (a
+    line crossed), ``zones`` (objects in each zone) and ``shapes`` to draw (lines, zones, their counts)."""
 
     frame: Frame
     detections: Detections
+    events: list[Event] = field(default_factory=list)
+    zones: dict[str, int] | None = None
+    shapes: list[Shape] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -124,8 +124,10 @@ EXAMPLES = {
   vidpipe detect gate=rtsp://10.0.0.5/s door=rtsp://10.0.0.6/s --detect-fps 5 \\
       --json out/all.jsonl --video 'out/{stream}.mp4'
   vidpipe detect --sources cameras.txt --detect-fps 5 --json out/all.jsonl
+  vidpipe detect street.mp4 --line door=100,0,100,480 --zone queue=0,300,200,300,200,480,0,480 \
+      --json out/counts.jsonl --csv out/boxes.csv --video out/counted.mp4 --trails 30
 
-outputs: --json .jsonl/.ndjson/.json (JSON Lines), --video .mp4/.mkv (H.264) or .webm (VP8),
+outputs: --json .jsonl/.ndjson/.json (JSON Lines), --csv .csv, --video .mp4/.mkv (H.264) or .webm (VP8),
 --graph .dot, .png, .svg or .pdf. Ctrl-C, SIGTERM or SIGHUP finish the frames in flight and finalise
 every output; a second one exits at once.""",
     "models": """examples:
@@ -181,10 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="minimum score, 0 to 1 (default: the model's, 0.5 for ssd_mobilenet_v2_coco)")  # fmt: skip
     p.add_argument("--classes", metavar="A,B", help="keep only these labels, comma-separated (default: all)")
+    p.add_argument("--track", action="store_true",
+                   help="give each object a track id that stays with it across frames (ByteTrack)")  # fmt: skip
+    p.add_argument("--line", action="append", default=[], metavar="[STREAM:]NAME=x1,y1,x2,y2",
+                   help="count tracked objects crossing this line (pixels; repeatable; turns --track on)")  # fmt: skip
+    p.add_argument("--zone", action="append", default=[], metavar="[STREAM:]NAME=x1,y1,x2,y2,x3,y3,...",
+                   help="count objects entering, leaving and inside this polygon "
+                   "(repeatable; turns --track on)")  # fmt: skip
+    p.add_argument("--anchor", choices=("bottom_center", "center"), default="bottom_center",
+                   help="the point of each box that crosses lines and enters zones")  # fmt: skip
     p.add_argument("--json", dest="json_out", metavar="OUT.jsonl", help="write detections and events as JSON Lines")
+    p.add_argument("--csv", dest="csv_out", metavar="OUT.csv", help="write one row per detection (spreadsheets)")
     p.add_argument("--video", metavar="OUT.mp4",
                    help="write annotated video: .mp4/.mkv (H.264) or .webm (VP8); with several streams "
                    "the path needs {stream}")  # fmt: skip
+    p.add_argument("--trails", type=int, default=0, metavar="N",
+                   help="in --video, draw each track's path over its last N frames")  # fmt: skip
     p.add_argument("--graph", metavar="FILE", help="write the picture of the whole run (.dot, .png, .svg, .pdf)")
     p.add_argument("--graph-detail", action="store_true",
                    help="draw GStreamer's full graphs (pads, media types), not just elements")  # fmt: skip

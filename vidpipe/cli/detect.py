@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import models
+from ..analytics import parse_line, parse_zone
 from ..errors import VidpipeError
 from ..gst import Gst
 from ..gst.graph import FORMATS as GRAPH_FORMATS
@@ -20,8 +21,8 @@ from ..models.base import check_threshold
 from ..options import StreamOptions
 from ..pipeline import Pipeline, StreamsFailedError
 from ..pipeline.graph import flow_graph
-from ..pipeline.streams import open_streams, read_sources_file, stream_specs
-from ..sinks import JsonlSink, Sink, VideoSink, check_output_paths
+from ..pipeline.streams import StreamSpec, open_streams, read_sources_file, stream_specs
+from ..sinks import CsvSink, JsonlSink, Sink, VideoSink, check_output_paths
 from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..types import Event
 from .progress import FrameProgress, expected_frames
@@ -58,8 +59,9 @@ def sources_of(args: argparse.Namespace) -> list[str]:
     return sources
 
 
-def check_args(args: argparse.Namespace, inputs: list[str], several: bool) -> None:
+def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
     """Refuse bad option values with one line naming the option, before any work is done."""
+    inputs, several = [s.source for s in specs], len(specs) > 1
     if args.batch < 1:
         raise VidpipeError(f"--batch must be at least 1, got {args.batch}")
     if args.max_frames is not None and args.max_frames < 1:
@@ -77,12 +79,24 @@ def check_args(args: argparse.Namespace, inputs: list[str], several: bool) -> No
         raise VidpipeError(f"--max-latency must be a number of seconds above 0, got {args.max_latency}")
     if several and args.video and "{stream}" not in args.video:
         raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
-    named = [("--json", args.json_out), ("--video", args.video), ("--graph", args.graph)]
+    if args.trails < 0:
+        raise VidpipeError(f"--trails must be 0 or more frames, got {args.trails}")
+    names = {spec.name for spec in specs}
+    for option, parse, values in (("--line", parse_line, args.line), ("--zone", parse_zone, args.zone)):
+        for value in values:
+            item = parse(value)
+            if item.stream is not None and item.stream not in names:
+                raise VidpipeError(
+                    f"{option} {value}: no stream named {item.stream} (streams: {', '.join(sorted(names))})"
+                )
+    named = [("--json", args.json_out), ("--csv", args.csv_out), ("--video", args.video), ("--graph", args.graph)]
     check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], [(o, p) for o, p in named if p])
     if args.json_out and Path(args.json_out).suffix.lower() not in JSONL_SUFFIXES:
         raise VidpipeError(
             f"--json {args.json_out}: writes JSON Lines; use a name ending in {', '.join(JSONL_SUFFIXES)}"
         )
+    if args.csv_out and Path(args.csv_out).suffix.lower() != ".csv":
+        raise VidpipeError(f"--csv {args.csv_out}: writes CSV; use a name ending in .csv")
     if args.video and Path(args.video).suffix.lower() not in VIDEO_FORMATS:
         raise VidpipeError(f"--video {args.video}: unknown video format (use {', '.join(VIDEO_FORMATS)})")
     if args.graph and Path(args.graph).suffix.lower() not in GRAPH_FORMATS:
@@ -120,6 +134,8 @@ def outputs_summary(sinks: list[Sink], graph: str | None) -> str:
     for sink in sinks:
         if isinstance(sink, JsonlSink):
             lines.append(f"{sink.path} ({sink.lines} lines, {_size(sink.path)})")
+        elif isinstance(sink, CsvSink):
+            lines.append(f"{sink.path} ({sink.rows} rows, {_size(sink.path)})")
         elif isinstance(sink, VideoSink):
             for path, frames in sink.files():
                 lines.append(f"{path} ({frames} frames, {_size(Path(path))})")
@@ -134,12 +150,14 @@ def run(args: argparse.Namespace) -> int:
     """``vidpipe detect``: see ``vidpipe detect --help``."""
     specs = stream_specs(sources_of(args))
     several = len(specs) > 1
-    check_args(args, [s.source for s in specs], several)
+    check_args(args, specs)
     sinks: list[Sink] = []
     if args.json_out:
         sinks.append(JsonlSink(args.json_out))
+    if args.csv_out:
+        sinks.append(CsvSink(args.csv_out))
     if args.video:
-        sinks.append(VideoSink(args.video, keep_graphs=bool(args.graph)))
+        sinks.append(VideoSink(args.video, trails=args.trails, keep_graphs=bool(args.graph)))
     options = StreamOptions(detect_fps=args.detect_fps, max_latency=args.max_latency, max_frames=args.max_frames)
     opened, failed = open_streams(specs, options)  # bad sources fail before the model is loaded
     for name, error in failed.items():
@@ -162,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
             batch=args.batch,
             sinks=sinks,
             classes=args.classes.split(",") if args.classes else None,
+            track=args.track,
+            lines=args.line,
+            zones=args.zone,
+            anchor=args.anchor,
             options=options,
             on_event=[lambda event: say_event(event, live, progress)],
         )
@@ -202,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"model       {detector.name}, {detector.precision} on {detector.device} ({detector.precision_reason})",
           file=sys.stderr)  # fmt: skip
     print(pipeline.stats.summary(), file=sys.stderr)
+    for stage in pipeline.stages:
+        for line in getattr(stage, "summary", list)():
+            print(line, file=sys.stderr)
     dropped = sum(s.dropped for s in pipeline.stats.streams.values())
     if dropped and not several:
         print(f"dropped     {dropped} frames (live source faster than the pipeline)", file=sys.stderr)

@@ -3,10 +3,10 @@
 Threads: GStreamer decodes each source in its own threads; one reader thread per stream turns samples
 into tensors and queues them (reconnecting live streams); the inference thread (the caller's: PyTorch's
 CPU kernels run fastest in the thread that owns their OpenMP pool) takes fair batches across streams
-and runs preprocess → forward → postprocess → stages; an output thread writes the sinks, opened per
-stream. Queues are bounded, so a slow stage holds back the ones before it (files) or drops the oldest
-frames (live), and memory stays bounded on any length of input. Errors travel down the queues: every
-frame before a failure is still delivered, then the error is reported.
+and runs preprocess → forward → postprocess; an output thread runs the stages (tracking, counting) and
+writes the sinks, opened per stream. Queues are bounded, so a slow stage holds back the ones before it
+(files) or drops the oldest frames (live), and memory stays bounded on any length of input. Errors
+travel down the queues: every frame before a failure is still delivered, then the error is reported.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 
 from .. import models
+from ..analytics import Line, LineCounter, Tracker, Zone, ZoneCounter
 from ..errors import OutputError, VidpipeError
 from ..gst.source import Source
 from ..gst.uri import source_path
@@ -57,8 +58,11 @@ class Pipeline:
     :class:`Result` carries its stream in ``result.frame.stream``.
 
     Iterate it for results (each stream's in frame order), or call :meth:`run` to drive the sinks.
-    ``classes`` keeps only detections with these labels; ``stages`` are further ``Result -> Result``
-    steps. ``on_result`` / ``on_event`` callbacks get each result / stream event from the output thread.
+    ``classes`` keeps only detections with these labels; ``track`` gives them track ids (ByteTrack, per
+    stream); ``lines`` (``"NAME=x1,y1,x2,y2"`` or :class:`~vidpipe.analytics.Line`) count crossings and
+    ``zones`` (``"NAME=x1,y1,x2,y2,x3,y3,..."``) entries, exits and occupancy, at each box's ``anchor``
+    (both turn tracking on); ``stages`` are further ``Result -> Result`` steps. ``on_result`` /
+    ``on_event`` callbacks get each result / stream event from the output thread.
     """
 
     def __init__(
@@ -71,6 +75,10 @@ class Pipeline:
         max_wait: float = DEFAULT_MAX_WAIT,
         sinks: Sequence[Sink] = (),
         classes: Iterable[str] | None = None,
+        track: bool = False,
+        lines: Sequence[Line | str] = (),
+        zones: Sequence[Zone | str] = (),
+        anchor: str = "bottom_center",
         stages: Sequence[Stage] = (),
         max_frames: int | None = None,
         options: StreamOptions | None = None,
@@ -95,6 +103,12 @@ class Pipeline:
         self.stages: list[Stage] = []
         if classes is not None:
             self.stages.append(ClassFilter(classes, detector.classes, detector.name))
+        if track or lines or zones:
+            self.stages.append(Tracker())
+        if lines:
+            self.stages.append(LineCounter(lines, anchor=anchor))
+        if zones:
+            self.stages.append(ZoneCounter(zones, anchor=anchor))
         self.stages.extend(stages)
         self.on_result = list(on_result)
         self.on_event = list(on_event)
@@ -188,13 +202,17 @@ class Pipeline:
         t3 = time.perf_counter()
         for stage, seconds in zip(STAGES[:4], (waited, t1 - t0, t2 - t1, t3 - t2), strict=True):
             self.stats.add(stage, seconds, n)
-        results = []
-        for frame, found in zip(frames, detections, strict=True):
-            result = Result(frame, found)
+        return [Result(frame, found) for frame, found in zip(frames, detections, strict=True)]
+
+    def _staged(self, result: Result) -> Result:
+        """The stages applied in order (in the output thread when sinks are written, so tracking and
+        counting overlap the next batch's inference)."""
+        if self.stages:
+            t0 = time.perf_counter()
             for step in self.stages:
                 result = step(result)
-            results.append(result)
-        return results
+            self.stats.add("stages", time.perf_counter() - t0)
+        return result
 
     def _count(self, item: Result | Event | End) -> None:
         if isinstance(item, Event):
@@ -247,6 +265,8 @@ class Pipeline:
         errors = self._errors()
         try:
             for item in self._detected():
+                if isinstance(item, Result):
+                    item = self._staged(item)
                 self._count(item)
                 if isinstance(item, Result):
                     yield item
@@ -295,6 +315,9 @@ class Pipeline:
             t0 = time.perf_counter()
             for sink in self.sinks:
                 sink.write(item)
+                if item.events and hasattr(sink, "event"):
+                    for event in item.events:
+                        sink.event(event)
             for callback in self.on_result:
                 callback(item)
             self.stats.add("output", time.perf_counter() - t0)
@@ -307,6 +330,8 @@ class Pipeline:
                     item = self._get()
                     if item is None:
                         return
+                    if isinstance(item, Result):
+                        item = self._staged(item)
                     self._count(item)
                     write(item)
             except BaseException as exc:
@@ -355,6 +380,9 @@ def detect(
     batch: int = DEFAULT_BATCH,
     threshold: float | None = None,
     classes: Iterable[str] | None = None,
+    track: bool = False,
+    lines: Sequence[Line | str] = (),
+    zones: Sequence[Zone | str] = (),
     max_frames: int | None = None,
     options: StreamOptions | None = None,
 ) -> Iterator[Result]:
@@ -362,7 +390,9 @@ def detect(
     sources: ``vidpipe.detect(["a.mp4", "cam=rtsp://..."])`` (``result.frame.stream`` says which).
 
     Yields one :class:`Result` per frame, in order per stream, while decoding, inference and your loop
-    overlap. ``model`` is a name (see ``vidpipe models``) or a :class:`~vidpipe.models.Detector`.
+    overlap. ``track=True`` adds track ids; ``lines`` / ``zones`` add crossing and zone events to
+    ``result.events`` (see :class:`Pipeline`). ``model`` is a name (see ``vidpipe models``) or a
+    :class:`~vidpipe.models.Detector`.
     """
     detector = (
         model
@@ -376,6 +406,9 @@ def detect(
         sources=list(source) if many else None,
         batch=batch,
         classes=classes,
+        track=track,
+        lines=lines,
+        zones=zones,
         max_frames=max_frames,
         options=options,
     )

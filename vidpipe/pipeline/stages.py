@@ -7,6 +7,7 @@ per-stream state, such as a tracker's, is safe). ``ClassFilter`` is the first; o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 import torch
 
@@ -34,4 +35,4 @@ class ClassFilter:
     def __call__(self, result: Result) -> Result:
         found = result.detections
         keep = torch.tensor([label in self.classes for label in found.labels], dtype=torch.bool)
-        return Result(result.frame, found[keep])
+        return replace(result, detections=found[keep])

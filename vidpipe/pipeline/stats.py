@@ -10,7 +10,7 @@ import torch
 
 from ..types import Event
 
-STAGES = ("decode wait", "preprocess", "inference", "postprocess", "output")
+STAGES = ("decode wait", "preprocess", "inference", "postprocess", "stages", "output")
 _SAMPLES = 20_000  # latency samples kept per series (the most recent), so a run of days stays bounded
 
 
@@ -84,6 +84,8 @@ class Stats:
         lines.append(f"detections  {total}: {per_label}")
         lines.append("latency     ms/frame   p50      p95")
         for stage in STAGES:
+            if stage == "stages" and not self.samples[stage]:
+                continue  # no tracking or counting
             p50, p95 = self.percentiles(stage)
             lines.append(f"  {stage:<20} {p50:8.2f} {p95:8.2f}")
         missing = [e for e in self.events if e.kind == "frames_missing"]

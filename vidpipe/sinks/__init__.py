@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import OutputError
+from .csv import CsvSink
 from .jsonl import JsonlSink
 from .video import VideoSink
 
 if TYPE_CHECKING:
     from ..types import Result, SourceInfo
 
-__all__ = ["JsonlSink", "Sink", "VideoSink", "check_output_paths"]
+__all__ = ["CsvSink", "JsonlSink", "Sink", "VideoSink", "check_output_paths"]
 
 
 class Sink(Protocol):

@@ -1,40 +1,172 @@
-"""Drawing detections on frames (torchvision's ``draw_bounding_boxes``), one colour per class."""
+"""Annotations people can read: boxes with labels in a TrueType font sized to the frame, a colour per
+track (or per class), labels kept inside the frame and off each other, lines and zones with their live
+counts, and optional trails. Drawn with Pillow."""
 
 from __future__ import annotations
 
+import colorsys
+import functools
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 import torch
-from torchvision.utils import draw_bounding_boxes
+from PIL import Image, ImageDraw, ImageFont
 
-from ..types import Detections
-
-PALETTE = [
-    (255, 56, 56), (56, 255, 56), (56, 56, 255), (255, 157, 0), (255, 0, 230), (0, 230, 255),
-    (255, 255, 0), (140, 56, 255), (0, 255, 140), (255, 110, 160),
-]  # fmt: skip
-LINE_WIDTH = 3
+from ..types import Result, Shape
 
 
-def color_for(class_id: int) -> tuple[int, int, int]:
-    """The RGB colour of a class's boxes."""
-    return PALETTE[class_id % len(PALETTE)]
+
+def _palette(n: int = 24) -> list[tuple[int, int, int]]:
+    """``n`` bright colours; neighbouring ids are 105° of hue apart (and alternate in saturation), so
+    tracks 3 and 4, or classes 1 and 2, never look alike."""
+    colors = []
+    for i in range(n):
+        hue = (i * 7 % n) / n
+        saturation, value = (1.0, 1.0) if i % 2 == 0 else (0.65, 0.95)
+        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+        colors.append((round(r * 255), round(g * 255), round(b * 255)))
+    return colors
 
 
-def draw(frame: torch.Tensor, detections: Detections) -> torch.Tensor:
-    """Return a copy of ``uint8[H, W, 3]`` ``frame`` with boxes, labels and scores drawn on it."""
-    if len(detections) == 0:
-        return frame
-    labels = [
-        f"{label} {score:.2f}" for label, score in zip(detections.labels, detections.scores.tolist(), strict=True)
-    ]
-    colors = [color_for(c) for c in detections.class_ids.tolist()]
-    drawn = draw_bounding_boxes(
-        frame.permute(2, 0, 1),
-        detections.boxes,
-        labels=labels,
-        colors=colors,
-        width=LINE_WIDTH,
-        label_colors="black",
-        label_background_colors=colors,
-        fill_labels=True,
-    )
-    return drawn.permute(1, 2, 0).contiguous()
+PALETTE = _palette()
+SHAPE_COLOR = (255, 255, 255)  # lines and zones, white on a black edge
+FONT_FILES = (  # fonts-dejavu-core on Debian and Ubuntu; Pillow's own scalable font otherwise
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
+)
+
+
+def color_for(key: int) -> tuple[int, int, int]:
+    """The RGB colour of a track id (or a class id when not tracking)."""
+    return PALETTE[key % len(PALETTE)]
+
+
+@functools.lru_cache(maxsize=8)
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans Bold at ``size`` pixels when installed, else Pillow's built-in scalable font."""
+    for path in FONT_FILES:
+        if Path(path).exists():
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size)
+
+
+def sizes(height: int) -> tuple[int, int]:
+    """Text size and line width for frames ``height`` pixels high: readable from 288p to 4K."""
+    return max(11, round(height / 36)), max(3, round(height / 240))
+
+
+def _text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
+
+
+Rect = tuple[float, float, float, float]
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_label(size: tuple[float, float], box: Sequence[float], frame: tuple[int, int], taken: list[Rect]) -> Rect:
+    """Where a label of ``size`` (w, h) goes for ``box``: above it, else inside its top, below it, inside
+    its bottom, or further down, the first place inside the frame that overlaps no label in ``taken``
+    (above it when none is free). The place is added to ``taken``."""
+    (tw, th), (width, height) = size, frame
+    x = min(max(0.0, box[0]), max(0.0, width - tw))
+    candidates = [box[1] - th, box[1], box[3], box[3] - th] + [box[1] + k * th for k in range(1, 6)]
+    for y in candidates:
+        y = min(max(0.0, y), max(0.0, height - th))
+        rect = (x, y, x + tw, y + th)
+        if not any(_overlaps(rect, other) for other in taken):
+            break
+    else:
+        y = min(max(0.0, box[1] - th), max(0.0, height - th))
+        rect = (x, y, x + tw, y + th)
+    taken.append(rect)
+    return rect
+
+
+class Annotator:
+    """Draws results on the frames of one stream (it keeps the trails of that stream's tracks)."""
+
+    def __init__(self, trails: int = 0) -> None:
+        self.trails = trails
+        self._paths: dict[int, deque] = {}
+        self._last_seen: dict[int, int] = {}
+
+    def draw(self, result: Result) -> torch.Tensor:
+        """A copy of the result's frame (``uint8[H, W, 3]``) with its detections, shapes and trails."""
+        frame = result.frame.tensor
+        found = result.detections
+        if not len(found) and not result.shapes and not self._paths:
+            return frame
+        image = Image.fromarray(frame.numpy())
+        canvas = ImageDraw.Draw(image)
+        width, height = image.size
+        text_size, line = sizes(height)
+        face = font(text_size)
+        taken: list[tuple[float, float, float, float]] = []
+        tracks = found.track_ids.tolist() if found.track_ids is not None else [-1] * len(found)
+        colors = [
+            color_for(t) if t >= 0 else color_for(c) for t, c in zip(tracks, found.class_ids.tolist(), strict=True)
+        ]
+        if self.trails:
+            self._draw_trails(canvas, found.boxes.tolist(), tracks, result.frame.index, line)
+        for shape in result.shapes:
+            self._draw_shape(canvas, shape, face, line, (width, height), taken)
+        boxes = found.boxes.tolist()
+        for box, color in zip(boxes, colors, strict=True):
+            canvas.rectangle(box, outline=color, width=line)
+        for box, label, score, track, color in zip(
+            boxes, found.labels, found.scores.tolist(), tracks, colors, strict=True
+        ):
+            caption = f"{label} {track} {score:.2f}" if track >= 0 else f"{label} {score:.2f}"
+            self._draw_label(canvas, caption, box, color, face, (width, height), taken)
+        return torch.from_numpy(np.asarray(image).copy())
+
+    def _draw_label(self, canvas, text, box, color, face, frame_size, taken) -> None:
+        left, top, right, bottom = canvas.textbbox((0, 0), text, font=face)
+        place = place_label((right - left + 6, bottom - top + 4), box, frame_size, taken)
+        canvas.rectangle(place, fill=color)
+        canvas.text((place[0] + 3 - left, place[1] + 2 - top), text, fill=_text_color(color), font=face)
+
+    def _draw_shape(self, canvas, shape: Shape, face, line, frame_size, taken) -> None:
+        points = [tuple(p) for p in shape.points]
+        if shape.closed:
+            canvas.polygon(points, outline=SHAPE_COLOR, width=line)
+            anchor = points[0]
+        else:
+            canvas.line(points, fill=(0, 0, 0), width=line + 2)
+            canvas.line(points, fill=SHAPE_COLOR, width=line)
+            anchor = ((points[0][0] + points[1][0]) / 2, (points[0][1] + points[1][1]) / 2)
+        width, height = frame_size
+        left, top, right, bottom = canvas.textbbox((0, 0), shape.caption, font=face)
+        tw, th = right - left + 8, bottom - top + 6
+        x = min(max(0.0, anchor[0] - tw / 2), max(0.0, width - tw))
+        y = min(max(0.0, anchor[1] - th / 2), max(0.0, height - th))
+        rect = (x, y, x + tw, y + th)
+        taken.append(rect)
+        canvas.rectangle(rect, fill=(0, 0, 0))
+        canvas.text((x + 4 - left, y + 3 - top), shape.caption, fill=SHAPE_COLOR, font=face)
+
+    def _draw_trails(self, canvas, boxes, tracks, index: int, line: int) -> None:
+        for box, track in zip(boxes, tracks, strict=True):
+            if track < 0:
+                continue
+            path = self._paths.setdefault(track, deque(maxlen=self.trails))
+            path.append(((box[0] + box[2]) / 2, box[3]))
+            self._last_seen[track] = index
+        for track in [t for t, seen in self._last_seen.items() if index - seen > self.trails]:
+            del self._paths[track], self._last_seen[track]
+        for track, path in self._paths.items():
+            if len(path) > 1:
+                canvas.line(list(path), fill=color_for(track), width=line)
+
+
+def draw(frame: torch.Tensor, detections, shapes: list[Shape] | None = None) -> torch.Tensor:
+    """A copy of ``uint8[H, W, 3]`` ``frame`` with ``detections`` (and ``shapes``) drawn on it."""
+    from ..types import Frame
+
+    return Annotator().draw(Result(Frame(frame, 0, 0.0), detections, shapes=list(shapes or [])))

@@ -11,7 +11,7 @@ import torch
 from ..errors import OutputError
 from ..gst import GLib, Gst
 from ..gst.graph import compact_dot
-from .draw import draw
+from .draw import Annotator
 
 if TYPE_CHECKING:
     from ..types import Event, Result, SourceInfo
@@ -43,12 +43,15 @@ class VideoSink:
     run still leaves playable videos.
     """
 
-    def __init__(self, path: str | Path, *, annotate: bool = True, keep_graphs: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, annotate: bool = True, trails: int = 0, keep_graphs: bool = False
+    ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in FORMATS:
             raise OutputError(f"{self.path}: unknown video format {suffix or '(none)'} (use {', '.join(FORMATS)})")
         self.annotate = annotate
+        self.trails = trails  # draw each track's last N positions
         self.keep_graphs = keep_graphs  # capture each encoder's graph when it starts (for graph_dots)
         self._encoders: dict[str, _Encoder] = {}
 
@@ -64,7 +67,8 @@ class VideoSink:
             return
         if self._encoders and not self.per_stream:
             raise OutputError(f"{self.path}: several streams need a path with {{stream}} (e.g. out/{{stream}}.mp4)")
-        encoder = _Encoder(self.path_for(info.stream), annotate=self.annotate, keep_graphs=self.keep_graphs)
+        annotator = Annotator(self.trails) if self.annotate else None
+        encoder = _Encoder(self.path_for(info.stream), annotator=annotator, keep_graphs=self.keep_graphs)
         encoder.open(info)
         self._encoders[info.stream] = encoder
 
@@ -104,11 +108,11 @@ class VideoSink:
 class _Encoder:
     """One stream's annotated video: appsrc → convert → encoder → muxer → file."""
 
-    def __init__(self, path: Path, *, annotate: bool = True, keep_graphs: bool = False) -> None:
+    def __init__(self, path: Path, *, annotator: Annotator | None = None, keep_graphs: bool = False) -> None:
         self.path = path
         self.keep_graphs = keep_graphs
         self._chain, self._package = FORMATS[path.suffix.lower()]
-        self.annotate = annotate
+        self.annotator = annotator
         self._pipeline: Gst.Pipeline | None = None
         self.graphs: tuple[str, str] | None = None  # (elements only, GStreamer's full graph)
         self._count = 0
@@ -156,8 +160,8 @@ class _Encoder:
 
     def write(self, result: Result) -> None:
         frame = result.frame.tensor
-        if self.annotate:
-            frame = draw(frame, result.detections)
+        if self.annotator is not None:
+            frame = self.annotator.draw(result)
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = _resize(frame, self._size)
         buf = Gst.Buffer.new_wrapped(frame.numpy().tobytes())

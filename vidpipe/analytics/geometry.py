@@ -1,0 +1,58 @@
+"""Plane geometry of the counters: anchor points of boxes, sides of a line, points in polygons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import VidpipeError
+
+Point = tuple[float, float]
+ANCHORS = ("bottom_center", "center")
+
+
+def anchor_points(boxes: torch.Tensor, anchor: str = "bottom_center") -> torch.Tensor:
+    """``float[N, 2]`` points of ``x1, y1, x2, y2`` boxes: the bottom centre (where an object stands on
+    the ground) or the centre."""
+    x = (boxes[:, 0] + boxes[:, 2]) / 2
+    if anchor == "bottom_center":
+        y = boxes[:, 3]
+    elif anchor == "center":
+        y = (boxes[:, 1] + boxes[:, 3]) / 2
+    else:
+        raise VidpipeError(f"unknown anchor {anchor!r} (use {' or '.join(ANCHORS)})")
+    return torch.stack((x, y), dim=1).float()
+
+
+def side(start: Point, end: Point, point: Point) -> float:
+    """Signed area (x2−x1)(py−y1) − (y2−y1)(px−x1): > 0 on one side of the line through ``start`` and
+    ``end``, < 0 on the other, 0 on it. Divided by the segment's length it is the distance to the line."""
+    (x1, y1), (x2, y2), (px, py) = start, end, point
+    return (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+
+
+def along(start: Point, end: Point, point: Point) -> float:
+    """Where ``point`` projects on the segment: 0 at ``start``, 1 at ``end`` (outside 0..1: beyond it)."""
+    (x1, y1), (x2, y2), (px, py) = start, end, point
+    dx, dy = x2 - x1, y2 - y1
+    return ((px - x1) * dx + (py - y1) * dy) / (dx * dx + dy * dy)
+
+
+def inside(polygon: Sequence[Point], point: Point) -> bool:
+    """Whether ``point`` lies inside ``polygon`` (even-odd rule; any simple polygon, convex or not)."""
+    px, py = point
+    result = False
+    n = len(polygon)
+    for i in range(n):
+        (xa, ya), (xb, yb) = polygon[i], polygon[(i + 1) % n]
+        if (ya > py) != (yb > py) and px < xa + (py - ya) * (xb - xa) / (yb - ya):
+            result = not result
+    return result
+
+
+def parse_numbers(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise VidpipeError(f"{what}: expected numbers separated by commas, got {text!r}") from None

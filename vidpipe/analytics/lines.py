@@ -1,0 +1,182 @@
+"""Line counting: tracked objects that cross a line segment, with their direction."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import VidpipeError
+from ..types import Event, Result, Shape
+from .geometry import ANCHORS, Point, along, anchor_points, parse_numbers, side
+
+
+@dataclass(frozen=True)
+class Line:
+    """A counting line from ``start`` to ``end`` in pixels of one stream's frames (``stream`` None: of
+    every stream). Crossing from the negative side of :func:`~vidpipe.analytics.geometry.side` to the
+    positive one is ``in``, the reverse ``out``."""
+
+    name: str
+    start: Point
+    end: Point
+    stream: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.start == self.end:
+            raise VidpipeError(f"line {self.name}: its two ends are the same point")
+
+
+def split_name(text: str, what: str) -> tuple[str | None, str, str]:
+    """``[STREAM:]NAME=VALUES`` → (stream or None, name, values)."""
+    head, sep, values = text.partition("=")
+    if not sep or not head.strip() or not values.strip():
+        raise VidpipeError(f"{what} {text!r}: expected [STREAM:]NAME=NUMBERS")
+    stream, colon, name = head.partition(":")
+    if not colon:
+        stream, name = None, head
+    if not name.strip() or (stream is not None and not stream.strip()):
+        raise VidpipeError(f"{what} {text!r}: empty stream or name before '='")
+    return (stream.strip() if stream is not None else None), name.strip(), values
+
+
+def parse_line(text: str) -> Line:
+    """``[STREAM:]NAME=x1,y1,x2,y2`` (the ``--line`` syntax) → :class:`Line`."""
+    stream, name, values = split_name(text, "--line")
+    numbers = parse_numbers(values, f"--line {name}")
+    if len(numbers) != 4:
+        raise VidpipeError(f"--line {name}: expected 4 numbers x1,y1,x2,y2, got {len(numbers)}")
+    return Line(name, (numbers[0], numbers[1]), (numbers[2], numbers[3]), stream)
+
+
+@dataclass
+class _Track:
+    side: int = 0  # the confirmed side: -1, +1, 0 while unknown
+    pending: int = 0  # frames in a row on the other side
+    within: bool = False  # the anchor passed the line within the segment's extent
+    last_seen: float = 0.0
+
+
+@dataclass
+class _LineState:
+    line: Line
+    counts: Counter[str] = field(default_factory=Counter)
+    tracks: dict[tuple[str, int], _Track] = field(default_factory=dict)
+
+
+class LineCounter:
+    """Stage that counts tracked objects crossing lines and adds a ``line_crossed`` event to the result
+    of the frame where each crossing is confirmed.
+
+    A crossing is confirmed once the anchor point (``bottom_center`` or ``center`` of the box) has moved
+    to the other side, within the segment's extent, and then either stayed there ``min_frames`` frames
+    in a row or gone ``min_distance`` pixels past the line. An object that stops on the line and
+    jitters across it therefore counts once, in the direction it finally goes. Needs track ids (run a
+    :class:`~vidpipe.analytics.Tracker` first).
+    """
+
+    def __init__(
+        self,
+        lines: Iterable[Line | str],
+        *,
+        anchor: str = "bottom_center",
+        min_frames: int = 3,
+        min_distance: float = 10.0,
+        forget_after: float = 5.0,
+    ) -> None:
+        self.lines = [parse_line(x) if isinstance(x, str) else x for x in lines]
+        names = [line.name for line in self.lines]
+        if len(set(names)) != len(names):
+            raise VidpipeError(f"--line: each line needs its own name, got {', '.join(names)}")
+        if anchor not in ANCHORS:
+            raise VidpipeError(f"unknown anchor {anchor!r} (use {' or '.join(ANCHORS)})")
+        self.anchor = anchor
+        self.min_frames = min_frames
+        self.min_distance = min_distance
+        self.forget_after = forget_after
+        self._states = [_LineState(line) for line in self.lines]
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Crossings so far: ``{line: {"in": n, "out": m}}``."""
+        return {s.line.name: {"in": s.counts["in"], "out": s.counts["out"]} for s in self._states}
+
+    def __call__(self, result: Result) -> Result:
+        frame, found = result.frame, result.detections
+        if found.track_ids is None:
+            raise VidpipeError("line counting needs track ids: put a Tracker stage before the LineCounter")
+        points = anchor_points(found.boxes, self.anchor).tolist()
+        tracks = found.track_ids.tolist()
+        for state in self._states:
+            line = state.line
+            if line.stream is not None and line.stream != frame.stream:
+                continue
+            length = ((line.end[0] - line.start[0]) ** 2 + (line.end[1] - line.start[1]) ** 2) ** 0.5
+            for point, track, label in zip(points, tracks, found.labels, strict=True):
+                if track < 0:
+                    continue
+                direction = self._step(state, (frame.stream, track), point, length, frame.pts)
+                if direction:
+                    state.counts[direction] += 1
+                    result.events.append(_event(result, line.name, direction, track, label))
+            self._forget(state, frame.pts)
+            counts = f"{line.name}  in {state.counts['in']}  out {state.counts['out']}"
+            result.shapes.append(Shape((line.start, line.end), counts))
+        return result
+
+    def _step(self, state: _LineState, key: tuple[str, int], point: Point, length: float, now: float) -> str | None:
+        line = state.line
+        track = state.tracks.get(key)
+        if track is None:
+            track = state.tracks[key] = _Track()
+        track.last_seen = now
+        distance = side(line.start, line.end, point) / length
+        current = 1 if distance > 0 else -1 if distance < 0 else 0
+        if current == 0:
+            return None  # on the line: no side yet
+        if track.side == 0:
+            track.side = current
+            return None
+        if current == track.side:
+            track.pending, track.within = 0, False
+            return None
+        if track.pending == 0:  # it just passed the line: through the segment, or around its end?
+            track.within = 0.0 <= along(line.start, line.end, point) <= 1.0
+        track.pending += 1
+        if track.pending < self.min_frames and abs(distance) < self.min_distance:
+            return None
+        previous, track.side, track.pending = track.side, current, 0
+        if not track.within:
+            return None  # went round the end of the segment
+        return "in" if previous < 0 else "out"
+
+    def _forget(self, state: _LineState, now: float) -> None:
+        if len(state.tracks) > 256:  # tracks long gone: keep memory bounded on endless streams
+            old = [k for k, t in state.tracks.items() if now - t.last_seen > self.forget_after or now < t.last_seen]
+            for key in old:
+                del state.tracks[key]
+
+    def summary(self) -> list[str]:
+        return [f"line        {name}: in {c['in']}, out {c['out']}" for name, c in self.totals().items()]
+
+
+def _event(result: Result, line: str, direction: str, track: int, label: str) -> Event:
+    frame = result.frame
+    return Event(
+        frame.stream,
+        "line_crossed",
+        f"{label} {track} crossed {line} ({direction})",
+        wall=frame.wall,
+        fields={
+            "frame": frame.index,
+            "pts": round(frame.pts, 6),
+            "line": line,
+            "direction": direction,
+            "track_id": track,
+            "label": label,
+        },
+    )
+
+
+def lines_for(lines: Sequence[Line], stream: str) -> list[Line]:
+    """The lines that apply to ``stream``."""
+    return [line for line in lines if line.stream in (None, stream)]

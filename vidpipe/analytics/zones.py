@@ -1,0 +1,169 @@
+"""Zone counting: tracked objects that enter and leave polygons, and how many are in each per frame."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..errors import VidpipeError
+from ..types import Event, Result, Shape
+from .geometry import ANCHORS, Point, anchor_points, inside, parse_numbers
+from .lines import split_name
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A polygon (at least 3 points) in pixels of one stream's frames (``stream`` None: of every stream)."""
+
+    name: str
+    points: tuple[Point, ...]
+    stream: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.points) < 3:
+            raise VidpipeError(f"zone {self.name}: a polygon needs at least 3 points, got {len(self.points)}")
+
+
+def parse_zone(text: str) -> Zone:
+    """``[STREAM:]NAME=x1,y1,x2,y2,x3,y3[,...]`` (the ``--zone`` syntax) → :class:`Zone`."""
+    stream, name, values = split_name(text, "--zone")
+    numbers = parse_numbers(values, f"--zone {name}")
+    if len(numbers) % 2 or len(numbers) < 6:
+        raise VidpipeError(f"--zone {name}: expected x,y pairs of at least 3 points, got {len(numbers)} numbers")
+    points = tuple((numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2))
+    return Zone(name, points, stream)
+
+
+@dataclass
+class _Track:
+    inside: bool = False
+    pending: int = 0  # frames in a row on the other side of the border
+    entered: float = 0.0  # pts when it entered
+    last_seen: float = 0.0
+    label: str = ""
+
+
+@dataclass
+class _ZoneState:
+    zone: Zone
+    entered: int = 0
+    left: int = 0
+    peak: int = 0
+    tracks: dict[tuple[str, int], _Track] = field(default_factory=dict)
+
+
+class ZoneCounter:
+    """Stage that adds ``zone_entered`` / ``zone_left`` events and sets ``result.zones`` (tracked
+    objects inside each zone, in this frame).
+
+    A track changes state once its anchor point has been on the other side of the border for
+    ``min_frames`` frames in a row (so an object standing on the border does not flicker in and out).
+    A track inside that is not seen for ``lost_after`` seconds leaves the zone (``"lost": true``).
+    ``zone_left`` says how long the object stayed (``dwell``, seconds). Needs track ids.
+    """
+
+    def __init__(
+        self,
+        zones: Iterable[Zone | str],
+        *,
+        anchor: str = "bottom_center",
+        min_frames: int = 2,
+        lost_after: float = 1.0,
+    ) -> None:
+        self.zones = [parse_zone(z) if isinstance(z, str) else z for z in zones]
+        names = [zone.name for zone in self.zones]
+        if len(set(names)) != len(names):
+            raise VidpipeError(f"--zone: each zone needs its own name, got {', '.join(names)}")
+        if anchor not in ANCHORS:
+            raise VidpipeError(f"unknown anchor {anchor!r} (use {' or '.join(ANCHORS)})")
+        self.anchor = anchor
+        self.min_frames = min_frames
+        self.lost_after = lost_after
+        self._states = [_ZoneState(zone) for zone in self.zones]
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """``{zone: {"entered": n, "left": m, "peak": most inside at once}}``."""
+        return {s.zone.name: {"entered": s.entered, "left": s.left, "peak": s.peak} for s in self._states}
+
+    def __call__(self, result: Result) -> Result:
+        frame, found = result.frame, result.detections
+        if found.track_ids is None:
+            raise VidpipeError("zone counting needs track ids: put a Tracker stage before the ZoneCounter")
+        points = anchor_points(found.boxes, self.anchor).tolist()
+        tracks = found.track_ids.tolist()
+        occupancy = dict(result.zones or {})
+        for state in self._states:
+            zone = state.zone
+            if zone.stream is not None and zone.stream != frame.stream:
+                continue
+            present = set()
+            for point, track, label in zip(points, tracks, found.labels, strict=True):
+                if track < 0:
+                    continue
+                key = (frame.stream, track)
+                present.add(key)
+                event = self._step(state, key, inside(zone.points, point), label, frame.pts)
+                if event:
+                    result.events.append(self._event(result, state, key, event))
+            for key, track_state in list(state.tracks.items()):
+                if key[0] != frame.stream or key in present:
+                    continue
+                if frame.pts - track_state.last_seen > self.lost_after or frame.pts < track_state.last_seen:
+                    if track_state.inside:
+                        result.events.append(self._event(result, state, key, "zone_left", lost=True))
+                        state.left += 1
+                    del state.tracks[key]
+            count = sum(1 for k, t in state.tracks.items() if t.inside and k[0] == frame.stream and k in present)
+            state.peak = max(state.peak, count)
+            occupancy[zone.name] = count
+            result.shapes.append(Shape(zone.points, f"{zone.name}  {count}", closed=True))
+        result.zones = occupancy
+        return result
+
+    def _step(self, state: _ZoneState, key: tuple[str, int], now_inside: bool, label: str, pts: float) -> str | None:
+        track = state.tracks.get(key)
+        if track is None:  # a new track: where it is first seen counts at once
+            track = state.tracks[key] = _Track(inside=now_inside, entered=pts, label=label)
+            track.last_seen = pts
+            if now_inside:
+                state.entered += 1
+                return "zone_entered"
+            return None
+        track.last_seen = pts
+        if now_inside == track.inside:
+            track.pending = 0
+            return None
+        track.pending += 1
+        if track.pending < self.min_frames:
+            return None
+        track.inside, track.pending = now_inside, 0
+        if now_inside:
+            track.entered = pts
+            state.entered += 1
+            return "zone_entered"
+        state.left += 1
+        return "zone_left"
+
+    def _event(self, result: Result, state: _ZoneState, key: tuple[str, int], kind: str, lost: bool = False) -> Event:
+        frame = result.frame
+        track = state.tracks[key]
+        fields = {
+            "frame": frame.index,
+            "pts": round(frame.pts, 6),
+            "zone": state.zone.name,
+            "track_id": key[1],
+            "label": track.label,
+        }
+        verb = "entered"
+        if kind == "zone_left":
+            fields["dwell"] = round(max(0.0, (track.last_seen if lost else frame.pts) - track.entered), 3)
+            verb = "left"
+            if lost:
+                fields["lost"] = True
+        return Event(frame.stream, kind, f"{track.label} {key[1]} {verb} {state.zone.name}", frame.wall, fields)
+
+    def summary(self) -> list[str]:
+        return [
+            f"zone        {name}: entered {c['entered']}, left {c['left']}, peak {c['peak']} at once"
+            for name, c in self.totals().items()
+        ]
