@@ -21,11 +21,11 @@ from pathlib import Path
 from _common import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
-import scenes  # noqa: E402  (the test footage generator)
+import scenes  # the test footage generator
 
-import vidpipe  # noqa: E402
-from vidpipe import models  # noqa: E402
-from vidpipe.sinks import JsonlSink  # noqa: E402
+import vidpipe
+from vidpipe import models
+from vidpipe.sinks import JsonlSink
 
 
 def crowd(path: Path, frames: int) -> Path:

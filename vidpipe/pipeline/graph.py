@@ -95,6 +95,10 @@ def _describe_stage(stage: object) -> str:
     classes = getattr(stage, "classes", None)
     if classes is not None:
         return "class filter\n" + ", ".join(sorted(classes))
+    for kind in ("lines", "zones"):
+        shapes = getattr(stage, kind, None)
+        if shapes:
+            return f"{type(stage).__name__}\n" + ", ".join(shape.name for shape in shapes)
     return type(stage).__name__
 
 

@@ -17,7 +17,6 @@ from PIL import Image, ImageDraw, ImageFont
 from ..types import Result, Shape
 
 
-
 def _palette(n: int = 24) -> list[tuple[int, int, int]]:
     """``n`` bright colours; neighbouring ids are 105° of hue apart (and alternate in saturation), so
     tracks 3 and 4, or classes 1 and 2, never look alike."""
