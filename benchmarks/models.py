@@ -3,7 +3,10 @@ next to OpenCV DNN running the same SSD-MobileNetV2 graph.
 
 Frames come from the bundled clip, decoded in advance; the time covers preprocess + forward +
 postprocess; best of 3 passes for SSD-MobileNetV2, one pass for SSD300. ``ssd300`` runs with random
-weights (same work as NVIDIA's checkpoint, which is not bundled).
+weights (same work as NVIDIA's checkpoint, which is not bundled). ONNX Runtime rows: the default model
+through ``vidpipe export`` (one image per run: the graph takes one image of any size), with its
+agreement with the eager fp32 model, and a YOLOv8n (the architecture of ``tests/yolo_nets.py``, random
+weights, a few planted boxes so that NMS does realistic work) at 640x640 with a dynamic batch.
 
     python benchmarks/models.py [--frames 32] [--device cpu]
 """
@@ -12,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import torch
-from _common import SAMPLE
+from _common import ROOT, SAMPLE
 
 import vidpipe
 from vidpipe import models
@@ -55,6 +61,47 @@ def opencv_fps(frames: list[torch.Tensor]) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
+def agreement(reference: list, other: list) -> str:
+    """Share of the reference's detections (>= 0.5) that the other finds (same class, IoU >= 0.9,
+    |Δscore| <= 0.03), both ways, as in tests/test_models.py."""
+    from torchvision.ops import box_iou
+
+    def matched(a, b):
+        a = a[a.scores >= 0.5]
+        if not len(a) or not len(b):
+            return 0, len(a)
+        ok = (box_iou(a.boxes, b.boxes) >= 0.9) & (a.class_ids[:, None] == b.class_ids[None])
+        ok &= (a.scores[:, None] - b.scores[None]).abs() <= 0.03
+        return int(ok.any(1).sum()), len(a)
+
+    fwd = [matched(a, b) for a, b in zip(reference, other, strict=True)]
+    bwd = [matched(b, a) for a, b in zip(reference, other, strict=True)]
+    f, b = (sum(m for m, _ in x) / max(1, sum(n for _, n in x)) for x in (fwd, bwd))
+    return f"{f * 100:.0f} % / {b * 100:.0f} %"
+
+
+def onnx_rows(frames: list[torch.Tensor]) -> None:
+    from vidpipe.models.export import export_onnx
+
+    folder = Path(tempfile.mkdtemp(prefix="vidpipe-bench-onnx-"))
+    eager = models.load("ssd_mobilenet_v2_coco", precision="fp32", threshold=0.47)
+    exported = models.load(str(export_onnx(eager, folder / "ssd.onnx")), threshold=0.47)
+    fps = detector_fps(exported, frames, 1, 3)
+    same = agreement(eager(frames), exported(frames))
+    label = "ssd_mobilenet_v2_coco (ONNX Runtime)"
+    print(f"{label:<34} {'fp32':<9} {'NCHW':<13} {1:>5} {1000 / fps:>9.1f} {fps:>7.1f}   agreement {same}")
+    sys.path.insert(0, str(ROOT / "tests"))
+    import yolo_nets
+
+    torch.manual_seed(0)
+    net = yolo_nets.Planted(yolo_nets.YOLOv8n(), [(100, [320, 320, 100, 200] + [0.9] + [0.0] * 79)], "yolo", 0.0)
+    yolo = models.load(str(yolo_nets.export(net, folder / "yolov8n.onnx")))
+    for batch in (1, 4, 8):
+        fps = detector_fps(yolo, frames, batch, 2)
+        label = "YOLOv8n 640x640 (ONNX Runtime)"
+        print(f"{label:<34} {'fp32':<9} {'NCHW':<13} {batch:>5} {1000 / fps:>9.1f} {fps:>7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=32)
@@ -85,6 +132,8 @@ def main() -> None:
             print(f"{f'ssd_mobilenet_v2_coco, {count} thread(s)':<34} {'fp32':<9} {'channels-last':<13} {4:>5} "
                   f"{1000 / fps:>9.1f} {fps:>7.1f}")  # fmt: skip
         torch.set_num_threads(threads)
+    if args.device == "cpu":
+        onnx_rows(frames)
     fps = opencv_fps(frames)
     label = f"OpenCV DNN {cv2.__version__} (same graph)"
     print(f"{label:<34} {'fp32':<9} {'NCHW':<13} {1:>5} {1000 / fps:>9.1f} {fps:>7.1f}")

@@ -1,4 +1,4 @@
-"""The vidpipe command line: probe, decode, detect, models.
+"""The vidpipe command line: probe, decode, detect, models, export.
 
 Every failure the user can cause ends as one line on stderr, naming the input and the cause, exit code 2.
 """
@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import __version__
 from ..errors import VidpipeError
@@ -85,6 +86,24 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .. import models
+    from ..models.export import export_onnx
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":
+        raise VidpipeError(f"{args.out}: an ONNX file needs a name ending in .onnx")
+    detector = models.load(args.model, weights=args.weights, precision="fp32")
+    export_onnx(detector, out)
+    size = out.stat().st_size / 1e6
+    print(
+        f"wrote {out} ({size:.1f} MB): {detector.name}, one RGB image float[3, H, W] in 0..1 in; boxes, "
+        f"scores, labels out; run it with: vidpipe detect SOURCE --model {out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _detect(args: argparse.Namespace) -> int:
     from .detect import run
 
@@ -132,6 +151,10 @@ outputs: --json .jsonl/.ndjson/.json (JSON Lines), --csv .csv, --video .mp4/.mkv
 every output; a second one exits at once.""",
     "models": """examples:
   vidpipe models""",
+    "export": """examples:
+  vidpipe export --model ssd_mobilenet_v2_coco --format onnx out/ssd_mobilenet_v2.onnx
+  vidpipe export --model torchvision:fasterrcnn_resnet50_fpn --weights frcnn.pth --format onnx frcnn.onnx
+  vidpipe detect clip.mp4 --model out/ssd_mobilenet_v2.onnx      # runs it with ONNX Runtime""",
 }
 
 
@@ -170,11 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", "list the available detectors")
     p.set_defaults(func=_models)
 
+    p = command("export", "write a detector as an ONNX graph with its pre- and post-processing inside")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="detector name (built-in or torchvision:<builder>)")
+    p.add_argument("--weights", metavar="FILE", help="weights file for the model (default: the model's own)")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
+    p.add_argument("out", metavar="OUT.onnx", help="the file to write")
+    p.set_defaults(func=_export)
+
     p = command("detect", "detect objects in every frame of one or more sources; write JSON Lines and videos")
     p.add_argument("source", nargs="*", help=SOURCE_HELP + "; NAME=URI names a stream")
     p.add_argument("--sources", dest="sources_file", metavar="FILE", help="more sources, one per line (# comments)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="detector name (see 'vidpipe models')")
     p.add_argument("--weights", metavar="FILE", help="weights file for the model (default: the model's own)")
+    p.add_argument("--format", dest="layout", choices=("yolo", "yolov5", "end2end"),
+                   help="output layout of an ONNX model (default: recognised from its output shape)")  # fmt: skip
+    p.add_argument("--names", metavar="FILE",
+                   help="class names of an ONNX model: one per line, or a JSON/YAML list or dict "
+                   "(default: the file's metadata, else COCO's 80 for 80 classes)")  # fmt: skip
+    p.add_argument("--iou", type=float, metavar="T", help="NMS IoU of an ONNX YOLO model (default: 0.45)")
+    p.add_argument("--max-det", type=int, metavar="N", help="most boxes per frame of an ONNX model (default: 300)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="number format of the model; auto: bf16 where the CPU computes it natively "

@@ -79,6 +79,7 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
         raise VidpipeError(f"--max-latency must be a number of seconds above 0, got {args.max_latency}")
     if several and args.video and "{stream}" not in args.video:
         raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
+    onnx_options(args)
     if args.trails < 0:
         raise VidpipeError(f"--trails must be 0 or more frames, got {args.trails}")
     names = {spec.name for spec in specs}
@@ -101,6 +102,20 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
         raise VidpipeError(f"--video {args.video}: unknown video format (use {', '.join(VIDEO_FORMATS)})")
     if args.graph and Path(args.graph).suffix.lower() not in GRAPH_FORMATS:
         raise VidpipeError(f"--graph {args.graph}: unknown graph format (use {', '.join(GRAPH_FORMATS)})")
+
+
+def onnx_options(args: argparse.Namespace) -> dict:
+    """--format, --names, --iou, --max-det: for ONNX models only."""
+    given = {"layout": args.layout, "names": args.names, "iou": args.iou, "max_det": args.max_det}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and not args.model.lower().endswith(".onnx"):
+        flags = ", ".join("--" + k.replace("_", "-").replace("layout", "format") for k in given)
+        raise VidpipeError(f"{flags}: for ONNX models (--model FILE.onnx) only")
+    if args.iou is not None and not 0 < args.iou <= 1:
+        raise VidpipeError(f"--iou must be a number above 0 and at most 1, got {args.iou}")
+    if args.max_det is not None and args.max_det < 1:
+        raise VidpipeError(f"--max-det must be at least 1, got {args.max_det}")
+    return given
 
 
 def say_event(event: Event, live: dict[str, bool], progress: FrameProgress | None = None) -> None:
@@ -171,7 +186,12 @@ def run(args: argparse.Namespace) -> int:
     progress.status("loading model")
     try:
         detector = models.load(
-            args.model, weights=args.weights, device=args.device, precision=args.precision, threshold=args.threshold
+            args.model,
+            weights=args.weights,
+            device=args.device,
+            precision=args.precision,
+            threshold=args.threshold,
+            **onnx_options(args),
         )
         live = {spec.name: spec.source.live for spec in opened}
         pipeline = Pipeline(

@@ -1,15 +1,15 @@
 """Detectors by name: ``load(name, ...)`` and ``available()``.
 
 Names: ``ssd_mobilenet_v2_coco`` (default, works offline), ``ssd300`` (NVIDIA's, needs ``weights``),
-``torchvision:<builder>``, a TorchScript file (``*.pt``/``*.ts``/``*.torchscript``) or
-``path/to/module.py:factory``.
+``torchvision:<builder>``, an ONNX file (``*.onnx``, YOLO exports), a TorchScript file
+(``*.pt``/``*.ts``/``*.torchscript``) or ``path/to/module.py:factory``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UnknownModelError
+from ..errors import ModelError, UnknownModelError
 from .base import Batch, Detector
 from .detections import Detections
 
@@ -31,6 +31,7 @@ def available() -> dict[str, str]:
     for builder in builders():
         names[PREFIX + builder] = "torchvision detector (torchvision's weights cache, or --weights)"
     names["FILE.pt"] = "a TorchScript detector (torchvision output convention)"
+    names["FILE.onnx"] = "an ONNX detector run by ONNX Runtime: YOLO (v5/v7, v8/v9/v11, end-to-end) exports"
     names["FILE.py:factory"] = "a Python factory returning an nn.Module or Detector"
     return names
 
@@ -65,6 +66,13 @@ def load(
         from .user import load_factory
 
         return load_factory(name, weights=weights, **common)
+    if name.lower().endswith(".onnx"):
+        from .onnx import OnnxDetector
+
+        if weights is not None:
+            raise ModelError(f"{name}: an ONNX file holds its own weights; --weights does not apply")
+        common.pop("precision")
+        return OnnxDetector(name, **common)
     if name.endswith(TORCHSCRIPT_SUFFIXES):
         from .user import load_torchscript
 
@@ -72,5 +80,5 @@ def load(
         if not path.is_file():
             raise UnknownModelError(f"{name}: no such TorchScript file")
         return load_torchscript(path, **common)
-    known = ", ".join([*BUILT_IN, "torchvision:<builder>", "FILE.pt", "FILE.py:factory"])
+    known = ", ".join([*BUILT_IN, "torchvision:<builder>", "FILE.onnx", "FILE.pt", "FILE.py:factory"])
     raise UnknownModelError(f"unknown model {name!r} (known: {known}; `vidpipe models` lists them all)")

@@ -155,13 +155,23 @@ class SSD300Detector(Detector):
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
 
     def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
-        images = (stack_resized(frames, INPUT_SIZE, self.device) - self.mean) / self.std
+        images = self.normalize(stack_resized(frames, INPUT_SIZE, self.device))
         return Batch(self.to_input(images), [(int(f.shape[0]), int(f.shape[1])) for f in frames])
 
-    def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> list[Detections]:
+    input_size = INPUT_SIZE
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float ``[N, 3, 300, 300]`` in 0..255 → ImageNet-normalised input."""
+        return (images - self.mean) / self.std
+
+    def decode(self, outputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw outputs → (boxes ``[N, A, 4]`` normalised x1y1x2y2, scores ``[N, A, 80]``)."""
         locs, confs = (t.float() for t in outputs)
         boxes = decode_center_size(locs.permute(0, 2, 1), self.anchors, (10.0, 10.0, 5.0, 5.0))
-        scores = torch.softmax(confs.permute(0, 2, 1), dim=-1)[..., 1:]
+        return boxes, torch.softmax(confs.permute(0, 2, 1), dim=-1)[..., 1:]
+
+    def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> list[Detections]:
+        boxes, scores = self.decode(outputs)
         return select_per_frame(
             boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
             max_detections=self.max_detections, label=self.label,

@@ -303,14 +303,23 @@ class SSDMobileNetV2Detector(Detector):
         self.max_detections = 100
 
     def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
-        images = stack_resized(frames, INPUT_SIZE, self.device)
-        images = images * (2.0 / 255.0) - 1.0
+        images = self.normalize(stack_resized(frames, INPUT_SIZE, self.device))
         return Batch(self.to_input(images), [(int(f.shape[0]), int(f.shape[1])) for f in frames])
 
-    def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> list[Detections]:
+    input_size = INPUT_SIZE
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float ``[N, 3, 300, 300]`` in 0..255 → the network's input range, -1..1."""
+        return images * (2.0 / 255.0) - 1.0
+
+    def decode(self, outputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw outputs → (boxes ``[N, A, 4]`` normalised x1y1x2y2, scores ``[N, A, 90]``)."""
         codes, logits = (t.float() for t in outputs)
         boxes = decode_center_size(codes[..., [1, 0, 3, 2]], self.anchors, BOX_SCALES)  # (ty,tx,th,tw)→(tx,ty,tw,th)
-        scores = torch.sigmoid(logits[..., 1:])  # drop the background column
+        return boxes, torch.sigmoid(logits[..., 1:])  # drop the background column
+
+    def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> list[Detections]:
+        boxes, scores = self.decode(outputs)
         return select_per_frame(
             boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
             max_detections=self.max_detections, label=self.label,

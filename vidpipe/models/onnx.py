@@ -1,0 +1,273 @@
+"""ONNX detectors run with ONNX Runtime: YOLO exports (Ultralytics v8/v9/v11 heads, YOLOv5/v7 heads with
+objectness, end-to-end exports with NMS inside), pre- and post-processed as their exporter expects, and
+torchvision-style graphs (one image of any size in, ``boxes``/``scores``/``labels`` out), which is what
+``vidpipe export`` writes.
+
+Pre-processing: letterbox to the model's input size keeping the aspect ratio (grey 114 padding,
+centred), RGB, /255, NCHW. Post-processing: score threshold, class-aware NMS (torchvision's
+``batched_nms``), at most ``max_det`` boxes, boxes mapped back through the letterbox to the frame's pixels.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms, box_convert
+
+from ..errors import ModelError, WeightsError
+from .base import Batch, Detector, check_threshold, resolve_device
+from .detections import Detections
+from .labels import COCO_80, COCO_CATEGORIES
+
+LAYOUTS = {
+    "yolo": "[B, 4 + C, N]: cx, cy, w, h in input pixels, then C class scores (Ultralytics v8/v9/v11)",
+    "yolov5": "[B, N, 5 + C]: cx, cy, w, h, objectness, C class scores (YOLOv5/v7)",
+    "end2end": "[B, K, 6]: x1, y1, x2, y2, score, class (NMS inside: YOLOv10, nms=True exports)",
+    "torchvision": "input [3, H, W] in 0..1 of any size; outputs boxes [K, 4] in its pixels, scores, labels "
+    "(torchvision detectors, vidpipe export)",
+}
+PAD = 114
+
+
+def letterbox_geometry(height: int, width: int, size: tuple[int, int]) -> tuple[float, int, int, int, int]:
+    """Scale and placement of a ``height`` x ``width`` frame letterboxed into ``size`` = (h, w):
+    (gain, new_h, new_w, top, left), rounded as Ultralytics' ``LetterBox`` and ``scale_boxes`` do."""
+    gain = min(size[0] / height, size[1] / width)
+    new_h, new_w = round(height * gain), round(width * gain)
+    top = round((size[0] - new_h) / 2 - 0.1)
+    left = round((size[1] - new_w) / 2 - 0.1)
+    return gain, new_h, new_w, top, left
+
+
+def letterbox(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``uint8[H, W, 3]`` → float ``[3, h, w]`` in 0..1: resized keeping aspect, padded with 114 grey."""
+    height, width = frame.shape[:2]
+    _, new_h, new_w, top, left = letterbox_geometry(height, width, size)
+    image = frame.permute(2, 0, 1)[None].float()
+    if (new_h, new_w) != (height, width):
+        image = torch.nn.functional.interpolate(image, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    out = torch.full((3, size[0], size[1]), float(PAD))
+    out[:, top : top + new_h, left : left + new_w] = image[0].round().clamp(0, 255)
+    return out / 255.0
+
+
+def read_names(path: str | Path) -> list[str]:
+    """Class names from a file: one per line, or a JSON/YAML list, or a dict of id → name."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ModelError(f"--names {path}: cannot read ({exc.strerror})") from None
+    data: Any = None
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as exc:
+            raise ModelError(f"--names {path}: not valid {path.suffix[1:].upper()} ({exc})") from None
+        if isinstance(data, dict) and "names" in data:
+            data = data["names"]
+    else:
+        data = [line.strip() for line in text.splitlines() if line.strip()]
+    if isinstance(data, dict):
+        try:
+            return [str(data[k]) for k in sorted(data, key=int)]
+        except (TypeError, ValueError):
+            raise ModelError(f"--names {path}: a dict needs class ids as keys") from None
+    if not isinstance(data, list) or not data:
+        raise ModelError(f"--names {path}: expected a list of class names")
+    return [str(v) for v in data]
+
+
+def metadata_names(meta: dict[str, str]) -> list[str] | None:
+    """The ``names`` entry Ultralytics writes into an ONNX file's metadata (a Python dict literal)."""
+    raw = meta.get("names")
+    if not raw:
+        return None
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, dict) and value and all(isinstance(k, int) and k >= 0 for k in value):
+        return [str(value.get(i, f"class_{i}")) for i in range(max(value) + 1)]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return None
+
+
+def detect_layout(shape: Sequence[int]) -> str | None:
+    """Which layout a single output of this (real, batch-1) shape has, or None."""
+    if len(shape) != 3:
+        return None
+    _, a, b = shape
+    if b == 6 and a <= 1000:
+        return "end2end"
+    if a > b and b > 5:
+        return "yolov5"
+    if b > a and a > 4:
+        return "yolo"
+    return None
+
+
+class OnnxDetector(Detector):
+    """A detector in an ONNX file, run by ONNX Runtime (``CUDAExecutionProvider`` with ``device="cuda"``
+    where available). ``layout`` names the output layout (see ``LAYOUTS``; recognised from the output's
+    shape when None); ``names`` a class-names file; ``iou`` the NMS IoU; ``max_det`` boxes per frame."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        precision: str = "fp32",
+        threshold: float | None = None,
+        layout: str | None = None,
+        names: str | Path | None = None,
+        iou: float = 0.45,
+        max_det: int = 300,
+        channels_last: bool | None = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError("ONNX models need onnxruntime: pip install 'vidpipe[onnx]'") from None
+        self.path = Path(path)
+        self.name = str(path)
+        if not self.path.is_file():
+            raise ModelError(f"{path}: no such ONNX file")
+        self.device = resolve_device(device)
+        self.precision, self.precision_reason = "fp32", "the ONNX file's own precision"
+        self.dtype = torch.float32
+        self.channels_last = False
+        self.iou, self.max_det = check_threshold(iou), max_det
+        providers = ["CPUExecutionProvider"]
+        if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"{path}: not a loadable ONNX model ({first})") from None
+        inputs = self.session.get_inputs()
+        shape = inputs[0].shape if inputs else []
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.input_name = inputs[0].name if inputs else ""
+        if len(inputs) == 1 and len(shape) == 3 and shape[0] == 3:  # one image of any size
+            self.layout, self.size, self.dynamic_batch = "torchvision", (0, 0), False
+            if layout not in (None, "torchvision"):
+                raise ModelError(f"{path}: takes one [3, H, W] image, which --format {layout} does not")
+            outputs = self.session.get_outputs()
+            if len(outputs) != 3:
+                found = ", ".join(f"{o.name} {o.shape}" for o in outputs)
+                raise ModelError(f"{path}: expected outputs boxes, scores, labels (found {found})")
+            by_name = {o.name: i for i, o in enumerate(outputs)}
+            self.order = [by_name.get(n, i) for i, n in enumerate(("boxes", "scores", "labels"))]
+            self.classes = metadata_names(meta) or list(COCO_CATEGORIES)
+            default = float(meta.get("threshold", 0.5))
+        else:
+            if len(inputs) != 1 or len(shape) != 4 or shape[1] != 3 or not all(isinstance(v, int) for v in shape[2:]):
+                found = ", ".join(f"{i.name} {i.shape}" for i in inputs)
+                raise ModelError(
+                    f"{path}: input is not an image tensor [B, 3, H, W] of fixed size or [3, H, W] (found {found})"
+                )
+            self.size = (int(shape[2]), int(shape[3]))
+            self.dynamic_batch = not isinstance(shape[0], int)
+            probe = self.session.run(None, {self.input_name: np.zeros((1, 3, *self.size), np.float32)})
+            shapes = [list(p.shape) for p in probe]
+            self.layout = layout or (detect_layout(shapes[0]) if len(shapes) == 1 else None)
+            if self.layout not in LAYOUTS or self.layout == "torchvision":
+                known = "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items())
+                what = f"--format {layout}" if layout else f"output shapes {shapes}"
+                raise ModelError(f"{path}: unknown output layout ({what}); known layouts: {known}")
+            classes = {"yolo": probe[0].shape[1] - 4, "yolov5": probe[0].shape[2] - 5}.get(self.layout, 80)
+            self.classes = metadata_names(meta) or (
+                COCO_80[1:] if classes == 80 else [f"class_{i}" for i in range(max(classes, 0))]
+            )
+            if self.layout != "end2end" and len(self.classes) != classes:
+                self.classes = [f"class_{i}" for i in range(classes)]
+            default = 0.25  # Ultralytics' default confidence
+        if names is not None:
+            self.classes = read_names(names)
+            if self.layout in ("yolo", "yolov5") and len(self.classes) != classes:
+                raise ModelError(f"--names {names}: has {len(self.classes)} names, {path} has {classes} classes")
+        self.threshold = check_threshold(default if threshold is None else threshold)
+        self.note = (
+            ""
+            if self.dynamic_batch or self.layout == "torchvision"
+            else ("fixed batch size 1 in the file: frames run one by one")
+        )
+
+    def label(self, class_id: int) -> str:
+        return self.classes[class_id] if 0 <= class_id < len(self.classes) else f"class_{class_id}"
+
+    def __repr__(self) -> str:
+        return f"<OnnxDetector {self.path} {self.layout} on {self.device}>"
+
+    def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
+        sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
+        if self.layout == "torchvision":
+            return Batch([f.permute(2, 0, 1).float().div(255.0).contiguous() for f in frames], sizes)
+        return Batch(torch.stack([letterbox(f, self.size) for f in frames]), sizes)
+
+    def forward(self, batch: Batch) -> Any:
+        if self.layout == "torchvision":
+            return [self.session.run(None, {self.input_name: image.numpy()}) for image in batch.images]
+        images = batch.images.numpy()
+        if self.dynamic_batch:
+            return torch.from_numpy(self.session.run(None, {self.input_name: images})[0])
+        outs = [self.session.run(None, {self.input_name: images[i : i + 1]})[0] for i in range(len(images))]
+        return torch.from_numpy(np.concatenate(outs))
+
+    def postprocess(self, outputs: Any, batch: Batch) -> list[Detections]:
+        if self.layout == "torchvision":
+            results = []
+            for out in outputs:
+                boxes, scores, labels = (torch.from_numpy(np.asarray(out[i])) for i in self.order)
+                keep = scores >= self.threshold
+                ids = labels[keep].long()
+                results.append(
+                    Detections(boxes[keep].float(), scores[keep].float(), ids, [self.label(c) for c in ids.tolist()])
+                )
+            return results
+        return [
+            self._select(out.float(), height, width) for out, (height, width) in zip(outputs, batch.sizes, strict=True)
+        ]
+
+    def _select(self, out: torch.Tensor, height: int, width: int) -> Detections:
+        if self.layout == "end2end":
+            boxes, scores, class_ids = out[:, :4], out[:, 4], out[:, 5].round().long()
+            keep = scores > self.threshold
+            boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+        else:
+            if self.layout == "yolo":
+                rows = out.T  # [N, 4 + C]
+                class_scores = rows[:, 4:]
+            else:
+                rows = out  # [N, 5 + C]
+                objectness = rows[:, 4:5]
+                class_scores = rows[:, 5:] * objectness
+                rows = rows[objectness[:, 0] > self.threshold]
+                class_scores = class_scores[objectness[:, 0] > self.threshold]
+            scores, class_ids = class_scores.max(dim=1)
+            keep = scores > self.threshold
+            boxes = box_convert(rows[keep, :4], "cxcywh", "xyxy")
+            scores, class_ids = scores[keep], class_ids[keep]
+            order = batched_nms(boxes, scores, class_ids, self.iou)[: self.max_det]
+            boxes, scores, class_ids = boxes[order], scores[order], class_ids[order]
+        gain, _, _, top, left = letterbox_geometry(height, width, self.size)
+        boxes = boxes.clone()
+        boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - left) / gain).clamp(0, width)
+        boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - top) / gain).clamp(0, height)
+        return Detections(boxes, scores, class_ids.long(), [self.label(c) for c in class_ids.tolist()])
