@@ -37,11 +37,11 @@ $(BIN)/.venv: | system-deps
 	touch $@
 
 $(BIN)/.installed: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e '.[track]'
+	$(BIN)/pip install -q -e '.[track,onnx]'
 	touch $@
 
 $(BIN)/.installed-test: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e '.[track,test]'
+	$(BIN)/pip install -q -e '.[track,onnx,test]'
 	touch $@ $(BIN)/.installed
 
 clean:

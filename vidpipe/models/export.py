@@ -60,6 +60,10 @@ class _TorchvisionGraph(nn.Module):
 def export_onnx(detector: Detector, path: str | Path, sample_size: tuple[int, int] = (288, 384)) -> Path:
     """Write ``detector`` (fp32, CPU) to ``path`` as an ONNX graph (see the module's docstring)."""
     path = Path(path)
+    try:
+        import onnx
+    except ImportError:
+        raise ModelError("export needs the onnx package: pip install 'vidpipe[onnx]'") from None
     if detector.device.type != "cpu" or detector.dtype != torch.float32:
         raise ModelError("export needs the model in fp32 on the CPU (--precision fp32 --device cpu)")
     if isinstance(detector, TorchvisionStyleDetector):
@@ -86,8 +90,6 @@ def export_onnx(detector: Detector, path: str | Path, sample_size: tuple[int, in
     finally:
         if detector.channels_last:
             detector.model.to(memory_format=torch.channels_last)
-    import onnx
-
     proto = onnx.load(str(path))
     names = {i: name for i, name in enumerate(detector.classes)}
     for key, value in (("names", repr(names)), ("threshold", str(detector.threshold)), ("source", detector.name)):
