@@ -37,11 +37,11 @@ $(BIN)/.venv: | system-deps
 	touch $@
 
 $(BIN)/.installed: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e '.[track,onnx]'
+	$(BIN)/pip install -q -e '.[track,onnx,openvino]'
 	touch $@
 
 $(BIN)/.installed-test: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e '.[track,onnx,test]'
+	$(BIN)/pip install -q -e '.[track,onnx,openvino,test]'
 	touch $@ $(BIN)/.installed
 
 clean:

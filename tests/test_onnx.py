@@ -291,7 +291,7 @@ def test_export_round_trip_agrees_with_the_built_in_model(footage_frames, tmp_pa
         forward = (forward[0] + m, forward[1] + n)
         m, n = _matched(theirs[theirs.scores >= 0.5], mine, iou=0.9, score=0.03)
         backward = (backward[0] + m, backward[1] + n)
-    print(f"{len(footage_frames)} frames: built-in→ONNX {forward[0]}/{forward[1]}, ONNX→built-in {backward[0]}/{backward[1]}")
+    print(f"built-in→ONNX {forward[0]}/{forward[1]}, ONNX→built-in {backward[0]}/{backward[1]}")
     assert forward[1] >= 20 and backward[1] >= 20
     assert forward[0] / forward[1] >= 0.98 and backward[0] / backward[1] >= 0.98
 

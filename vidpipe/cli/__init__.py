@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="number format of the model; auto: bf16 where the CPU computes it natively "
                    "(avx512_bf16, AMX), else fp32; fp16 on CUDA only")  # fmt: skip
+    p.add_argument("--backend", choices=("torch", "openvino"), default="torch",
+                   help="what runs a built-in model's network: PyTorch, or OpenVINO "
+                   "(converted once, cached)")  # fmt: skip
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N", help="frames per inference batch")
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="minimum score, 0 to 1 (default: the model's, 0.5 for ssd_mobilenet_v2_coco)")  # fmt: skip

@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             threshold=args.threshold,
+            backend=args.backend,
             **onnx_options(args),
         )
         live = {spec.name: spec.source.live for spec in opened}
@@ -241,8 +242,9 @@ def run(args: argparse.Namespace) -> int:
             write_graph(flow_graph(pipeline, graphs, encoders), args.graph)
         except VidpipeError as exc:
             errors.append(str(exc))
-    print(f"model       {detector.name}, {detector.precision} on {detector.device} ({detector.precision_reason})",
-          file=sys.stderr)  # fmt: skip
+    runner = "" if detector.backend == "torch" else f" with {detector.backend}"
+    why = detector.precision_reason
+    print(f"model       {detector.name}, {detector.precision} on {detector.device}{runner} ({why})", file=sys.stderr)
     print(pipeline.stats.summary(), file=sys.stderr)
     for stage in pipeline.stages:
         for line in getattr(stage, "summary", list)():

@@ -18,6 +18,7 @@ BUILT_IN = {
     "ssd_mobilenet_v2_coco": "SSD-MobileNetV2 COCO (TF 2018-03-29 weights, offline) - default",
     "ssd300": "NVIDIA SSD300 ResNet-50 COCO (the original post's model; needs --weights)",
 }
+BACKENDS = ("torch", "openvino")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 
 __all__ = ["DEFAULT_MODEL", "Batch", "Detections", "Detector", "available", "load"]
@@ -43,12 +44,22 @@ def load(
     device: str = "cpu",
     precision: str = "fp32",
     threshold: float | None = None,
+    backend: str = "torch",
     **options,
 ) -> Detector:
     """Build a detector by name. ``precision``: fp32/bf16 on CPU, fp16/bf16/fp32 on CUDA, or ``auto``
     (bf16 where the CPU computes it natively, else fp32; bf16 or fp16 on CUDA): ``detector.precision``
     and ``detector.precision_reason`` say what was chosen and why.
-    ``threshold`` overrides the model's default minimum score. Raises :class:`vidpipe.errors.ModelError`."""
+    ``threshold`` overrides the model's default minimum score. ``backend="openvino"`` runs a built-in
+    model's network with OpenVINO (fp32 or bf16 by the same rule). Raises :class:`vidpipe.errors.ModelError`."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
+    if backend == "openvino":
+        from .openvino_backend import use_openvino
+
+        detector = load(name, weights=weights, device=device, precision="fp32", threshold=threshold,
+                        channels_last=False, **options)  # fmt: skip
+        return use_openvino(detector, precision)
     common = {"device": device, "precision": precision, "threshold": threshold, **options}
     if name == "ssd_mobilenet_v2_coco":
         from .ssd_mobilenet_v2 import SSDMobileNetV2Detector

@@ -136,6 +136,7 @@ class Detector:
     """
 
     name: str = "detector"
+    backend: str = "torch"  # what runs the network: torch, openvino (onnxruntime for ONNX files)
 
     def __init__(
         self,

@@ -143,6 +143,7 @@ class OnnxDetector(Detector):
             raise ModelError("ONNX models need onnxruntime: pip install 'vidpipe[onnx]'") from None
         self.path = Path(path)
         self.name = str(path)
+        self.backend = "onnxruntime"
         if not self.path.is_file():
             raise ModelError(f"{path}: no such ONNX file")
         self.device = resolve_device(device)

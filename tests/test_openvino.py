@@ -1,0 +1,103 @@
+"""The OpenVINO backend: agreement with eager PyTorch fp32, the precision rule, the IR cache, the command
+line, and the library-loading order that used to abort the process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import vidpipe_cli
+from test_models import _matched
+
+import vidpipe
+from vidpipe import models
+from vidpipe.errors import ModelError
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def frames(sample):
+    with vidpipe.open(sample) as src:
+        return [f.tensor.clone() for f in src if f.index % 30 == 0]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize(("precision", "iou", "score"), [("fp32", 0.99, 0.001), ("bf16", 0.85, 0.08)])
+def test_openvino_agrees_with_eager_fp32(frames, precision, iou, score, cache, monkeypatch):
+    """Every eager fp32 detection with score >= 0.6 has an OpenVINO partner (same label, IoU, score as
+    for PyTorch's own bf16), and the other way round."""
+    monkeypatch.setenv("VIDPIPE_CACHE", str(cache))
+    eager = models.load("ssd_mobilenet_v2_coco", threshold=0.3)
+    ov = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision=precision, threshold=0.3)
+    assert ov.backend == "openvino" and ov.precision == precision
+    forward = backward = (0, 0)
+    for a, b in zip(eager(frames), ov(frames), strict=True):
+        m, n = _matched(a[a.scores >= 0.6], b, iou=iou, score=score)
+        forward = (forward[0] + m, forward[1] + n)
+        m, n = _matched(b[b.scores >= 0.6], a, iou=iou, score=score)
+        backward = (backward[0] + m, backward[1] + n)
+    print(f"openvino {precision}: eager→ov {forward[0]}/{forward[1]}, ov→eager {backward[0]}/{backward[1]}")
+    assert forward[1] >= 20 and forward[0] == forward[1] and backward[0] == backward[1]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [({"avx2", "avx512f", "avx512_bf16"}, "bf16"), ({"avx2"}, "fp32")])
+def test_openvino_precision_follows_the_cpu(flags, expected, monkeypatch, cache):
+    from vidpipe.models import base, openvino_backend
+
+    monkeypatch.setenv("VIDPIPE_CACHE", str(cache))
+    monkeypatch.setattr(base, "cpu_flags", lambda: flags)
+    det = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision="auto")
+    assert det.precision == expected and det.dtype == torch.float32
+    hint = str(det.model.compiled.get_property("INFERENCE_PRECISION_HINT"))
+    assert hint == {"bf16": "<Type: 'bfloat16'>", "fp32": "<Type: 'float32'>"}[expected]
+    assert openvino_backend.HINTS[expected] in ("bf16", "f32")
+
+
+def test_the_converted_model_is_cached(cache, monkeypatch, sample):
+    monkeypatch.setenv("VIDPIPE_CACHE", str(cache))
+    det = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision="fp32")
+    before = det.model.path.stat().st_mtime_ns
+    result = vidpipe_cli(
+        "detect", str(sample), "--backend", "openvino", "--max-frames", "8", "-q", env={"VIDPIPE_CACHE": str(cache)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "with openvino" in result.stderr
+    assert det.model.path.stat().st_mtime_ns == before  # read again, not converted again
+    assert len(list((cache / "openvino").glob("*.xml"))) == 1
+
+
+def test_openvino_is_for_built_in_models():
+    from vidpipe.models.openvino_backend import use_openvino
+    from vidpipe.models.torchvision_models import TorchvisionStyleDetector
+
+    with pytest.raises(ModelError, match="built-in models"):
+        use_openvino(TorchvisionStyleDetector(torch.nn.Identity(), name="x"), "fp32")
+    with pytest.raises(ModelError, match="unknown backend"):
+        models.load("ssd_mobilenet_v2_coco", backend="tensorrt")
+
+
+def test_openvino_loads_after_gstreamer(tmp_path):
+    """GStreamer first, OpenVINO second, reading an ONNX network: the process aborted in compile_model
+    ("dlSym cannot locate method 'create_extensions'") until vidpipe.gst loads GCC's unwinder first."""
+    code = (
+        "import torch, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "import vidpipe.gst\n"
+        "from vidpipe import models\n"
+        "import openvino as ov\n"
+        "det = models.load('ssd_mobilenet_v2_coco', precision='fp32', channels_last=False)\n"
+        f"torch.onnx.export(det.model, (torch.rand(1, 3, 300, 300),), '{tmp_path}/net.onnx', dynamo=False)\n"
+        "core = ov.Core()\n"
+        "core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')\n"
+        f"core.compile_model(core.read_model('{tmp_path}/net.onnx'), 'CPU', {{'INFERENCE_PRECISION_HINT': 'f32'}})\n"
+        "print('compiled')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-2000:]

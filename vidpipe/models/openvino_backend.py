@@ -1,0 +1,88 @@
+"""The OpenVINO backend (``--backend openvino``): a built-in model's network converted once from its
+PyTorch module with ``openvino.convert_model`` (dynamic batch), cached on disk as OpenVINO IR next to the
+weights cache, and compiled for the CPU in fp32 or bf16 (``INFERENCE_PRECISION_HINT``), chosen by the
+same rule as the PyTorch backend. Pre- and post-processing stay vidpipe's own."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from .base import Detector, choose_precision
+from .ssd_mobilenet_v2 import cache_dir
+
+log = logging.getLogger(__name__)
+HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise ModelError("--backend openvino needs OpenVINO: pip install 'vidpipe[openvino]'") from None
+    return openvino
+
+
+def _fingerprint(module: torch.nn.Module, size: tuple[int, int], version: str) -> str:
+    digest = hashlib.sha256(f"{size}{version}".encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class OpenVinoNetwork:
+    """A compiled OpenVINO model called like the PyTorch module it replaces: a float32 NCHW batch in,
+    the network's raw outputs out (as tensors)."""
+
+    def __init__(self, module: torch.nn.Module, name: str, size: tuple[int, int], precision: str) -> None:
+        ov = _openvino()
+        module = module.float().to(memory_format=torch.contiguous_format).eval()
+        folder = cache_dir() / "openvino"
+        xml = folder / f"{name}-{_fingerprint(module, size, ov.__version__)}.xml"
+        if not xml.is_file():
+            log.info("converting %s to OpenVINO IR (once): %s", name, xml)
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                model = ov.convert_model(module, example_input=torch.rand(1, 3, *size), input=[(-1, 3, *size)])
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=folder) as scratch:  # whole files only, even if interrupted
+                tmp = Path(scratch) / xml.name
+                ov.save_model(model, str(tmp), compress_to_fp16=False)
+                tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+                tmp.replace(xml)
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+        self.compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.path = xml
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.request.infer({0: images.float().contiguous().numpy()}, share_inputs=True)
+        return tuple(torch.from_numpy(t.data.copy()) for t in self.request.output_tensors)
+
+
+def use_openvino(detector: Detector, precision: str) -> Detector:
+    """Run ``detector``'s network with OpenVINO at ``precision`` (fp32, bf16 or auto); its pre- and
+    post-processing are unchanged. Built-in SSD models only (fixed input size)."""
+    if detector.device.type != "cpu":
+        raise ModelError("--backend openvino runs on the CPU (use --device cpu)")
+    size = getattr(detector, "input_size", None)
+    if size is None or not isinstance(detector.model, torch.nn.Module):
+        raise ModelError(
+            f"{detector.name}: --backend openvino supports the built-in models (ssd_mobilenet_v2_coco, ssd300)"
+        )
+    chosen, why = choose_precision(precision, detector.device)
+    if chosen not in HINTS:
+        raise ModelError(f"--backend openvino runs fp32 or bf16, not {chosen}")
+    detector.model = OpenVinoNetwork(detector.model, detector.name, size, chosen)
+    detector.dtype, detector.channels_last = torch.float32, False
+    detector.precision, detector.precision_reason = chosen, why
+    detector.backend = "openvino"
+    return detector
