@@ -3,10 +3,12 @@ next to OpenCV DNN running the same SSD-MobileNetV2 graph.
 
 Frames come from the bundled clip, decoded in advance; the time covers preprocess + forward +
 postprocess; best of 3 passes for SSD-MobileNetV2, one pass for SSD300. ``ssd300`` runs with random
-weights (same work as NVIDIA's checkpoint, which is not bundled). ONNX Runtime rows: the default model
-through ``vidpipe export`` (one image per run: the graph takes one image of any size), with its
-agreement with the eager fp32 model, and a YOLOv8n (the architecture of ``tests/yolo_nets.py``, random
-weights, a few planted boxes so that NMS does realistic work) at 640x640 with a dynamic batch.
+weights (same work as NVIDIA's checkpoint, which is not bundled). SSD-MobileNetV2 rows show their
+agreement with eager fp32 (detections >= 0.5 matched both ways: same class, IoU >= 0.9, |Δscore| <=
+0.03). OpenVINO rows: ``--backend openvino`` fp32 and bf16. ONNX Runtime rows: the default model
+through ``vidpipe export`` (one image per run: the graph takes one image of any size), and a YOLOv8n
+(the architecture of ``tests/yolo_nets.py``, random weights, a few planted boxes so that NMS does
+realistic work) at 640x640 with a dynamic batch.
 
     python benchmarks/models.py [--frames 32] [--device cpu]
 """
@@ -80,6 +82,24 @@ def agreement(reference: list, other: list) -> str:
     return f"{f * 100:.0f} % / {b * 100:.0f} %"
 
 
+def openvino_rows(frames: list[torch.Tensor]) -> None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        print("(OpenVINO rows left out: openvino is not installed)")
+        return
+    eager = models.load("ssd_mobilenet_v2_coco", precision="fp32", threshold=0.47)
+    reference = eager(frames)
+    for precision in ("fp32", "bf16"):
+        det = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision=precision, threshold=0.47)
+        same = agreement(reference, det(frames))
+        for batch in (1, 4, 8):
+            fps = detector_fps(det, frames, batch, 3)
+            label = "ssd_mobilenet_v2_coco (OpenVINO)"
+            print(f"{label:<34} {precision:<9} {'NCHW':<13} {batch:>5} {1000 / fps:>9.1f} {fps:>7.1f}   "
+                  f"agreement {same}")  # fmt: skip
+
+
 def onnx_rows(frames: list[torch.Tensor]) -> None:
     from vidpipe.models.export import export_onnx
 
@@ -120,9 +140,15 @@ def main() -> None:
                 det = models.load(name, device=args.device, precision=precision, channels_last=channels_last, **options)
                 layout = "channels-last" if det.channels_last else "NCHW"
                 rounds = 3 if name == "ssd_mobilenet_v2_coco" else 1
+                same = ""
+                if name == "ssd_mobilenet_v2_coco":
+                    reference = models.load(name, precision="fp32", threshold=0.47)(frames)
+                    det.threshold = 0.47
+                    same = f"   agreement {agreement(reference, det(frames))}"
+                    det.threshold = 0.5
                 for batch in (1, 4, 8):
                     fps = detector_fps(det, frames, batch, rounds)
-                    print(f"{name:<34} {precision:<9} {layout:<13} {batch:>5} {1000 / fps:>9.1f} {fps:>7.1f}")
+                    print(f"{name:<34} {precision:<9} {layout:<13} {batch:>5} {1000 / fps:>9.1f} {fps:>7.1f}{same}")
     if args.device == "cpu":
         det = models.load("ssd_mobilenet_v2_coco")
         threads = torch.get_num_threads()
@@ -133,6 +159,7 @@ def main() -> None:
                   f"{1000 / fps:>9.1f} {fps:>7.1f}")  # fmt: skip
         torch.set_num_threads(threads)
     if args.device == "cpu":
+        openvino_rows(frames)
         onnx_rows(frames)
     fps = opencv_fps(frames)
     label = f"OpenCV DNN {cv2.__version__} (same graph)"

@@ -7,6 +7,7 @@
 (d) OpenCV: ``cv2.VideoCapture`` + ``cv2.dnn`` on the same SSD-MobileNetV2 graph
 (e) as (b), with the precision ``--precision auto`` chooses on this CPU (bf16 where it computes bf16
     natively, else fp32)
+(f) as (e), with ``--backend openvino`` (when OpenVINO is installed)
 
 The four run one after the other in each round; prints FPS (best round) and the ratios b/a, b/c, b/d
 of the best rounds and the median of the per-round ratios (timings on a shared 2-core machine vary by
@@ -140,6 +141,12 @@ def main() -> None:
         frames = [f.tensor for f, _ in zip(src, range(args.frames), strict=False)]
     det(frames[: args.batch])
     auto(frames[: args.batch])
+    try:
+        openvino = models.load("ssd_mobilenet_v2_coco", precision="auto", backend="openvino")
+        openvino(frames[: args.batch])
+    except vidpipe.VidpipeError as exc:
+        print(f"(f) left out: {exc}")
+        openvino = None
     names = {
         "a": f"(a) model only, batch {args.batch}",
         "b": "(b) vidpipe detect, end to end",
@@ -147,6 +154,8 @@ def main() -> None:
         "d": f"(d) OpenCV {cv2.__version__} VideoCapture + dnn",
         "e": f"(e) vidpipe detect, --precision auto ({auto.precision})",
     }
+    if openvino is not None:
+        names["f"] = f"(f) as (e), --backend openvino ({openvino.precision})"
     runs = {
         "a": lambda: model_only(det, frames, args.batch),
         "b": lambda: vidpipe_detect(det, args.frames, args.batch),
@@ -154,6 +163,8 @@ def main() -> None:
         "d": lambda: opencv_loop(args.frames),
         "e": lambda: vidpipe_detect(auto, args.frames, args.batch),
     }
+    if openvino is not None:
+        runs["f"] = lambda: vidpipe_detect(openvino, args.frames, args.batch)
     rates: dict[str, list[float]] = {key: [] for key in runs}
     for _ in range(args.rounds):
         for key, run in runs.items():
@@ -170,6 +181,8 @@ def main() -> None:
     ratios = {k: statistics.median(rb / ro for rb, ro in zip(rates["b"], rates[k], strict=True)) for k in "acd"}
     print(f"median of round ratios:  b/a = {ratios['a']:.2f}   b/c = {ratios['c']:.2f}   b/d = {ratios['d']:.2f}")
     print(f"precision auto ({auto.precision_reason}): e/b = {best['e'] / b:.2f}")
+    if "f" in best:
+        print(f"--backend openvino: f/b = {best['f'] / b:.2f}, f/e = {best['f'] / best['e']:.2f}")
     if args.chart:
         chart({names[k]: best[k] for k in names}, args.chart)
         print(f"chart: {args.chart}")

@@ -150,3 +150,10 @@ def test_summary_lists_outputs_and_graph_shows_the_whole_run(sample, tmp_path):
     rendered = tmp_path / "run.png"
     again = vidpipe_cli("detect", str(sample), "--max-frames", "4", "--graph", str(rendered), "-q")
     assert again.returncode == 0 and rendered.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_default_batch_follows_the_device():
+    from vidpipe.options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, default_batch
+
+    assert default_batch("cpu") == DEFAULT_BATCH == 4
+    assert default_batch("cuda") == default_batch("cuda:1") == DEFAULT_GPU_BATCH == 32

@@ -18,7 +18,7 @@ from ..errors import VidpipeError
 from ..gst import source as _source
 from ..gst.graph import write_graph
 from ..models import DEFAULT_MODEL
-from ..options import DEFAULT_BATCH, DEFAULT_LIVE_MAX_LATENCY
+from ..options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, DEFAULT_LIVE_MAX_LATENCY
 from .progress import FrameProgress, expected_frames
 
 
@@ -219,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("torch", "openvino"), default="torch",
                    help="what runs a built-in model's network: PyTorch, or OpenVINO "
                    "(converted once, cached)")  # fmt: skip
-    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N", help="frames per inference batch")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help=f"frames per inference batch (default: {DEFAULT_BATCH} on the CPU, "
+                   f"{DEFAULT_GPU_BATCH} on CUDA)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="minimum score, 0 to 1 (default: the model's, 0.5 for ssd_mobilenet_v2_coco)")  # fmt: skip
     p.add_argument("--classes", metavar="A,B", help="keep only these labels, comma-separated (default: all)")

@@ -18,7 +18,7 @@ from ..gst.graph import FORMATS as GRAPH_FORMATS
 from ..gst.graph import compact_dot, write_graph
 from ..gst.uri import source_path
 from ..models.base import check_threshold
-from ..options import StreamOptions
+from ..options import StreamOptions, default_batch
 from ..pipeline import Pipeline, StreamsFailedError
 from ..pipeline.graph import flow_graph
 from ..pipeline.streams import StreamSpec, open_streams, read_sources_file, stream_specs
@@ -62,6 +62,8 @@ def sources_of(args: argparse.Namespace) -> list[str]:
 def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
     """Refuse bad option values with one line naming the option, before any work is done."""
     inputs, several = [s.source for s in specs], len(specs) > 1
+    if args.batch is None:
+        args.batch = default_batch(args.device)
     if args.batch < 1:
         raise VidpipeError(f"--batch must be at least 1, got {args.batch}")
     if args.max_frames is not None and args.max_frames < 1:

@@ -197,7 +197,11 @@ def stack_resized(frames: Sequence[torch.Tensor], size: tuple[int, int], device:
     """Resize ``uint8[H, W, 3]`` frames (any sizes) to ``size=(h, w)`` bilinearly; return float ``[N, 3, h, w]``
     in 0..255. Frames of equal size are resized as one batch."""
     if all(f.shape == frames[0].shape for f in frames):
-        images = torch.stack(list(frames)).to(device, non_blocking=True)
+        if device.type == "cuda":  # one upload of the uint8 batch, from pinned memory, asynchronous
+            staged = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=True)
+            images = torch.stack(list(frames), out=staged).to(device, non_blocking=True)
+        else:
+            images = torch.stack(list(frames))
         return _resize(images.permute(0, 3, 1, 2).float(), size)
     return torch.cat([_resize(f.to(device).permute(2, 0, 1)[None].float(), size) for f in frames])
 
