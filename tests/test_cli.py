@@ -86,7 +86,7 @@ def test_help_has_no_markup_and_shows_defaults():
     assert "``" not in detect and ":class:" not in detect
     for needle in (
         "(default: ssd_mobilenet_v2_coco)",
-        "(default: 4)",  # --batch
+        "(default: 4 on the CPU, 32 on CUDA)",  # --batch
         "(default: auto)",  # --precision
         "0.5 for ssd_mobilenet_v2_coco",  # --threshold
         "(default: cpu)",
