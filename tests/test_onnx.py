@@ -277,6 +277,22 @@ def test_torchvision_style_onnx_matches_pytorch(onnx_dir, frames):
         assert matched == total
 
 
+def test_export_cli_for_a_torchvision_builder_with_weights(onnx_dir, frames):
+    weights = onnx_dir / "ssdlite.pth"
+    torch.save(_calibrated_ssdlite().state_dict(), weights)
+    path = onnx_dir / "ssdlite-cli.onnx"
+    result = vidpipe_cli(
+        "export", "--model", "torchvision:ssdlite320_mobilenet_v3_large", "--weights", str(weights), str(path)
+    )
+    assert result.returncode == 0, result.stderr
+    reference = models.load("torchvision:ssdlite320_mobilenet_v3_large", weights=str(weights), threshold=0.01)
+    exported = models.load(str(path), threshold=0.01)
+    ours, theirs = exported([frames["odd"]])[0], reference([frames["odd"]])[0]
+    assert len(ours) == len(theirs) > 50 and _matched(theirs, ours, iou=0.99, score=1e-4) == (len(theirs),) * 2
+    result = vidpipe_cli("export", "--model", "ssd_mobilenet_v2_coco", str(onnx_dir / "model.pt"))
+    assert result.returncode == 2 and "needs a name ending in .onnx" in result.stderr
+
+
 def test_export_round_trip_agrees_with_the_built_in_model(footage_frames, tmp_path):
     path = tmp_path / "ssd_mobilenet_v2.onnx"
     result = vidpipe_cli("export", "--model", "ssd_mobilenet_v2_coco", "--format", "onnx", str(path))
