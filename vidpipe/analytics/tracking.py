@@ -67,10 +67,13 @@ class Tracker:
             state = self._streams[stream] = _StreamTracker(self._make(**self._settings))
         found = result.detections
         track_ids = state.update(found, result.frame.pts)
+        # ByteTrack hands out ids in increasing order, each first seen in the frame that confirmed it:
+        # an id above the highest seen so far is a new track (no set of every id ever seen to keep).
+        newest = state.newest
         for label, track in zip(found.labels, track_ids.tolist(), strict=True):
-            if track >= 0 and (stream, track) not in state.seen:
-                state.seen.add((stream, track))
+            if track > newest:
                 self.tracks[label] += 1
+                state.newest = max(state.newest, track)
         return replace(result, detections=found.with_track_ids(track_ids))
 
     def summary(self) -> list[str]:
@@ -90,7 +93,7 @@ class _StreamTracker:
         self.tracker = tracker
         self.last: float | None = None  # last time given to the tracker
         self.last_pts: float | None = None
-        self.seen: set[tuple[str, int]] = set()
+        self.newest = -1  # the highest track id seen
 
     def clock(self, pts: float) -> float:
         if self.last is None:
