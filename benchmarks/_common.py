@@ -46,3 +46,12 @@ def timed(fn: Callable[[], int]) -> float:
     start = time.perf_counter()
     frames = fn()
     return frames / (time.perf_counter() - start)
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0

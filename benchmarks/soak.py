@@ -18,19 +18,11 @@ import threading
 import time
 
 import torch
-from _common import ROOT, SAMPLE
+from _common import ROOT, SAMPLE, rss_mb
 
 import vidpipe
 from vidpipe import models
 from vidpipe.options import StreamOptions
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def fds() -> int:

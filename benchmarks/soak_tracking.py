@@ -19,20 +19,13 @@ import random
 import time
 
 import torch
+from _common import rss_mb
 
 from vidpipe.analytics import LineCounter, Tracker, ZoneCounter
 from vidpipe.types import Detections, Frame, Result
 
 FPS = 30.0
 BLANK = torch.zeros((480, 640, 3), dtype=torch.uint8)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Walker:

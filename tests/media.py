@@ -80,55 +80,50 @@ def rotate_mp4(path: Path, out: Path) -> Path:
     return out
 
 
-def variable_rate(path: Path, mux: str, durations: list[float]) -> Path:
-    """Encode frames that last ``durations`` seconds each (a variable frame rate, as phones record)."""
+def push_frames(path: Path, description: str, buffers) -> Path:
+    """Run an ``appsrc name=src ! ...`` pipeline over ``(data, pts_s, duration_s)`` buffers to EOS."""
     import gi
 
     gi.require_version("Gst", "1.0")
     from gi.repository import Gst
 
     Gst.init(None)
-    pipeline = Gst.parse_launch(
-        "appsrc name=src format=time caps=video/x-raw,format=I420,width=160,height=120,framerate=0/1 "
-        f"! x264enc ! h264parse ! {mux} ! filesink location={path}"
-    )
+    pipeline = Gst.parse_launch(description)
     src = pipeline.get_by_name("src")
     pipeline.set_state(Gst.State.PLAYING)
-    t = 0.0
-    for i, duration in enumerate(durations):
-        buf = Gst.Buffer.new_wrapped(bytes([i * 4 % 256]) * (160 * 120 * 3 // 2))
-        buf.pts, buf.duration = round(t * Gst.SECOND), round(duration * Gst.SECOND)
-        t += duration
+    for data, pts, duration in buffers:
+        buf = Gst.Buffer.new_wrapped(data)
+        buf.pts, buf.duration = round(pts * Gst.SECOND), round(duration * Gst.SECOND)
         src.emit("push-buffer", buf)
     src.emit("end-of-stream")
     msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
     pipeline.set_state(Gst.State.NULL)
     assert msg is not None and msg.type == Gst.MessageType.EOS
     return path
+
+
+def variable_rate(path: Path, mux: str, durations: list[float]) -> Path:
+    """Encode frames that last ``durations`` seconds each (a variable frame rate, as phones record)."""
+    starts = [sum(durations[:i]) for i in range(len(durations))]
+    buffers = (
+        (bytes([i * 4 % 256]) * (160 * 120 * 3 // 2), start, duration)
+        for i, (start, duration) in enumerate(zip(starts, durations, strict=True))
+    )
+    return push_frames(
+        path,
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width=160,height=120,framerate=0/1 "
+        f"! x264enc ! h264parse ! {mux} ! filesink location={path}",
+        buffers,
+    )
 
 
 def write_video(path: Path, frames, fps: int = 30) -> Path:
     """Encode ``uint8[H, W, 3]`` RGB frames (tensors) with x264 into an MP4 at ``fps``."""
-    import gi
-
-    gi.require_version("Gst", "1.0")
-    from gi.repository import Gst
-
-    Gst.init(None)
     height, width = frames[0].shape[:2]
-    pipeline = Gst.parse_launch(
+    return push_frames(
+        path,
         f"appsrc name=src format=time caps=video/x-raw,format=RGB,width={width},height={height},framerate={fps}/1 "
-        f"! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast bframes=0 ! h264parse "
-        f"! mp4mux ! filesink location={path}"
+        "! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast bframes=0 ! h264parse "
+        f"! mp4mux ! filesink location={path}",
+        ((frame.contiguous().numpy().tobytes(), i / fps, 1 / fps) for i, frame in enumerate(frames)),
     )
-    src = pipeline.get_by_name("src")
-    pipeline.set_state(Gst.State.PLAYING)
-    for i, frame in enumerate(frames):
-        buf = Gst.Buffer.new_wrapped(frame.contiguous().numpy().tobytes())
-        buf.pts, buf.duration = i * Gst.SECOND // fps, Gst.SECOND // fps
-        src.emit("push-buffer", buf)
-    src.emit("end-of-stream")
-    msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    pipeline.set_state(Gst.State.NULL)
-    assert msg is not None and msg.type == Gst.MessageType.EOS
-    return path

@@ -343,6 +343,9 @@ def test_zone_counts_on_known_paths(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     frames, events = _read(jsonl)
+    schema = json.loads(SCHEMA_FILE.read_text())
+    for record in frames + events:
+        jsonschema.validate(record, schema)  # frame lines with "zones", zone events
     ids = scenes.match(frames, [walker, stander])
     walker_id, stander_id = (Counter(i for i in x if i is not None).most_common(1)[0][0] for x in ids)
     kinds = [(e["event"], e["track_id"]) for e in events if e["event"].startswith("zone")]
