@@ -397,3 +397,15 @@ def test_bad_line_options_are_clear_errors(crossing):
     ):
         result = vidpipe_cli("detect", str(crossing), *args, "-q")
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
+
+
+def test_tracker_survives_a_clock_that_restarts(recwarn):
+    """A live stream that reconnects starts its pts again from 0: ids go on (none reused), no warnings."""
+    tracker = Tracker()
+    seen = []
+    for i, pts in enumerate([0.0, 0.1, 0.2, 0.3, 0.3, 0.0, 0.1, 0.2, 0.3]):  # a repeat, then a restart
+        x = 10 + 5 * i
+        result = tracker(Result(Frame(BLANK, i, pts, "cam"), _result(i, [[x, 10, x + 40, 110]], None).detections))
+        seen.append(result.detections.track_ids.tolist()[0])
+    assert seen[0] == -1 and set(seen[1:]) == {0}  # one object, one id throughout
+    assert not [w for w in recwarn if "timestamp" in str(w.message)]
