@@ -6,6 +6,7 @@ Every failure the user can cause ends as one line on stderr, naming the input an
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import signal
@@ -83,6 +84,10 @@ def _models(args: argparse.Namespace) -> int:
         print(f"{name:<44} {summary}")
     precision, why = choose_precision("auto", torch.device("cpu"))
     print(f"\n--precision auto on this CPU: {precision} ({why.removeprefix('auto: ')})")
+    optional = (("--backend openvino", "openvino", "openvino"), ("FILE.onnx", "onnxruntime", "onnx"))
+    for backend, package, extra in optional:
+        found = importlib.util.find_spec(package) is not None
+        print(f"{backend}: {'available' if found else f'needs {package}: pip install vidpipe[{extra}]'}")
     return 0
 
 
@@ -122,7 +127,8 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "(default" not in text and action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+        shown = action.default not in (None, False, argparse.SUPPRESS) and action.default != []
+        if "(default" not in text and shown and action.option_strings:
             text += " (default: %(default)s)"
         return text
 
