@@ -1,7 +1,10 @@
 """CUDA check: the default detector on a GPU in fp32, fp16 and bf16 — agreement with CPU fp32 on real
-frames, and model-only speed by batch size. Needs no GStreamer when ``--frames`` is given.
+frames, and model-only speed by batch size; then, where GStreamer is importable, end to end: N streams of
+the bundled clip decoded by GStreamer through ``vidpipe.Pipeline`` (batch 32, fp16) for the default model
+and SSD300. Needs no GStreamer when ``--frames`` is given (the end-to-end part is then left out, said so).
 
-    python benchmarks/gpu.py [--device cuda] [--frames FRAMES.pt] [--weights WEIGHTS]
+    python benchmarks/gpu.py [--device cuda] [--frames FRAMES.pt] [--weights WEIGHTS] [--streams 8]
+    python benchmarks/gpu.py --device cpu --end-to-end-only --streams 2 --max-frames 64   # on a CPU
 
 ``--frames``: a file saved with ``torch.save(list_of_uint8_HxWx3_tensors)``; default: the first 64
 frames of the bundled clip, decoded with ``vidpipe.open``.
@@ -49,12 +52,50 @@ def fps(det: models.Detector, frames: list[torch.Tensor], batch: int, repeats: i
     return best
 
 
+def synchronize(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def end_to_end(device: str, streams: int, precision: str, max_frames: int | None = None) -> None:
+    """N copies of the bundled clip through the whole pipeline (GStreamer decoding → batches across
+    streams → detector → results), for the default model and SSD300 (random weights)."""
+    try:
+        import vidpipe
+        from vidpipe.options import default_batch
+    except Exception as exc:  # no GStreamer bindings on this machine
+        print(f"\nend to end left out: GStreamer is not importable here ({type(exc).__name__}: {exc})")
+        return
+    from _common import SAMPLE
+
+    batch = default_batch(device)
+    print(f"\nend to end: {streams} streams of {SAMPLE.name}, batch {batch}, {precision}")
+    for name, options in (("ssd_mobilenet_v2_coco", {}), ("ssd300", {"random_weights": True})):
+        det = models.load(name, device=device, precision=precision, **options)
+        det([torch.zeros((288, 384, 3), dtype=torch.uint8)] * batch)  # warm-up
+        synchronize(device)
+        start = time.perf_counter()
+        sources = [(f"s{i}", str(SAMPLE)) for i in range(streams)]
+        pipeline = vidpipe.Pipeline(detector=det, sources=sources, batch=batch, max_frames=max_frames)
+        stats = pipeline.run()
+        synchronize(device)
+        seconds = time.perf_counter() - start
+        print(f"{name:<22} {stats.frames} frames in {seconds:.2f} s: {stats.frames / seconds:.1f} FPS")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--frames", help="torch.save'd list of uint8 HxWx3 frames")
     parser.add_argument("--weights", help="weights for ssd_mobilenet_v2_coco (default: the bundled graph)")
+    parser.add_argument("--streams", type=int, default=8, help="streams of the bundled clip end to end")
+    parser.add_argument("--end-to-end-only", action="store_true", help="skip the model-only part")
+    parser.add_argument("--max-frames", type=int, help="frames per stream end to end (default: all 1552)")
     args = parser.parse_args()
+    precision = "fp16" if args.device.startswith("cuda") else "auto"
+    if args.end_to_end_only:
+        end_to_end(args.device, args.streams, precision, args.max_frames)
+        return
     if args.frames:
         frames = torch.load(args.frames)
     else:
@@ -83,6 +124,8 @@ def main() -> None:
         models.load("ssd_mobilenet_v2_coco", weights=args.weights, precision="fp16")
     except ModelError as exc:
         print(f"fp16 on the CPU refused: {exc}")
+    if not args.frames:
+        end_to_end(args.device, args.streams, precision, args.max_frames)
 
 
 if __name__ == "__main__":
