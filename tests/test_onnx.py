@@ -377,3 +377,11 @@ def test_bad_onnx_models_give_one_clear_error(case, onnx_dir, sample):
 def test_onnx_options_are_refused_for_other_models(sample):
     result = vidpipe_cli("detect", str(sample), "--names", "x.txt", "--max-frames", "2", "-q")
     assert result.returncode == 2 and "--names: for ONNX models" in result.stderr
+
+
+def test_a_yolo_checkpoint_points_to_the_onnx_export(tmp_path, sample):
+    checkpoint = tmp_path / "yolov8n.pt"
+    torch.save({"model": "an Ultralytics checkpoint is a pickle, not TorchScript"}, checkpoint)
+    result = vidpipe_cli("detect", str(sample), "--model", str(checkpoint), "--max-frames", "2", "-q")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "yolo export model=yolov8n.pt format=onnx" in result.stderr and "--model yolov8n.onnx" in result.stderr

@@ -26,7 +26,10 @@ def load_torchscript(path: Path, **kwargs: Any) -> TorchvisionStyleDetector:
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise WeightsError(f"{path}: not a loadable TorchScript file ({type(exc).__name__})") from None
+        raise WeightsError(
+            f"{path}: not a loadable TorchScript file ({type(exc).__name__}); a YOLO checkpoint from Ultralytics "
+            f"runs once exported to ONNX: yolo export model={path.name} format=onnx, then --model {path.stem}.onnx"
+        ) from None
     return TorchvisionStyleDetector(model, name=str(path), **kwargs)
 
 
