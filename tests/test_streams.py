@@ -163,7 +163,27 @@ def test_bad_file_among_good_ones(three_clips, tmp_path):
     records = _records(jsonl)
     good = _count(three_clips[0]), _count(three_clips[2])
     assert (len(_frames_of(records, "0")), len(_frames_of(records, "2"))) == good
+    failed = [r for r in records if r.get("event") == "failed"]  # the bad stream is said in the JSONL too
+    assert [r["stream"] for r in failed] == ["1"] and "not a video file" in failed[0]["message"]
     assert (_count(tmp_path / "0.mp4"), _count(tmp_path / "2.mp4")) == good
+
+
+def test_a_source_that_cannot_open_is_said_in_the_jsonl_from_python(three_clips, tmp_path):
+    from vidpipe.pipeline import StreamsFailedError
+    from vidpipe.sinks import JsonlSink
+
+    jsonl = tmp_path / "api.jsonl"
+    pipeline = vidpipe.Pipeline(
+        detector=models.load(), sources=[("good", str(three_clips[2])), ("gone", str(tmp_path / "nowhere.mp4"))],
+        sinks=[JsonlSink(jsonl)],
+    )  # fmt: skip
+    with pytest.raises(StreamsFailedError) as info:
+        pipeline.run()
+    assert list(info.value.errors) == ["gone"]
+    records = _records(jsonl)
+    assert [(r["stream"], r["event"]) for r in records if r.get("event") == "failed"] == [("gone", "failed")]
+    assert len(_frames_of(records, "good")) == _count(three_clips[2])
+    assert pipeline.stats.streams["gone"].status == "failed"
 
 
 def test_truncated_file_among_good_ones_ends_only_its_stream(three_clips, tmp_path, bad_files):

@@ -209,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
             anchor=args.anchor,
             options=options,
             on_event=[lambda event: say_event(event, live, progress)],
+            failed=failed,  # said already; the JSONL gets their "failed" lines
         )
     except BaseException:
         progress.close()
@@ -230,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             progress.status("detect")
             pipeline.run(progress)
     except StreamsFailedError as exc:
-        errors = [f"stream {name}: {error}" for name, error in exc.errors.items()]
+        errors = [f"stream {name}: {error}" for name, error in exc.errors.items() if name not in failed]
     except VidpipeError as exc:
         errors = [str(exc)]
     finally:

@@ -84,6 +84,7 @@ class Pipeline:
         options: StreamOptions | None = None,
         on_result: Sequence[Callable[[Result], None]] = (),
         on_event: Sequence[Callable[[Event], None]] = (),
+        failed: dict[str, BaseException] | None = None,
     ) -> None:
         if detector is None:
             raise VidpipeError("a pipeline needs a detector")
@@ -123,6 +124,7 @@ class Pipeline:
         self.stopped = False  # set by stop(): the run ended early on request
         specs = stream_specs([source] if sources is None else sources)
         self.readers = [StreamReader(spec, options, self._batcher, self.stats.stream(spec.name)) for spec in specs]
+        self._record_failures(failed or {})
 
     # -- sources ------------------------------------------------------------------------------------
 
@@ -133,16 +135,20 @@ class Pipeline:
             return {}
         self._opened = True
         specs, errors = open_streams([r.spec for r in self.readers], self.options)
-        for name, error in errors.items():
-            stats = self.stats.streams[name]
-            stats.status, stats.error = "failed", str(error)
-            self.stats.events.append(Event(name, "failed", f"{name}: {error}"))
-        self._failed_at_open = errors
+        self._record_failures(errors)
         by_name = {spec.name: spec for spec in specs}
         self.readers = [r for r in self.readers if r.name in by_name]
         for reader in self.readers:
             reader.open(by_name[reader.name].source)
         return errors
+
+    def _record_failures(self, errors: dict[str, BaseException]) -> None:
+        """Streams that could not be opened: in the figures, and as ``failed`` events for the sinks."""
+        for name, error in errors.items():
+            stats = self.stats.stream(name)
+            stats.status, stats.error = "failed", str(error)
+            self.stats.events.append(Event(name, "failed", f"{name}: {error}"))
+        self._failed_at_open.update(errors)
 
     @property
     def source(self) -> Source | None:
@@ -293,6 +299,8 @@ class Pipeline:
         self._start()
         errors.update(self._errors())
         streams_open: set[str] = set()
+        # streams that failed to open: said in the outputs (JSONL) once they are open
+        untold = [e for e in self.stats.events if e.kind == "failed" and e.stream in self._failed_at_open]
 
         def write(item: Result | Event | End) -> None:
             stream = item.frame.stream if isinstance(item, Result) else item.stream
@@ -303,6 +311,11 @@ class Pipeline:
                     sink.open(info)
                     if sink not in opened:
                         opened.append(sink)
+                while untold:
+                    failure = untold.pop(0)
+                    for sink in self.sinks:
+                        if hasattr(sink, "event"):
+                            sink.event(failure)
             if isinstance(item, End):
                 if item.error is not None:
                     errors[item.stream] = item.error
