@@ -12,16 +12,18 @@ Point = tuple[float, float]
 ANCHORS = ("bottom_center", "center")
 
 
+def check_anchor(anchor: str) -> str:
+    """``anchor`` if it names an anchor point, else a clear error."""
+    if anchor not in ANCHORS:
+        raise VidpipeError(f"unknown anchor {anchor!r} (use {' or '.join(ANCHORS)})")
+    return anchor
+
+
 def anchor_points(boxes: torch.Tensor, anchor: str = "bottom_center") -> torch.Tensor:
     """``float[N, 2]`` points of ``x1, y1, x2, y2`` boxes: the bottom centre (where an object stands on
     the ground) or the centre."""
     x = (boxes[:, 0] + boxes[:, 2]) / 2
-    if anchor == "bottom_center":
-        y = boxes[:, 3]
-    elif anchor == "center":
-        y = (boxes[:, 1] + boxes[:, 3]) / 2
-    else:
-        raise VidpipeError(f"unknown anchor {anchor!r} (use {' or '.join(ANCHORS)})")
+    y = boxes[:, 3] if check_anchor(anchor) == "bottom_center" else (boxes[:, 1] + boxes[:, 3]) / 2
     return torch.stack((x, y), dim=1).float()
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import ANCHORS, Point, along, anchor_points, parse_numbers, side
+from .geometry import Point, along, anchor_points, check_anchor, parse_numbers, side
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class Line:
         if self.start == self.end:
             raise VidpipeError(f"line {self.name}: its two ends are the same point")
 
+    @property
+    def length(self) -> float:
+        return math.dist(self.start, self.end)
+
 
 def split_name(text: str, what: str) -> tuple[str | None, str, str]:
     """``[STREAM:]NAME=VALUES`` → (stream or None, name, values)."""
@@ -38,6 +43,12 @@ def split_name(text: str, what: str) -> tuple[str | None, str, str]:
     if not name.strip() or (stream is not None and not stream.strip()):
         raise VidpipeError(f"{what} {text!r}: empty stream or name before '='")
     return (stream.strip() if stream is not None else None), name.strip(), values
+
+
+def check_names(names: list[str], option: str) -> None:
+    """Each line (or zone) names its own counts: refuse two with one name."""
+    if len(set(names)) != len(names):
+        raise VidpipeError(f"{option}: each {option.removeprefix('--')} needs its own name, got {', '.join(names)}")
 
 
 def parse_line(text: str) -> Line:
@@ -85,12 +96,8 @@ class LineCounter:
         forget_after: float = 5.0,
     ) -> None:
         self.lines = [parse_line(x) if isinstance(x, str) else x for x in lines]
-        names = [line.name for line in self.lines]
-        if len(set(names)) != len(names):
-            raise VidpipeError(f"--line: each line needs its own name, got {', '.join(names)}")
-        if anchor not in ANCHORS:
-            raise VidpipeError(f"unknown anchor {anchor!r} (use {' or '.join(ANCHORS)})")
-        self.anchor = anchor
+        check_names([line.name for line in self.lines], "--line")
+        self.anchor = check_anchor(anchor)
         self.min_frames = min_frames
         self.min_distance = min_distance
         self.forget_after = forget_after
@@ -110,11 +117,10 @@ class LineCounter:
             line = state.line
             if line.stream is not None and line.stream != frame.stream:
                 continue
-            length = ((line.end[0] - line.start[0]) ** 2 + (line.end[1] - line.start[1]) ** 2) ** 0.5
             for point, track, label in zip(points, tracks, found.labels, strict=True):
                 if track < 0:
                     continue
-                direction = self._step(state, (frame.stream, track), point, length, frame.pts)
+                direction = self._step(state, (frame.stream, track), point, frame.pts)
                 if direction:
                     state.counts[direction] += 1
                     result.events.append(_event(result, line.name, direction, track, label))
@@ -123,13 +129,13 @@ class LineCounter:
             result.shapes.append(Shape((line.start, line.end), counts))
         return result
 
-    def _step(self, state: _LineState, key: tuple[str, int], point: Point, length: float, now: float) -> str | None:
+    def _step(self, state: _LineState, key: tuple[str, int], point: Point, now: float) -> str | None:
         line = state.line
         track = state.tracks.get(key)
         if track is None:
             track = state.tracks[key] = _Track()
         track.last_seen = now
-        distance = side(line.start, line.end, point) / length
+        distance = side(line.start, line.end, point) / line.length
         current = 1 if distance > 0 else -1 if distance < 0 else 0
         if current == 0:
             return None  # on the line: no side yet
@@ -176,7 +182,3 @@ def _event(result: Result, line: str, direction: str, track: int, label: str) ->
         },
     )
 
-
-def lines_for(lines: Sequence[Line], stream: str) -> list[Line]:
-    """The lines that apply to ``stream``."""
-    return [line for line in lines if line.stream in (None, stream)]

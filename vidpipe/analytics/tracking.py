@@ -96,13 +96,9 @@ class _StreamTracker:
         self.newest = -1  # the highest track id seen
 
     def clock(self, pts: float) -> float:
-        if self.last is None:
-            now = pts
-        elif self.last_pts is not None and pts > self.last_pts:
-            now = self.last + (pts - self.last_pts)
-        else:  # repeated or earlier pts (a restarted clock): one small step
-            now = self.last + self.MIN_STEP
-        now = max(now, self.last + self.MIN_STEP) if self.last is not None else now
+        """The time to give the tracker: it advances as pts does, by at least ``MIN_STEP`` (also when pts
+        repeats, or goes back as a restarted clock does)."""
+        now = pts if self.last is None else self.last + max(pts - self.last_pts, self.MIN_STEP)
         self.last, self.last_pts = now, pts
         return now
 

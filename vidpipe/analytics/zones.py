@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import ANCHORS, Point, anchor_points, inside, parse_numbers
-from .lines import split_name
+from .geometry import Point, anchor_points, check_anchor, inside, parse_numbers
+from .lines import check_names, split_name
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,8 @@ class ZoneCounter:
         lost_after: float = 1.0,
     ) -> None:
         self.zones = [parse_zone(z) if isinstance(z, str) else z for z in zones]
-        names = [zone.name for zone in self.zones]
-        if len(set(names)) != len(names):
-            raise VidpipeError(f"--zone: each zone needs its own name, got {', '.join(names)}")
-        if anchor not in ANCHORS:
-            raise VidpipeError(f"unknown anchor {anchor!r} (use {' or '.join(ANCHORS)})")
-        self.anchor = anchor
+        check_names([zone.name for zone in self.zones], "--zone")
+        self.anchor = check_anchor(anchor)
         self.min_frames = min_frames
         self.lost_after = lost_after
         self._states = [_ZoneState(zone) for zone in self.zones]
