@@ -64,6 +64,11 @@ def _text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
 Rect = tuple[float, float, float, float]
 
 
+def _within(start: float, size: float, limit: float) -> float:
+    """``start`` moved so that ``size`` from it fits in ``0 .. limit`` (at 0 when it cannot)."""
+    return min(max(0.0, start), max(0.0, limit - size))
+
+
 def _overlaps(a: Rect, b: Rect) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -73,16 +78,10 @@ def place_label(size: tuple[float, float], box: Sequence[float], frame: tuple[in
     its bottom, or further down, the first place inside the frame that overlaps no label in ``taken``
     (above it when none is free). The place is added to ``taken``."""
     (tw, th), (width, height) = size, frame
-    x = min(max(0.0, box[0]), max(0.0, width - tw))
+    x = _within(box[0], tw, width)
     candidates = [box[1] - th, box[1], box[3], box[3] - th] + [box[1] + k * th for k in range(1, 6)]
-    for y in candidates:
-        y = min(max(0.0, y), max(0.0, height - th))
-        rect = (x, y, x + tw, y + th)
-        if not any(_overlaps(rect, other) for other in taken):
-            break
-    else:
-        y = min(max(0.0, box[1] - th), max(0.0, height - th))
-        rect = (x, y, x + tw, y + th)
+    places = [(x, y, x + tw, y + th) for y in (_within(y, th, height) for y in candidates)]
+    rect = next((r for r in places if not any(_overlaps(r, other) for other in taken)), places[0])
     taken.append(rect)
     return rect
 
@@ -106,16 +105,16 @@ class Annotator:
         width, height = image.size
         text_size, line = sizes(height)
         face = font(text_size)
-        taken: list[tuple[float, float, float, float]] = []
+        taken: list[Rect] = []
+        boxes = found.boxes.tolist()
         tracks = found.track_ids.tolist() if found.track_ids is not None else [-1] * len(found)
         colors = [
             color_for(t) if t >= 0 else color_for(c) for t, c in zip(tracks, found.class_ids.tolist(), strict=True)
         ]
         if self.trails:
-            self._draw_trails(canvas, found.boxes.tolist(), tracks, result.frame.index, line)
+            self._draw_trails(canvas, boxes, tracks, result.frame.index, line)
         for shape in result.shapes:
             self._draw_shape(canvas, shape, face, line, (width, height), taken)
-        boxes = found.boxes.tolist()
         for box, color in zip(boxes, colors, strict=True):
             canvas.rectangle(box, outline=color, width=line)
         for box, label, score, track, color in zip(
@@ -143,8 +142,7 @@ class Annotator:
         width, height = frame_size
         left, top, right, bottom = canvas.textbbox((0, 0), shape.caption, font=face)
         tw, th = right - left + 8, bottom - top + 6
-        x = min(max(0.0, anchor[0] - tw / 2), max(0.0, width - tw))
-        y = min(max(0.0, anchor[1] - th / 2), max(0.0, height - th))
+        x, y = _within(anchor[0] - tw / 2, tw, width), _within(anchor[1] - th / 2, th, height)
         rect = (x, y, x + tw, y + th)
         taken.append(rect)
         canvas.rectangle(rect, fill=(0, 0, 0))
@@ -163,9 +161,3 @@ class Annotator:
             if len(path) > 1:
                 canvas.line(list(path), fill=color_for(track), width=line)
 
-
-def draw(frame: torch.Tensor, detections, shapes: list[Shape] | None = None) -> torch.Tensor:
-    """A copy of ``uint8[H, W, 3]`` ``frame`` with ``detections`` (and ``shapes``) drawn on it."""
-    from ..types import Frame
-
-    return Annotator().draw(Result(Frame(frame, 0, 0.0), detections, shapes=list(shapes or [])))
