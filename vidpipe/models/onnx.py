@@ -24,6 +24,7 @@ from ..errors import ModelError, WeightsError
 from .base import Batch, Detector, check_threshold, resolve_device
 from .detections import Detections
 from .labels import COCO_80, COCO_CATEGORIES
+from .torchvision_models import to_detections
 
 LAYOUTS = {
     "yolo": "[B, 4 + C, N]: cx, cy, w, h in input pixels, then C class scores (Ultralytics v8/v9/v11)",
@@ -33,6 +34,7 @@ LAYOUTS = {
     "(torchvision detectors, vidpipe export)",
 }
 PAD = 114
+TORCHVISION_OUTPUTS = ("boxes", "scores", "labels")
 
 
 def letterbox_geometry(height: int, width: int, size: tuple[int, int]) -> tuple[float, int, int, int, int]:
@@ -174,7 +176,7 @@ class OnnxDetector(Detector):
                 found = ", ".join(f"{o.name} {o.shape}" for o in outputs)
                 raise ModelError(f"{path}: expected outputs boxes, scores, labels (found {found})")
             by_name = {o.name: i for i, o in enumerate(outputs)}
-            self.order = [by_name.get(n, i) for i, n in enumerate(("boxes", "scores", "labels"))]
+            self.order = [by_name.get(n, i) for i, n in enumerate(TORCHVISION_OUTPUTS)]
             self.classes = metadata_names(meta) or list(COCO_CATEGORIES)
             default = float(meta.get("threshold", 0.5))
         else:
@@ -204,11 +206,8 @@ class OnnxDetector(Detector):
             if self.layout in ("yolo", "yolov5") and len(self.classes) != classes:
                 raise ModelError(f"--names {names}: has {len(self.classes)} names, {path} has {classes} classes")
         self.threshold = check_threshold(default if threshold is None else threshold)
-        self.note = (
-            ""
-            if self.dynamic_batch or self.layout == "torchvision"
-            else ("fixed batch size 1 in the file: frames run one by one")
-        )
+        one_by_one = not self.dynamic_batch and self.layout != "torchvision"
+        self.note = "fixed batch size 1 in the file: frames run one by one" if one_by_one else ""
 
     def label(self, class_id: int) -> str:
         return self.classes[class_id] if 0 <= class_id < len(self.classes) else f"class_{class_id}"
@@ -233,15 +232,17 @@ class OnnxDetector(Detector):
 
     def postprocess(self, outputs: Any, batch: Batch) -> list[Detections]:
         if self.layout == "torchvision":
-            results = []
-            for out in outputs:
-                boxes, scores, labels = (torch.from_numpy(np.asarray(out[i])) for i in self.order)
-                keep = scores >= self.threshold
-                ids = labels[keep].long()
-                results.append(
-                    Detections(boxes[keep].float(), scores[keep].float(), ids, [self.label(c) for c in ids.tolist()])
+            return [
+                to_detections(
+                    {
+                        key: torch.from_numpy(np.asarray(out[i]))
+                        for key, i in zip(TORCHVISION_OUTPUTS, self.order, strict=True)
+                    },
+                    self.threshold,
+                    self.label,
                 )
-            return results
+                for out in outputs
+            ]
         return [
             self._select(out.float(), height, width) for out, (height, width) in zip(outputs, batch.sizes, strict=True)
         ]
@@ -256,11 +257,8 @@ class OnnxDetector(Detector):
                 rows = out.T  # [N, 4 + C]
                 class_scores = rows[:, 4:]
             else:
-                rows = out  # [N, 5 + C]
-                objectness = rows[:, 4:5]
-                class_scores = rows[:, 5:] * objectness
-                rows = rows[objectness[:, 0] > self.threshold]
-                class_scores = class_scores[objectness[:, 0] > self.threshold]
+                rows = out[out[:, 4] > self.threshold]  # [N, 5 + C], objectness above the threshold
+                class_scores = rows[:, 5:] * rows[:, 4:5]
             scores, class_ids = class_scores.max(dim=1)
             keep = scores > self.threshold
             boxes = box_convert(rows[keep, :4], "cxcywh", "xyxy")
