@@ -60,7 +60,8 @@ def sources_of(args: argparse.Namespace) -> list[str]:
 
 
 def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
-    """Refuse bad option values with one line naming the option, before any work is done."""
+    """Refuse bad option values with one line naming the option, before any work is done; leaves the
+    values parsed in ``args`` (batch by device, lines and zones, the ONNX model options)."""
     inputs, several = [s.source for s in specs], len(specs) > 1
     if args.batch is None:
         args.batch = default_batch(args.device)
@@ -81,16 +82,17 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
         raise VidpipeError(f"--max-latency must be a number of seconds above 0, got {args.max_latency}")
     if several and args.video and "{stream}" not in args.video:
         raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
-    onnx_options(args)
+    args.model_options = onnx_options(args)
     if args.trails < 0:
         raise VidpipeError(f"--trails must be 0 or more frames, got {args.trails}")
+    args.line, args.zone = [parse_line(v) for v in args.line], [parse_zone(v) for v in args.zone]
     names = {spec.name for spec in specs}
-    for option, parse, values in (("--line", parse_line, args.line), ("--zone", parse_zone, args.zone)):
-        for value in values:
-            item = parse(value)
+    for option, items in (("--line", args.line), ("--zone", args.zone)):
+        for item in items:
             if item.stream is not None and item.stream not in names:
                 raise VidpipeError(
-                    f"{option} {value}: no stream named {item.stream} (streams: {', '.join(sorted(names))})"
+                    f"{option} {item.stream}:{item.name}: no stream named {item.stream} "
+                    f"(streams: {', '.join(sorted(names))})"
                 )
     named = [("--json", args.json_out), ("--csv", args.csv_out), ("--video", args.video), ("--graph", args.graph)]
     check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], [(o, p) for o, p in named if p])
@@ -194,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             threshold=args.threshold,
             backend=args.backend,
-            **onnx_options(args),
+            **args.model_options,
         )
         live = {spec.name: spec.source.live for spec in opened}
         pipeline = Pipeline(
