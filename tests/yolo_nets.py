@@ -141,6 +141,15 @@ class DetectV5(nn.Module):
         return torch.cat(out, 1)
 
 
+def backbone_outputs(layers: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each backbone layer's output (the head reads several of them), layer by layer."""
+    saved = []
+    for layer in layers:
+        x = layer(x)
+        saved.append(x)
+    return saved
+
+
 class YOLOv8n(nn.Module):
     def __init__(self, nc: int = 80) -> None:
         super().__init__()
@@ -155,10 +164,7 @@ class YOLOv8n(nn.Module):
         self.detect = DetectV8(nc, (64, 128, 256))
 
     def forward(self, x):
-        saved = {}
-        for i, layer in enumerate(self.backbone):
-            x = layer(x)
-            saved[i] = x
+        saved = backbone_outputs(self.backbone, x)
         p4 = self.h12(torch.cat((self.up(saved[9]), saved[6]), 1))
         p3 = self.h15(torch.cat((self.up(p4), saved[4]), 1))
         n4 = self.h18(torch.cat((self.h16(p3), p4), 1))
@@ -181,10 +187,7 @@ class YOLOv5n(nn.Module):
         self.detect = DetectV5(nc, (64, 128, 256))
 
     def forward(self, x):
-        saved = {}
-        for i, layer in enumerate(self.backbone):
-            x = layer(x)
-            saved[i] = x
+        saved = backbone_outputs(self.backbone, x)
         t10 = self.h10(saved[9])
         t14 = self.h14(self.h13(torch.cat((self.up(t10), saved[6]), 1)))
         p3 = self.h17(torch.cat((self.up(t14), saved[4]), 1))
