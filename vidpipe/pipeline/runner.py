@@ -220,6 +220,13 @@ class Pipeline:
             self.stats.add("stages", time.perf_counter() - t0)
         return result
 
+    def _finish(self, item: Result | Event | End) -> Result | Event | End:
+        """A result through the stages; then any item into the figures and event callbacks."""
+        if isinstance(item, Result):
+            item = self._staged(item)
+        self._count(item)
+        return item
+
     def _count(self, item: Result | Event | End) -> None:
         if isinstance(item, Event):
             self.stats.events.append(item)
@@ -270,10 +277,7 @@ class Pipeline:
         self._start()
         errors = self._errors()
         try:
-            for item in self._detected():
-                if isinstance(item, Result):
-                    item = self._staged(item)
-                self._count(item)
+            for item in map(self._finish, self._detected()):
                 if isinstance(item, Result):
                     yield item
                 elif isinstance(item, End) and item.error is not None:
@@ -302,6 +306,11 @@ class Pipeline:
         # streams that failed to open: said in the outputs (JSONL) once they are open
         untold = [e for e in self.stats.events if e.kind == "failed" and e.stream in self._failed_at_open]
 
+        def tell(event: Event) -> None:
+            for sink in self.sinks:
+                if hasattr(sink, "event"):
+                    sink.event(event)
+
         def write(item: Result | Event | End) -> None:
             stream = item.frame.stream if isinstance(item, Result) else item.stream
             if stream not in streams_open:
@@ -311,26 +320,21 @@ class Pipeline:
                     sink.open(info)
                     if sink not in opened:
                         opened.append(sink)
-                while untold:
-                    failure = untold.pop(0)
-                    for sink in self.sinks:
-                        if hasattr(sink, "event"):
-                            sink.event(failure)
+                for event in untold:
+                    tell(event)
+                untold.clear()
             if isinstance(item, End):
                 if item.error is not None:
                     errors[item.stream] = item.error
                 return
             if isinstance(item, Event):
-                for sink in self.sinks:
-                    if hasattr(sink, "event"):
-                        sink.event(item)
+                tell(item)
                 return
             t0 = time.perf_counter()
             for sink in self.sinks:
                 sink.write(item)
-                if item.events and hasattr(sink, "event"):
-                    for event in item.events:
-                        sink.event(event)
+            for event in item.events:  # what the stages saw happen at this frame
+                tell(event)
             for callback in self.on_result:
                 callback(item)
             self.stats.add("output", time.perf_counter() - t0)
@@ -343,10 +347,7 @@ class Pipeline:
                     item = self._get()
                     if item is None:
                         return
-                    if isinstance(item, Result):
-                        item = self._staged(item)
-                    self._count(item)
-                    write(item)
+                    write(self._finish(item))
             except BaseException as exc:
                 failure.append(exc)
                 self._abandon.set()  # nobody takes results any more: stop the other stages
