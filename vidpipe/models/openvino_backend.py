@@ -46,20 +46,25 @@ class OpenVinoNetwork:
         module = module.float().to(memory_format=torch.contiguous_format).eval()
         folder = cache_dir() / "openvino"
         xml = folder / f"{name}-{_fingerprint(module, size, ov.__version__)}.xml"
-        if not xml.is_file():
+        core = ov.Core()
+        if xml.is_file():
+            model = core.read_model(str(xml))
+        else:
             log.info("converting %s to OpenVINO IR (once): %s", name, xml)
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 model = ov.convert_model(module, example_input=torch.rand(1, 3, *size), input=[(-1, 3, *size)])
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=folder) as scratch:  # whole files only, even if interrupted
-                tmp = Path(scratch) / xml.name
-                ov.save_model(model, str(tmp), compress_to_fp16=False)
-                tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-                tmp.replace(xml)
-        core = ov.Core()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=folder) as scratch:  # whole files only, even if interrupted
+                    tmp = Path(scratch) / xml.name
+                    ov.save_model(model, str(tmp), compress_to_fp16=False)
+                    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+                    tmp.replace(xml)
+            except (OSError, RuntimeError) as exc:  # a full or read-only disk: run it uncached
+                log.warning("cannot cache the OpenVINO model in %s (%s); converting again next time", folder, exc)
         config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-        self.compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
+        self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.path = xml
 

@@ -10,6 +10,7 @@ anchor generator (6 layers, scales 0.2–0.95, aspect ratios 1, 2, ½, 3, ⅓), 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -273,13 +274,15 @@ def load_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor
         raise WeightsError(f"{graph}: sha256 differs from the pinned graph {GRAPH_SHA256[:16]}…; reinstall it")
     log.info("converting %s to a PyTorch state dict (once)", graph)
     state = state_dict_from_graph(graph)
+    tmp = cached.with_suffix(f".tmp{os.getpid()}")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".tmp{os.getpid()}")
         torch.save(state, tmp)
         tmp.replace(cached)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
         log.warning("cannot cache the converted weights in %s (%s)", cached.parent, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return state
 
 
