@@ -167,6 +167,8 @@ def test_zone_border_jitter_does_not_flicker():
         ("door", "expected [STREAM:]NAME=NUMBERS"),
         ("door=1,2,3", "expected 4 numbers"),
         ("door=1,2,x,4", "expected numbers"),
+        ("door=nan,2,3,4", "expected numbers"),
+        ("door=1,inf,3,4", "expected numbers"),
         ("door=5,5,5,5", "same point"),
         (":door=1,2,3,4", "empty stream or name"),
     ],
@@ -182,6 +184,8 @@ def test_bad_zones_are_clear_errors():
         parse_zone("z=1,2,3,4")
     with pytest.raises(VidpipeError, match="x,y pairs"):
         parse_zone("z=1,2,3,4,5,6,7")
+    with pytest.raises(VidpipeError, match="no area"):
+        parse_zone("z=0,0,10,10,20,20")
     assert parse_zone("cam:z=0,0,10,0,10,10").stream == "cam"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -55,6 +56,18 @@ def inside(polygon: Sequence[Point], point: Point) -> bool:
 
 def parse_numbers(text: str, what: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",")]
+        numbers = [float(v) for v in text.split(",")]
     except ValueError:
-        raise VidpipeError(f"{what}: expected numbers separated by commas, got {text!r}") from None
+        numbers = []
+    if not numbers or not all(math.isfinite(v) for v in numbers):
+        raise VidpipeError(f"{what}: expected numbers separated by commas, got {text!r}")
+    return numbers
+
+
+def area(polygon: Sequence[Point]) -> float:
+    """The polygon's area (shoelace formula; 0 when its points are on one line)."""
+    n = len(polygon)
+    return (
+        abs(sum(polygon[i][0] * polygon[(i + 1) % n][1] - polygon[(i + 1) % n][0] * polygon[i][1] for i in range(n)))
+        / 2
+    )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, anchor_points, check_anchor, inside, parse_numbers
+from .geometry import Point, anchor_points, area, check_anchor, inside, parse_numbers
 from .lines import check_names, split_name
 
 
@@ -22,6 +22,8 @@ class Zone:
     def __post_init__(self) -> None:
         if len(self.points) < 3:
             raise VidpipeError(f"zone {self.name}: a polygon needs at least 3 points, got {len(self.points)}")
+        if area(self.points) == 0:
+            raise VidpipeError(f"zone {self.name}: its points are on one line (the polygon has no area)")
 
 
 def parse_zone(text: str) -> Zone:
