@@ -5,6 +5,9 @@ names and the default score threshold go into the file's metadata. ``--model OUT
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import warnings
 from pathlib import Path
 
@@ -75,25 +78,31 @@ def export_onnx(detector: Detector, path: str | Path, sample_size: tuple[int, in
     graph = graph.eval().to(memory_format=torch.contiguous_format)
     detector.model.to(memory_format=torch.contiguous_format)
     sample = torch.rand(3, *sample_size)
+    graph_bytes = io.BytesIO()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                graph, (sample,), str(path), input_names=["image"], output_names=["boxes", "scores", "labels"],
+                graph, (sample,), graph_bytes, input_names=["image"], output_names=["boxes", "scores", "labels"],
                 dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "k"}, "scores": {0: "k"},
                               "labels": {0: "k"}},
                 opset_version=OPSET, dynamo=False,
             )  # fmt: skip
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
     finally:
         if detector.channels_last:
             detector.model.to(memory_format=torch.channels_last)
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(graph_bytes.getvalue())
     names = {i: name for i, name in enumerate(detector.classes)}
     for key, value in (("names", repr(names)), ("threshold", str(detector.threshold)), ("source", detector.name)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:  # the whole file or none: written beside it, then renamed
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(proto.SerializeToString())
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
     return path
