@@ -206,13 +206,15 @@ def test_live_source_batches_are_bounded_in_time(detector):
     src = vidpipe.open("testsrc://ball?width=320&height=240&fps=10&frames=20&live=1")
     pipeline = vidpipe.Pipeline(src, detector, batch=8, max_wait=0.05)
     sizes = []
-    original = pipeline._detect
+    original = pipeline._batcher.take
 
-    def record(frames, waited):
-        sizes.append(len(frames))
-        return original(frames, waited)
+    def record():
+        taken = original()
+        if taken is not None:
+            sizes.append(sum(isinstance(item, vidpipe.Frame) for item in taken[0]))
+        return taken
 
-    pipeline._detect = record
+    pipeline._batcher.take = record
     results = list(pipeline)
     assert len(results) == 20
     assert max(sizes) <= 2, sizes

@@ -291,9 +291,7 @@ def test_variable_frame_rate(mux, tmp_path, detector):
     annotated = _frames(video)
     assert len(annotated) == len(source)
     # the annotated video keeps the input's timestamps (relative to its first frame)
-    assert [round(f.pts - annotated[0].pts, 3) for f in annotated] == [
-        round(f.pts - source[0].pts, 3) for f in source
-    ]
+    assert [round(f.pts - annotated[0].pts, 3) for f in annotated] == [round(f.pts - source[0].pts, 3) for f in source]
     with vidpipe.open(video) as src:
         assert src.info.duration == pytest.approx(probe["duration"], abs=0.1)
 

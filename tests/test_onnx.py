@@ -322,9 +322,7 @@ def footage_frames(sample):
 
 def test_detect_cli_runs_a_yolo_onnx_model(yolov8, sample, tmp_path):
     jsonl = tmp_path / "y.jsonl"
-    result = vidpipe_cli(
-        "detect", str(sample), "--model", str(yolov8), "--max-frames", "8", "--json", str(jsonl), "-q"
-    )
+    result = vidpipe_cli("detect", str(sample), "--model", str(yolov8), "--max-frames", "8", "--json", str(jsonl), "-q")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in jsonl.read_text().splitlines() if '"frame"' in line]
     assert len(lines) == 8

@@ -23,7 +23,8 @@ from vidpipe.gst.bus import error_from_message
 from vidpipe.gst.uri import parse_source
 from vidpipe.pipeline import Batcher, StreamStats, stream_specs
 from vidpipe.pipeline.batcher import End
-from vidpipe.sinks import VideoSink
+from vidpipe.pipeline.inflight import InFlight, default_in_flight
+from vidpipe.sinks import JsonlSink, VideoSink
 from vidpipe.sinks.jsonl import SCHEMA_FILE
 from vidpipe.types import Detections, Event, Frame, Result, SourceInfo
 
@@ -194,6 +195,52 @@ def test_truncated_file_among_good_ones_ends_only_its_stream(three_clips, tmp_pa
     records = _records(jsonl)
     assert len(_frames_of(records, "0")) == _count(three_clips[2]) and _frames_of(records, "1")
     assert [r["event"] for r in records if r["stream"] == "1" and "event" in r] == ["connected", "failed"]
+
+
+def _per_stream(records: list[dict]) -> dict[str, list[dict]]:
+    """Each stream's lines in order, without their clock times (streams interleave as batches form)."""
+    streams: dict[str, list[dict]] = {}
+    for r in records:
+        streams.setdefault(r["stream"], []).append({k: v for k, v in r.items() if k != "wall"})
+    return streams
+
+
+def test_batches_in_flight_change_nothing_but_overlap(three_clips, bad_files, detector, tmp_path):
+    """The GPU's schedule, run on the CPU: with 3 batches in flight (started before the oldest one's boxes
+    are collected) every frame, event and stream end comes out as with 1, in each stream's order."""
+    sources = [f"{n}={c}" for n, c in zip("abc", three_clips, strict=True)] + [f"bad={bad_files['truncated']}"]
+    outputs = {}
+    for in_flight in (1, 3):
+        path = tmp_path / f"{in_flight}.jsonl"
+        pipeline = vidpipe.Pipeline(detector=detector, sources=sources, batch=4, in_flight=in_flight)
+        pipeline.sinks.append(JsonlSink(path))
+        with pytest.raises(VidpipeError, match="bad"):
+            pipeline.run()
+        assert pipeline.in_flight == in_flight
+        outputs[in_flight] = _records(path)
+    assert _per_stream(outputs[3]) == _per_stream(outputs[1])
+    assert set(_per_stream(outputs[3])) == {"a", "b", "c", "bad"}
+    assert sum(len(r.get("detections", [])) for r in outputs[3]) > 20
+    assert {r["stream"] for r in outputs[3] if r.get("event") == "failed"} == {"bad"}
+
+
+def test_in_flight_collects_oldest_first_and_records_each_step(detector):
+    times = []
+    flight = InFlight(detector, 2, lambda stage, seconds, n: times.append((stage, n)))
+    assert flight.lanes.count == 2 and not flight.full
+    frames = [torch.zeros((240, 320, 3), dtype=torch.uint8)]
+    flight.launch(frames * 2, tag="first")
+    flight.launch(frames, tag="second")
+    assert flight.full and len(flight) == 2
+    tag, found = flight.collect()
+    assert tag == "first" and len(found) == 2
+    assert [tag for tag, _ in flight.drain()] == ["second"] and len(flight) == 0
+    assert times == [(s, 2) for s in ("preprocess", "inference", "postprocess")] + [
+        (s, 1) for s in ("preprocess", "inference", "postprocess")
+    ]
+    assert default_in_flight(torch.device("cpu")) == 1
+    with pytest.raises(VidpipeError, match="in_flight"):
+        vidpipe.Pipeline("x.mp4", detector, in_flight=0)
 
 
 # -- the batcher ---------------------------------------------------------------------------------------------

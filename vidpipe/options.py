@@ -11,6 +11,8 @@ DEFAULT_GPU_BATCH = 32  # on a GPU (an H200 ran the default model 1.7x faster at
 def default_batch(device: str) -> int:
     """The batch size for a device: small on the CPU (latency), large on a GPU (throughput)."""
     return DEFAULT_GPU_BATCH if str(device).startswith("cuda") else DEFAULT_BATCH
+
+
 DEFAULT_MAX_WAIT = 0.05  # seconds a batch waits to fill after its first frame
 DEFAULT_LIVE_MAX_LATENCY = 1.0  # seconds: older live frames are dropped instead of processed late
 OPEN_TIMEOUT = 10.0  # seconds to wait for a source's first frame

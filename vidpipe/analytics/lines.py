@@ -181,4 +181,3 @@ def _event(result: Result, line: str, direction: str, track: int, label: str) ->
             "label": label,
         },
     )
-

@@ -77,9 +77,12 @@ def select_per_frame(
     rank = torch.arange(len(keep), device=keep.device) - (torch.cumsum(counts, 0) - counts)[frame_of]
     keep = keep[rank < max_detections]
     frame_of = frame_idx[keep]
-    scale = torch.tensor([[w, h, w, h] for h, w in sizes], dtype=kept_boxes.dtype, device=kept_boxes.device)
-    out_boxes = (kept_boxes[keep] * scale[frame_of]).cpu()
-    out_scores, out_ids = kept_scores[keep].cpu(), (class_idx[keep] + 1).cpu()
+    # one copy back to the host: boxes, score, class id and frame of every kept detection
+    columns = (kept_boxes[keep], kept_scores[keep, None], class_idx[keep, None] + 1, frame_of[:, None])
+    packed = torch.cat([c.to(torch.float32) for c in columns], dim=1).cpu()
+    frame_of = packed[:, 6].long()
+    scale = torch.tensor([[w, h, w, h] for h, w in sizes], dtype=torch.float32)
+    out_boxes, out_scores, out_ids = packed[:, :4] * scale[frame_of], packed[:, 4], packed[:, 5].long()
     per_frame = torch.bincount(frame_of, minlength=n).tolist()
     results = []
     for frame_boxes, frame_scores, frame_ids in zip(

@@ -40,8 +40,10 @@ class _SSDGraph(nn.Module):
             boxes[0].clamp(0.0, 1.0), scores[0], threshold=EXPORT_THRESHOLD, iou=det.iou,
             max_detections=det.max_detections,
         )  # fmt: skip
-        scale = torch.stack((width, height, width, height)).to(boxes.dtype) if torch.jit.is_tracing() else (
-            boxes.new_tensor([width, height, width, height])
+        scale = (
+            torch.stack((width, height, width, height)).to(boxes.dtype)
+            if torch.jit.is_tracing()
+            else (boxes.new_tensor([width, height, width, height]))
         )
         return boxes * scale, scores, classes + 1
 

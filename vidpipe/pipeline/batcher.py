@@ -93,6 +93,11 @@ class Batcher:
                 lane.stats.dropped += 1
                 return
 
+    def ready(self) -> bool:
+        """Whether any stream has something queued (a batch taken now would not wait for it)."""
+        with self._cond:
+            return any(lane.queue for lane in self._lanes.values())
+
     def take(self) -> tuple[list[Item], float] | None:
         """The next batch: up to ``batch`` frames, with the events and ends queued before them, in
         each stream's order; and the seconds spent waiting for the first item. None when every stream

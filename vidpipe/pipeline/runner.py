@@ -19,8 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-import torch
-
 from .. import models
 from ..analytics import Line, LineCounter, Tracker, Zone, ZoneCounter
 from ..errors import OutputError, VidpipeError
@@ -31,8 +29,9 @@ from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
 from ..sinks import Sink, check_output_paths
 from ..types import Event, Frame, Result
 from .batcher import Batcher, End
+from .inflight import InFlight, default_in_flight
 from .stages import ClassFilter, Stage
-from .stats import STAGES, Stats
+from .stats import Stats
 from .streams import StreamReader, open_streams, stream_specs
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,9 @@ class Pipeline:
     stream); ``lines`` (``"NAME=x1,y1,x2,y2"`` or :class:`~vidpipe.analytics.Line`) count crossings and
     ``zones`` (``"NAME=x1,y1,x2,y2,x3,y3,..."``) entries, exits and occupancy, at each box's ``anchor``
     (both turn tracking on); ``stages`` are further ``Result -> Result`` steps. ``on_result`` /
-    ``on_event`` callbacks get each result / stream event from the output thread.
+    ``on_event`` callbacks get each result / stream event from the output thread. ``in_flight``: batches
+    started before the oldest one's results are collected (default: 2 on CUDA, so that the device
+    overlaps one batch's network with the other's box selection and copies; 1 on the CPU).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class Pipeline:
         on_result: Sequence[Callable[[Result], None]] = (),
         on_event: Sequence[Callable[[Event], None]] = (),
         failed: dict[str, BaseException] | None = None,
+        in_flight: int | None = None,
     ) -> None:
         if detector is None:
             raise VidpipeError("a pipeline needs a detector")
@@ -97,8 +99,11 @@ class Pipeline:
         options = options or StreamOptions()
         if max_frames is not None:
             options = dataclasses.replace(options, max_frames=max_frames)
+        if in_flight is not None and (not isinstance(in_flight, int) or in_flight < 1):
+            raise VidpipeError(f"in_flight must be at least 1, got {in_flight!r}")
         self.options = options
         self.detector = detector
+        self.in_flight = default_in_flight(detector.device) if in_flight is None else in_flight
         self.batch = batch
         self.sinks = list(sinks)
         self.stages: list[Stage] = []
@@ -183,32 +188,27 @@ class Pipeline:
 
     def _detected(self) -> Iterator[Result | Event | End]:
         """Fair batches across streams, detected in the calling thread: results, events and stream
-        ends, each stream's in its own order."""
+        ends, each stream's in its own order. Up to ``in_flight`` batches are started before the oldest
+        is collected; one is collected at once when no frame is waiting, so latency does not grow."""
+        flight = InFlight(self.detector, self.in_flight, self.stats.add)
         while True:
+            if len(flight) and (flight.full or not self._batcher.ready()):
+                yield from _merged(*flight.collect())
+                continue
             taken = self._batcher.take()
             if taken is None:
-                return
+                break
             items, waited = taken
-            frames = [item for item in items if isinstance(item, Frame)]
-            results = iter(self._detect(frames, waited)) if frames else iter(())
-            for item in items:
-                yield next(results) if isinstance(item, Frame) else item
-
-    def _detect(self, frames: list[Frame], waited: float) -> list[Result]:
-        det, n = self.detector, len(frames)
-        t0 = time.perf_counter()
-        batch = det.preprocess([f.tensor for f in frames])
-        t1 = time.perf_counter()
-        outputs = det.forward(batch)
-        if det.device.type == "cuda":
-            torch.cuda.synchronize(det.device)
-        t2 = time.perf_counter()
-        with torch.inference_mode():
-            detections = det.postprocess(outputs, batch)
-        t3 = time.perf_counter()
-        for stage, seconds in zip(STAGES[:4], (waited, t1 - t0, t2 - t1, t3 - t2), strict=True):
-            self.stats.add(stage, seconds, n)
-        return [Result(frame, found) for frame, found in zip(frames, detections, strict=True)]
+            frames = [item.tensor for item in items if isinstance(item, Frame)]
+            if not frames:  # events and ends only: after the batches before them
+                for done in flight.drain():
+                    yield from _merged(*done)
+                yield from items
+                continue
+            self.stats.add("decode wait", waited, len(frames))
+            flight.launch(frames, tag=items)
+        for done in flight.drain():
+            yield from _merged(*done)
 
     def _staged(self, result: Result) -> Result:
         """The stages applied in order (in the output thread when sinks are written, so tracking and
@@ -382,6 +382,13 @@ class Pipeline:
             except Exception as exc:  # a sink of the user's: report it as an output error
                 errors.append(OutputError(f"{type(sink).__name__}: cannot finish ({exc})"))
         return errors
+
+
+def _merged(items: list[Frame | Event | End], detections: list) -> Iterator[Result | Event | End]:
+    """A batch's items with each frame replaced by its result, in their order."""
+    found = iter(detections)
+    for item in items:
+        yield Result(item, next(found)) if isinstance(item, Frame) else item
 
 
 def detect(

@@ -160,4 +160,3 @@ class Annotator:
         for track, path in self._paths.items():
             if len(path) > 1:
                 canvas.line(list(path), fill=color_for(track), width=line)
-

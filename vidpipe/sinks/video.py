@@ -43,9 +43,7 @@ class VideoSink:
     run still leaves playable videos.
     """
 
-    def __init__(
-        self, path: str | Path, *, annotate: bool = True, trails: int = 0, keep_graphs: bool = False
-    ) -> None:
+    def __init__(self, path: str | Path, *, annotate: bool = True, trails: int = 0, keep_graphs: bool = False) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in FORMATS:
