@@ -151,3 +151,65 @@ def test_live_source_drops_oldest_frames_and_counts_them():
         dropped = src.frames_dropped
     assert dropped > 15
     assert delivered + dropped == 45
+
+
+# -- decoding on an NVIDIA GPU (gpu_decode; on this machine: the fallback, and the mechanism) -----------------
+
+
+def test_gpu_decode_falls_back_to_software_with_the_reason(sample):
+    """No NVIDIA decoder here: gpu_decode=True decodes in software, says why, and gives the same frames."""
+    from vidpipe.cli.detect import decoding_summary
+    from vidpipe.gst.decoders import nvidia_decoding
+
+    if nvidia_decoding().gpu:
+        pytest.skip("this machine decodes on an NVIDIA GPU")
+    with vidpipe.open(sample, gpu_decode=True) as gpu, vidpipe.open(sample) as cpu:
+        assert not gpu.decoding.gpu and "gstreamer1.0-plugins-bad" in gpu.decoding.note
+        assert gpu.decoder == cpu.decoder == "avdec_h264"
+        for a, b in zip(gpu, cpu, strict=False):
+            assert torch.equal(a.tensor, b.tensor)
+            if a.index == 10:
+                break
+        line = decoding_summary([gpu])
+    assert line.startswith("decoding    avdec_h264 (software decoding: GStreamer has no NVIDIA decoder")
+
+
+def test_preferred_decoders_are_the_ones_decodebin_picks(sample, monkeypatch):
+    """The ranking that makes decodebin pick NVIDIA's decoders, shown with a decoder this machine has and
+    decodebin normally passes over (openh264dec, rank marginal, below avdec_h264)."""
+    from vidpipe.gst import Gst, decoders
+
+    factory = Gst.ElementFactory.find("openh264dec")
+    if factory is None:
+        pytest.skip("openh264dec (gstreamer1.0-plugins-bad) is not installed")
+    rank = factory.get_rank()
+    monkeypatch.setattr(decoders, "NVIDIA_DECODERS", ("openh264dec",))
+    with vidpipe.open(sample) as src:
+        assert src.decoder == "avdec_h264"
+    try:
+        decoders.prefer_nvidia_decoders()
+        assert factory.get_rank() == decoders.PREFERRED_RANK
+        with vidpipe.open(sample) as src:
+            assert src.decoder == "openh264dec"
+            assert next(iter(src)).tensor.shape == (288, 384, 3)
+    finally:
+        factory.set_rank(rank)
+
+
+def test_gpu_chain_is_wired_in_where_nvidia_decoding_is_available(sample, monkeypatch):
+    """Where NVIDIA decoding is found, the source ranks its decoders first and converts with the CUDA chain
+    (here a software stand-in with the same caps, CUDA being absent), and --detect-fps still limits the
+    rate before it (caps of any memory)."""
+    from vidpipe.gst import Gst, source
+    from vidpipe.gst.decoders import Decoding
+
+    preferred = []
+    monkeypatch.setattr(source, "nvidia_decoding", lambda: Decoding(True, "NVIDIA decoding (test)"))
+    monkeypatch.setattr(source, "prefer_nvidia_decoders", lambda: preferred.append(True))
+    monkeypatch.setattr(source, "CUDA_CHAIN", "videoconvertscale name=convert ! video/x-raw(ANY),format=RGB")
+    with vidpipe.open(sample, gpu_decode=True, max_fps=10) as src:
+        assert src.decoding.gpu and preferred == [True]
+        rate = src.pipeline.get_by_name("rate").get_static_pad("src").get_current_caps()
+        assert rate.get_structure(0).get_value("framerate") == Gst.Fraction(10, 1)
+        frames = [f.pts for f in src]
+    assert 10 * 51 <= len(frames) <= 10 * 52 + 1  # 51.7 s of video at 10 FPS

@@ -32,7 +32,8 @@ class StreamOptions:
     batch would take it is dropped and counted (None: ``DEFAULT_LIVE_MAX_LATENCY`` for live streams;
     files never drop). ``reconnect``: reconnect a live network stream that fails, with back-off from
     ``RECONNECT_FIRST`` to ``RECONNECT_MAX`` seconds, for as long as the run lasts. ``max_frames``: stop
-    each stream after this many frames.
+    each stream after this many frames. ``gpu_decode``: decode on an NVIDIA GPU where GStreamer can (see
+    :func:`vidpipe.gst.decoders.nvidia_decoding`), in software otherwise.
     """
 
     detect_fps: float | None = None
@@ -41,6 +42,7 @@ class StreamOptions:
     max_frames: int | None = None
     open_timeout: float = OPEN_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
+    gpu_decode: bool = False
 
     def latency_bound(self, live: bool) -> float | None:
         """The age above which a frame of this kind of stream is dropped (None: never)."""

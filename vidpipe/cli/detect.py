@@ -16,6 +16,7 @@ from ..errors import VidpipeError
 from ..gst import Gst
 from ..gst.graph import FORMATS as GRAPH_FORMATS
 from ..gst.graph import compact_dot, write_graph
+from ..gst.source import Source
 from ..gst.uri import source_path
 from ..models.base import check_threshold
 from ..options import StreamOptions, default_batch
@@ -147,6 +148,12 @@ def _size(path: Path) -> str:
     return ""
 
 
+def decoding_summary(sources: list[Source]) -> str:
+    """The summary's line on decoding: the decoders GStreamer chose, and why (NVIDIA's or software)."""
+    decoders = sorted({source.decoder or "none (raw video)" for source in sources})
+    return f"decoding    {', '.join(decoders)} ({sources[0].decoding.note})"
+
+
 def outputs_summary(sinks: list[Sink], graph: str | None) -> str:
     """Where the outputs went: paths, frame or line counts, sizes."""
     lines = []
@@ -177,8 +184,14 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(CsvSink(args.csv_out))
     if args.video:
         sinks.append(VideoSink(args.video, trails=args.trails, keep_graphs=bool(args.graph)))
-    options = StreamOptions(detect_fps=args.detect_fps, max_latency=args.max_latency, max_frames=args.max_frames)
+    options = StreamOptions(
+        detect_fps=args.detect_fps,
+        max_latency=args.max_latency,
+        max_frames=args.max_frames,
+        gpu_decode=args.device.startswith("cuda"),  # decode where the model runs, when GStreamer can
+    )
     opened, failed = open_streams(specs, options)  # bad sources fail before the model is loaded
+    decoding = decoding_summary([spec.source for spec in opened]) if options.gpu_decode else None
     for name, error in failed.items():
         print(f"vidpipe: error: {'stream ' + name + ': ' if several else ''}{error}", file=sys.stderr)
     if not opened:
@@ -250,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
     runner = "" if detector.backend == "torch" else f" with {detector.backend}"
     why = detector.precision_reason
     print(f"model       {detector.name}, {detector.precision} on {detector.device}{runner} ({why})", file=sys.stderr)
+    if decoding:
+        print(decoding, file=sys.stderr)
     print(pipeline.stats.summary(), file=sys.stderr)
     for stage in pipeline.stages:
         for line in getattr(stage, "summary", list)():

@@ -31,6 +31,7 @@ from ..types import Frame, Gap, SourceInfo
 from . import GLib, Gst, GstPbutils
 from .buffers import BufferReader
 from .bus import error_from_message
+from .decoders import CUDA_CHAIN, Decoding, nvidia_decoding, prefer_nvidia_decoders, video_decoder
 from .uri import parse_source
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Source:
         max_fps: float | None = None,
         stream: str = "0",
         stall_timeout: float | None = None,
+        gpu_decode: bool = False,
     ) -> None:
         self._spec = parse_source(source)
         _check_fds(self._spec.text)
@@ -139,6 +141,9 @@ class Source:
         self._last_decoded: int | None = None
         self._handlers: list[tuple[Gst.Object, int]] = []
         self._probes: list[tuple[Gst.Pad, int]] = []
+        self.decoding = nvidia_decoding() if gpu_decode else Decoding(False, "software decoding")
+        if self.decoding.gpu:
+            prefer_nvidia_decoders()
         self._pipeline = self._build(size, keep_aspect)
         self._finalizer = weakref.finalize(self, _teardown, self._pipeline, self._handlers, self._probes)
         self._bus = self._pipeline.get_bus()
@@ -164,13 +169,16 @@ class Source:
         # before scaling, so that ``size`` is the size of the upright picture. Both are pass-through
         # when there is nothing to do.
         # --detect-fps: frames above the rate are dropped here, before any conversion, so they cost nothing.
+        # NVIDIA decoding: the frame is converted to RGB on the GPU and comes back once, as RGB.
         rate = ""
         if self._max_fps is not None:
             num, den = Gst.util_double_to_fraction(self._max_fps)
-            rate = f"videorate name=rate drop-only=true ! video/x-raw,framerate={num}/{den} ! "
+            memory = "(ANY)" if self.decoding.gpu else ""  # the rate limit works on frames in GPU memory too
+            rate = f"videorate name=rate drop-only=true ! video/x-raw{memory},framerate={num}/{den} ! "
+        convert = CUDA_CHAIN if self.decoding.gpu else "videoconvertscale name=convert ! video/x-raw,format=RGB"
         description = (
             f"{self._spec.description} ! queue name=frames max-size-buffers=4 max-size-bytes=0 "
-            f"max-size-time=0 ! {rate}videoconvertscale name=convert ! video/x-raw,format=RGB "
+            f"max-size-time=0 ! {rate}{convert} "
             "! videoflip name=orient video-direction=auto "
             f"! videoscale name=scale add-borders={str(keep_aspect).lower()} ! {caps} ! {sink}"
         )
@@ -450,6 +458,11 @@ class Source:
         return self._spec.text
 
     @property
+    def decoder(self) -> str | None:
+        """The video decoder GStreamer chose (``avdec_h264``, ``nvh264dec``, ...); None for raw sources."""
+        return video_decoder(self._pipeline)
+
+    @property
     def kind(self) -> str:
         """What the source is: ``file``, ``network``, ``v4l2`` or ``test``."""
         return self._spec.kind
@@ -584,6 +597,7 @@ def open(
     max_fps: float | None = None,
     stream: str = "0",
     stall_timeout: float | None = None,
+    gpu_decode: bool = False,
 ) -> Source:
     """Open a video source and return a :class:`Source` (iterable of :class:`Frame`, context manager).
 
@@ -596,6 +610,8 @@ def open(
     ``max_fps`` keeps at most that many frames per second of stream time, dropping the others inside
     GStreamer before conversion. ``stream`` names the source in every :class:`Frame` it yields.
     ``stall_timeout``: a live source with no frame for this long raises (default: ``timeout``).
+    ``gpu_decode``: decode with NVIDIA's decoders and convert to RGB on the GPU where GStreamer has them
+    (``source.decoding`` says what was chosen and why; software decoding otherwise).
     Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
     """
     return Source(
@@ -608,4 +624,5 @@ def open(
         max_fps=max_fps,
         stream=stream,
         stall_timeout=stall_timeout,
+        gpu_decode=gpu_decode,
     )

@@ -82,6 +82,7 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions) -> Source
         stall_timeout=options.stall_timeout,
         max_fps=options.detect_fps,
         stream=name,
+        gpu_decode=options.gpu_decode,
     )
 
 
