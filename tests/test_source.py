@@ -204,11 +204,11 @@ def test_gpu_chain_is_wired_in_where_nvidia_decoding_is_available(sample, monkey
     from vidpipe.gst.decoders import Decoding
 
     preferred = []
-    monkeypatch.setattr(source, "nvidia_decoding", lambda: Decoding(True, "NVIDIA decoding (test)"))
+    monkeypatch.setattr(source, "nvidia_decoding", lambda: Decoding(True, "NVIDIA decoding (test)", True))
     monkeypatch.setattr(source, "prefer_nvidia_decoders", lambda: preferred.append(True))
     monkeypatch.setattr(source, "CUDA_CHAIN", "videoconvertscale name=convert ! video/x-raw(ANY),format=RGB")
     with vidpipe.open(sample, gpu_decode=True, max_fps=10) as src:
-        assert src.decoding.gpu and preferred == [True]
+        assert src.decoding.convert_on_gpu and preferred == [True]
         rate = src.pipeline.get_by_name("rate").get_static_pad("src").get_current_caps()
         assert rate.get_structure(0).get_value("framerate") == Gst.Fraction(10, 1)
         frames = [f.pts for f in src]

@@ -25,10 +25,12 @@ _lock = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class Decoding:
-    """Where a source decodes: ``gpu`` True when NVIDIA's decoders are used; ``note`` says why."""
+    """Where a source decodes: ``gpu`` when NVIDIA's decoders are used, ``convert_on_gpu`` when the frames
+    are also converted to RGB there (CUDA elements present); ``note`` says what and why."""
 
     gpu: bool
     note: str
+    convert_on_gpu: bool = False
 
 
 def _present(names: tuple[str, ...]) -> list[str]:
@@ -45,9 +47,9 @@ def nvidia_decoding() -> Decoding:
             "gstreamer1.0-plugins-bad and appear where the NVIDIA driver's libnvcuvid loads)",
         )
     missing = [name for name in CUDA_ELEMENTS if name not in _present(CUDA_ELEMENTS)]
-    if missing:
-        return Decoding(False, f"software decoding: GStreamer has NVIDIA decoders but not {', '.join(missing)}")
-    return Decoding(True, f"NVIDIA decoding ({', '.join(decoders)}), converted to RGB on the GPU")
+    if missing:  # (the CUDA converters need NVRTC, which GStreamer loads at run time)
+        return Decoding(True, f"NVIDIA decoding ({', '.join(decoders)}), converted on the CPU: no {', '.join(missing)}")
+    return Decoding(True, f"NVIDIA decoding ({', '.join(decoders)}), converted to RGB on the GPU", True)
 
 
 def prefer_nvidia_decoders() -> None:

@@ -173,9 +173,11 @@ class Source:
         rate = ""
         if self._max_fps is not None:
             num, den = Gst.util_double_to_fraction(self._max_fps)
-            memory = "(ANY)" if self.decoding.gpu else ""  # the rate limit works on frames in GPU memory too
+            memory = "(ANY)" if self.decoding.convert_on_gpu else ""  # frames in GPU memory too
             rate = f"videorate name=rate drop-only=true ! video/x-raw{memory},framerate={num}/{den} ! "
-        convert = CUDA_CHAIN if self.decoding.gpu else "videoconvertscale name=convert ! video/x-raw,format=RGB"
+        convert = (
+            CUDA_CHAIN if self.decoding.convert_on_gpu else "videoconvertscale name=convert ! video/x-raw,format=RGB"
+        )
         description = (
             f"{self._spec.description} ! queue name=frames max-size-buffers=4 max-size-bytes=0 "
             f"max-size-time=0 ! {rate}{convert} "
