@@ -57,30 +57,38 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def end_to_end(device: str, streams: int, precision: str, max_frames: int | None = None) -> None:
-    """N copies of the bundled clip through the whole pipeline (GStreamer decoding → batches across
-    streams → detector → results), for the default model and SSD300 (random weights)."""
+def end_to_end(device: str, streams: int, precision: str, max_frames: int | None = None, weights=None) -> None:
+    """N copies of the bundled clip through the whole pipeline (GStreamer decoding, NVIDIA's where it
+    has it → batches across streams → detector → results), for the default model and SSD300 (random
+    weights), with 1 and 2 batches in flight."""
     try:
         import vidpipe
-        from vidpipe.options import default_batch
+        from vidpipe.options import StreamOptions, default_batch
     except Exception as exc:  # no GStreamer bindings on this machine
         print(f"\nend to end left out: GStreamer is not importable here ({type(exc).__name__}: {exc})")
         return
     from _common import SAMPLE
 
     batch = default_batch(device)
-    print(f"\nend to end: {streams} streams of {SAMPLE.name}, batch {batch}, {precision}")
-    for name, options in (("ssd_mobilenet_v2_coco", {}), ("ssd300", {"random_weights": True})):
-        det = models.load(name, device=device, precision=precision, **options)
+    options = StreamOptions(gpu_decode=device.startswith("cuda"), max_frames=max_frames)
+    with vidpipe.open(SAMPLE, gpu_decode=options.gpu_decode) as probe:
+        print(f"\nend to end: {streams} streams of {SAMPLE.name}, batch {batch}, {precision}")
+        print(f"decoding: {probe.decoder} ({probe.decoding.note})")
+    for name, extra in (("ssd_mobilenet_v2_coco", {"weights": weights}), ("ssd300", {"random_weights": True})):
+        det = models.load(name, device=device, precision=precision, **extra)
         det([torch.zeros((288, 384, 3), dtype=torch.uint8)] * batch)  # warm-up
-        synchronize(device)
-        start = time.perf_counter()
-        sources = [(f"s{i}", str(SAMPLE)) for i in range(streams)]
-        pipeline = vidpipe.Pipeline(detector=det, sources=sources, batch=batch, max_frames=max_frames)
-        stats = pipeline.run()
-        synchronize(device)
-        seconds = time.perf_counter() - start
-        print(f"{name:<22} {stats.frames} frames in {seconds:.2f} s: {stats.frames / seconds:.1f} FPS")
+        for in_flight in (1, 2):
+            synchronize(device)
+            start = time.perf_counter()
+            sources = [(f"s{i}", str(SAMPLE)) for i in range(streams)]
+            pipeline = vidpipe.Pipeline(
+                detector=det, sources=sources, batch=batch, options=options, in_flight=in_flight
+            )
+            stats = pipeline.run()
+            synchronize(device)
+            seconds = time.perf_counter() - start
+            rate = stats.frames / seconds
+            print(f"{name:<22} in flight {in_flight}: {stats.frames} frames in {seconds:.2f} s: {rate:.1f} FPS")
 
 
 def main() -> None:
@@ -94,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     precision = "fp16" if args.device.startswith("cuda") else "auto"
     if args.end_to_end_only:
-        end_to_end(args.device, args.streams, precision, args.max_frames)
+        end_to_end(args.device, args.streams, precision, args.max_frames, args.weights)
         return
     if args.frames:
         frames = torch.load(args.frames)
@@ -125,7 +133,7 @@ def main() -> None:
     except ModelError as exc:
         print(f"fp16 on the CPU refused: {exc}")
     if not args.frames:
-        end_to_end(args.device, args.streams, precision, args.max_frames)
+        end_to_end(args.device, args.streams, precision, args.max_frames, args.weights)
 
 
 if __name__ == "__main__":

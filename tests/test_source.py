@@ -213,3 +213,19 @@ def test_gpu_chain_is_wired_in_where_nvidia_decoding_is_available(sample, monkey
         assert rate.get_structure(0).get_value("framerate") == Gst.Fraction(10, 1)
         frames = [f.pts for f in src]
     assert 10 * 51 <= len(frames) <= 10 * 52 + 1  # 51.7 s of video at 10 FPS
+
+
+def test_frames_without_gst_python_overrides_are_the_same(sample, monkeypatch):
+    """A GStreamer bundle without gst-python's overrides (no zero-copy map) copies the bytes out first:
+    same frames, padded rows included (384x288 RGB is packed; 318x240 pads each row to 4 bytes)."""
+    from vidpipe.gst import buffers
+
+    for size in (None, (318, 240)):
+        with vidpipe.open(sample, size=size) as src:
+            expected = [f.tensor for f, _ in zip(src, range(5), strict=False)]
+        monkeypatch.setattr(buffers, "ZERO_COPY", False)
+        with vidpipe.open(sample, size=size) as src:
+            got = [f.tensor for f, _ in zip(src, range(5), strict=False)]
+        monkeypatch.setattr(buffers, "ZERO_COPY", True)
+        assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+        assert got[0].shape == ((288, 384, 3) if size is None else (240, 318, 3))
