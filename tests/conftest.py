@@ -98,3 +98,16 @@ def start_detect(*args: str, lines: int = 15, timeout: float = 120) -> subproces
         time.sleep(0.1)
     proc.kill()
     raise AssertionError("detect produced no output in time")
+
+
+def run_on_small_disk(folder: Path, size: str, command: str) -> subprocess.CompletedProcess:
+    """Run ``command`` (sh) with a ``size`` tmpfs mounted on ``folder`` in a private mount namespace: a
+    full disk without touching the machine's. Skips where mount namespaces or tmpfs are not allowed."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        pytest.skip("needs mount namespaces (unshare -m) to make a small full disk")
+    folder.mkdir()
+    script = f"mount -t tmpfs -o size={size} tmpfs {folder} || exit 99; {command}"
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if result.returncode == 99:
+        pytest.skip("cannot mount a tmpfs here")
+    return result

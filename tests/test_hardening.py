@@ -18,7 +18,7 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
-from conftest import start_detect, start_server, vidpipe_cli
+from conftest import run_on_small_disk, start_detect, start_server, vidpipe_cli
 
 import vidpipe
 from media import damage, encode, first_frames, gst_launch, rotate_mp4, variable_rate
@@ -119,19 +119,13 @@ def test_ctrl_c_with_a_frozen_rtsp_server_stops_within_a_second(tmp_path):
 
 def test_full_disk_keeps_whole_lines_and_finalises_the_other_outputs(sample, tmp_path):
     """The JSONL goes to a 16 KiB tmpfs (in a private mount namespace), the video to a healthy disk."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
-        pytest.skip("needs mount namespaces (unshare -m) to make a small full disk")
     small, video, kept = tmp_path / "small", tmp_path / "a.mp4", tmp_path / "kept.jsonl"
-    small.mkdir()
     exe = Path(sys.executable).with_name("vidpipe")
-    script = (
-        f"mount -t tmpfs -o size=16k tmpfs {small} || exit 99; "
+    command = (
         f"{exe} detect {sample} --json {small}/d.jsonl --video {video} --max-frames 400 -q; rc=$?; "
         f"cp {small}/d.jsonl {kept}; exit $rc"
     )
-    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
-    if result.returncode == 99:
-        pytest.skip("cannot mount a tmpfs here")
+    result = run_on_small_disk(small, "16k", command)
     assert result.returncode == 2, result.stderr
     errors_ = [line for line in result.stderr.splitlines() if line.startswith("vidpipe: error")]
     assert len(errors_) == 1 and "d.jsonl" in errors_[0] and "No space left" in errors_[0], result.stderr

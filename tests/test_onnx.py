@@ -14,7 +14,7 @@ import pytest
 import torch
 import torchvision
 import yolo_nets
-from conftest import vidpipe_cli
+from conftest import run_on_small_disk, vidpipe_cli
 from test_models import _matched
 from torchvision.ops import box_iou
 
@@ -386,22 +386,14 @@ def test_a_yolo_checkpoint_points_to_the_onnx_export(tmp_path, sample):
 
 
 def test_export_to_a_full_disk_leaves_no_partial_file(tmp_path):
-    import shutil
-    import subprocess
     import sys
 
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
-        pytest.skip("needs mount namespaces (unshare -m) to make a small full disk")
     small, listing = tmp_path / "small", tmp_path / "listing.txt"
-    small.mkdir()
     exe = Path(sys.executable).with_name("vidpipe")
-    script = (
-        f"mount -t tmpfs -o size=64k tmpfs {small} || exit 99; "
+    command = (
         f"{exe} export --model ssd_mobilenet_v2_coco {small}/model.onnx; rc=$?; ls -A {small} > {listing}; exit $rc"
     )
-    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
-    if result.returncode == 99:
-        pytest.skip("cannot mount a tmpfs here")
+    result = run_on_small_disk(small, "64k", command)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "model.onnx: cannot write (No space left on device)" in result.stderr
     assert listing.read_text() == ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import vidpipe_cli
+from conftest import run_on_small_disk, vidpipe_cli
 from test_models import _matched
 
 import vidpipe
@@ -107,21 +107,14 @@ def test_openvino_loads_after_gstreamer(tmp_path):
 def test_a_full_cache_disk_runs_uncached(sample, tmp_path):
     """Both caches (the converted weights, the OpenVINO model) on a 64 KiB tmpfs: warnings, no leftover
     partial files, and the run completes."""
-    import shutil
 
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
-        pytest.skip("needs mount namespaces (unshare -m) to make a small full disk")
     cache, listing = tmp_path / "cache", tmp_path / "listing.txt"
-    cache.mkdir()
     exe = Path(sys.executable).with_name("vidpipe")
-    script = (
-        f"mount -t tmpfs -o size=64k tmpfs {cache} || exit 99; "
+    command = (
         f"VIDPIPE_CACHE={cache} {exe} detect {sample} --backend openvino --max-frames 8 -q; rc=$?; "
         f"find {cache} -type f > {listing}; exit $rc"
     )
-    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
-    if result.returncode == 99:
-        pytest.skip("cannot mount a tmpfs here")
+    result = run_on_small_disk(cache, "64k", command)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "cannot cache the converted weights" in result.stderr
     assert "cannot cache the OpenVINO model" in result.stderr
