@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 import scenes
 import torch
@@ -218,6 +219,65 @@ def test_tracker_uses_real_time_between_detected_frames():
             x = 10 + 4 * i
             seen.update(tracker(_result(i, [[x, 10, x + 30, 90]], None)).detections.track_ids.tolist())
         assert seen - {-1} == {0}, every
+
+
+def test_batched_kalman_filters_match_trackers_own_filter():
+    """Queued predictions and updates over many filters give what trackers' KalmanFilter gives, step by
+    step, whatever the interleaving of steps and reads."""
+    from trackers.utils.kalman_filter import KalmanFilter
+
+    from vidpipe.analytics.kalman import BatchedXYXYEstimator
+
+    rng = np.random.default_rng(7)
+    estimator = BatchedXYXYEstimator.for_tracker()
+    pairs = []
+    for k in range(6):
+        box = np.array([10.0 * k, 20.0, 10.0 * k + 40, 120.0])
+        batched = estimator(box).kf
+        plain = KalmanFilter(8, 4)
+        plain.set_state(batched.get_state())
+        pairs.append((plain, batched))
+    for step in range(60):
+        f = np.eye(8) + np.diag(np.full(4, rng.uniform(0.5, 3.0)), k=4)  # each frame its own time step
+        q = np.diag(rng.uniform(0.001, 0.1, 8))
+        for plain, batched in pairs:
+            for kf in (plain, batched):
+                kf.transition_mtx, kf.process_noise = f, q
+                kf.predict()
+            assert np.allclose(batched.state, plain.state, rtol=1e-12, atol=1e-9)  # read between steps
+        for k, (plain, batched) in enumerate(pairs):
+            if (step + k) % 4:  # some filters miss a frame: their prediction stays queued
+                z = rng.uniform(0, 200, 4)
+                plain.update(z)
+                batched.update(z)
+            if step % 7 == k:  # a read in the middle of the frame applies the queue there
+                assert np.allclose(batched.state_covariance, plain.state_covariance, rtol=1e-9, atol=1e-9)
+    for plain, batched in pairs:
+        assert np.allclose(batched.state, plain.state, rtol=1e-9, atol=1e-6)
+        assert np.allclose(batched.state_covariance, plain.state_covariance, rtol=1e-9, atol=1e-9)
+
+
+def test_batched_kalman_filters_give_the_same_tracks_as_bytetrack_alone():
+    """vidpipe's Tracker (ByteTrack on the batched filters) and ByteTrack with its own filters assign the
+    same ids to 12 objects that come, cross each other, pause and go over 150 frames with noisy boxes."""
+    from trackers import ByteTrackTracker
+
+    rng = np.random.default_rng(3)
+    starts = rng.uniform(0, 150, 12)
+    trackers = {"vidpipe": Tracker(), "bytetrack": Tracker()}
+    trackers["bytetrack"]._make = lambda **settings: ByteTrackTracker(**settings)
+    ids: dict[str, list] = {name: [] for name in trackers}
+    for i in range(150):
+        boxes = []
+        for k, start in enumerate(starts):
+            if start <= i < start + 60 + 5 * k and (i + k) % 11:  # alive for a while, with gaps
+                x = 20 + (k % 4) * 120 + (2.5 if k % 2 else -2.5) * (i - start)
+                y = 40 + (k // 4) * 140 + rng.normal(0, 1.5)
+                boxes.append([x, y, x + 50 + rng.normal(0, 2), y + 110])
+        for name, tracker in trackers.items():
+            ids[name].append(tracker(_result(i, boxes, None)).detections.track_ids.tolist())
+    assert ids["vidpipe"] == ids["bytetrack"]
+    assert len({t for frame in ids["vidpipe"] for t in frame} - {-1}) >= 12
 
 
 def test_detections_to_and_from_supervision():

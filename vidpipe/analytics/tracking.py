@@ -4,6 +4,7 @@ object across frames; one tracker per stream."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -15,12 +16,19 @@ from ..types import Result
 INSTALL_HINT = "tracking needs the 'trackers' package: pip install 'vidpipe[track]'"
 
 
-def _bytetrack_class() -> type:
+def _bytetrack() -> Callable[..., object]:
+    """A maker of ByteTrack trackers, each with its own queue of batched Kalman updates."""
     try:
         from trackers import ByteTrackTracker
+
+        from .kalman import BatchedXYXYEstimator
     except ImportError as exc:
         raise VidpipeError(f"{INSTALL_HINT} ({exc})") from None
-    return ByteTrackTracker
+
+    def make(**settings: object) -> object:
+        return ByteTrackTracker(**settings, state_estimator_class=BatchedXYXYEstimator.for_tracker())
+
+    return make
 
 
 class Tracker:
@@ -48,7 +56,7 @@ class Tracker:
             raise VidpipeError(f"lost_after must be above 0 seconds, got {lost_after}")
         if min_frames < 1:
             raise VidpipeError(f"min_frames must be at least 1, got {min_frames}")
-        self._make = _bytetrack_class()
+        self._make = _bytetrack()
         self._settings = {
             "lost_track_buffer": max(1, round(lost_after * 30)),  # counted in 30 fps frames by ByteTrack
             "frame_rate": 30.0,
@@ -87,7 +95,9 @@ class _StreamTracker:
     """One stream's ByteTrack, fed strictly increasing times (a live stream's clock restarts when it
     reconnects; the same timestamp twice would make ByteTrack skip its prediction)."""
 
-    MIN_STEP = 1e-3
+    # Steps are whole multiples of STEP seconds (~1 ms): exact in binary, so a steady frame rate gives
+    # ByteTrack the same step every frame and it reuses its motion matrices instead of rebuilding them.
+    STEP = 2**-10
 
     def __init__(self, tracker: object) -> None:
         self.tracker = tracker
@@ -96,9 +106,10 @@ class _StreamTracker:
         self.newest = -1  # the highest track id seen
 
     def clock(self, pts: float) -> float:
-        """The time to give the tracker: it advances as pts does, by at least ``MIN_STEP`` (also when pts
-        repeats, or goes back as a restarted clock does)."""
-        now = pts if self.last is None else self.last + max(pts - self.last_pts, self.MIN_STEP)
+        """The time to give the tracker: it starts at 0 and advances as pts does, rounded to ``STEP``
+        and by at least one ``STEP`` (also when pts repeats, or goes back as a restarted clock does)."""
+        steps = 0 if self.last is None else max(round((pts - self.last_pts) / self.STEP), 1)
+        now = (self.last or 0.0) + steps * self.STEP
         self.last, self.last_pts = now, pts
         return now
 
