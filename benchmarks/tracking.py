@@ -6,8 +6,10 @@ over an empty frame of it, 300 frames at 384x288 (made once, next to the system'
 Prints FPS of each variant (median of the rounds), the time per frame each adds (median of the rounds'
 ratios; target for ``--track``: under 5 %), and the stages' own cost in ms per frame (they run in the
 output thread, beside inference).
+``--objects 8,30,60``: then, the tracker stage alone on N synthetic boxes moving in rows, 300 frames,
+with ByteTrack's own Kalman filters and with vidpipe's batched ones (``vidpipe/analytics/kalman.py``).
 
-    python benchmarks/tracking.py [--frames 300] [--rounds 4]
+    python benchmarks/tracking.py [--frames 300] [--rounds 4] [--objects 8,30,60]
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from pathlib import Path
 from _common import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
+import numpy as np
 import scenes  # the test footage generator
+import torch
 
 import vidpipe
 from vidpipe import models
+from vidpipe.analytics import Tracker
 from vidpipe.sinks import JsonlSink
+from vidpipe.types import Detections, Frame, Result
 
 
 def crowd(path: Path, frames: int) -> Path:
@@ -62,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--objects", type=lambda text: [int(n) for n in text.split(",")], default=[])
     args = parser.parse_args()
     clip = crowd(Path(tempfile.gettempdir()) / f"vidpipe-crowd-{args.frames}.mp4", args.frames)
     det = models.load(models.DEFAULT_MODEL, precision="auto")
@@ -82,6 +89,35 @@ def main() -> None:
         stages = f", stages {statistics.median(stage[name]):.2f} ms/frame" if name != "detect" else ""
         print(f"{name:<29} {rate:6.1f} FPS{added}{stages}")
     print("(the stages run in the output thread, beside inference; the target for --track is under 5 %)")
+    for count in args.objects:
+        print(stage_only(count))
+
+
+def stage_only(count: int, frames: int = 300, passes: int = 3) -> str:
+    """ms/frame of the tracker stage alone on ``count`` boxes moving in 6 rows: ByteTrack with its own
+    Kalman filters against vidpipe's batched ones (best of ``passes``, alternating)."""
+    from trackers import ByteTrackTracker
+
+    rng = np.random.default_rng(0)
+    blank = torch.zeros((480, 640, 3), dtype=torch.uint8)
+    results = []
+    for i in range(frames):
+        xy = [((20 + 40 * k + 2 * i) % 1800, 50 + (k % 6) * 70 + rng.normal(0, 1)) for k in range(count)]
+        boxes = torch.tensor([[x, y, x + 30, y + 60] for x, y in xy], dtype=torch.float32)
+        found = Detections(boxes, torch.full((count,), 0.9), torch.ones(count, dtype=torch.int64), ["person"] * count)
+        results.append(Result(Frame(blank, i, i / 30), found))
+    best = {"ByteTrack's filters": float("inf"), "batched filters": float("inf")}
+    for _ in range(passes):
+        for name in best:
+            tracker = Tracker()
+            if name == "ByteTrack's filters":
+                tracker._make = lambda **settings: ByteTrackTracker(**settings)
+            start = time.perf_counter()
+            for result in results:
+                tracker(result)
+            best[name] = min(best[name], (time.perf_counter() - start) / frames * 1e3)
+    times = ", ".join(f"{name} {ms:.3f}" for name, ms in best.items())
+    return f"tracker alone, {count} objects: {times} ms/frame"
 
 
 if __name__ == "__main__":
