@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import VidpipeError
+from ..types import Result
 
 Point = tuple[float, float]
 ANCHORS = ("bottom_center", "center")
@@ -26,6 +27,18 @@ def anchor_points(boxes: torch.Tensor, anchor: str = "bottom_center") -> torch.T
     x = (boxes[:, 0] + boxes[:, 2]) / 2
     y = boxes[:, 3] if check_anchor(anchor) == "bottom_center" else (boxes[:, 1] + boxes[:, 3]) / 2
     return torch.stack((x, y), dim=1).float()
+
+
+def tracked_anchors(result: Result, anchor: str, counter: str) -> list[tuple[Point, int, str]]:
+    """(anchor point, track id, label) of each tracked detection of ``result`` (track id ≥ 0), for the
+    ``counter`` stage; a clear error when no tracker ran before it."""
+    found = result.detections
+    if found.track_ids is None:
+        what = counter.removesuffix("Counter").lower()
+        raise VidpipeError(f"{what} counting needs track ids: put a Tracker stage before the {counter}")
+    points = anchor_points(found.boxes, anchor).tolist()
+    tracked = zip(points, found.track_ids.tolist(), found.labels, strict=True)
+    return [(point, track, label) for point, track, label in tracked if track >= 0]
 
 
 def side(start: Point, end: Point, point: Point) -> float:

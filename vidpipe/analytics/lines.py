@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, along, anchor_points, check_anchor, parse_numbers, side
+from .geometry import Point, along, check_anchor, parse_numbers, side, tracked_anchors
 
 
 @dataclass(frozen=True)
@@ -108,18 +108,13 @@ class LineCounter:
         return {s.line.name: {"in": s.counts["in"], "out": s.counts["out"]} for s in self._states}
 
     def __call__(self, result: Result) -> Result:
-        frame, found = result.frame, result.detections
-        if found.track_ids is None:
-            raise VidpipeError("line counting needs track ids: put a Tracker stage before the LineCounter")
-        points = anchor_points(found.boxes, self.anchor).tolist()
-        tracks = found.track_ids.tolist()
+        frame = result.frame
+        tracked = tracked_anchors(result, self.anchor, "LineCounter")
         for state in self._states:
             line = state.line
             if line.stream is not None and line.stream != frame.stream:
                 continue
-            for point, track, label in zip(points, tracks, found.labels, strict=True):
-                if track < 0:
-                    continue
+            for point, track, label in tracked:
                 direction = self._step(state, (frame.stream, track), point, frame.pts)
                 if direction:
                     state.counts[direction] += 1

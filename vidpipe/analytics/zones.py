@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, anchor_points, area, check_anchor, inside, parse_numbers
+from .geometry import Point, area, check_anchor, inside, parse_numbers, tracked_anchors
 from .lines import check_names, split_name
 
 
@@ -84,20 +84,15 @@ class ZoneCounter:
         return {s.zone.name: {"entered": s.entered, "left": s.left, "peak": s.peak} for s in self._states}
 
     def __call__(self, result: Result) -> Result:
-        frame, found = result.frame, result.detections
-        if found.track_ids is None:
-            raise VidpipeError("zone counting needs track ids: put a Tracker stage before the ZoneCounter")
-        points = anchor_points(found.boxes, self.anchor).tolist()
-        tracks = found.track_ids.tolist()
+        frame = result.frame
+        tracked = tracked_anchors(result, self.anchor, "ZoneCounter")
         occupancy = dict(result.zones or {})
         for state in self._states:
             zone = state.zone
             if zone.stream is not None and zone.stream != frame.stream:
                 continue
             present = set()
-            for point, track, label in zip(points, tracks, found.labels, strict=True):
-                if track < 0:
-                    continue
+            for point, track, label in tracked:
                 key = (frame.stream, track)
                 present.add(key)
                 event = self._step(state, key, inside(zone.points, point), label, frame.pts)
@@ -111,7 +106,7 @@ class ZoneCounter:
                         result.events.append(self._event(result, state, key, "zone_left", lost=True))
                         state.left += 1
                     del state.tracks[key]
-            count = sum(1 for k, t in state.tracks.items() if t.inside and k[0] == frame.stream and k in present)
+            count = sum(1 for key in present if state.tracks[key].inside)
             state.peak = max(state.peak, count)
             occupancy[zone.name] = count
             result.shapes.append(Shape(zone.points, f"{zone.name}  {count}", closed=True))
