@@ -46,7 +46,7 @@ def nvidia_decoding() -> Decoding:
             "software decoding: GStreamer has no NVIDIA decoder here (nvh264dec and the others come with "
             "gstreamer1.0-plugins-bad and appear where the NVIDIA driver's libnvcuvid loads)",
         )
-    missing = [name for name in CUDA_ELEMENTS if name not in _present(CUDA_ELEMENTS)]
+    missing = sorted(set(CUDA_ELEMENTS) - set(_present(CUDA_ELEMENTS)), key=CUDA_ELEMENTS.index)
     if missing:  # (the CUDA converters need NVRTC, which GStreamer loads at run time)
         return Decoding(True, f"NVIDIA decoding ({', '.join(decoders)}), converted on the CPU: no {', '.join(missing)}")
     return Decoding(True, f"NVIDIA decoding ({', '.join(decoders)}), converted to RGB on the GPU", True)
