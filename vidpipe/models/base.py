@@ -212,6 +212,37 @@ class Detector:
         return f"<{type(self).__name__} {self.name} on {self.device} {self.precision}>"
 
 
+class FixedInputDetector(Detector):
+    """A detector whose network takes ``input_size`` (h, w) images (the built-in SSD models): frames are
+    resized and ``normalize``d; the outputs are ``decode``d to normalised boxes and class scores, and the
+    boxes are selected per frame (``threshold``, per-class NMS at ``iou``, ``max_detections``)."""
+
+    input_size: tuple[int, int]
+    iou: float
+    max_detections: int
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float ``[N, 3, h, w]`` in 0..255 → the network's input."""
+        raise NotImplementedError
+
+    def decode(self, outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw outputs → (boxes ``[N, A, 4]`` normalised x1y1x2y2, class scores ``[N, A, C]``)."""
+        raise NotImplementedError
+
+    def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
+        images = self.normalize(stack_resized(frames, self.input_size, self.device))
+        return Batch(self.to_input(images), [(int(f.shape[0]), int(f.shape[1])) for f in frames])
+
+    def postprocess(self, outputs: Any, batch: Batch) -> list[Detections]:
+        from .boxes import select_per_frame  # (torchvision loads with the first model, not with vidpipe)
+
+        boxes, scores = self.decode(outputs)
+        return select_per_frame(
+            boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
+            max_detections=self.max_detections, label=self.label,
+        )  # fmt: skip
+
+
 def stack_resized(frames: Sequence[torch.Tensor], size: tuple[int, int], device: torch.device) -> torch.Tensor:
     """Resize ``uint8[H, W, 3]`` frames (any sizes) to ``size=(h, w)`` bilinearly; return float ``[N, 3, h, w]``
     in 0..255. Frames of equal size are resized as one batch."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,9 +23,8 @@ import torchvision
 from torch import nn
 
 from ..errors import WeightsError
-from .base import Batch, Detector, stack_resized
-from .boxes import decode_center_size, prediction_heads, select_per_frame
-from .detections import Detections
+from .base import FixedInputDetector
+from .boxes import decode_center_size, prediction_heads
 from .labels import COCO_80
 from .weights import load_matching, load_torch_state
 
@@ -114,10 +112,11 @@ def default_boxes() -> torch.Tensor:
     return torch.tensor(boxes).clamp_(0, 1)
 
 
-class SSD300Detector(Detector):
+class SSD300Detector(FixedInputDetector):
     """NVIDIA SSD300: 300×300, ImageNet normalisation, softmax over 81 classes, NMS IoU 0.45."""
 
     name = "ssd300"
+    input_size = INPUT_SIZE
 
     def __init__(
         self,
@@ -154,12 +153,6 @@ class SSD300Detector(Detector):
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
 
-    def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
-        images = self.normalize(stack_resized(frames, INPUT_SIZE, self.device))
-        return Batch(self.to_input(images), [(int(f.shape[0]), int(f.shape[1])) for f in frames])
-
-    input_size = INPUT_SIZE
-
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Float ``[N, 3, 300, 300]`` in 0..255 → ImageNet-normalised input."""
         return (images - self.mean) / self.std
@@ -169,10 +162,3 @@ class SSD300Detector(Detector):
         locs, confs = (t.float() for t in outputs)
         boxes = decode_center_size(locs.permute(0, 2, 1), self.anchors, (10.0, 10.0, 5.0, 5.0))
         return boxes, torch.softmax(confs.permute(0, 2, 1), dim=-1)[..., 1:]
-
-    def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> list[Detections]:
-        boxes, scores = self.decode(outputs)
-        return select_per_frame(
-            boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
-            max_detections=self.max_detections, label=self.label,
-        )  # fmt: skip

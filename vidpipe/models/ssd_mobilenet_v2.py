@@ -25,9 +25,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import WeightsError
-from .base import Batch, Detector, stack_resized
-from .boxes import decode_center_size, prediction_heads, select_per_frame
-from .detections import Detections
+from .base import FixedInputDetector
+from .boxes import decode_center_size, prediction_heads
 from .labels import COCO_CATEGORIES
 from .weights import load_matching, load_torch_state
 
@@ -289,10 +288,11 @@ def load_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor
 # -- detector -----------------------------------------------------------------------------------------
 
 
-class SSDMobileNetV2Detector(Detector):
+class SSDMobileNetV2Detector(FixedInputDetector):
     """SSD-MobileNetV2 COCO: 300×300 input, 90 COCO classes, default score threshold 0.5."""
 
     name = "ssd_mobilenet_v2_coco"
+    input_size = INPUT_SIZE
 
     def __init__(self, *, weights: str | Path | None = None, threshold: float | None = None, **kwargs) -> None:
         model = SSDMobileNetV2()
@@ -305,12 +305,6 @@ class SSDMobileNetV2Detector(Detector):
         self.iou = 0.6
         self.max_detections = 100
 
-    def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
-        images = self.normalize(stack_resized(frames, INPUT_SIZE, self.device))
-        return Batch(self.to_input(images), [(int(f.shape[0]), int(f.shape[1])) for f in frames])
-
-    input_size = INPUT_SIZE
-
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Float ``[N, 3, 300, 300]`` in 0..255 → the network's input range, -1..1."""
         return images * (2.0 / 255.0) - 1.0
@@ -320,10 +314,3 @@ class SSDMobileNetV2Detector(Detector):
         codes, logits = (t.float() for t in outputs)
         boxes = decode_center_size(codes[..., [1, 0, 3, 2]], self.anchors, BOX_SCALES)  # (ty,tx,th,tw)→(tx,ty,tw,th)
         return boxes, torch.sigmoid(logits[..., 1:])  # drop the background column
-
-    def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> list[Detections]:
-        boxes, scores = self.decode(outputs)
-        return select_per_frame(
-            boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
-            max_detections=self.max_detections, label=self.label,
-        )  # fmt: skip
