@@ -5,7 +5,11 @@ source→result latency of the results of that window. At the end: RSS growth fr
 (target < 5 %), the spread of the window p95s, thread and fd counts (target: flat); then opening and
 closing a source 200 times in the same process, with fds and threads before and after.
 
-    python benchmarks/soak.py [--minutes 20] [--streams 4] [--detect-fps 5]
+``--kill-every S``: a reconnect storm: the RTSP server is killed every S seconds and started again on
+its port a second later, so every stream disconnects and reconnects; the samples then show whether
+RSS, threads and fds stay flat across reconnections (and the summary the RSS per reconnection).
+
+    python benchmarks/soak.py [--minutes 20] [--streams 4] [--detect-fps 5] [--kill-every 20]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def main() -> None:
     parser.add_argument("--detect-fps", type=float, default=5)
     parser.add_argument("--warmup", type=float, default=60, help="seconds before the first sample")
     parser.add_argument("--every", type=float, default=10, help="seconds between samples")
+    parser.add_argument("--kill-every", type=float, default=0, help="kill and restart the server every S seconds")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import start_server
@@ -65,6 +70,23 @@ def main() -> None:
     runner = threading.Thread(target=pipeline.run, name="soak-run")
     runner.start()
     end = time.monotonic() + args.minutes * 60
+    servers = [server]
+    kills = 0
+    storm_over = threading.Event()
+
+    def storm() -> None:  # kill the server, start it again on its port a second later
+        nonlocal kills
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        while not storm_over.wait(args.kill_every):
+            servers[-1].kill()
+            servers[-1].wait(10)
+            servers[-1].stdout.close()  # (the benchmark's own pipe to it)
+            kills += 1
+            time.sleep(1.0)
+            servers.append(start_server("--size", "640x360", "--fps", "15", "--port", port)[0])
+
+    if args.kill_every:
+        threading.Thread(target=storm, name="soak-storm", daemon=True).start()
     time.sleep(args.warmup)
     with lock:
         window.clear()
@@ -81,9 +103,11 @@ def main() -> None:
         samples.append(sample)
         t, rss, threads_now, fds_now, count = sample[:5]
         print(f"{t:>6.0f} {rss:>7.1f} {threads_now:>7} {fds_now:>4} {count:>7} {p50:>7.0f} {p95:>7.0f}", flush=True)
+    storm_over.set()
     pipeline.stop()
     runner.join(60)
-    server.kill()
+    for each in servers:
+        each.kill()
     first, last = samples[0], samples[-1]
     p95s = [s[6] for s in samples]
     threads = [s[2] for s in samples]
@@ -96,6 +120,10 @@ def main() -> None:
     print(f"window p95 latency: min {min(p95s):.0f} ms, median {median:.0f} ms, max {max(p95s):.0f} ms")
     for s in pipeline.stats.streams.values():
         print(f"  {s.name}: {s.frames} frames, dropped {s.dropped}, reconnects {s.reconnects}")
+    reconnects = sum(s.reconnects for s in pipeline.stats.streams.values())
+    if kills:
+        per = (last[1] - first[1]) / max(reconnects, 1)
+        print(f"server killed {kills} times, {reconnects} reconnections: RSS {per:+.2f} MB per reconnection")
     gc.collect()
     before = (fds(), threading.active_count(), rss_mb())
     for _ in range(200):

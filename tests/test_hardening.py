@@ -406,7 +406,7 @@ def test_repeated_timestamps_lose_no_frame_in_the_video(times, tmp_path):
 
     noise = torch.Generator().manual_seed(1)
     sink = VideoSink(tmp_path / "v.mp4", annotate=False)
-    sink.open(SourceInfo("x", 160, 120, 30.0, None, None, None, None, False))
+    sink.open_stream(SourceInfo("x", 160, 120, 30.0, None, None, None, None, False))
     for i, t in enumerate(times):
         frame = torch.randint(0, 255, (120, 160, 3), dtype=torch.uint8, generator=noise)
         sink.write(Result(vidpipe.Frame(frame, i, t), Detections.empty()))

@@ -55,7 +55,7 @@ def detector():
 def _write(path: Path, frames: list[Frame], size: tuple[int, int]) -> Path:
     """Encode frames (scaled to ``size``) with vidpipe's own video sink, nothing drawn."""
     sink = VideoSink(path, annotate=False)
-    sink.open(SourceInfo(str(path), size[0], size[1], 30.0, None, None, None, None, False))
+    sink.open_stream(SourceInfo(str(path), size[0], size[1], 30.0, None, None, None, None, False))
     for frame in frames:
         sink.write(Result(frame, Detections.empty()))
     sink.close()
@@ -255,7 +255,8 @@ def test_batches_take_from_every_stream_in_turn():
     camera's event keeps its place before its frame."""
     batcher = Batcher(batch=4, max_wait=0.01, abandon=threading.Event())
     for name in ("file", "cam"):
-        batcher.add_stream(StreamStats(name), capacity=100)
+        batcher.add_stream(StreamStats(name))
+        batcher.configure(name, live=False, max_latency=None, capacity=100)
     for i in range(40):
         batcher.put("file", _frame("file", i))
     batcher.put("cam", Event("cam", "connected", "cam: connected"))
@@ -273,8 +274,8 @@ def test_batches_take_from_every_stream_in_turn():
 def test_live_frames_too_old_are_dropped_and_counted():
     stats = StreamStats("cam")
     batcher = Batcher(batch=8, max_wait=0.01, abandon=threading.Event())
-    batcher.add_stream(stats, capacity=4)
-    batcher.configure("cam", live=True, max_latency=0.5)
+    batcher.add_stream(stats)
+    batcher.configure("cam", live=True, max_latency=0.5, capacity=4)
     batcher.put("cam", _frame("cam", 0, age=2.0))
     batcher.put("cam", _frame("cam", 1, age=1.0))
     batcher.put("cam", _frame("cam", 2))

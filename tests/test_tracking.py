@@ -456,7 +456,7 @@ def test_bad_line_options_are_clear_errors(crossing):
         (["--line", "door=1,2,3"], "--line door: expected 4 numbers"),
         (["--line", "cam9:door=1,2,3,4"], "no stream named cam9"),
         (["--zone", "z=1,2,3,4"], "at least 3 points"),
-        (["--trails", "-1"], "--trails must be 0 or more"),
+        (["--trails", "-1"], "--trails must be 0 to 10000"),
         (["--csv", "out.txt"], "use a name ending in .csv"),
     ):
         result = vidpipe_cli("detect", str(crossing), *args, "-q")

@@ -6,11 +6,27 @@ the cause, so the CLI prints it as one line. GLib/GStreamer errors are translate
 
 from __future__ import annotations
 
+from .redact import mask_secrets
+
 
 class VidpipeError(Exception):
-    """Base class of every error vidpipe raises on purpose."""
+    """Base class of every error vidpipe raises on purpose. Its message never shows a URL's password;
+    the fields of every subclass survive ``pickle`` (errors cross process boundaries)."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        super().__init__(mask_secrets(str(message)), *args)
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> VidpipeError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class SourceError(VidpipeError):
@@ -70,6 +86,10 @@ class DamagedSourceError(SourceError):
 
 class SourceOutOfResourcesError(SourceError):
     """The process cannot open another source (for example: too many open files)."""
+
+
+class OpenCancelledError(SourceError):
+    """Opening a source was given up because the run was stopped (Ctrl-C, SIGTERM) meanwhile."""
 
 
 class DecodeError(SourceError):

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from .redact import mask_secrets
+
 __all__ = ["Detections", "Event", "Frame", "Gap", "Result", "Shape", "SourceInfo"]
 
 
@@ -215,6 +217,23 @@ class Result:
     zones: dict[str, int] | None = None
     shapes: list[Shape] = field(default_factory=list)
 
+    def record(self) -> dict[str, Any]:
+        """The plain, pixel-free, JSON-ready record of this result (one JSONL line; see
+        ``detections.schema.json``): what every non-pixel output and every process boundary carries."""
+        frame = self.frame
+        record = {
+            "stream": frame.stream,
+            "frame": frame.index,
+            "pts": round(frame.pts, 6),
+            "wall": round(frame.wall, 6),
+            "width": frame.width,
+            "height": frame.height,
+            "detections": self.detections.to_dict(),
+        }
+        if self.zones is not None:
+            record["zones"] = self.zones
+        return record
+
 
 @dataclass(slots=True)
 class Event:
@@ -226,6 +245,12 @@ class Event:
     message: str
     wall: float = field(default_factory=time.time)
     fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # a source's password never reaches an output
+        self.message = mask_secrets(self.message)
+        for key, value in self.fields.items():
+            if isinstance(value, str):
+                self.fields[key] = mask_secrets(value)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -77,10 +77,28 @@ def parse_numbers(text: str, what: str) -> list[float]:
     return numbers
 
 
-def area(polygon: Sequence[Point]) -> float:
-    """The polygon's area (shoelace formula; 0 when its points are on one line)."""
-    n = len(polygon)
+def _segments_cross(a: Point, b: Point, c: Point, d: Point) -> bool:
+    """Whether segments ab and cd share a point (touching or crossing)."""
+
+    def on(p: Point, q: Point, r: Point) -> bool:  # r on segment pq, given the three are collinear
+        return min(p[0], q[0]) <= r[0] <= max(p[0], q[0]) and min(p[1], q[1]) <= r[1] <= max(p[1], q[1])
+
+    d1, d2, d3, d4 = side(c, d, a), side(c, d, b), side(a, b, c), side(a, b, d)
+    if ((d1 > 0) != (d2 > 0)) and d1 != 0 and d2 != 0 and ((d3 > 0) != (d4 > 0)) and d3 != 0 and d4 != 0:
+        return True
     return (
-        abs(sum(polygon[i][0] * polygon[(i + 1) % n][1] - polygon[(i + 1) % n][0] * polygon[i][1] for i in range(n)))
-        / 2
+        (d1 == 0 and on(c, d, a)) or (d2 == 0 and on(c, d, b)) or (d3 == 0 and on(a, b, c)) or (d4 == 0 and on(a, b, d))
     )
+
+
+def crossing_edges(polygon: Sequence[Point]) -> tuple[int, int] | None:
+    """The first two edges of ``polygon`` that are not neighbours and meet (a self-intersecting polygon),
+    as indices of their first points; None for a simple polygon."""
+    n = len(polygon)
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the last edge and the first share a corner
+            if _segments_cross(polygon[i], polygon[(i + 1) % n], polygon[j], polygon[(j + 1) % n]):
+                return i, j
+    return None

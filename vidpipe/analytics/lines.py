@@ -156,9 +156,6 @@ class LineCounter:
             for key in old:
                 del state.tracks[key]
 
-    def summary(self) -> list[str]:
-        return [f"line        {name}: in {c['in']}, out {c['out']}" for name, c in self.totals().items()]
-
 
 def _event(result: Result, line: str, direction: str, track: int, label: str) -> Event:
     frame = result.frame

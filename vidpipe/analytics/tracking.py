@@ -84,12 +84,6 @@ class Tracker:
                 state.newest = max(state.newest, track)
         return replace(result, detections=found.with_track_ids(track_ids))
 
-    def summary(self) -> list[str]:
-        if not self.tracks:
-            return ["tracks      none"]
-        counts = ", ".join(f"{label} {n}" for label, n in self.tracks.most_common())
-        return [f"tracks      {sum(self.tracks.values())} ({counts})"]
-
 
 class _StreamTracker:
     """One stream's ByteTrack, fed strictly increasing times (a live stream's clock restarts when it

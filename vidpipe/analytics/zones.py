@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, area, check_anchor, inside, parse_numbers, tracked_anchors
+from .geometry import Point, check_anchor, crossing_edges, inside, parse_numbers, side, tracked_anchors
 from .lines import check_names, split_name
 
 
@@ -22,8 +22,19 @@ class Zone:
     def __post_init__(self) -> None:
         if len(self.points) < 3:
             raise VidpipeError(f"zone {self.name}: a polygon needs at least 3 points, got {len(self.points)}")
-        if area(self.points) == 0:
+        start, *rest = self.points
+        far = max(rest, key=lambda p: abs(p[0] - start[0]) + abs(p[1] - start[1]))
+        if all(side(start, far, p) == 0 for p in rest):
             raise VidpipeError(f"zone {self.name}: its points are on one line (the polygon has no area)")
+        crossed = crossing_edges(self.points)
+        if crossed is not None:
+            i, j = crossed
+            n = len(self.points)
+            edge = [f"({x:g},{y:g})" for x, y in self.points]
+            raise VidpipeError(
+                f"zone {self.name}: the zone's edges cross ({edge[i]}-{edge[(i + 1) % n]} and "
+                f"{edge[j]}-{edge[(j + 1) % n]}): list the corners in order around the zone"
+            )
 
 
 def parse_zone(text: str) -> Zone:
@@ -155,8 +166,3 @@ class ZoneCounter:
                 fields["lost"] = True
         return Event(frame.stream, kind, f"{track.label} {key[1]} {verb} {state.zone.name}", frame.wall, fields)
 
-    def summary(self) -> list[str]:
-        return [
-            f"zone        {name}: entered {c['entered']}, left {c['left']}, peak {c['peak']} at once"
-            for name, c in self.totals().items()
-        ]

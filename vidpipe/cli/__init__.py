@@ -18,8 +18,10 @@ from .. import __version__
 from ..errors import VidpipeError
 from ..gst import source as _source
 from ..gst.graph import write_graph
+from ..memory import bound_arenas
 from ..models import DEFAULT_MODEL
 from ..options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, DEFAULT_LIVE_MAX_LATENCY
+from ..redact import mask_secrets
 from .progress import FrameProgress, expected_frames
 
 
@@ -113,6 +115,13 @@ def _detect(args: argparse.Namespace) -> int:
     from .detect import run
 
     return run(args)
+
+
+class _MaskingFormatter(logging.Formatter):
+    """Log lines with every URL's password masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -218,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the file's metadata, else COCO's 80 for 80 classes)")  # fmt: skip
     p.add_argument("--iou", type=float, metavar="T", help="NMS IoU of an ONNX YOLO model (default: 0.45)")
     p.add_argument("--max-det", type=int, metavar="N", help="most boxes per frame of an ONNX model (default: 300)")
+    p.add_argument("--imgsz", type=int, metavar="N",
+                   help="input size of an ONNX model exported with dynamic height and width "
+                   "(default: the file's imgsz metadata, else 640)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="number format of the model; auto: bf16 where the CPU computes it natively "
@@ -261,10 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vidpipe`` console script."""
+    bound_arenas()  # before GStreamer starts its threads (see vidpipe.memory)
     args = build_parser().parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     fmt = "vidpipe: %(levelname)s: %(message)s" if args.verbose == 0 else "%(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_MaskingFormatter(fmt))
     logging.addLevelName(logging.WARNING, "warning")
     try:
         return args.func(args)

@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +23,10 @@ from ..models.base import check_threshold
 from ..options import StreamOptions, default_batch
 from ..pipeline import Pipeline, StreamsFailedError
 from ..pipeline.graph import flow_graph
-from ..pipeline.streams import StreamSpec, open_streams, read_sources_file, stream_specs
-from ..sinks import CsvSink, JsonlSink, Sink, VideoSink, check_output_paths
+from ..pipeline.streams import StreamSpec, check_open_files, open_streams, read_sources_file, stream_specs
+from ..sinks import CsvSink, JsonlSink, Sink, VideoSink, check_output_paths, expand_streams
 from ..sinks.video import FORMATS as VIDEO_FORMATS
+from ..sinks.video import MAX_TRAILS
 from ..types import Event
 from .progress import FrameProgress, expected_frames
 
@@ -84,8 +86,8 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
     if several and args.video and "{stream}" not in args.video:
         raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
     args.model_options = onnx_options(args)
-    if args.trails < 0:
-        raise VidpipeError(f"--trails must be 0 or more frames, got {args.trails}")
+    if not 0 <= args.trails <= MAX_TRAILS:
+        raise VidpipeError(f"--trails must be 0 to {MAX_TRAILS} frames, got {args.trails}")
     args.line, args.zone = [parse_line(v) for v in args.line], [parse_zone(v) for v in args.zone]
     names = {spec.name for spec in specs}
     for option, items in (("--line", args.line), ("--zone", args.zone)):
@@ -96,7 +98,8 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
                     f"(streams: {', '.join(sorted(names))})"
                 )
     named = [("--json", args.json_out), ("--csv", args.csv_out), ("--video", args.video), ("--graph", args.graph)]
-    check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], [(o, p) for o, p in named if p])
+    outputs = expand_streams([(o, p) for o, p in named if p], [spec.name for spec in specs])
+    check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], outputs)
     if args.json_out and Path(args.json_out).suffix.lower() not in JSONL_SUFFIXES:
         raise VidpipeError(
             f"--json {args.json_out}: writes JSON Lines; use a name ending in {', '.join(JSONL_SUFFIXES)}"
@@ -111,7 +114,7 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
 
 def onnx_options(args: argparse.Namespace) -> dict:
     """--format, --names, --iou, --max-det: for ONNX models only."""
-    given = {"layout": args.layout, "names": args.names, "iou": args.iou, "max_det": args.max_det}
+    given = {"layout": args.layout, "names": args.names, "iou": args.iou, "max_det": args.max_det, "imgsz": args.imgsz}
     given = {k: v for k, v in given.items() if v is not None}
     if given and not args.model.lower().endswith(".onnx"):
         flags = ", ".join("--" + k.replace("_", "-").replace("layout", "format") for k in given)
@@ -120,7 +123,19 @@ def onnx_options(args: argparse.Namespace) -> dict:
         raise VidpipeError(f"--iou must be a number above 0 and at most 1, got {args.iou}")
     if args.max_det is not None and args.max_det < 1:
         raise VidpipeError(f"--max-det must be at least 1, got {args.max_det}")
+    if args.imgsz is not None and not 32 <= args.imgsz <= 4096:
+        raise VidpipeError(f"--imgsz must be 32 to 4096 pixels, got {args.imgsz}")
     return given
+
+
+def record_failures(sinks: list[Sink], failed: dict[str, BaseException]) -> None:
+    """A run where no stream opened: its event files (JSONL) get each stream's ``failed`` line."""
+    for sink in sinks:
+        if isinstance(sink, JsonlSink):
+            sink.open_stream(None)
+            for name, error in failed.items():
+                sink.event(Event(name, "failed", f"{name}: {error}"))
+            sink.close()
 
 
 def say_event(event: Event, live: dict[str, bool], progress: FrameProgress | None = None) -> None:
@@ -175,7 +190,6 @@ def outputs_summary(sinks: list[Sink], graph: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     """``vidpipe detect``: see ``vidpipe detect --help``."""
     specs = stream_specs(sources_of(args))
-    several = len(specs) > 1
     check_args(args, specs)
     sinks: list[Sink] = []
     if args.json_out:
@@ -184,17 +198,49 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(CsvSink(args.csv_out))
     if args.video:
         sinks.append(VideoSink(args.video, trails=args.trails, keep_graphs=bool(args.graph)))
+    stopping = threading.Event()  # a signal arrived: give up openings, stop the pipeline
+    running: list[Pipeline] = []
+
+    def stop() -> None:
+        stopping.set()
+        for pipeline in running:
+            pipeline.stop()
+
+    restore, received = install_stop_signals(stop)  # from the start: opening a stream can take seconds
+    try:
+        return _run_streams(args, specs, sinks, stopping, running, received)
+    finally:
+        restore()
+
+
+def _run_streams(
+    args: argparse.Namespace,
+    specs: list[StreamSpec],
+    sinks: list[Sink],
+    stopping: threading.Event,
+    running: list[Pipeline],
+    received: list[int],
+) -> int:
+    """Open the streams, load the model, run the pipeline, print the summary; returns the exit code."""
+    several = len(specs) > 1
     options = StreamOptions(
         detect_fps=args.detect_fps,
         max_latency=args.max_latency,
         max_frames=args.max_frames,
         gpu_decode=args.device.startswith("cuda"),  # decode where the model runs, when GStreamer can
     )
-    opened, failed = open_streams(specs, options)  # bad sources fail before the model is loaded
+    check_open_files(len(specs), len(specs) if args.video else 0)
+    opened, failed = open_streams(specs, options, stopping)  # bad sources fail before the model is loaded
+    if stopping.is_set():  # stopped while the streams were opening: nothing was produced yet
+        for spec in opened:
+            spec.source.close()
+        return 128 + received[0]
     decoding = decoding_summary([spec.source for spec in opened]) if options.gpu_decode else None
-    for name, error in failed.items():
-        print(f"vidpipe: error: {'stream ' + name + ': ' if several else ''}{error}", file=sys.stderr)
-    if not opened:
+    if several:  # (one stream's error is said once, by main)
+        for name, error in failed.items():
+            print(f"vidpipe: error: stream {name}: {error}", file=sys.stderr)
+    if not opened:  # the files still say which streams failed, and why
+        record_failures(sinks, failed)
         if not several:
             raise next(iter(failed.values()))
         return 2
@@ -226,6 +272,9 @@ def run(args: argparse.Namespace) -> int:
             on_event=[lambda event: say_event(event, live, progress)],
             failed=failed,  # said already; the JSONL gets their "failed" lines
         )
+        running.append(pipeline)
+        if stopping.is_set():  # stopped while the model loaded: finish at once, outputs finalised
+            pipeline.stop()
     except BaseException:
         progress.close()
         for spec in opened:
@@ -239,7 +288,6 @@ def run(args: argparse.Namespace) -> int:
             else compact_dot(spec.source.pipeline)
             for spec in opened
         }
-    restore, received = install_stop_signals(pipeline.stop)
     errors: list[str] = []
     try:
         with progress:
@@ -249,8 +297,6 @@ def run(args: argparse.Namespace) -> int:
         errors = [f"stream {name}: {error}" for name, error in exc.errors.items() if name not in failed]
     except VidpipeError as exc:
         errors = [str(exc)]
-    finally:
-        restore()
     if args.graph:
         encoders = {}
         for sink in sinks:
@@ -266,9 +312,8 @@ def run(args: argparse.Namespace) -> int:
     if decoding:
         print(decoding, file=sys.stderr)
     print(pipeline.stats.summary(), file=sys.stderr)
-    for stage in pipeline.stages:
-        for line in getattr(stage, "summary", list)():
-            print(line, file=sys.stderr)
+    for line in pipeline.summary():
+        print(line, file=sys.stderr)
     dropped = sum(s.dropped for s in pipeline.stats.streams.values())
     if dropped and not several:
         print(f"dropped     {dropped} frames (live source faster than the pipeline)", file=sys.stderr)

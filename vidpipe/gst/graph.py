@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import OutputError
+from ..redact import mask_secrets
 from . import Gst
 
 FORMATS = (".dot", ".png", ".svg", ".pdf")
@@ -74,6 +75,7 @@ def write_graph(dot: str, path: str | Path) -> Path:
     """Write a Graphviz description to ``path``: ``.dot`` as text, ``.png``/``.svg``/``.pdf`` rendered
     with the ``dot`` program (Debian/Ubuntu package ``graphviz``)."""
     path = Path(path)
+    dot = mask_secrets(dot)  # GStreamer draws its elements' properties: a source's password among them
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise OutputError(f"{path}: unknown graph format {suffix or '(none)'} (use {', '.join(FORMATS)})")

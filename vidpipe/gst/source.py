@@ -22,6 +22,7 @@ from ..errors import (
     DamagedSourceError,
     DecodeError,
     NoVideoStreamError,
+    OpenCancelledError,
     SourceError,
     SourceOutOfResourcesError,
     StreamUnreachableError,
@@ -41,6 +42,7 @@ MAX_PLAUSIBLE_FPS = 1000.0
 # File descriptors one source needs at most (bus, decoder threads, file); checked before building.
 FDS_PER_SOURCE = 32
 _PTS_TOLERANCE = Gst.MSECOND  # decoders may round timestamps
+MIN_RATE = "1/10000"  # the lower end of the frame rates a max_fps lets through
 
 
 def _check_fds(text: str) -> None:
@@ -112,12 +114,18 @@ class Source:
         stream: str = "0",
         stall_timeout: float | None = None,
         gpu_decode: bool = False,
+        cancel: threading.Event | None = None,
     ) -> None:
         self._spec = parse_source(source)
+        self._cancel = cancel
         _check_fds(self._spec.text)
         if max_fps is not None and not max_fps > 0:
             raise SourceError(f"{self._spec.text}: max_fps must be above 0, got {max_fps}")
         self.live = self._spec.live if live is None else live
+        # An HTTP stream is live when it has no length (an MJPEG camera's never-ending multipart reply,
+        # live HLS): known once it is open. Until then it is read as a file, with the live bookkeeping on.
+        self._maybe_live = live is None and self._spec.kind == "network" and not self.live
+        self._clocked = self.live  # frames are stamped with the pipeline clock's running time
         self.stream = stream
         self._timeout = timeout
         self._stall_timeout = timeout if stall_timeout is None else stall_timeout
@@ -172,9 +180,12 @@ class Source:
         # NVIDIA decoding: the frame is converted to RGB on the GPU and comes back once, as RGB.
         rate = ""
         if self._max_fps is not None:
+            # a maximum: a stream at or below it passes every frame (a fixed rate above the stream's
+            # own would fail to negotiate, since drop-only never adds frames)
             num, den = Gst.util_double_to_fraction(self._max_fps)
+            rates = f"[{MIN_RATE},{num}/{den}]" if self._max_fps > 1 / 10_000 else f"{num}/{den}"
             memory = "(ANY)" if self.decoding.convert_on_gpu else ""  # frames in GPU memory too
-            rate = f"videorate name=rate drop-only=true ! video/x-raw{memory},framerate={num}/{den} ! "
+            rate = f"videorate name=rate drop-only=true ! video/x-raw{memory},framerate={rates} ! "
         convert = (
             CUDA_CHAIN if self.decoding.convert_on_gpu else "videoconvertscale name=convert ! video/x-raw,format=RGB"
         )
@@ -200,15 +211,16 @@ class Source:
                 ("pad-added", self._on_pad_added),
                 ("no-more-pads", self._on_no_more_pads),
                 ("source-setup", self._on_source_setup),
+                ("deep-element-added", self._on_element_added),
             ):
                 self._handlers.append((decode, decode.connect(signal_name, _weak(method))))
         else:
             self._video_linked = True
-        self._numbered = self.live or self._max_fps is not None  # frames may be dropped after decoding
+        self._numbered = self.live or self._maybe_live or self._max_fps is not None  # frames may be dropped
         if self._numbered:  # (a Python callback per frame: only where needed)
             decoded = pipeline.get_by_name("frames").get_static_pad("sink")
             self._probes.append((decoded, decoded.add_probe(Gst.PadProbeType.BUFFER, _weak(self._on_decoded))))
-        if self.live:
+        if self.live or self._maybe_live:
             pad = pipeline.get_by_name("sink").get_static_pad("sink")
             self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._count_arrival))))
         return pipeline
@@ -255,6 +267,13 @@ class Source:
             element.set_property("latency", 200)
             element.set_property("tcp-timeout", int(self._timeout * 1_000_000))
             element.set_property("timeout", int(self._timeout * 1_000_000))
+
+    def _on_element_added(self, _bin: Gst.Bin, _parent: Gst.Bin, element: Gst.Element) -> None:
+        factory = element.get_factory()
+        if factory is not None and factory.get_name() == "multipartdemux":
+            # an MJPEG camera's multipart reply holds one stream: say so, or decodebin waits for more
+            # streams, holding every frame back until the connection ends
+            element.set_property("single-stream", True)
 
     def _on_pad_added(self, _bin: Gst.Element, pad: Gst.Pad) -> None:
         pipeline = self._pipeline
@@ -314,6 +333,8 @@ class Source:
             sample = self._appsink.try_pull_sample(50 * Gst.MSECOND)
             if sample is not None:
                 break
+            if self._cancel is not None and self._cancel.is_set():
+                raise OpenCancelledError(f"{self._spec.text}: stopped while opening")
             self._check_bus()
             if self._appsink.is_eos():
                 self._raise_no_frames()
@@ -326,9 +347,23 @@ class Source:
                     )
                 raise DecodeError(f"{self._spec.text}: no frame decoded within {self._timeout:g} s")
         self._first, self._first_wall = sample, time.time()
+        if self._maybe_live and not self._has_length():
+            self._become_live()
         self._caps = sample.get_caps()
         self._reader = BufferReader(self._caps)
         self.info = self._make_info(sample.get_caps())
+
+    def _has_length(self) -> bool:
+        ok, nanos = self._pipeline.query_duration(Gst.Format.TIME)
+        return ok and nanos > 0
+
+    def _become_live(self) -> None:
+        """A stream without a length is live: the oldest frames are dropped when the consumer is slow
+        (counted), a stall ends the connection, and a reader reconnects it."""
+        self.live = True
+        self._max_buffers = 2
+        self._appsink.set_property("max-buffers", self._max_buffers)
+        self._appsink.set_property("drop", True)
 
     def _make_info(self, caps: Gst.Caps) -> SourceInfo:
         structure = caps.get_structure(0)
@@ -427,7 +462,7 @@ class Source:
     def _arrival(self, buf: Gst.Buffer, pulled: float) -> float:
         """UNIX time at which a frame left the decoder: for a live source, when it arrived (its pts is
         running time on the pipeline clock), else when it was pulled."""
-        clock = self._pipeline.get_clock() if self.live else None
+        clock = self._pipeline.get_clock() if self._clocked else None
         if clock is None or buf.pts == Gst.CLOCK_TIME_NONE:
             return pulled
         age = clock.get_time() - self._pipeline.get_base_time() - buf.pts
@@ -600,6 +635,7 @@ def open(
     stream: str = "0",
     stall_timeout: float | None = None,
     gpu_decode: bool = False,
+    cancel: threading.Event | None = None,
 ) -> Source:
     """Open a video source and return a :class:`Source` (iterable of :class:`Frame`, context manager).
 
@@ -614,6 +650,8 @@ def open(
     ``stall_timeout``: a live source with no frame for this long raises (default: ``timeout``).
     ``gpu_decode``: decode with NVIDIA's decoders and convert to RGB on the GPU where GStreamer has them
     (``source.decoding`` says what was chosen and why; software decoding otherwise).
+    ``cancel``: an event that gives up the wait for the first frame (raising
+    :class:`~vidpipe.errors.OpenCancelledError`) within 50 ms of being set.
     Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
     """
     return Source(
@@ -627,4 +665,5 @@ def open(
         stream=stream,
         stall_timeout=stall_timeout,
         gpu_decode=gpu_decode,
+        cancel=cancel,
     )

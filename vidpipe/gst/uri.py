@@ -19,6 +19,7 @@ from ..errors import (
     TruncatedSourceError,
     UnsupportedSourceError,
 )
+from ..redact import mask_secrets
 from . import Gst
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtspt", "http", "https")
@@ -87,7 +88,8 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
         return _parse_test_uri(text)
     if scheme in NETWORK_SCHEMES:
         live = scheme.startswith("rtsp")  # http(s) serves files (or HLS/DASH, which pace themselves)
-        return SourceSpec(text, "network", f"uridecodebin name=decode uri={_quote(text)}", live=live)
+        shown = mask_secrets(text)  # messages name the source without its password
+        return SourceSpec(shown, "network", f"uridecodebin name=decode uri={_quote(text)}", live=live)
     if scheme and scheme != "file":
         raise UnsupportedSourceError(
             f"{text}: unsupported source scheme {scheme!r} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ from torch import nn
 
 from ..errors import FrameInputError, ModelError
 from .detections import Detections
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -121,6 +124,25 @@ def as_frames(frames: Any) -> list[torch.Tensor]:
     return checked
 
 
+def sanitize(found: Detections, size: tuple[int, int]) -> tuple[Detections, int]:
+    """``found`` without detections whose box or score is not finite, boxes clipped to a frame of
+    ``size`` = (h, w) with ordered corners, as float32; and how many were dropped."""
+    if len(found) == 0:
+        return found, 0
+    boxes, scores = found.boxes.float(), found.scores.float()
+    finite = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
+    dropped = len(found) - int(finite.sum())
+    if dropped:
+        found = found[finite]
+        boxes, scores = boxes[finite], scores[finite]
+    height, width = size
+    xs, ys = boxes[:, 0::2].clamp(0, width), boxes[:, 1::2].clamp(0, height)
+    ordered = torch.stack((xs.min(1).values, ys.min(1).values, xs.max(1).values, ys.max(1).values), dim=1)
+    if dropped or not torch.equal(ordered, found.boxes) or found.scores.dtype != torch.float32:
+        found = Detections(ordered, scores, found.class_ids, found.labels, found.track_ids)
+    return found, dropped
+
+
 @dataclass(slots=True)
 class Batch:
     """Model input for a list of frames: ``images`` on the model's device, and each frame's (h, w)."""
@@ -142,6 +164,7 @@ class Detector:
     # A runtime with its own threads (OpenVINO) wants 1: two threads of PyTorch's OpenMP pool keep
     # spinning for a while after each parallel step and take the cores from the runtime's threads.
     torch_threads: int | None = None
+    dropped_detections: int = 0  # detections with a NaN or infinite box or score (see results)
 
     def __init__(
         self,
@@ -186,7 +209,27 @@ class Detector:
             return []
         with self.threads():
             batch = self.preprocess(frames)
-            return self.postprocess(self.forward(batch), batch)
+            return self.results(self.forward(batch), batch)
+
+    def results(self, outputs: Any, batch: Batch) -> list[Detections]:
+        """:meth:`postprocess`, then every box made safe, whatever the model returned: detections with a
+        NaN or infinite box or score are dropped (counted in ``dropped_detections``, one warning), boxes
+        are clipped to their frame and their corners ordered (x1 <= x2, y1 <= y2)."""
+        found = self.postprocess(outputs, batch)
+        if len(found) != len(batch.sizes):
+            raise ModelError(f"{self.name}: returned {len(found)} results for {len(batch.sizes)} frames")
+        safe = []
+        for detections, size in zip(found, batch.sizes, strict=True):
+            detections, dropped = sanitize(detections, size)
+            if dropped:
+                if not self.dropped_detections:
+                    log.warning(
+                        "%s: dropped %d detection(s) with a NaN or infinite box or score (further ones are counted)",
+                        self.name, dropped,
+                    )  # fmt: skip
+                self.dropped_detections += dropped
+            safe.append(detections)
+        return safe
 
     @contextmanager
     def threads(self) -> Iterator[None]:

@@ -63,9 +63,11 @@ def read_names(path: str | Path) -> list[str]:
     """Class names from a file: one per line, or a JSON/YAML list, or a dict of id → name."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ModelError(f"--names {path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"--names {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     data: Any = None
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         try:
@@ -107,6 +109,31 @@ def metadata_names(meta: dict[str, str]) -> list[str] | None:
     return None
 
 
+def fits_layout(layout: str, shape: Sequence[int]) -> bool:
+    """Whether an output of this (real, probed) shape can have ``layout``."""
+    if len(shape) != 3:
+        return False
+    _, a, b = shape
+    return {"end2end": b == 6, "yolov5": a > b > 5, "yolo": b > a > 4}.get(layout, False)
+
+
+def metadata_imgsz(meta: dict[str, str]) -> tuple[int, int] | None:
+    """The input size Ultralytics writes into an ONNX file's metadata (``imgsz``: ``[640, 640]``)."""
+    try:
+        value = ast.literal_eval(meta.get("imgsz", ""))
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, int):
+        value = [value, value]
+    if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+DEFAULT_IMGSZ = 640
+
+
 def detect_layout(shape: Sequence[int]) -> str | None:
     """Which layout a single output of this (real, batch-1) shape has, or None."""
     if len(shape) != 3:
@@ -137,6 +164,7 @@ class OnnxDetector(Detector):
         names: str | Path | None = None,
         iou: float = 0.45,
         max_det: int = 300,
+        imgsz: int | None = None,
         channels_last: bool | None = None,
     ) -> None:
         try:
@@ -170,7 +198,8 @@ class OnnxDetector(Detector):
         meta = self.session.get_modelmeta().custom_metadata_map
         self.input_name = inputs[0].name if inputs else ""
         if len(inputs) == 1 and len(shape) == 3 and shape[0] == 3:  # one image of any size
-            self.layout, self.size, self.dynamic_batch = "torchvision", (0, 0), False
+            self.layout, self.size, self.dynamic_batch, self.file_batch = "torchvision", (0, 0), False, 1
+            self.class_count = 0
             if layout not in (None, "torchvision"):
                 raise ModelError(f"{path}: takes one [3, H, W] image, which --format {layout} does not")
             outputs = self.session.get_outputs()
@@ -182,34 +211,60 @@ class OnnxDetector(Detector):
             self.classes = metadata_names(meta) or list(COCO_CATEGORIES)
             default = float(meta.get("threshold", 0.5))
         else:
-            if len(inputs) != 1 or len(shape) != 4 or shape[1] != 3 or not all(isinstance(v, int) for v in shape[2:]):
-                found = ", ".join(f"{i.name} {i.shape}" for i in inputs)
-                raise ModelError(
-                    f"{path}: input is not an image tensor [B, 3, H, W] of fixed size or [3, H, W] (found {found})"
-                )
-            self.size = (int(shape[2]), int(shape[3]))
-            self.dynamic_batch = not isinstance(shape[0], int)
-            probe = self.session.run(None, {self.input_name: np.zeros((1, 3, *self.size), np.float32)})
-            shapes = [list(p.shape) for p in probe]
-            self.layout = layout or (detect_layout(shapes[0]) if len(shapes) == 1 else None)
-            if self.layout not in LAYOUTS or self.layout == "torchvision":
-                known = "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items())
-                what = f"--format {layout}" if layout else f"output shapes {shapes}"
-                raise ModelError(f"{path}: unknown output layout ({what}); known layouts: {known}")
-            classes = {"yolo": probe[0].shape[1] - 4, "yolov5": probe[0].shape[2] - 5}.get(self.layout, 80)
-            self.classes = metadata_names(meta) or (
-                COCO_80[1:] if classes == 80 else [f"class_{i}" for i in range(max(classes, 0))]
-            )
-            if self.layout != "end2end" and len(self.classes) != classes:
-                self.classes = [f"class_{i}" for i in range(classes)]
-            default = 0.25  # Ultralytics' default confidence
+            default = self._setup_yolo(inputs, meta, layout, imgsz)
         if names is not None:
             self.classes = read_names(names)
-            if self.layout in ("yolo", "yolov5") and len(self.classes) != classes:
-                raise ModelError(f"--names {names}: has {len(self.classes)} names, {path} has {classes} classes")
+            if self.layout in ("yolo", "yolov5") and len(self.classes) != self.class_count:
+                raise ModelError(
+                    f"--names {names}: has {len(self.classes)} names, {path} has {self.class_count} classes"
+                )
         self.threshold = check_threshold(default if threshold is None else threshold)
-        one_by_one = not self.dynamic_batch and self.layout != "torchvision"
-        self.note = "fixed batch size 1 in the file: frames run one by one" if one_by_one else ""
+        fixed = not self.dynamic_batch and self.layout != "torchvision"
+        self.note = ""
+        if fixed:
+            each = "one by one" if self.file_batch == 1 else f"in groups of {self.file_batch}, the last one padded"
+            self.note = f"fixed batch size {self.file_batch} in the file: frames run {each}"
+
+    def _setup_yolo(self, inputs: list, meta: dict[str, str], layout: str | None, imgsz: int | None) -> float:
+        """An image-tensor model (YOLO exports): its input size (fixed, or ``imgsz`` / the metadata's /
+        640 for dynamic ones), input type (fp32 or fp16), batch, output layout (checked against a probe
+        run) and classes. Returns the default threshold."""
+        path = self.path
+        shape = inputs[0].shape if inputs else []
+        self.input_type = ONNX_DTYPES.get(inputs[0].type) if inputs else None
+        if len(inputs) != 1 or len(shape) != 4 or shape[1] != 3 or self.input_type is None:
+            found = ", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs)
+            raise ModelError(
+                f"{path}: input is not an image tensor [B, 3, H, W] (float or float16) or [3, H, W] (found {found})"
+            )
+        if all(isinstance(v, int) for v in shape[2:]):
+            self.size = (int(shape[2]), int(shape[3]))
+            if imgsz is not None and (imgsz, imgsz) != self.size:
+                raise ModelError(f"--imgsz {imgsz}: {path} takes {self.size[1]}x{self.size[0]} images only")
+        else:  # dynamic height and width (yolo export dynamic=True): letterboxed to imgsz
+            self.size = (imgsz, imgsz) if imgsz is not None else metadata_imgsz(meta) or (DEFAULT_IMGSZ,) * 2
+        self.dynamic_batch = not isinstance(shape[0], int)
+        self.file_batch = 1 if self.dynamic_batch else int(shape[0])
+        probe = self.session.run(None, {self.input_name: np.zeros((self.file_batch, 3, *self.size), self.input_type)})
+        shapes = [[1, *p.shape[1:]] for p in probe]
+        if layout is not None and layout != "torchvision" and not (len(shapes) == 1 and fits_layout(layout, shapes[0])):
+            raise ModelError(
+                f"{path}: output shape {shapes[0] if len(shapes) == 1 else shapes} does not fit --format {layout} "
+                f"({LAYOUTS[layout]}); leave --format out to recognise the layout from the shape"
+            )
+        self.layout = layout or (detect_layout(shapes[0]) if len(shapes) == 1 else None)
+        if self.layout not in LAYOUTS or self.layout == "torchvision":
+            known = "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items())
+            what = f"--format {layout}" if layout else f"output shapes {shapes}"
+            raise ModelError(f"{path}: unknown output layout ({what}); known layouts: {known}")
+        self.class_count = {"yolo": shapes[0][1] - 4, "yolov5": shapes[0][2] - 5}.get(self.layout, 80)
+        classes = self.class_count
+        self.classes = metadata_names(meta) or (
+            COCO_80[1:] if classes == 80 else [f"class_{i}" for i in range(max(classes, 0))]
+        )
+        if self.layout != "end2end" and len(self.classes) != classes:
+            self.classes = [f"class_{i}" for i in range(classes)]
+        return 0.25  # Ultralytics' default confidence
 
     def label(self, class_id: int) -> str:
         return self.classes[class_id] if 0 <= class_id < len(self.classes) else f"class_{class_id}"
@@ -226,11 +281,16 @@ class OnnxDetector(Detector):
     def forward(self, batch: Batch) -> Any:
         if self.layout == "torchvision":
             return [self.session.run(None, {self.input_name: image.numpy()}) for image in batch.images]
-        images = batch.images.numpy()
+        images = batch.images.numpy().astype(self.input_type, copy=False)
         if self.dynamic_batch:
-            return torch.from_numpy(self.session.run(None, {self.input_name: images})[0])
-        outs = [self.session.run(None, {self.input_name: images[i : i + 1]})[0] for i in range(len(images))]
-        return torch.from_numpy(np.concatenate(outs))
+            return torch.from_numpy(self.session.run(None, {self.input_name: images})[0]).float()
+        outs, n, step = [], len(images), self.file_batch
+        for i in range(0, n, step):  # the file's fixed batch: the last group padded with blank images
+            group = images[i : i + step]
+            if len(group) < step:
+                group = np.concatenate([group, np.zeros((step - len(group), *group.shape[1:]), group.dtype)])
+            outs.append(self.session.run(None, {self.input_name: group})[0][: min(step, n - i)])
+        return torch.from_numpy(np.concatenate(outs)).float()
 
     def postprocess(self, outputs: Any, batch: Batch) -> list[Detections]:
         if self.layout == "torchvision":

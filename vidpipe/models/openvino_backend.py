@@ -47,9 +47,9 @@ class OpenVinoNetwork:
         folder = cache_dir() / "openvino"
         xml = folder / f"{name}-{_fingerprint(module, size, ov.__version__)}.xml"
         core = ov.Core()
-        if xml.is_file():
-            model = core.read_model(str(xml))
-        else:
+        config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+        self.compiled = _compile_cached(core, xml, config)
+        if self.compiled is None:
             log.info("converting %s to OpenVINO IR (once): %s", name, xml)
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
@@ -63,14 +63,28 @@ class OpenVinoNetwork:
                     tmp.replace(xml)
             except (OSError, RuntimeError) as exc:  # a full or read-only disk: run it uncached
                 log.warning("cannot cache the OpenVINO model in %s (%s); converting again next time", folder, exc)
-        config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-        self.compiled = core.compile_model(model, "CPU", config)
+            self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.path = xml
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         self.request.infer({0: images.float().contiguous().numpy()}, share_inputs=True)
         return tuple(torch.from_numpy(t.data.copy()) for t in self.request.output_tensors)
+
+
+def _compile_cached(core, xml: Path, config: dict):
+    """The cached IR compiled, or None when there is none or it is damaged (cut short, edited by hand):
+    a damaged cache is removed, with a warning, so that it is converted again."""
+    if not xml.is_file():
+        return None
+    try:
+        return core.compile_model(core.read_model(str(xml)), "CPU", config)
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        log.warning("%s: damaged OpenVINO cache (%s); converting the model again", xml, first)
+        for stale in (xml, xml.with_suffix(".bin")):
+            stale.unlink(missing_ok=True)
+        return None
 
 
 def use_openvino(detector: Detector, precision: str) -> Detector:

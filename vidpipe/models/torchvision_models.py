@@ -7,7 +7,7 @@ Weights come through torchvision's own weights API and cache (``$TORCH_HOME/hub/
 from __future__ import annotations
 
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +50,39 @@ class TorchvisionStyleDetector(Detector):
     """A model following torchvision's detection convention: it takes a list of ``float[3, H, W]`` RGB
     images in [0, 1] and returns one ``{"boxes", "scores", "labels"}`` dict per image (a scripted
     torchvision model's ``(losses, detections)`` tuple works too). It resizes, normalises and suppresses
-    by itself; labels come from the model's ``classes`` attribute when it has one, else COCO's ids."""
+    by itself; labels come from the model's ``classes`` attribute when it has one, else COCO's ids.
+
+    Under bf16 or fp16 the weights stay fp32 and the network runs under ``torch.autocast``: its
+    convolutions compute in the reduced precision while box selection (NMS, which has no bf16 kernel)
+    runs in fp32, as autocast casts it."""
 
     def __init__(self, model: nn.Module, *, name: str, threshold: float | None = None, **kwargs: Any) -> None:
         self.name = name
         classes = getattr(model, "classes", None) or COCO_CATEGORIES
         kwargs.setdefault("channels_last", False)
         super().__init__(model, classes=classes, threshold=0.5 if threshold is None else threshold, **kwargs)
+        self.autocast = self.dtype != torch.float32
+        if self.autocast:
+            self.model = self.model.float()
 
     def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
-        images = [f.to(self.device).permute(2, 0, 1).to(self.dtype) / 255.0 for f in frames]
+        images = [f.to(self.device).permute(2, 0, 1).float() / 255.0 for f in frames]
         return Batch(images, [(int(f.shape[0]), int(f.shape[1])) for f in frames])
+
+    @torch.inference_mode()
+    def forward(self, batch: Batch) -> Any:
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
+            return self.model(batch.images)
 
     def postprocess(self, outputs: Any, batch: Batch) -> list[Detections]:
         if isinstance(outputs, tuple) and len(outputs) == 2:  # scripted torchvision: (losses, detections)
             outputs = outputs[1]
+        if isinstance(outputs, dict) and len(batch.sizes) == 1:
+            outputs = [outputs]
         if not isinstance(outputs, list | tuple) or len(outputs) != len(batch.sizes):
-            raise ModelError(f"{self.name}: expected one result dict per image, got {type(outputs).__name__}")
-        return [to_detections(out, self.threshold, self.label) for out in outputs]
+            what = f"{len(outputs)} results" if isinstance(outputs, list | tuple) else type(outputs).__name__
+            raise ModelError(f"{self.name}: expected a list of one dict per image ({len(batch.sizes)}), got {what}")
+        return [to_detections(checked_output(out, self.name), self.threshold, self.label) for out in outputs]
 
 
 def load_torchvision(builder: str, *, weights: str | Path | None = None, **kwargs: Any) -> TorchvisionStyleDetector:
@@ -85,6 +100,34 @@ def load_torchvision(builder: str, *, weights: str | Path | None = None, **kwarg
         model = torchvision.models.get_model(builder, weights=None, weights_backbone=None, num_classes=91)
         load_matching(model, load_torch_state(path), str(path))
     return TorchvisionStyleDetector(model, name=PREFIX + builder, **kwargs)
+
+
+EXPECTED = "{'boxes': [N, 4] x1,y1,x2,y2 pixels, 'scores': [N], 'labels': [N] class ids}"
+
+
+def checked_output(out: Any, model: str) -> dict[str, torch.Tensor]:
+    """One image's result of a torchvision-style model as tensors of the right shapes (numpy arrays and
+    lists accepted), or a :class:`ModelError` naming the model, the key and the shape expected."""
+    if not isinstance(out, Mapping):
+        raise ModelError(f"{model}: returned {type(out).__name__} for an image; expected a dict {EXPECTED}")
+    checked = {}
+    for key in ("boxes", "scores", "labels"):
+        if key not in out:
+            keys = ", ".join(map(str, out)) or "none"
+            raise ModelError(f"{model}: its result has no {key!r} (keys: {keys}); expected {EXPECTED}")
+        try:
+            checked[key] = torch.as_tensor(out[key]).detach()
+        except (TypeError, ValueError, RuntimeError):
+            kind = type(out[key]).__name__
+            raise ModelError(f"{model}: {key!r} is {kind}, not an array; expected {EXPECTED}") from None
+    n = checked["scores"].shape[0] if checked["scores"].dim() == 1 else None
+    if checked["boxes"].numel() == 0 and n == 0:
+        checked["boxes"] = checked["boxes"].reshape(0, 4)
+    shapes = {key: list(value.shape) for key, value in checked.items()}
+    if n is None or shapes["boxes"] != [n, 4] or shapes["labels"] != [n]:
+        found = ", ".join(f"{key} {shape}" for key, shape in shapes.items())
+        raise ModelError(f"{model}: result shapes {found}; expected {EXPECTED}")
+    return checked
 
 
 def to_detections(out: dict[str, torch.Tensor], threshold: float, label) -> Detections:

@@ -1,13 +1,17 @@
 """The batcher: frames from every stream into batches, fairly, with bounded queues and bounded latency.
 
-Each stream has its own bounded queue. A batch takes one frame from each stream that has one ready, in
+Each stream has its own bounded queue (a lane), from when it is added until its end has been taken;
+streams come and go while batches run. A batch takes one frame from each stream that has one ready, in
 turn (round robin, starting with a different stream each batch), so a fast file cannot starve a live
 camera; it waits at most ``max_wait`` after its first frame for the batch to fill. Events and the end
 of a stream travel in the same queue, so they keep their place among the stream's frames.
 
 Files apply back-pressure (a full queue blocks their reader, and GStreamer behind it). Live streams never
-block: a full queue drops its oldest frame, and a frame older than the stream's latency bound when a
-batch would take it is dropped too, both counted, so latency cannot grow however slow the model is.
+block: a full queue drops its oldest frame, and a frame that cannot reach its result within the stream's
+latency bound is dropped too, both counted, so latency cannot grow however slow the model is. The bound
+is from the source to the result: a frame is dropped when it is older than the bound, or when its age
+plus the time a batch recently took to process (``service``) passes it while a newer frame of its stream
+waits behind it (the newest frame is always processed, so a slow machine still gets results).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from ..options import FILE_QUEUE
 from ..types import Event, Frame
 from .stats import StreamStats
 
@@ -35,11 +40,10 @@ Item = Frame | Event | End
 @dataclass
 class _Lane:
     stats: StreamStats
-    capacity: int
+    capacity: int = FILE_QUEUE
     live: bool = False
     max_latency: float | None = None
     frames: int = 0  # frames queued
-    ended: bool = False  # its End has been taken
 
     def __post_init__(self) -> None:
         self.queue: deque[Item] = deque()
@@ -47,25 +51,48 @@ class _Lane:
 
 class Batcher:
     """Fair batches over streams: ``put`` from each stream's reader thread, ``take`` from the inference
-    thread. ``abandon`` (an event) makes every wait give up."""
+    thread. ``abandon`` (an event) makes every wait give up. Without ``keep_alive``, :meth:`take` ends
+    (None) once every stream has ended; with it, the batcher idles with no stream until :meth:`close`."""
 
-    def __init__(self, batch: int, max_wait: float, abandon: threading.Event) -> None:
+    def __init__(self, batch: int, max_wait: float, abandon: threading.Event, *, keep_alive: bool = False) -> None:
         self.batch = batch
         self.max_wait = max_wait
+        self.keep_alive = keep_alive
         self._abandon = abandon
         self._cond = threading.Condition()
         self._lanes: dict[str, _Lane] = {}
         self._turn = 0
+        self._closed = False
+        self.service = 0.0  # seconds a batch recently took from being taken to its results (smoothed)
 
-    def add_stream(self, stats: StreamStats, capacity: int) -> None:
+    def observe_service(self, seconds: float) -> None:
+        """Tell how long the last batch took from :meth:`take` to its results (smoothed: a quarter of
+        each new observation; a slower batch counts at once, so the bound is kept rather than missed)."""
+        self.service = seconds if seconds > self.service else 0.75 * self.service + 0.25 * seconds
+
+    def add_stream(self, stats: StreamStats) -> None:
+        """A new stream's lane (until its end is taken): from here on the batcher waits for it."""
         with self._cond:
-            self._lanes[stats.name] = _Lane(stats, capacity)
+            self._lanes[stats.name] = _Lane(stats)
+            self._cond.notify_all()
 
-    def configure(self, stream: str, *, live: bool, max_latency: float | None) -> None:
-        """Set a stream's drop policy once its source is open."""
+    def remove_stream(self, stream: str) -> None:
+        """Drop a lane at once, with whatever it holds (a stream removed before it started)."""
+        with self._cond:
+            self._lanes.pop(stream, None)
+            self._cond.notify_all()
+
+    def configure(self, stream: str, *, live: bool, max_latency: float | None, capacity: int) -> None:
+        """Set a stream's queue size and drop policy once its source is open."""
         with self._cond:
             lane = self._lanes[stream]
-            lane.live, lane.max_latency = live, max_latency
+            lane.live, lane.max_latency, lane.capacity = live, max_latency, capacity
+
+    def close(self) -> None:
+        """No stream will be added any more: :meth:`take` ends once the lanes there are have ended."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def put(self, stream: str, item: Item) -> bool:
         """Queue a frame, event or end of ``stream``. A file's frame waits for room; a live stream's
@@ -101,7 +128,7 @@ class Batcher:
     def take(self) -> tuple[list[Item], float] | None:
         """The next batch: up to ``batch`` frames, with the events and ends queued before them, in
         each stream's order; and the seconds spent waiting for the first item. None when every stream
-        has ended and all was taken (or the run was abandoned)."""
+        has ended and all was taken, and no stream can come any more (or the run was abandoned)."""
         started = time.perf_counter()
         items: list[Item] = []
         frames = 0
@@ -115,7 +142,7 @@ class Batcher:
                     break  # only events: pass them on at once
                 if frames and first_at is None:
                     first_at = time.perf_counter()
-                if not items and all(lane.ended for lane in self._lanes.values()):
+                if not items and not self._lanes and (self._closed or not self.keep_alive):
                     return None
                 wait = 0.1 if first_at is None else first_at + self.max_wait - time.perf_counter()
                 if wait <= 0:
@@ -141,6 +168,12 @@ class Batcher:
                     progress = True
         return taken
 
+    def _too_late(self, frame: Frame, lane: _Lane, now: float) -> bool:
+        """Whether a live frame cannot make its stream's latency bound: older than it already, or going
+        to pass it by the time its result is out while a newer frame waits behind it."""
+        age = now - frame.wall
+        return age > lane.max_latency or (age + self.service > lane.max_latency and lane.frames > 0)
+
     def _take_one(self, lane: _Lane, items: list[Item]) -> bool:
         """Move the markers at the head of a lane, then one fresh frame, into ``items``."""
         now = time.time()
@@ -148,12 +181,14 @@ class Batcher:
             item = lane.queue.popleft()
             if isinstance(item, Frame):
                 lane.frames -= 1
-                if lane.max_latency is not None and now - item.wall > lane.max_latency:
-                    lane.stats.dropped += 1  # too old: processing it now would only add latency
+                if lane.max_latency is not None and self._too_late(item, lane, now):
+                    lane.stats.dropped += 1  # processing it now would only add latency
                     continue
                 items.append(item)
                 return True
-            if isinstance(item, End):
-                lane.ended = True
             items.append(item)
+            if isinstance(item, End):  # the stream's last item: its lane goes
+                if self._lanes.get(item.stream) is lane:
+                    del self._lanes[item.stream]
+                return False
         return False

@@ -68,12 +68,12 @@ def flow_graph(pipeline: Pipeline, sources: dict[str, str], encoders: dict[str, 
     lines.append(f'  model [label={_quote(model)}, fillcolor="#fde8c8"];')
     lines.append(_edge("batcher", "model"))
     previous = "model"
-    for i, stage in enumerate(pipeline.stages):
+    for i, stage in enumerate(pipeline.analysis.describe()):
         node = f"stage_{i}"
-        lines.append(f"  {node} [label={_quote(_describe_stage(stage))}];")
+        lines.append(f"  {node} [label={_quote(stage)}];")
         lines.append(_edge(previous, node))
         previous = node
-    for i, sink in enumerate(pipeline.sinks):
+    for i, sink in enumerate(pipeline.outputs.sinks):
         node = f"sink_{i}"
         lines.append(f'  {node} [label={_quote(_describe_sink(sink))}, fillcolor="#e6f4ea"];')
         lines.append(_edge(previous, node))
@@ -89,17 +89,6 @@ def flow_graph(pipeline: Pipeline, sources: dict[str, str], encoders: dict[str, 
 
 def _safe(name: str) -> str:
     return re.sub(r"\W", "_", name)
-
-
-def _describe_stage(stage: object) -> str:
-    classes = getattr(stage, "classes", None)
-    if classes is not None:
-        return "class filter\n" + ", ".join(sorted(classes))
-    for kind in ("lines", "zones"):
-        shapes = getattr(stage, kind, None)
-        if shapes:
-            return f"{type(stage).__name__}\n" + ", ".join(shape.name for shape in shapes)
-    return type(stage).__name__
 
 
 def _describe_sink(sink: object) -> str:

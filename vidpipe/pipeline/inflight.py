@@ -102,7 +102,7 @@ class InFlight:
         launched = self._pending.popleft()
         with self.lanes.use(launched.lane), self.detector.threads(), torch.inference_mode():
             t0 = time.perf_counter()
-            detections = self.detector.postprocess(launched.outputs, launched.batch)
+            detections = self.detector.results(launched.outputs, launched.batch)
             seconds = time.perf_counter() - t0
         for stage, spent in zip(("preprocess", "inference", "postprocess"), (*launched.times, seconds), strict=True):
             self._record(stage, spent, launched.frames)

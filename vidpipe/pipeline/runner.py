@@ -1,18 +1,21 @@
-"""The runner: streams → batcher → detector → stages → sinks, in overlapping threads.
+"""The runner: streams → batcher → engine (detector) → each stream's stages → outputs, in overlapping
+threads, with streams that come and go while it runs.
 
-Threads: GStreamer decodes each source in its own threads; one reader thread per stream turns samples
-into tensors and queues them (reconnecting live streams); the inference thread (the caller's: PyTorch's
-CPU kernels run fastest in the thread that owns their OpenMP pool) takes fair batches across streams
-and runs preprocess → forward → postprocess; an output thread runs the stages (tracking, counting) and
-writes the sinks, opened per stream. Queues are bounded, so a slow stage holds back the ones before it
-(files) or drops the oldest frames (live), and memory stays bounded on any length of input. Errors
-travel down the queues: every frame before a failure is still delivered, then the error is reported.
+Threads: GStreamer decodes each source in its own threads; one reader thread per stream opens it, turns
+samples into tensors and queues them (reconnecting live streams); the inference thread (with
+:meth:`Pipeline.run`, the caller's: PyTorch's CPU kernels run fastest in the thread that owns their
+OpenMP pool) takes fair batches across streams and runs the detector; an output thread runs each
+stream's stages (tracking, counting) and writes the outputs, opened and closed per stream. Queues are
+bounded, so a slow stage holds back the ones before it (files) or drops the oldest frames (live), and
+memory stays bounded on any length of input. Errors travel down the queues: every frame before a
+failure is still delivered, then the error is reported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import queue
 import threading
@@ -20,23 +23,27 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from .. import models
-from ..analytics import Line, LineCounter, Tracker, Zone, ZoneCounter
-from ..errors import OutputError, VidpipeError
+from ..analytics import Line, Zone
+from ..analytics.plan import Analysis, Chain, Stage
+from ..errors import VidpipeError
 from ..gst.source import Source
 from ..gst.uri import source_path
+from ..memory import bound_arenas
 from ..models.base import Detector
 from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
-from ..sinks import Sink, check_output_paths
-from ..types import Event, Frame, Result
+from ..sinks import Sink, check_output_paths, expand_streams
+from ..types import Event, Frame, Result, SourceInfo
 from .batcher import Batcher, End
-from .inflight import InFlight, default_in_flight
-from .stages import ClassFilter, Stage
+from .engine import Engine
+from .inflight import default_in_flight
+from .outputs import Outputs
 from .stats import Stats
-from .streams import StreamReader, open_streams, stream_specs
+from .streams import StreamReader, StreamSpec, check_open_files, check_stream_name, split_name, stream_specs
 
 log = logging.getLogger(__name__)
 
 _POLL = 0.1  # seconds between checks of the stop flags while blocked on a queue
+SINK_ERRORS = ("stop", "isolate")
 
 
 class StreamsFailedError(VidpipeError):
@@ -49,21 +56,29 @@ class StreamsFailedError(VidpipeError):
 
 
 class Pipeline:
-    """Runs a detector over every frame of one or more sources and feeds the results to sinks.
+    """Runs a detector over every frame of its streams and feeds the results to sinks.
 
     ``Pipeline(source, detector)`` takes one source (an opened :class:`~vidpipe.Source` or a source
     string); ``Pipeline(detector=..., sources=[...])`` takes several: strings (``NAME=URI`` names a
-    stream, else it is named by its position), ``(name, uri)`` pairs or opened sources. Every
-    :class:`Result` carries its stream in ``result.frame.stream``.
+    stream, else it is named by its position), ``(name, uri)`` pairs or opened sources. Streams can also
+    be added and removed while it runs (:meth:`add_stream`, :meth:`remove_stream`); with
+    ``keep_alive=True`` it may start with none and idles when it has none, until :meth:`stop`.
 
-    Iterate it for results (each stream's in frame order), or call :meth:`run` to drive the sinks.
-    ``classes`` keeps only detections with these labels; ``track`` gives them track ids (ByteTrack, per
-    stream); ``lines`` (``"NAME=x1,y1,x2,y2"`` or :class:`~vidpipe.analytics.Line`) count crossings and
-    ``zones`` (``"NAME=x1,y1,x2,y2,x3,y3,..."``) entries, exits and occupancy, at each box's ``anchor``
-    (both turn tracking on); ``stages`` are further ``Result -> Result`` steps. ``on_result`` /
-    ``on_event`` callbacks get each result / stream event from the output thread. ``in_flight``: batches
-    started before the oldest one's results are collected (default: 2 on CUDA, so that the device
-    overlaps one batch's network with the other's box selection and copies; 1 on the CPU).
+    :meth:`run` runs to the end in the calling thread; :meth:`start` returns at once and the pipeline
+    runs in its own threads until :meth:`stop` (or, without ``keep_alive``, until its last stream ends);
+    :meth:`wait` waits for that. Iterate it for results (each stream's in frame order) instead of
+    writing sinks. Every :class:`Result` carries its stream in ``result.frame.stream``.
+
+    Each stream's results go through its own stages: ``classes`` keeps only detections with these
+    labels; ``track`` gives them track ids (ByteTrack); ``lines`` (``"[STREAM:]NAME=x1,y1,x2,y2"`` or
+    :class:`~vidpipe.analytics.Line`) count crossings and ``zones`` (``"[STREAM:]NAME=x1,y1,..."``)
+    entries, exits and occupancy, at each box's ``anchor`` (both turn tracking on); one without
+    ``STREAM:`` applies to every stream, counted per stream. ``stages`` are further ``Result -> Result``
+    steps, shared by the streams. ``on_result`` / ``on_event`` callbacks get each result / event (stream
+    events, line crossings, zone entries) from the output thread. ``sink_errors``: ``"stop"`` (the first
+    failing sink ends the run) or ``"isolate"`` (it is counted and said once; the rest goes on).
+    ``in_flight``: batches started before the oldest one's results are collected (default: 2 on CUDA,
+    1 on the CPU).
     """
 
     def __init__(
@@ -87,87 +102,343 @@ class Pipeline:
         on_event: Sequence[Callable[[Event], None]] = (),
         failed: dict[str, BaseException] | None = None,
         in_flight: int | None = None,
+        keep_alive: bool = False,
+        sink_errors: str = "stop",
     ) -> None:
         if detector is None:
             raise VidpipeError("a pipeline needs a detector")
-        if (source is None) == (sources is None):
-            raise VidpipeError("give one source, or sources=[...]")
+        if source is not None and sources is not None:
+            raise VidpipeError("give one source, or sources=[...], not both")
+        if source is None and sources is None and not keep_alive:
+            raise VidpipeError("give one source, or sources=[...] (or keep_alive=True to add streams later)")
         if not isinstance(batch, int) or batch < 1:
             raise VidpipeError(f"batch must be at least 1, got {batch!r}")
         if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
             raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
+        if in_flight is not None and (not isinstance(in_flight, int) or in_flight < 1):
+            raise VidpipeError(f"in_flight must be at least 1, got {in_flight!r}")
+        if sink_errors not in SINK_ERRORS:
+            raise VidpipeError(f"sink_errors must be one of {', '.join(SINK_ERRORS)}, got {sink_errors!r}")
+        bound_arenas()  # a pipeline may run for months, its streams reconnecting (see vidpipe.memory)
         options = options or StreamOptions()
         if max_frames is not None:
             options = dataclasses.replace(options, max_frames=max_frames)
-        if in_flight is not None and (not isinstance(in_flight, int) or in_flight < 1):
-            raise VidpipeError(f"in_flight must be at least 1, got {in_flight!r}")
         self.options = options
         self.detector = detector
         self.in_flight = default_in_flight(detector.device) if in_flight is None else in_flight
         self.batch = batch
-        self.sinks = list(sinks)
-        self.stages: list[Stage] = []
-        if classes is not None:
-            self.stages.append(ClassFilter(classes, detector.classes, detector.name))
-        if track or lines or zones:
-            self.stages.append(Tracker())
-        if lines:
-            self.stages.append(LineCounter(lines, anchor=anchor))
-        if zones:
-            self.stages.append(ZoneCounter(zones, anchor=anchor))
-        self.stages.extend(stages)
+        self.keep_alive = keep_alive
+        self.analysis = Analysis(
+            classes=classes, known=detector.classes, model=detector.name, track=track, lines=lines, zones=zones,
+            anchor=anchor, stages=stages,
+        )  # fmt: skip
         self.on_result = list(on_result)
         self.on_event = list(on_event)
         self.stats = Stats()
+        self.outputs = Outputs(
+            sinks, isolate=sink_errors == "isolate", on_failure=self._sink_failed, count=self._count_sink_error
+        )
         self._abandon = threading.Event()  # nobody consumes any more: drop everything
-        self._batcher = Batcher(batch, max_wait, self._abandon)
+        self._batcher = Batcher(batch, max_wait, self._abandon, keep_alive=keep_alive)
+        self._engine = Engine(detector, self.in_flight, self.stats)
         self._results: queue.Queue = queue.Queue(maxsize=2 * batch)
+        self._lock = threading.RLock()  # streams are added and removed from any thread
+        self._readers: dict[str, StreamReader] = {}
+        self._chains: dict[str, Chain] = {}
         self._started = False
-        self._opened = False
+        self._ended = threading.Event()  # the inference loop is over
+        self._worker: threading.Thread | None = None
         self._output: threading.Thread | None = None
-        self._failed_at_open: dict[str, BaseException] = {}
+        self._failure: list[BaseException] = []
+        self._errors: dict[str, BaseException] = {}
+        self._untold: list[Event] = []  # streams that failed before the run: said in the outputs
+        self._progress = None
         self.stopped = False  # set by stop(): the run ended early on request
-        specs = stream_specs([source] if sources is None else sources)
-        self.readers = [StreamReader(spec, options, self._batcher, self.stats.stream(spec.name)) for spec in specs]
-        self._record_failures(failed or {})
+        specs = stream_specs([source] if sources is None else sources) if (source or sources) else []
+        for spec in specs:
+            self._register(spec, options)
+        for name, error in (failed or {}).items():
+            self._record_failure(name, error)
 
-    # -- sources ------------------------------------------------------------------------------------
+    # -- streams ------------------------------------------------------------------------------------
 
-    def open(self) -> dict[str, BaseException]:
-        """Open every source (the first connections, in parallel); return the errors of those that
-        failed (their streams are left out). Called by :meth:`run` and iteration when not done before."""
-        if self._opened:
-            return {}
-        self._opened = True
-        specs, errors = open_streams([r.spec for r in self.readers], self.options)
-        self._record_failures(errors)
-        by_name = {spec.name: spec for spec in specs}
-        self.readers = [r for r in self.readers if r.name in by_name]
-        for reader in self.readers:
-            reader.open(by_name[reader.name].source)
-        return errors
+    def _register(
+        self, spec: StreamSpec, options: StreamOptions, lines: Sequence = (), zones: Sequence = ()
+    ) -> StreamReader:
+        if spec.name in self._readers:
+            raise VidpipeError(f"stream name {spec.name!r} is in use: each stream needs its own name")
+        self._chains[spec.name] = self.analysis.chain(spec.name, lines=lines, zones=zones)
+        stats = self.stats.stream(spec.name)
+        stats.status = "starting"
+        reader = StreamReader(spec, options, self._batcher, stats)
+        self._readers[spec.name] = reader
+        return reader
 
-    def _record_failures(self, errors: dict[str, BaseException]) -> None:
-        """Streams that could not be opened: in the figures, and as ``failed`` events for the sinks."""
-        for name, error in errors.items():
-            stats = self.stats.stream(name)
-            stats.status, stats.error = "failed", str(error)
-            self.stats.events.append(Event(name, "failed", f"{name}: {error}"))
-        self._failed_at_open.update(errors)
+    def _record_failure(self, name: str, error: BaseException) -> None:
+        """A stream that could not be opened before the run: in the figures, and as a ``failed`` event
+        for the outputs."""
+        stats = self.stats.stream(name)
+        stats.status, stats.error = "failed", str(error)
+        event = Event(name, "failed", f"{name}: {error}")
+        self.stats.note_event(event)
+        self._untold.append(event)
+        self._errors[name] = error
+
+    def add_stream(
+        self,
+        source: Source | str | os.PathLike,
+        name: str | None = None,
+        *,
+        detect_fps: float | None = None,
+        max_latency: float | None = None,
+        max_frames: int | None = None,
+        lines: Sequence[Line | str] = (),
+        zones: Sequence[Zone | str] = (),
+    ) -> str:
+        """Add a stream (safe from any thread, also while batches run); returns its name. ``name``
+        defaults to the ``NAME=`` of a ``NAME=URI`` string, else the lowest free number. The options,
+        ``lines`` and ``zones`` given here are this stream's own (beside the pipeline's). Once the
+        pipeline runs, the source opens in the stream's own thread: a source that cannot be opened ends
+        its stream with a ``failed`` event, the others go on."""
+        if isinstance(source, Source):
+            text = None
+        else:
+            given, text = split_name(os.fspath(source))
+            name = name if name is not None else given
+        options = self._stream_options(detect_fps, max_latency, max_frames)
+        with self._lock:
+            if self._ended.is_set() or (self.stopped and self._started):
+                raise VidpipeError("the pipeline has stopped: no stream can be added")
+            name = check_stream_name(name) if name is not None else self._free_name()
+            if self._started:
+                check_open_files(len(self._readers) + 1)
+            reader = self._register(StreamSpec(name, source if text is None else text), options, lines, zones)
+            if self._started:
+                reader.start()
+        return name
+
+    def _stream_options(
+        self, detect_fps: float | None, max_latency: float | None, max_frames: int | None
+    ) -> StreamOptions:
+        changes = {}
+        if detect_fps is not None:
+            if not (isinstance(detect_fps, int | float) and math.isfinite(detect_fps) and detect_fps > 0):
+                raise VidpipeError(f"detect_fps must be a number above 0, got {detect_fps!r}")
+            changes["detect_fps"] = float(detect_fps)
+        if max_latency is not None:
+            if not (isinstance(max_latency, int | float) and math.isfinite(max_latency) and max_latency > 0):
+                raise VidpipeError(f"max_latency must be a number of seconds above 0, got {max_latency!r}")
+            changes["max_latency"] = float(max_latency)
+        if max_frames is not None:
+            if not isinstance(max_frames, int) or max_frames < 1:
+                raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
+            changes["max_frames"] = max_frames
+        return dataclasses.replace(self.options, **changes)
+
+    def _free_name(self) -> str:
+        number = 0
+        while str(number) in self._readers:
+            number += 1
+        return str(number)
+
+    def remove_stream(self, name: str, timeout: float = 30.0) -> None:
+        """Remove a stream (safe from any thread): its reader stops, the frames it read are still
+        processed, its outputs are finalised (its video plays when this returns), a ``removed`` event
+        is said, and its stages (tracker, counts) and figures are dropped. Raises ``KeyError`` for an
+        unknown name."""
+        with self._lock:
+            reader = self._readers.get(name)
+            if reader is None:
+                raise KeyError(name)
+            reader.removed = True
+            reader.stop()
+            if reader.done.is_set() or not (self._started and reader.started) or self._ended.is_set():
+                # not running (never started, or ended already): nothing in flight to wait for
+                self._batcher.remove_stream(name)
+                reader.close()
+                self._forget(name)
+                if self._started and not self._ended.is_set() and self._output is not None:
+                    self._put(Event(name, "removed", f"{name}: removed"))  # in order, from the output thread
+                return
+        if not reader.done.wait(timeout):
+            log.warning("stream %s: not finished %g s after its removal", name, timeout)
+
+    def _forget(self, name: str) -> None:
+        with self._lock:
+            reader = self._readers.pop(name, None)
+            self._chains.pop(name, None)
+            self.stats.drop_stream(name)
+            self._errors.pop(name, None)
+            if reader is not None:
+                reader.done.set()
+
+    def streams(self) -> list[dict]:
+        """Every stream: its name, source (password masked), state (``starting``, ``running``,
+        ``reconnecting``, ``ended``, ``failed``, ``stopped``) and figures, as plain data."""
+        with self._lock:
+            names = list(self._readers)
+        snapshot = self.stats.snapshot()["streams"]
+        return [snapshot[name] for name in names if name in snapshot]
+
+    def chain(self, stream: str) -> Chain:
+        """The stages of ``stream`` (built on first use for a stream the pipeline does not read, as the
+        push-style :meth:`process` needs)."""
+        with self._lock:
+            chain = self._chains.get(stream)
+            if chain is None:
+                chain = self._chains[stream] = self.analysis.chain(check_stream_name(stream))
+            return chain
 
     @property
     def source(self) -> Source | None:
         """The source of a one-stream pipeline (None before it is opened or with several streams)."""
-        return self.readers[0].source if len(self.readers) == 1 else None
+        readers = list(self._readers.values())
+        return readers[0].source if len(readers) == 1 else None
+
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks (a list: sinks may be added before the run starts)."""
+        return self.outputs.sinks
+
+    @property
+    def readers(self) -> list[StreamReader]:
+        return list(self._readers.values())
+
+    # -- push-style ---------------------------------------------------------------------------------
+
+    def process(self, stream: str, frames: Sequence[Frame]) -> list[Result]:
+        """Detect in frames the caller owns (a GStreamer element's buffers), now, in the calling thread,
+        and run them through ``stream``'s stages: one result each, in order, with its events. The
+        figures count them; the sinks do not see them."""
+        results = self._engine.detect(frames)
+        chain = self.chain(stream)
+        return [self._finish_result(chain, result) for result in results]
+
+    # -- running ------------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop reading new frames; frames already read are still processed and delivered. Returns at
-        once; a stream that is waiting for a frame (frozen) or reconnecting gives up within 50 ms."""
-        self.stopped = True
-        for reader in self.readers:
-            reader.stop()
+        once; a stream that is opening, frozen or reconnecting gives up within 50 ms."""
+        with self._lock:
+            self.stopped = True
+            self._batcher.close()
+            for reader in self._readers.values():
+                reader.stop()
 
-    # -- threads ------------------------------------------------------------------------------------
+    def _begin(self, progress=None) -> None:
+        with self._lock:
+            if self._started:
+                raise VidpipeError("a pipeline runs once")
+            self._started = True
+            self._progress = progress
+            sources = [r.source.path if r.source is not None else source_path(r.spec.source) for r in self.readers]
+            outputs = [(type(s).__name__, s.path) for s in self.outputs.sinks if getattr(s, "path", None)]
+            check_output_paths(
+                [path for path in sources if path is not None], expand_streams(outputs, list(self._readers))
+            )
+            check_open_files(sum(1 for r in self.readers if r.source is None))
+            self.stats.started = time.perf_counter()
+            for reader in self._readers.values():
+                reader.start()
+
+    def start(self) -> Pipeline:
+        """Start in the background and return at once: the streams open in their own threads, batches
+        run in an inference thread, results go to the sinks from an output thread."""
+        self._begin()
+        self._output = threading.Thread(target=self._write_outputs, name="vidpipe-output", daemon=True)
+        self._output.start()
+        self._worker = threading.Thread(target=self._infer, name="vidpipe-inference", daemon=True)
+        self._worker.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> Stats:
+        """Wait until the pipeline has ended (every stream ended, or :meth:`stop`); finalise the sinks
+        and return the figures, or raise the error of a failed stream (one stream) or
+        :class:`StreamsFailedError` (several)."""
+        if self._worker is None:
+            raise VidpipeError("the pipeline was not started (start() first)")
+        self._worker.join(timeout)
+        if self._worker.is_alive():
+            raise TimeoutError(f"the pipeline is still running after {timeout} s")
+        return self._finalise()
+
+    def run(self, progress=None) -> Stats:
+        """Run to the end (or until :meth:`stop`), writing every result to the sinks, each opened per
+        stream; the sinks are finalised whatever happens. Returns the figures; raises the error of a
+        failed stream (one stream) or :class:`StreamsFailedError` (several), after the others finished.
+
+        Inference runs in the calling thread (PyTorch's CPU kernels run measurably faster in the
+        thread that owns their OpenMP pool), the sinks are written in an output thread."""
+        self._begin(progress)
+        self._output = threading.Thread(target=self._write_outputs, name="vidpipe-output", daemon=True)
+        self._output.start()
+        self._infer()
+        return self._finalise()
+
+    def _infer(self) -> None:
+        """The inference loop: batches to results, handed to the output thread."""
+        try:
+            for item in self._engine.run(self._batcher):
+                if not self._put(item):
+                    break
+        except BaseException as exc:
+            self._failure.append(exc)
+            self._abandon.set()
+        finally:
+            self._put(None)
+            if self._output is not None:
+                self._output.join()
+            self.stats.finished = time.perf_counter()
+            self._ended.set()
+
+    def _finalise(self) -> Stats:
+        try:
+            if self._failure:
+                raise self._failure[0]
+        finally:
+            self._shutdown()
+            close_errors = self.outputs.close()
+            if close_errors and not self._failure:
+                raise close_errors[0]
+        self._raise_failures(dict(self._errors))
+        return self.stats
+
+    def _shutdown(self) -> None:
+        self._abandon.set()
+        readers = self.readers
+        for reader in readers:
+            reader.stop()
+        for reader in readers:
+            reader.join(timeout=10)
+            reader.close()
+        if self._output is not None and self._output is not threading.current_thread():
+            self._output.join(timeout=60)
+        self.stats.finished = self.stats.finished or time.perf_counter()
+
+    def _raise_failures(self, errors: dict[str, BaseException]) -> None:
+        if not errors:
+            return
+        if len(errors) == 1 and len(self.stats.streams) == 1:
+            raise next(iter(errors.values()))
+        raise StreamsFailedError(errors)
+
+    def __iter__(self) -> Iterator[Result]:
+        """Results in frame order per stream. Decoding overlaps everything; inference runs in the
+        iterating thread, batch by batch, between the steps of the caller's loop (as in Ultralytics'
+        stream mode). No sink is written. At the end, the error of a failed stream is raised."""
+        self._begin()
+        try:
+            for item in self._engine.run(self._batcher):
+                done = self._handle(item, write=False)
+                if done is not None:
+                    yield done
+            self.stats.finished = time.perf_counter()
+        finally:
+            self._ended.set()
+            self._shutdown()
+        self._raise_failures(dict(self._errors))
+
+    # -- the output thread --------------------------------------------------------------------------
 
     def _put(self, item: object) -> bool:
         while not self._abandon.is_set():
@@ -186,209 +457,112 @@ class Pipeline:
                 continue
         return None
 
-    def _detected(self) -> Iterator[Result | Event | End]:
-        """Fair batches across streams, detected in the calling thread: results, events and stream
-        ends, each stream's in its own order. Up to ``in_flight`` batches are started before the oldest
-        is collected; one is collected at once when no frame is waiting, so latency does not grow."""
-        flight = InFlight(self.detector, self.in_flight, self.stats.add)
-        while True:
-            if len(flight) and (flight.full or not self._batcher.ready()):
-                yield from _merged(*flight.collect())
-                continue
-            taken = self._batcher.take()
-            if taken is None:
-                break
-            items, waited = taken
-            frames = [item.tensor for item in items if isinstance(item, Frame)]
-            if not frames:  # events and ends only: after the batches before them
-                for done in flight.drain():
-                    yield from _merged(*done)
-                yield from items
-                continue
-            self.stats.add("decode wait", waited, len(frames))
-            flight.launch(frames, tag=items)
-        for done in flight.drain():
-            yield from _merged(*done)
+    def _write_outputs(self) -> None:
+        try:
+            while True:
+                item = self._get()
+                if item is None:
+                    return
+                self._handle(item, write=True)
+        except BaseException as exc:
+            self._failure.append(exc)
+            self._abandon.set()  # nobody takes results any more: stop the other stages
 
-    def _staged(self, result: Result) -> Result:
-        """The stages applied in order (in the output thread when sinks are written, so tracking and
-        counting overlap the next batch's inference)."""
-        if self.stages:
+    def _handle(self, item: Result | Event | End, *, write: bool) -> Result | None:
+        """One item of the engine's output: a result through its stream's stages, into the figures and
+        callbacks (and the outputs, with ``write``); an event told; a stream's end closing its outputs.
+        Returns the finished result."""
+        stream = item.frame.stream if isinstance(item, Result) else item.stream
+        if write and self._untold:  # streams that failed before the run: first in the outputs
+            for event in self._untold:
+                self.outputs.event(event)
+            self._untold.clear()
+        if isinstance(item, End):
+            self._ended_stream(item, write)
+            return None
+        if isinstance(item, Event):
+            self._tell(item, write)
+            return None
+        chain = self._chains.get(stream) or self.chain(stream)
+        result = self._finish_result(chain, item)
+        if write:
+            if not self.outputs.is_open(stream):
+                reader = self._readers.get(stream)
+                self.outputs.open_stream(reader.info if reader is not None and reader.info else _info_of(item))
             t0 = time.perf_counter()
-            for step in self.stages:
-                result = step(result)
-            self.stats.add("stages", time.perf_counter() - t0)
+            self.outputs.write(result)
+            self.stats.add("output", time.perf_counter() - t0)
+        for event in result.events:  # what the stages saw happen at this frame
+            self._tell(event, write)
+        for callback in self.on_result:
+            callback(result)
+        if self._progress is not None:
+            self._progress.advance()
         return result
 
-    def _finish(self, item: Result | Event | End) -> Result | Event | End:
-        """A result through the stages; then any item into the figures and event callbacks."""
-        if isinstance(item, Result):
-            item = self._staged(item)
-        self._count(item)
-        return item
-
-    def _count(self, item: Result | Event | End) -> None:
-        if isinstance(item, Event):
-            self.stats.events.append(item)
-            for callback in self.on_event:
-                callback(item)
-        elif isinstance(item, Result):
-            stream = self.stats.stream(item.frame.stream)
-            stream.frames += 1
-            stream.labels.update(item.detections.labels)
-            stream.latency.append(time.time() - item.frame.wall)
-            self.stats.frames += 1
-            self.stats.labels.update(item.detections.labels)
-
-    def _start(self) -> None:
-        if self._started:
-            raise VidpipeError("a pipeline runs once")
-        self._started = True
-        self.open()
-        self.stats.started = time.perf_counter()
-        for reader in self.readers:
-            reader.start()
-
-    def _shutdown(self) -> None:
-        self._abandon.set()
-        for reader in self.readers:
-            reader.stop()
-        for reader in self.readers:
-            reader.join(timeout=10)
-            reader.close()
-        if self._output is not None and self._output is not threading.current_thread():
-            self._output.join(timeout=60)
-        self.stats.finished = self.stats.finished or time.perf_counter()
-
-    def _errors(self) -> dict[str, BaseException]:
-        return dict(self._failed_at_open)
-
-    def _raise_failures(self, errors: dict[str, BaseException]) -> None:
-        if not errors:
-            return
-        if len(errors) == 1 and len(self.stats.streams) == 1:
-            raise next(iter(errors.values()))
-        raise StreamsFailedError(errors)
-
-    def __iter__(self) -> Iterator[Result]:
-        """Results in frame order per stream. Decoding overlaps everything; inference runs in the
-        iterating thread, batch by batch, between the steps of the caller's loop (as in Ultralytics'
-        stream mode). At the end, the error of a failed stream is raised."""
-        self._start()
-        errors = self._errors()
-        try:
-            for item in map(self._finish, self._detected()):
-                if isinstance(item, Result):
-                    yield item
-                elif isinstance(item, End) and item.error is not None:
-                    errors[item.stream] = item.error
-            self.stats.finished = time.perf_counter()
-        finally:
-            self._shutdown()
-        self._raise_failures(errors)
-
-    def run(self, progress=None) -> Stats:
-        """Run to the end (or until :meth:`stop`), writing every result to the sinks, each opened per
-        stream; the sinks are finalised whatever happens. Returns the figures; raises the error of a
-        failed stream (one stream) or :class:`StreamsFailedError` (several), after the others finished.
-
-        Inference runs in the calling thread (PyTorch's CPU kernels run measurably faster in the
-        thread that owns their OpenMP pool), the sinks are written in an output thread."""
-        sources = [r.source.path if r.source is not None else source_path(r.spec.source) for r in self.readers]
-        paths = [path for path in sources if path is not None]
-        check_output_paths(paths, [(type(s).__name__, s.path) for s in self.sinks if getattr(s, "path", None)])
-        opened: list[Sink] = []
-        failure: list[BaseException] = []
-        errors: dict[str, BaseException] = {}
-        self._start()
-        errors.update(self._errors())
-        streams_open: set[str] = set()
-        # streams that failed to open: said in the outputs (JSONL) once they are open
-        untold = [e for e in self.stats.events if e.kind == "failed" and e.stream in self._failed_at_open]
-
-        def tell(event: Event) -> None:
-            for sink in self.sinks:
-                if hasattr(sink, "event"):
-                    sink.event(event)
-
-        def write(item: Result | Event | End) -> None:
-            stream = item.frame.stream if isinstance(item, Result) else item.stream
-            if stream not in streams_open:
-                streams_open.add(stream)
-                info = next(r.info for r in self.readers if r.name == stream)
-                for sink in self.sinks:
-                    sink.open(info)
-                    if sink not in opened:
-                        opened.append(sink)
-                for event in untold:
-                    tell(event)
-                untold.clear()
-            if isinstance(item, End):
-                if item.error is not None:
-                    errors[item.stream] = item.error
-                return
-            if isinstance(item, Event):
-                tell(item)
-                return
+    def _finish_result(self, chain: Chain, result: Result) -> Result:
+        if chain.stages:
             t0 = time.perf_counter()
-            for sink in self.sinks:
-                sink.write(item)
-            for event in item.events:  # what the stages saw happen at this frame
-                tell(event)
-            for callback in self.on_result:
-                callback(item)
-            self.stats.add("output", time.perf_counter() - t0)
-            if progress is not None:
-                progress.advance()
+            result = chain(result)
+            self.stats.add("stages", time.perf_counter() - t0)
+        stats = self.stats.stream(result.frame.stream)
+        stats.frames += 1
+        stats.labels.update(result.detections.labels)
+        now = time.time()
+        stats.latency.append(now - result.frame.wall)
+        stats.last_frame = now
+        if chain.lines is not None or chain.zones is not None:
+            stats.counts = chain.totals()
+        self.stats.frames += 1
+        self.stats.labels.update(result.detections.labels)
+        return result
 
-        def output() -> None:
-            try:
-                while True:
-                    item = self._get()
-                    if item is None:
-                        return
-                    write(self._finish(item))
-            except BaseException as exc:
-                failure.append(exc)
-                self._abandon.set()  # nobody takes results any more: stop the other stages
+    def _tell(self, event: Event, write: bool) -> None:
+        self.stats.note_event(event)
+        if write:
+            self.outputs.event(event)
+        for callback in self.on_event:
+            callback(event)
 
-        try:
-            self._output = threading.Thread(target=output, name="vidpipe-output", daemon=True)
-            self._output.start()
-            for item in self._detected():
-                if not self._put(item):
-                    break
-            self._put(None)
-            self._output.join()
-            self.stats.finished = time.perf_counter()
-            if failure:
-                raise failure[0]
-        finally:
-            self._shutdown()
-            close_errors = self._close_sinks(opened)
-            if close_errors and not failure:
-                raise close_errors[0]
-        self._raise_failures(errors)
-        return self.stats
+    def _ended_stream(self, end: End, write: bool) -> None:
+        reader = self._readers.get(end.stream)
+        if end.error is not None:
+            self._errors[end.stream] = end.error
+        if reader is not None and reader.removed:
+            self._tell(Event(end.stream, "removed", f"{end.stream}: removed"), write)
+        if write:
+            self.outputs.close_stream(end.stream)
+        if reader is not None:
+            reader.close()
+            if reader.removed:
+                self._forget(end.stream)
+            reader.done.set()
 
-    @staticmethod
-    def _close_sinks(opened: list[Sink]) -> list[VidpipeError]:
-        errors: list[VidpipeError] = []
-        for sink in opened:  # every sink is finalised, whatever another one did
-            try:
-                sink.close()
-            except VidpipeError as exc:
-                errors.append(exc)
-            except Exception as exc:  # a sink of the user's: report it as an output error
-                errors.append(OutputError(f"{type(sink).__name__}: cannot finish ({exc})"))
-        return errors
+    def _sink_failed(self, event: Event) -> None:
+        """An isolated sink's first failure: in the figures and callbacks now, in the outputs (the other
+        sinks) with the next item."""
+        self.stats.note_event(event)
+        self._untold.append(event)
+        for callback in self.on_event:
+            callback(event)
+
+    def _count_sink_error(self, name: str) -> None:
+        self.stats.sink_errors[name] += 1
+
+    # -- figures ------------------------------------------------------------------------------------
+
+    def summary(self) -> list[str]:
+        """The summary's lines on tracks, lines and zones (per stream; totals for shared ones)."""
+        from ..analytics.plan import summary
+
+        with self._lock:
+            return summary(dict(self._chains))
 
 
-def _merged(items: list[Frame | Event | End], detections: list) -> Iterator[Result | Event | End]:
-    """A batch's items with each frame replaced by its result, in their order."""
-    found = iter(detections)
-    for item in items:
-        yield Result(item, next(found)) if isinstance(item, Frame) else item
+def _info_of(result: Result) -> SourceInfo:
+    """What is known of a stream from one of its results (for a stream handed in by the caller)."""
+    frame = result.frame
+    return SourceInfo(frame.stream, frame.width, frame.height, None, None, None, None, None, False, frame.stream)
 
 
 def detect(
@@ -397,7 +571,7 @@ def detect(
     *,
     weights: str | None = None,
     device: str = "cpu",
-    precision: str = "fp32",
+    precision: str = "auto",
     batch: int = DEFAULT_BATCH,
     threshold: float | None = None,
     classes: Iterable[str] | None = None,
@@ -413,7 +587,8 @@ def detect(
     Yields one :class:`Result` per frame, in order per stream, while decoding, inference and your loop
     overlap. ``track=True`` adds track ids; ``lines`` / ``zones`` add crossing and zone events to
     ``result.events`` (see :class:`Pipeline`). ``model`` is a name (see ``vidpipe models``) or a
-    :class:`~vidpipe.models.Detector`.
+    :class:`~vidpipe.models.Detector`. ``precision="auto"`` as in ``vidpipe detect``: bf16 where the CPU
+    computes it natively, else fp32.
     """
     detector = (
         model

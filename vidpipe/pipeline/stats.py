@@ -12,6 +12,7 @@ from ..types import Event
 
 STAGES = ("decode wait", "preprocess", "inference", "postprocess", "stages", "output")
 _SAMPLES = 20_000  # latency samples kept per series (the most recent), so a run of days stays bounded
+EVENTS_KEPT = 1_000  # the most recent events (a service runs for months)
 
 
 def _percentiles(values) -> tuple[float, float]:
@@ -34,8 +35,10 @@ class StreamStats:
     reconnects: int = 0
     labels: Counter = field(default_factory=Counter)
     latency: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES))
-    status: str = "running"  # running, ended, failed, stopped
+    status: str = "starting"  # starting, running, reconnecting, ended, failed, stopped, removed
     error: str | None = None
+    last_frame: float | None = None  # UNIX time of the last result
+    counts: dict = field(default_factory=dict)  # the stream's line and zone counts (see Chain.totals)
 
     @property
     def detections(self) -> int:
@@ -45,6 +48,25 @@ class StreamStats:
         p50, p95 = _percentiles(self.latency)
         return p50 * 1000, p95 * 1000
 
+    def snapshot(self) -> dict:
+        """This stream's figures as plain data (JSON-ready)."""
+        p50, p95 = self.latency_ms()
+        return {
+            "name": self.name,
+            "source": self.source,
+            "live": self.live,
+            "state": self.status,
+            "error": self.error,
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "reconnects": self.reconnects,
+            "detections": self.detections,
+            "labels": dict(self.labels),
+            "latency_ms": {"p50": round(p50, 1), "p95": round(p95, 1)} if self.latency else None,
+            "last_frame": self.last_frame,
+            "counts": self.counts,
+        }
+
 
 @dataclass
 class Stats:
@@ -53,10 +75,13 @@ class Stats:
     frames: int = 0
     labels: Counter = field(default_factory=Counter)
     samples: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=_SAMPLES) for s in STAGES})
-    events: list[Event] = field(default_factory=list)
+    events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     streams: dict[str, StreamStats] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
+    missing: Counter = field(default_factory=Counter)  # damaged data: frames missing, places
+    sink_errors: Counter = field(default_factory=Counter)  # per output, failures isolated from the run
+    batches: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES))  # frames per batch
 
     def add(self, stage: str, seconds: float, frames: int = 1) -> None:
         self.samples[stage].append(seconds * 1000.0 / max(frames, 1))
@@ -65,6 +90,33 @@ class Stats:
         if name not in self.streams:
             self.streams[name] = StreamStats(name)
         return self.streams[name]
+
+    def note_event(self, event: Event) -> None:
+        """Keep an event (the most recent ``EVENTS_KEPT``) and count what the summary reports."""
+        self.events.append(event)
+        if event.kind == "frames_missing":
+            self.missing["frames"] += event.fields.get("missing", 0)
+            self.missing["places"] += 1
+
+    def drop_stream(self, name: str) -> None:
+        """Forget a removed stream's figures (the totals keep what it contributed)."""
+        self.streams.pop(name, None)
+
+    def snapshot(self) -> dict:
+        """The figures as plain data (JSON-ready): totals, per-stage latency, per stream."""
+        return {
+            "frames": self.frames,
+            "fps": round(self.fps, 2),
+            "wall": round(self.wall, 3),
+            "labels": dict(self.labels),
+            "latency_ms": {
+                stage: dict(zip(("p50", "p95"), (round(v, 3) for v in self.percentiles(stage)), strict=True))
+                for stage in STAGES
+            },
+            "missing": dict(self.missing),
+            "sink_errors": dict(self.sink_errors),
+            "streams": {name: s.snapshot() for name, s in list(self.streams.items())},
+        }
 
     @property
     def wall(self) -> float:
@@ -88,10 +140,9 @@ class Stats:
                 continue  # no tracking or counting
             p50, p95 = self.percentiles(stage)
             lines.append(f"  {stage:<20} {p50:8.2f} {p95:8.2f}")
-        missing = [e for e in self.events if e.kind == "frames_missing"]
-        if missing:
-            total = sum(e.fields["missing"] for e in missing)
-            lines.append(f"damaged     {total} frame(s) could not be decoded, in {len(missing)} place(s)")
+        if self.missing["places"]:
+            frames, places = self.missing["frames"], self.missing["places"]
+            lines.append(f"damaged     {frames} frame(s) could not be decoded, in {places} place(s)")
         if len(self.streams) > 1 or any(s.live or s.status == "failed" for s in self.streams.values()):
             lines.append(self.stream_table())
         return "\n".join(lines)

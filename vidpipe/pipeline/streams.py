@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import resource
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,14 +15,38 @@ from pathlib import Path
 from ..errors import SourceError, VidpipeError
 from ..gst.source import Source
 from ..gst.source import open as open_source
+from ..memory import trim_heap
 from ..options import FILE_QUEUE, LIVE_QUEUE, RECONNECT_FIRST, RECONNECT_MAX, StreamOptions
+from ..redact import mask_secrets
 from ..types import Event, Gap
 from .batcher import Batcher, End
 from .stats import StreamStats
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+MAX_NAME = 64
+NAME_RULE = "use letters, digits, '-', '_' (and '.' after the first character), at most 64"
+_COMMENT = re.compile(r"(^|\s)#.*$")  # '#' starts a comment at the start of a line or after whitespace
+
+
+def check_stream_name(name: str) -> str:
+    """A stream name is a safe token: it becomes part of output paths (``out/{stream}.mp4``), MQTT topics
+    and URLs, so it never holds a path separator, ``..``, a space or a control character. Returns it;
+    raises :class:`VidpipeError` saying what is wrong."""
+    if not isinstance(name, str):
+        raise VidpipeError(f"invalid stream name {name!r}: not a string ({NAME_RULE})")
+    if not name:
+        raise VidpipeError(f"invalid stream name '' (empty): {NAME_RULE}")
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "_.-"))})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise VidpipeError(f"invalid stream name {name!r}: it holds {shown}; {NAME_RULE}")
+    if ".." in name or name.startswith("."):
+        raise VidpipeError(f"invalid stream name {name!r}: '.' may not start it nor be doubled; {NAME_RULE}")
+    if len(name) > MAX_NAME:
+        raise VidpipeError(f"invalid stream name {name[:16]!r}...: {len(name)} characters; {NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,21 +57,28 @@ class StreamSpec:
     source: str | Source
 
 
-def parse_stream(text: str, position: int) -> StreamSpec:
-    """``NAME=URI`` names a stream (``gate=rtsp://cam1/stream``); otherwise its name is its position."""
+def split_name(text: str) -> tuple[str | None, str]:
+    """``NAME=URI`` → (NAME, URI); a source without a name (no ``=`` before any ``://``, or an existing
+    file whose name holds ``=``) → (None, text). The name is not checked here."""
     name, sep, rest = text.partition("=")
-    if sep and _NAME.match(name) and rest and not Path(text).exists() and "://" not in name:
-        return StreamSpec(name, rest)
-    return StreamSpec(str(position), text)
+    if not sep or "://" in name or Path(text).exists():
+        return None, text
+    return name, rest
 
 
 def read_sources_file(path: str | os.PathLike) -> list[str]:
-    """Sources listed one per line; ``#`` starts a comment; blank lines are ignored."""
+    """Sources listed one per line (UTF-8, a byte order mark tolerated); ``#`` starts a comment at the
+    start of a line or after whitespace (so a ``#`` inside a URL or password stays); blank lines are
+    ignored."""
     try:
-        lines = Path(path).read_text().splitlines()
+        text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise VidpipeError(f"--sources {path}: cannot read ({exc.strerror})") from None
-    sources = [line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else "" for line in lines]
+    except UnicodeDecodeError as exc:
+        raise VidpipeError(
+            f"--sources {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8, one source per line"
+        ) from None
+    sources = [_COMMENT.sub("", line).strip() for line in text.splitlines()]
     sources = [line for line in sources if line]
     if not sources:
         raise VidpipeError(f"--sources {path}: lists no source")
@@ -55,27 +87,81 @@ def read_sources_file(path: str | os.PathLike) -> list[str]:
 
 def stream_specs(sources: Iterable[str | os.PathLike | Source | tuple[str, str]]) -> list[StreamSpec]:
     """Name every source (``NAME=URI``, a ``(name, source)`` pair, or its position) and check that the
-    names are unique."""
-    specs = []
-    for position, item in enumerate(sources):
+    names are safe tokens and unique. An unnamed source gets its position as its name, or the next
+    number no given name uses."""
+    given: list[tuple[str | None, str | Source]] = []
+    for item in sources:
         if isinstance(item, Source):
-            specs.append(StreamSpec(item.stream if item.stream != "0" else str(position), item))
+            given.append((check_stream_name(item.stream) if item.stream != "0" else None, item))
         elif isinstance(item, tuple):
-            specs.append(StreamSpec(str(item[0]), item[1]))
+            given.append((check_stream_name(item[0]), item[1]))
         else:
-            specs.append(parse_stream(os.fspath(item), position))
-    seen: set[str] = set()
-    for spec in specs:
-        if spec.name in seen:
-            raise VidpipeError(f"stream name {spec.name!r} is given twice: each stream needs its own name")
-        seen.add(spec.name)
-    if not specs:
+            text = os.fspath(item)
+            name, uri = split_name(text)
+            try:
+                given.append((None if name is None else check_stream_name(name), uri))
+            except VidpipeError as exc:
+                if "/" in name or "\\" in name:  # a path with '=' in it, perhaps
+                    raise VidpipeError(f"{exc} (and no file {text} exists)") from None
+                raise
+    if not given:
         raise VidpipeError("no source given")
+    seen: set[str] = set()
+    for name, _ in given:
+        if name is None:
+            continue
+        if name in seen:
+            raise VidpipeError(f"stream name {name!r} is given twice: each stream needs its own name")
+        seen.add(name)
+    specs, number = [], 0
+    for position, (name, source) in enumerate(given):
+        if name is None:
+            number = max(number, position)
+            while str(number) in seen:
+                number += 1
+            name = str(number)
+            seen.add(name)
+        specs.append(StreamSpec(name, source))
     return specs
 
 
-def connect(uri: str | os.PathLike, name: str, options: StreamOptions) -> Source:
-    """Open one stream's source as the options say (rate limit, timeouts), its frames named ``name``."""
+# Open files a run needs (measured: 9 for a file stream, its decoder's threads' pipes among them; a
+# network stream adds its sockets; 4 for an annotated video's encoder), and a reserve for the model,
+# the libraries it loads and the other outputs.
+FDS_PER_STREAM = 12
+FDS_PER_VIDEO = 6
+FDS_RESERVED = 64
+
+
+def check_open_files(streams: int, videos: int = 0) -> None:
+    """Make sure a run of ``streams`` streams (``videos`` of them with an annotated video) can open the
+    files it needs: the soft limit is raised up to the hard one when that is enough, else the run is
+    refused before any work, with the ``ulimit -n`` to set."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return
+    needed = used + streams * FDS_PER_STREAM + videos * FDS_PER_VIDEO + FDS_RESERVED
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard == resource.RLIM_INFINITY or needed <= hard:
+        target = needed * 2 if hard == resource.RLIM_INFINITY else min(hard, needed * 2)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        log.info("raised the open-files limit from %d to %d for %d streams", soft, target, streams)
+        return
+    suggest = 1 << (needed - 1).bit_length()
+    raise VidpipeError(
+        f"{streams} streams need about {needed} open files ({FDS_PER_STREAM} a stream"
+        f"{f', {FDS_PER_VIDEO} an annotated video' if videos else ''}, {FDS_RESERVED} for the model and "
+        f"outputs), more than this process may open ({hard}): raise the limit (ulimit -n {suggest}) or run "
+        "fewer streams"
+    )
+
+
+def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: threading.Event | None = None) -> Source:
+    """Open one stream's source as the options say (rate limit, timeouts), its frames named ``name``;
+    ``cancel`` gives up the opening (see :func:`vidpipe.open`)."""
     return open_source(
         uri,
         timeout=options.open_timeout,
@@ -83,19 +169,23 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions) -> Source
         max_fps=options.detect_fps,
         stream=name,
         gpu_decode=options.gpu_decode,
+        cancel=cancel,
     )
 
 
-def open_streams(specs: list[StreamSpec], options: StreamOptions) -> tuple[list[StreamSpec], dict[str, BaseException]]:
+def open_streams(
+    specs: list[StreamSpec], options: StreamOptions, cancel: threading.Event | None = None
+) -> tuple[list[StreamSpec], dict[str, BaseException]]:
     """Open every source at once (in parallel: a slow camera does not hold up the others); return the
-    specs with their opened sources, and the errors of the sources that could not be opened."""
+    specs with their opened sources, and the errors of the sources that could not be opened. Setting
+    ``cancel`` gives up the openings still waiting within 50 ms."""
     opened: dict[str, Source] = {}
     errors: dict[str, BaseException] = {}
 
     def open_one(spec: StreamSpec) -> None:
         try:
             opened[spec.name] = (
-                spec.source if isinstance(spec.source, Source) else connect(spec.source, spec.name, options)
+                spec.source if isinstance(spec.source, Source) else connect(spec.source, spec.name, options, cancel)
             )
         except VidpipeError as exc:
             errors[spec.name] = exc
@@ -111,10 +201,13 @@ def open_streams(specs: list[StreamSpec], options: StreamOptions) -> tuple[list[
 class StreamReader:
     """Reads one stream into the batcher from its own thread.
 
-    The first connection happens in :meth:`open` (so a bad source fails before any work). A live
-    network stream (RTSP, a V4L2 device) that then fails, stalls or is ended by its server is reopened
-    with exponential back-off (``RECONNECT_FIRST`` doubling up to ``RECONNECT_MAX`` seconds) until the
-    run stops; its frame indices continue across the gap. A file that fails ends its stream alone.
+    The stream's lane in the batcher exists from the reader's creation until its end is taken. The
+    first connection happens in the reader's thread (or before, with an opened source), so a slow
+    camera holds up nobody; a source that cannot be opened ends its stream with a ``failed`` event. A
+    live network stream (RTSP, a V4L2 device, an HTTP stream without a length) that then fails, stalls
+    or is ended by its server is reopened with exponential back-off (``RECONNECT_FIRST`` doubling up to
+    ``RECONNECT_MAX`` seconds) until it is stopped; its frame indices continue across the gap. A file
+    that fails ends its stream alone.
     """
 
     def __init__(
@@ -128,13 +221,17 @@ class StreamReader:
         self.name = spec.name
         self.options = options
         self.stats = stats
+        self.removed = False  # stopped for good by Pipeline.remove_stream
+        self.done = threading.Event()  # its end went through the outputs
         self._batcher = batcher
         self._stop = threading.Event()
         self._source: Source | None = spec.source if isinstance(spec.source, Source) else None
         self._uri = spec.source.name if isinstance(spec.source, Source) else spec.source
+        self.stats.source = mask_secrets(str(self._uri))
         self._thread: threading.Thread | None = None
         self._delivered = 0
         self.info = None
+        batcher.add_stream(stats)
 
     # -- lifetime -----------------------------------------------------------------------------------
 
@@ -143,42 +240,39 @@ class StreamReader:
         """The source being read (a new one after each reconnection)."""
         return self._source
 
-    def open(self, source: Source | None = None) -> Source:
-        """The first connection (or ``source``, opened already); raises
-        :class:`~vidpipe.errors.SourceError` naming the source."""
-        if source is not None:
-            self._source = source
-        if self._source is None:
-            self._source = self._connect()
-        self._opened(self._source)
-        batcher_capacity = LIVE_QUEUE if self._source.live else FILE_QUEUE
-        self._batcher.add_stream(self.stats, batcher_capacity)
-        self._configure()
-        return self._source
-
     def _connect(self) -> Source:
-        return connect(self._uri, self.name, self.options)
+        return connect(self._uri, self.name, self.options, cancel=self._stop)
 
     def _opened(self, source: Source) -> None:
         self.info = source.info
         self.stats.source = source.name
         self.stats.live = source.live
+        self.stats.status = "running"
 
     def _configure(self) -> None:
         live = self._source.live
-        self._batcher.configure(self.name, live=live, max_latency=self.options.latency_bound(live))
+        self._batcher.configure(
+            self.name,
+            live=live,
+            max_latency=self.options.latency_bound(live),
+            capacity=LIVE_QUEUE if live else FILE_QUEUE,
+        )
 
     @property
     def reconnectable(self) -> bool:
         source = self._source
         return self.options.reconnect and source is not None and source.live and source.kind != "test"
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"vidpipe-read-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=f"vidpipe-read-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop reading (within 50 ms, also while a stream is frozen or reconnecting)."""
+        """Stop reading (within 50 ms, also while a stream is opening, frozen or reconnecting)."""
         self._stop.set()
         source = self._source
         if source is not None:
@@ -198,6 +292,28 @@ class StreamReader:
         event = Event(self.name, kind, message, fields=fields)
         return self._batcher.put(self.name, event)
 
+    def _end(self, status: str, error: BaseException | None = None) -> None:
+        self.stats.status = "removed" if self.removed else status
+        if error is not None:
+            self.stats.error = str(error)
+        self._batcher.put(self.name, End(self.name, error))
+
+    def _main(self) -> None:
+        """The thread: the first connection (unless opened already), then the frames."""
+        if self._source is None:
+            try:
+                self._source = self._connect()
+            except VidpipeError as exc:
+                if self._stop.is_set():
+                    self._end("stopped")
+                else:
+                    self._event("failed", f"{self.name}: {exc}")
+                    self._end("failed", exc)
+                return
+        self._opened(self._source)
+        self._configure()
+        self._run()
+
     def _run(self) -> None:
         offset = 0  # frames produced by earlier connections: indices go on across reconnects
         self._event("connected", f"{self.name}: connected to {self._uri}")
@@ -208,24 +324,21 @@ class StreamReader:
             offset += source.frames_produced
             source.close()
             if self._stop.is_set():
-                self.stats.status = "stopped"
-                self._batcher.put(self.name, End(self.name))
+                self._end("stopped")
                 return
             if error is None and (self._limit_reached() or not self.reconnectable):
-                self.stats.status = "ended"
                 self._event("ended", f"{self.name}: ended after {self._delivered} frames")
-                self._batcher.put(self.name, End(self.name))
+                self._end("ended")
                 return
             if error is not None and not (self.reconnectable and isinstance(error, SourceError)):
-                self.stats.status, self.stats.error = "failed", str(error)
                 self._event("failed", f"{self.name}: {error}")
-                self._batcher.put(self.name, End(self.name, error))
+                self._end("failed", error)
                 return
             cause = str(error) if error is not None else f"{self._uri}: the server ended the stream"
             self._event("disconnected", f"{self.name}: disconnected ({cause}); reconnecting")
+            self.stats.status = "reconnecting"
             if not self._reconnect():
-                self.stats.status = "stopped"
-                self._batcher.put(self.name, End(self.name))
+                self._end("stopped")
                 return
 
     def _limit_reached(self) -> bool:
@@ -270,6 +383,7 @@ class StreamReader:
                 return False
             self._source = source
             self._opened(source)
+            trim_heap()  # the closed connection's memory goes back to the system
             self.stats.reconnects += 1
             self._event("reconnected", f"{self.name}: reconnected to {self._uri}")
             return True

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .base import BaseSink
 from .textfile import WholeLinesFile
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 COLUMNS = ("stream", "frame", "pts", "label", "class_id", "score", "track_id", "x1", "y1", "x2", "y2")
 
 
-class CsvSink:
+class CsvSink(BaseSink):
     """Writes a header, then each frame's rows with one ``write`` system call (only whole rows on disk
     after a crash or a full disk). ``track_id`` is -1 for detections not tracked, empty without tracking."""
 
@@ -24,26 +25,24 @@ class CsvSink:
         self.path = self._file.path
         self.rows = 0
 
-    def open(self, info: SourceInfo) -> None:
+    def open_stream(self, info: SourceInfo | None) -> None:
         if not self._file.is_open:  # one file for every stream
             self._file.open()
             self._file.write(",".join(COLUMNS) + "\n")
 
     def write(self, result: Result) -> None:
-        found = result.detections
-        if not len(found):
+        record = result.record()
+        found = record["detections"]
+        if not found:
             return
-        frame = result.frame
-        tracks = found.track_ids.tolist() if found.track_ids is not None else [""] * len(found)
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        for label, cid, score, track, box in zip(
-            found.labels, found.class_ids.tolist(), found.scores.tolist(), tracks, found.boxes.tolist(), strict=True
-        ):
+        for item in found:
+            track = item.get("track_id", "")
             writer.writerow(
-                [frame.stream, frame.index, f"{frame.pts:.6f}", label, cid, f"{score:.4f}", track]
-                + [f"{v:.2f}" for v in box]
-            )
+                [record["stream"], record["frame"], f"{record['pts']:.6f}", item["label"], item["class_id"],
+                 f"{item['score']:.4f}", track] + [f"{v:.2f}" for v in item["box"]]
+            )  # fmt: skip
         self._file.write(text.getvalue(), len(found))
         self.rows += len(found)
 

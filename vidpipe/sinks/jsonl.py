@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .base import BaseSink
 from .textfile import WholeLinesFile
 
 if TYPE_CHECKING:
@@ -19,24 +20,7 @@ if TYPE_CHECKING:
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "detections.schema.json"
 
 
-def result_record(result: Result) -> dict:
-    """The JSONL object of one frame (see ``detections.schema.json``)."""
-    frame = result.frame
-    record = {
-        "stream": frame.stream,
-        "frame": frame.index,
-        "pts": round(frame.pts, 6),
-        "wall": round(frame.wall, 6),
-        "width": frame.width,
-        "height": frame.height,
-        "detections": result.detections.to_dict(),
-    }
-    if result.zones is not None:
-        record["zones"] = result.zones
-    return record
-
-
-class JsonlSink:
+class JsonlSink(BaseSink):
     """Writes one line per frame (and per event) with one ``write`` system call each, so a crash leaves
     only whole lines. A failed write (disk full) is undone to the last whole line and raises
     :class:`~vidpipe.errors.OutputError` at once."""
@@ -49,17 +33,19 @@ class JsonlSink:
     def lines(self) -> int:
         return self._file.lines
 
-    def open(self, info: SourceInfo) -> None:
+    def open_stream(self, info: SourceInfo | None) -> None:
         if not self._file.is_open:  # one file for every stream
             self._file.open()
 
     def write(self, result: Result) -> None:
-        self._write_line(result_record(result))
+        self._write_line(result.record())
 
     def event(self, event: Event) -> None:
         self._write_line(event.to_dict())
 
     def _write_line(self, record: dict) -> None:
+        if not self._file.is_open:  # (an event of a stream that never opened)
+            self._file.open()
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def close(self) -> None:

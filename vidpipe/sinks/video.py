@@ -11,10 +11,11 @@ import torch
 from ..errors import OutputError
 from ..gst import GLib, Gst
 from ..gst.graph import compact_dot
+from .base import BaseSink
 from .draw import Annotator
 
 if TYPE_CHECKING:
-    from ..types import Event, Result, SourceInfo
+    from ..types import Result, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,20 @@ log = logging.getLogger(__name__)
 # lose their last frame in mp4mux.
 H264 = "x264enc speed-preset=veryfast key-int-max=60 bframes=0 ! h264parse"
 MIN_STEP = Gst.MSECOND  # the least time between two frames of a video
+MAX_TRAILS = 10_000  # frames of a track's path kept for drawing (about 5 minutes at 30 fps)
+# Fragmented MP4 (a fragment a second): a run killed at any moment (SIGKILL, the OOM killer, a power
+# cut) leaves a file that plays up to its last whole fragment; a plain MP4 is unreadable without the
+# index written at its end. The file sink writes each fragment as it comes (no buffering in the process).
+FRAGMENT_MS = 1000
 # suffix -> (encoder ! muxer, Debian package of the encoder)
 FORMATS = {
-    ".mp4": (f"{H264} ! mp4mux", "gstreamer1.0-plugins-ugly"),
+    ".mp4": (f"{H264} ! mp4mux fragment-duration={FRAGMENT_MS}", "gstreamer1.0-plugins-ugly"),
     ".mkv": (f"{H264} ! matroskamux", "gstreamer1.0-plugins-ugly"),
     ".webm": ("vp8enc deadline=1 cpu-used=8 ! webmmux", "gstreamer1.0-plugins-good"),
 }
 
 
-class VideoSink:
+class VideoSink(BaseSink):
     """Draws each result's detections on its frame and encodes each stream's frames into its own file.
 
     ``path`` may contain ``{stream}`` (``out/{stream}.mp4``), which is replaced by the stream's name; it
@@ -39,8 +45,9 @@ class VideoSink:
     frame), so a variable-rate file or a live stream that dropped frames or reconnected gives a video of
     the right duration. Frames whose size differs from the first (a stream that changed resolution) are
     scaled to the first size, so the video holds every frame. A stream's file is finalised when the
-    stream ends, and every file at ``close()`` (end-of-stream, then the muxer finishes), so an interrupted
-    run still leaves playable videos.
+    stream ends or is removed (``close_stream``), and every file at ``close()`` (end-of-stream, then the
+    muxer finishes), so an interrupted run still leaves playable videos. A stream added again after its
+    file was finalised writes a new file, ``NAME-2.mp4`` (then ``-3``, ...), never the finished one.
     """
 
     def __init__(self, path: str | Path, *, annotate: bool = True, trails: int = 0, keep_graphs: bool = False) -> None:
@@ -48,59 +55,75 @@ class VideoSink:
         suffix = self.path.suffix.lower()
         if suffix not in FORMATS:
             raise OutputError(f"{self.path}: unknown video format {suffix or '(none)'} (use {', '.join(FORMATS)})")
+        if not isinstance(trails, int) or not 0 <= trails <= MAX_TRAILS:
+            raise OutputError(f"trails must be 0 to {MAX_TRAILS} frames, got {trails!r}")
         self.annotate = annotate
         self.trails = trails  # draw each track's last N positions
         self.keep_graphs = keep_graphs  # capture each encoder's graph when it starts (for graph_dots)
-        self._encoders: dict[str, _Encoder] = {}
+        self._encoders: dict[str, _Encoder] = {}  # open, by stream
+        self._finished: list[_Encoder] = []
+        self._opened: dict[str, int] = {}  # files opened so far, by stream
 
     @property
     def per_stream(self) -> bool:
         return "{stream}" in str(self.path)
 
-    def path_for(self, stream: str) -> Path:
-        return Path(str(self.path).replace("{stream}", stream))
+    def path_for(self, stream: str, take: int = 1) -> Path:
+        """The file of ``stream`` (its ``take``-th file: 2 and on for a stream added again)."""
+        path = Path(str(self.path).replace("{stream}", stream))
+        return path if take == 1 else path.with_name(f"{path.stem}-{take}{path.suffix}")
 
-    def open(self, info: SourceInfo) -> None:
+    def open_stream(self, info: SourceInfo) -> None:
         if info.stream in self._encoders:
             return
-        if self._encoders and not self.per_stream:
+        if (self._encoders or self._finished) and not self.per_stream:
             raise OutputError(f"{self.path}: several streams need a path with {{stream}} (e.g. out/{{stream}}.mp4)")
+        take = self._opened.get(info.stream, 0) + 1
+        used = {encoder.path for encoder in self._all()}
+        while self.path_for(info.stream, take) in used:  # ("cam" added again beside a stream "cam-2")
+            take += 1
         annotator = Annotator(self.trails) if self.annotate else None
-        encoder = _Encoder(self.path_for(info.stream), annotator=annotator, keep_graphs=self.keep_graphs)
+        encoder = _Encoder(self.path_for(info.stream, take), annotator=annotator, keep_graphs=self.keep_graphs)
         encoder.open(info)
+        self._opened[info.stream] = take
         self._encoders[info.stream] = encoder
 
     def write(self, result: Result) -> None:
         self._encoders[result.frame.stream].write(result)
 
-    def event(self, event: Event) -> None:
-        """A stream that ended (or failed) has its file finalised at once."""
-        if event.kind in ("ended", "failed") and event.stream in self._encoders:
-            self._encoders[event.stream].close()
+    def close_stream(self, stream: str) -> None:
+        """Finalise the stream's file now (it plays while the other streams go on)."""
+        encoder = self._encoders.pop(stream, None)
+        if encoder is not None:
+            self._finished.append(encoder)
+            encoder.close()
 
     def close(self) -> None:
         """Finalise every stream's file; raises the first error after trying them all."""
         errors = []
-        for encoder in self._encoders.values():
+        for stream in list(self._encoders):
             try:
-                encoder.close()
+                self.close_stream(stream)
             except OutputError as exc:
                 errors.append(exc)
         if errors:
             raise errors[0]
 
+    def _all(self) -> list[_Encoder]:
+        return [*self._finished, *self._encoders.values()]
+
     @property
     def frames_written(self) -> int:
-        return sum(encoder.frames_written for encoder in self._encoders.values())
+        return sum(encoder.frames_written for encoder in self._all())
 
     def files(self) -> list[tuple[str, int]]:
         """Each file written and its frame count."""
-        return [(str(encoder.path), encoder.frames_written) for encoder in self._encoders.values()]
+        return [(str(encoder.path), encoder.frames_written) for encoder in self._all()]
 
     def graph_dots(self, detail: bool = False) -> dict[str, str]:
         """Each file's encoder pipeline as Graphviz ``dot``, its elements only or (``detail``) as GStreamer
         draws it (captured when it started, with ``keep_graphs``; empty otherwise)."""
-        return {str(e.path): e.graphs[detail] for e in self._encoders.values() if e.graphs}
+        return {str(e.path): e.graphs[detail] for e in self._all() if e.graphs}
 
 
 class _Encoder:
@@ -137,7 +160,7 @@ class _Encoder:
         location = str(self.path).replace("\\", "\\\\").replace('"', '\\"')
         description = (
             f"appsrc name=src format=time block=true max-bytes={info.width * info.height * 3 * 8} caps={caps} "
-            f'! {convert} ! {self._chain} ! filesink location="{location}"'
+            f'! {convert} ! {self._chain} ! filesink buffer-mode=unbuffered location="{location}"'
         )
         try:
             self._pipeline = Gst.parse_launch(description)

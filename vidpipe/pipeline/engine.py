@@ -1,0 +1,77 @@
+"""The engine: batches from the batcher through the detector (pre → forward → post, with batches in
+flight), back as each frame's result, in order, with the events and stream ends between them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from ..models.base import Detector
+from ..types import Detections, Event, Frame, Result
+from .batcher import Batcher, End
+from .inflight import InFlight
+from .stats import Stats
+
+
+class Engine:
+    """Runs ``detector`` with ``in_flight`` batches started before the oldest one's results are
+    collected, recording each step's time in ``stats``."""
+
+    def __init__(self, detector: Detector, in_flight: int, stats: Stats) -> None:
+        self.detector = detector
+        self.in_flight = in_flight
+        self.stats = stats
+
+    def run(self, batcher: Batcher) -> Iterator[Result | Event | End]:
+        """Fair batches across streams, detected in the calling thread: results, events and stream
+        ends, each stream's in its own order. Up to ``in_flight`` batches are started before the oldest
+        is collected; one is collected at once when no frame is waiting, so latency does not grow. The
+        batcher learns how long a batch took from being taken to its results (so live frames that
+        cannot make their latency bound are dropped before inference)."""
+        flight = InFlight(self.detector, self.in_flight, self.stats.add)
+
+        def collected(tag: tuple[list, float], detections: list[Detections]) -> Iterator[Result | Event | End]:
+            items, taken_at = tag
+            batcher.observe_service(time.time() - taken_at)
+            return _merged(items, detections)
+
+        while True:
+            if len(flight) and (flight.full or not batcher.ready()):
+                yield from collected(*flight.collect())
+                continue
+            taken = batcher.take()
+            if taken is None:
+                break
+            items, waited = taken
+            frames = [item.tensor for item in items if isinstance(item, Frame)]
+            if not frames:  # events and ends only: after the batches before them
+                for done in flight.drain():
+                    yield from collected(*done)
+                yield from items
+                continue
+            self.stats.add("decode wait", waited, len(frames))
+            self.stats.batches.append(len(frames))
+            flight.launch(frames, tag=(items, time.time()))
+        for done in flight.drain():
+            yield from collected(*done)
+
+    def detect(self, frames: Sequence[Frame]) -> list[Result]:
+        """Detect in ``frames`` now, in the calling thread (the push-style entry: callers that own their
+        frames, such as a GStreamer element): one result each, in order."""
+        if not frames:
+            return []
+        flight = InFlight(self.detector, 1, self.stats.add)
+        with torch.inference_mode():
+            flight.launch([frame.tensor for frame in frames], tag=None)
+            _, detections = flight.collect()
+        self.stats.batches.append(len(frames))
+        return [Result(frame, found) for frame, found in zip(frames, detections, strict=True)]
+
+
+def _merged(items: list[Frame | Event | End], detections: list) -> Iterator[Result | Event | End]:
+    """A batch's items with each frame replaced by its result, in their order."""
+    found = iter(detections)
+    for item in items:
+        yield Result(item, next(found)) if isinstance(item, Frame) else item
