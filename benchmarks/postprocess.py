@@ -55,6 +55,7 @@ def main() -> None:
         codes, logits = (t.float() for t in det.forward(batch))
         boxes = decode_center_size(codes[..., [1, 0, 3, 2]], det.anchors, BOX_SCALES)
         scores = torch.sigmoid(logits[..., 1:])
+
         def old(boxes=boxes, scores=scores, sizes=batch.sizes):
             return per_frame(det, boxes, scores, sizes)
 

@@ -47,8 +47,7 @@ def files(clip: Path, counts: list[int]) -> None:
         frames, wall = summary_fps(one.stderr)
         together = frames / wall
         procs = [
-            subprocess.Popen([VIDPIPE, "detect", str(clip), "-q"], stderr=subprocess.PIPE, text=True)
-            for _ in range(n)
+            subprocess.Popen([VIDPIPE, "detect", str(clip), "-q"], stderr=subprocess.PIPE, text=True) for _ in range(n)
         ]
         results = [summary_fps(p.communicate()[1]) for p in procs]
         apart = sum(f for f, _ in results) / max(w for _, w in results)

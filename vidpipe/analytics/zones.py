@@ -165,4 +165,3 @@ class ZoneCounter:
             if lost:
                 fields["lost"] = True
         return Event(frame.stream, kind, f"{track.label} {key[1]} {verb} {state.zone.name}", frame.wall, fields)
-
