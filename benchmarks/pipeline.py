@@ -8,6 +8,9 @@
 (e) as (b), with the precision ``--precision auto`` chooses on this CPU (bf16 where it computes bf16
     natively, else fp32)
 (f) as (e), with ``--backend openvino`` (when OpenVINO is installed)
+(g) the defaults (``--backend auto``, ``--precision auto``, no output that draws): frames scaled to the
+    model's input inside GStreamer, in the stream's own thread
+(h) model only with (g)'s detector, on frames decoded in advance: the backend's own speed
 
 The four run one after the other in each round; prints FPS (best round) and the ratios b/a, b/c, b/d
 of the best rounds and the median of the per-round ratios (timings on a shared 2-core machine vary by
@@ -50,6 +53,17 @@ def vidpipe_detect(det: models.Detector, count: int, batch: int) -> float:
     start = time.perf_counter()
     with vidpipe.open(SAMPLE) as src:
         stats = vidpipe.Pipeline(src, det, batch=batch, max_frames=count, sinks=[JsonlSink(out)]).run()
+    assert stats.frames == count
+    return count / (time.perf_counter() - start)
+
+
+def vidpipe_defaults(det: models.Detector, count: int, batch: int) -> float:
+    """As ``vidpipe detect SAMPLE --json`` runs today: no output draws, so frames are scaled in GStreamer."""
+    out = Path(tempfile.gettempdir()) / "vidpipe-bench.jsonl"
+    start = time.perf_counter()
+    pipeline = vidpipe.Pipeline(str(SAMPLE), det, batch=batch, max_frames=count, sinks=[JsonlSink(out)],
+                                full_frames=False)  # fmt: skip
+    stats = pipeline.run()
     assert stats.frames == count
     return count / (time.perf_counter() - start)
 
@@ -154,8 +168,12 @@ def main() -> None:
         "d": f"(d) OpenCV {cv2.__version__} VideoCapture + dnn",
         "e": f"(e) vidpipe detect, --precision auto ({auto.precision})",
     }
+    defaults = models.load("ssd_mobilenet_v2_coco", precision="auto", backend="auto")
+    defaults(frames[: args.batch])
     if openvino is not None:
         names["f"] = f"(f) as (e), --backend openvino ({openvino.precision})"
+    names["g"] = f"(g) the defaults ({defaults.backend} {defaults.precision}, scaled in GStreamer)"
+    names["h"] = f"(h) model only, {defaults.backend} {defaults.precision}, batch {args.batch}"
     runs = {
         "a": lambda: model_only(det, frames, args.batch),
         "b": lambda: vidpipe_detect(det, args.frames, args.batch),
@@ -165,6 +183,8 @@ def main() -> None:
     }
     if openvino is not None:
         runs["f"] = lambda: vidpipe_detect(openvino, args.frames, args.batch)
+    runs["g"] = lambda: vidpipe_defaults(defaults, args.frames, args.batch)
+    runs["h"] = lambda: model_only(defaults, frames, args.batch)
     rates: dict[str, list[float]] = {key: [] for key in runs}
     for _ in range(args.rounds):
         for key, run in runs.items():
@@ -183,6 +203,9 @@ def main() -> None:
     print(f"precision auto ({auto.precision_reason}): e/b = {best['e'] / b:.2f}")
     if "f" in best:
         print(f"--backend openvino: f/b = {best['f'] / b:.2f}, f/e = {best['f'] / best['e']:.2f}")
+    g = {k: statistics.median(rg / ro for rg, ro in zip(rates["g"], rates[k], strict=True)) for k in "eh"}
+    print(f"the defaults: g/e = {best['g'] / best['e']:.2f} (median of rounds {g['e']:.2f}; e was the default "
+          f"before --backend auto), g/h = {best['g'] / best['h']:.2f} (median {g['h']:.2f})")  # fmt: skip
     if args.chart:
         chart({names[k]: best[k] for k in names}, args.chart)
         print(f"chart: {args.chart}")

@@ -13,6 +13,7 @@ RTSP streams this machine keeps up with.
     p95 ≤ 1 s or starves a stream.
 
     python benchmarks/streams.py [--frames 150] [--seconds 30] [--files-only | --live-only]
+                                 [--streams 16,24,32,40] [--no-full-rate]
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="length of each live run")
     parser.add_argument("--files-only", action="store_true")
     parser.add_argument("--live-only", action="store_true")
+    parser.add_argument("--streams", default="4,8,12,16", help="live stream counts at --detect-fps 5 (comma-separated)")
+    parser.add_argument("--no-full-rate", action="store_true", help="leave out the live runs at full rate")
     args = parser.parse_args()
     with open("/proc/cpuinfo") as cpuinfo:
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
@@ -125,10 +128,10 @@ def main() -> None:
         if not args.live_only:
             files(clip, [1, 2, 4, 8])
     if not args.files_only:
-        live(
-            args.seconds,
-            {"--detect-fps 5": (5.0, [4, 8, 12, 16]), "full rate (15 fps)": (None, [1, 2, 3, 4])},
-        )
+        plans = {"--detect-fps 5": (5.0, [int(n) for n in args.streams.split(",")])}
+        if not args.no_full_rate:
+            plans["full rate (15 fps)"] = (None, [1, 2, 3, 4])
+        live(args.seconds, plans)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class StreamOptions:
     open_timeout: float = OPEN_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     gpu_decode: bool = False
+    model_size: tuple[int, int] | None = None  # (w, h): frames scaled for a fixed-input model in GStreamer
 
     def latency_bound(self, live: bool) -> float | None:
         """The age above which a frame of this kind of stream is dropped (None: never)."""

@@ -24,6 +24,9 @@ class Frame:
     ``tensor`` is ``torch.uint8[H, W, 3]``, RGB, contiguous: exactly the decoded pixels.
     ``index`` counts from 0 in decoding order; ``pts`` is the presentation time in seconds; ``stream``
     names the source the frame came from; ``wall`` is the UNIX time at which it left the decoder.
+    ``picture`` is the (width, height) of the source's picture when the tensor was scaled inside
+    GStreamer to a fixed-input model's size (boxes are reported in the picture's pixels); None when
+    the tensor is the picture.
     """
 
     tensor: torch.Tensor
@@ -31,14 +34,16 @@ class Frame:
     pts: float
     stream: str = "0"
     wall: float = field(default_factory=time.time)
+    picture: tuple[int, int] | None = None
 
     @property
     def width(self) -> int:
-        return int(self.tensor.shape[1])
+        """The picture's width (its pixels are those boxes are given in)."""
+        return self.picture[0] if self.picture is not None else int(self.tensor.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.tensor.shape[0])
+        return self.picture[1] if self.picture is not None else int(self.tensor.shape[0])
 
 
 @dataclass(frozen=True, slots=True)

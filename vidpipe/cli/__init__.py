@@ -79,13 +79,15 @@ def _decode(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     import torch
 
-    from ..models import available
+    from ..models import available, choose_backend
     from ..models.base import choose_precision
 
     for name, summary in available().items():
         print(f"{name:<44} {summary}")
     precision, why = choose_precision("auto", torch.device("cpu"))
     print(f"\n--precision auto on this CPU: {precision} ({why.removeprefix('auto: ')})")
+    backend, why = choose_backend("auto", DEFAULT_MODEL)
+    print(f"--backend auto for {DEFAULT_MODEL} on this CPU: {backend} ({why.removeprefix('auto: ')})")
     optional = (("--backend openvino", "openvino", "openvino"), ("FILE.onnx", "onnxruntime", "onnx"))
     for backend, package, extra in optional:
         found = importlib.util.find_spec(package) is not None
@@ -234,9 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="number format of the model; auto: bf16 where the CPU computes it natively "
                    "(avx512_bf16, AMX), else fp32; fp16 on CUDA only")  # fmt: skip
-    p.add_argument("--backend", choices=("torch", "openvino"), default="torch",
-                   help="what runs a built-in model's network: PyTorch, or OpenVINO "
-                   "(converted once, cached)")  # fmt: skip
+    p.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto",
+                   help="what runs a built-in model's network: PyTorch, or OpenVINO (converted once, "
+                   "cached); auto: OpenVINO on the CPU where it is installed, else PyTorch")  # fmt: skip
     p.add_argument("--batch", type=int, metavar="N",
                    help=f"frames per inference batch (default: {DEFAULT_BATCH} on the CPU, "
                    f"{DEFAULT_GPU_BATCH} on CUDA)")  # fmt: skip

@@ -163,6 +163,17 @@ def _size(path: Path) -> str:
     return ""
 
 
+def model_summary(detector) -> str:
+    """The summary's line on the model: name, precision, device, backend, why, and a conversion paid."""
+    runner = "" if detector.backend == "torch" else f" with {detector.backend}"
+    why = [detector.precision_reason]
+    if detector.backend_reason != "as asked":
+        why.append(detector.backend_reason)
+    if detector.converted is not None:
+        why.append(f"converted for {detector.backend} in {detector.converted:.1f} s, cached for the next runs")
+    return f"model       {detector.name}, {detector.precision} on {detector.device}{runner} ({'; '.join(why)})"
+
+
 def decoding_summary(sources: list[Source]) -> str:
     """The summary's line on decoding: the decoders GStreamer chose, and why (NVIDIA's or software)."""
     decoders = sorted({source.decoder or "none (raw video)" for source in sources})
@@ -185,6 +196,19 @@ def outputs_summary(sinks: list[Sink], graph: str | None) -> str:
     if not lines:
         return ""
     return "outputs     " + "\n            ".join(lines)
+
+
+def stream_options(args: argparse.Namespace) -> StreamOptions:
+    """How the streams are read: rate, latency bound, frame limit, GPU decoding, and the model's input
+    size when no output draws on the frames (they are then scaled to it inside GStreamer, in each
+    stream's own thread: off the inference thread, and a small copy into Python)."""
+    return StreamOptions(
+        detect_fps=args.detect_fps,
+        max_latency=args.max_latency,
+        max_frames=args.max_frames,
+        gpu_decode=args.device.startswith("cuda"),  # decode where the model runs, when GStreamer can
+        model_size=None if args.video or args.device != "cpu" else models.INPUT_SIZES.get(args.model),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -223,12 +247,7 @@ def _run_streams(
 ) -> int:
     """Open the streams, load the model, run the pipeline, print the summary; returns the exit code."""
     several = len(specs) > 1
-    options = StreamOptions(
-        detect_fps=args.detect_fps,
-        max_latency=args.max_latency,
-        max_frames=args.max_frames,
-        gpu_decode=args.device.startswith("cuda"),  # decode where the model runs, when GStreamer can
-    )
+    options = stream_options(args)
     check_open_files(len(specs), len(specs) if args.video else 0)
     opened, failed = open_streams(specs, options, stopping)  # bad sources fail before the model is loaded
     if stopping.is_set():  # stopped while the streams were opening: nothing was produced yet
@@ -306,9 +325,7 @@ def _run_streams(
             write_graph(flow_graph(pipeline, graphs, encoders), args.graph)
         except VidpipeError as exc:
             errors.append(str(exc))
-    runner = "" if detector.backend == "torch" else f" with {detector.backend}"
-    why = detector.precision_reason
-    print(f"model       {detector.name}, {detector.precision} on {detector.device}{runner} ({why})", file=sys.stderr)
+    print(model_summary(detector), file=sys.stderr)
     if decoding:
         print(decoding, file=sys.stderr)
     print(pipeline.stats.summary(), file=sys.stderr)

@@ -7,6 +7,7 @@ Names: ``ssd_mobilenet_v2_coco`` (default, works offline), ``ssd300`` (NVIDIA's,
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from ..errors import ModelError, UnknownModelError
@@ -18,10 +19,12 @@ BUILT_IN = {
     "ssd_mobilenet_v2_coco": "SSD-MobileNetV2 COCO (TF 2018-03-29 weights, offline) - default",
     "ssd300": "NVIDIA SSD300 ResNet-50 COCO (the original post's model; needs --weights)",
 }
-BACKENDS = ("torch", "openvino")
+BACKENDS = ("auto", "torch", "openvino")
+# (width, height) the built-in models' networks take: frames can be scaled to it inside GStreamer
+INPUT_SIZES = {"ssd_mobilenet_v2_coco": (300, 300), "ssd300": (300, 300)}
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 
-__all__ = ["DEFAULT_MODEL", "Batch", "Detections", "Detector", "available", "load"]
+__all__ = ["DEFAULT_MODEL", "Batch", "Detections", "Detector", "available", "choose_backend", "load"]
 
 
 def available() -> dict[str, str]:
@@ -35,6 +38,23 @@ def available() -> dict[str, str]:
     names["FILE.onnx"] = "an ONNX detector run by ONNX Runtime: YOLO (v5/v7, v8/v9/v11, end-to-end) exports"
     names["FILE.py:factory"] = "a Python factory returning an nn.Module or Detector"
     return names
+
+
+def choose_backend(backend: str, name: str, device: str = "cpu") -> tuple[str, str]:
+    """What runs the model's network, and why. ``auto``: OpenVINO for a built-in model on the CPU where
+    it is installed (the fastest verified path: the same detections as eager fp32, see the README's
+    agreement table), PyTorch on CUDA, for other models, and where OpenVINO is missing."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
+    if backend != "auto":
+        return backend, "as asked"
+    if not str(device).startswith("cpu"):
+        return "torch", "auto: PyTorch on CUDA"
+    if name not in BUILT_IN:
+        return "torch", "auto: OpenVINO runs the built-in models only"
+    if importlib.util.find_spec("openvino") is None:
+        return "torch", "auto: OpenVINO is not installed (pip install 'vidpipe[openvino]')"
+    return "openvino", "auto: OpenVINO on the CPU"
 
 
 def load(
@@ -51,15 +71,27 @@ def load(
     (bf16 where the CPU computes it natively, else fp32; bf16 or fp16 on CUDA): ``detector.precision``
     and ``detector.precision_reason`` say what was chosen and why.
     ``threshold`` overrides the model's default minimum score. ``backend="openvino"`` runs a built-in
-    model's network with OpenVINO (fp32 or bf16 by the same rule). Raises :class:`vidpipe.errors.ModelError`."""
-    if backend not in BACKENDS:
-        raise ModelError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
-    if backend == "openvino":
+    model's network with OpenVINO (fp32 or bf16 by the same rule); ``"auto"`` chooses (see
+    :func:`choose_backend`); ``detector.backend_reason`` says why. These defaults (fp32, PyTorch) are the
+    reference; ``vidpipe detect`` and :func:`vidpipe.detect` use ``auto`` for both. Raises
+    :class:`vidpipe.errors.ModelError`."""
+    chosen, why = choose_backend(backend, name, device)
+    if chosen == "openvino":
         from .openvino_backend import use_openvino
 
         detector = load(name, weights=weights, device=device, precision="fp32", threshold=threshold,
                         channels_last=False, **options)  # fmt: skip
-        return use_openvino(detector, precision)
+        detector = use_openvino(detector, precision)
+        detector.backend_reason = why
+        return detector
+    detector = _load_torch(name, weights=weights, device=device, precision=precision, threshold=threshold, **options)
+    detector.backend_reason = why
+    return detector
+
+
+def _load_torch(
+    name: str, *, weights: str | None, device: str, precision: str, threshold: float | None, **options
+) -> Detector:
     common = {"device": device, "precision": precision, "threshold": threshold, **options}
     if name == "ssd_mobilenet_v2_coco":
         from .ssd_mobilenet_v2 import SSDMobileNetV2Detector

@@ -165,6 +165,8 @@ class Detector:
     # spinning for a while after each parallel step and take the cores from the runtime's threads.
     torch_threads: int | None = None
     dropped_detections: int = 0  # detections with a NaN or infinite box or score (see results)
+    backend_reason: str = "as asked"  # why this backend runs the network (see models.choose_backend)
+    converted: float | None = None  # seconds this run spent converting the model (None: none, or cached)
 
     def __init__(
         self,

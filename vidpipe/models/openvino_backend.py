@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -49,7 +50,9 @@ class OpenVinoNetwork:
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": torch.get_num_threads()}
         self.compiled = _compile_cached(core, xml, config)
+        self.converted: float | None = None  # seconds spent converting (None: read from the cache)
         if self.compiled is None:
+            started = time.perf_counter()
             log.info("converting %s to OpenVINO IR (once): %s", name, xml)
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
@@ -64,6 +67,7 @@ class OpenVinoNetwork:
             except (OSError, RuntimeError) as exc:  # a full or read-only disk: run it uncached
                 log.warning("cannot cache the OpenVINO model in %s (%s); converting again next time", folder, exc)
             self.compiled = core.compile_model(model, "CPU", config)
+            self.converted = time.perf_counter() - started
         self.request = self.compiled.create_infer_request()
         self.path = xml
 
@@ -101,6 +105,7 @@ def use_openvino(detector: Detector, precision: str) -> Detector:
     if chosen not in HINTS:
         raise ModelError(f"--backend openvino runs fp32 or bf16, not {chosen}")
     detector.model = OpenVinoNetwork(detector.model, detector.name, size, chosen)
+    detector.converted = detector.model.converted
     detector.dtype, detector.channels_last = torch.float32, False
     detector.precision, detector.precision_reason = chosen, why
     detector.backend = "openvino"

@@ -53,7 +53,7 @@ class Engine:
                 continue
             self.stats.add("decode wait", waited, len(frames))
             self.stats.batches.append(len(frames))
-            flight.launch(frames, tag=(items, time.time()))
+            flight.launch(frames, tag=(items, time.time()), sizes=_sizes(items))
         for done in flight.drain():
             yield from collected(*done)
 
@@ -64,10 +64,18 @@ class Engine:
             return []
         flight = InFlight(self.detector, 1, self.stats.add)
         with torch.inference_mode():
-            flight.launch([frame.tensor for frame in frames], tag=None)
+            flight.launch([frame.tensor for frame in frames], tag=None, sizes=_sizes(frames))
             _, detections = flight.collect()
         self.stats.batches.append(len(frames))
         return [Result(frame, found) for frame, found in zip(frames, detections, strict=True)]
+
+
+def _sizes(items: Sequence) -> list[tuple[int, int]] | None:
+    """Each frame's picture (h, w) when some were scaled for the model in GStreamer, else None."""
+    frames = [item for item in items if isinstance(item, Frame)]
+    if all(frame.picture is None for frame in frames):
+        return None
+    return [(frame.height, frame.width) for frame in frames]
 
 
 def _merged(items: list[Frame | Event | End], detections: list) -> Iterator[Result | Event | End]:

@@ -62,7 +62,8 @@ def flow_graph(pipeline: Pipeline, sources: dict[str, str], encoders: dict[str, 
     lines.append(f"  batcher [label={_quote(batcher)}];")
     inference = stats.percentiles("inference")
     model = (
-        f"model {det.name}\n{det.precision} on {det.device}, batch {pipeline.batch}\n"
+        f"model {det.name}\n{det.precision} on {det.device} with {det.backend} ({det.backend_reason}), "
+        f"batch {pipeline.batch}\n"
         f"inference p50/p95 {inference[0]:.1f}/{inference[1]:.1f} ms/frame\n{stats.frames} frames, {stats.fps:.1f} FPS"
     )
     lines.append(f'  model [label={_quote(model)}, fillcolor="#fde8c8"];')

@@ -25,7 +25,10 @@ STREAM = "{stream}"
 
 
 class Sink(Protocol):
-    """Receives every result and event of each stream in order, from the pipeline's output thread."""
+    """Receives every result and event of each stream in order, from the pipeline's output thread.
+    ``needs_pixels``: it reads the full picture of each frame (an annotated video)."""
+
+    needs_pixels: bool
 
     def open_stream(self, info: SourceInfo) -> None: ...
 

@@ -11,7 +11,10 @@ if TYPE_CHECKING:
 class BaseSink:
     """A sink that needs only :meth:`write` (and perhaps :meth:`close`): subclass it and override what you
     need. ``open_stream`` / ``close_stream`` come once per stream (a stream added again after its removal
-    comes again), ``event`` with each event of a stream in order with its results."""
+    comes again), ``event`` with each event of a stream in order with its results. ``needs_pixels``: it
+    reads ``result.frame.tensor`` as the full picture (so frames are not scaled for the model)."""
+
+    needs_pixels = False
 
     def open_stream(self, info: SourceInfo) -> None:
         """A stream starts (its first result or event follows)."""

@@ -50,6 +50,8 @@ class VideoSink(BaseSink):
     file was finalised writes a new file, ``NAME-2.mp4`` (then ``-3``, ...), never the finished one.
     """
 
+    needs_pixels = True
+
     def __init__(self, path: str | Path, *, annotate: bool = True, trails: int = 0, keep_graphs: bool = False) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
