@@ -6,6 +6,7 @@ Every failure the user can cause ends as one line on stderr, naming the input an
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.util
 import json
 import logging
@@ -127,10 +128,31 @@ class _MaskingFormatter(logging.Formatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``vidpipe: error: argument --batch: invalid int value: 'x'``."""
+    """argparse with one-line errors: ``vidpipe: error: argument --batch: invalid int value: 'x'``; an
+    unknown option gets the nearest known one: ``unknown option --treshold (did you mean --threshold?)``."""
+
+    commands: dict[str, argparse.ArgumentParser]
+    argv: list[str]
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"vidpipe: error: {message} (see {self.prog} --help)\n")
+        prog = self.prog
+        if message.startswith("unrecognized arguments:") and getattr(self, "commands", None):
+            command = next((word for word in self.argv if word in self.commands), None)
+            if command is not None:
+                sub = self.commands[command]
+                prog = sub.prog
+                known = [o for action in sub._actions for o in action.option_strings]
+                unknown = [w for w in message.split(":", 1)[1].split() if w.startswith("-")]
+                if unknown:
+                    option = unknown[0].split("=", 1)[0]
+                    close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+                    hint = f" (did you mean {close[0]}?)" if close else ""
+                    message = f"unknown option {option}{hint}"
+        self.exit(2, f"vidpipe: error: {message}; see {prog} --help\n")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -189,10 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
+    parser.commands = {}
+
     def command(name: str, summary: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
+        parser.commands[name] = sub.add_parser(
             name, parents=[common], help=summary, description=summary, epilog=EXAMPLES[name], formatter_class=_Help
         )
+        return parser.commands[name]
 
     p = command("probe", "print container, codec, resolution, fps, duration and frame count of a source")
     p.add_argument("source", help=SOURCE_HELP)
@@ -218,57 +243,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     p = command("detect", "detect objects in every frame of one or more sources; write JSON Lines and videos")
-    p.add_argument("source", nargs="*", help=SOURCE_HELP + "; NAME=URI names a stream")
-    p.add_argument("--sources", dest="sources_file", metavar="FILE", help="more sources, one per line (# comments)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="detector name (see 'vidpipe models')")
-    p.add_argument("--weights", metavar="FILE", help="weights file for the model (default: the model's own)")
-    p.add_argument("--format", dest="layout", choices=("yolo", "yolov5", "end2end"),
-                   help="output layout of an ONNX model (default: recognised from its output shape)")  # fmt: skip
-    p.add_argument("--names", metavar="FILE",
-                   help="class names of an ONNX model: one per line, or a JSON/YAML list or dict "
-                   "(default: the file's metadata, else COCO's 80 for 80 classes)")  # fmt: skip
-    p.add_argument("--iou", type=float, metavar="T", help="NMS IoU of an ONNX YOLO model (default: 0.45)")
-    p.add_argument("--max-det", type=int, metavar="N", help="most boxes per frame of an ONNX model (default: 300)")
-    p.add_argument("--imgsz", type=int, metavar="N",
-                   help="input size of an ONNX model exported with dynamic height and width "
-                   "(default: the file's imgsz metadata, else 640)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="number format of the model; auto: bf16 where the CPU computes it natively "
-                   "(avx512_bf16, AMX), else fp32; fp16 on CUDA only")  # fmt: skip
-    p.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto",
-                   help="what runs a built-in model's network: PyTorch, or OpenVINO (converted once, "
-                   "cached); auto: OpenVINO on the CPU where it is installed, else PyTorch")  # fmt: skip
-    p.add_argument("--batch", type=int, metavar="N",
-                   help=f"frames per inference batch (default: {DEFAULT_BATCH} on the CPU, "
-                   f"{DEFAULT_GPU_BATCH} on CUDA)")  # fmt: skip
-    p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="minimum score, 0 to 1 (default: the model's, 0.5 for ssd_mobilenet_v2_coco)")  # fmt: skip
-    p.add_argument("--classes", metavar="A,B", help="keep only these labels, comma-separated (default: all)")
-    p.add_argument("--track", action="store_true",
-                   help="give each object a track id that stays with it across frames (ByteTrack)")  # fmt: skip
-    p.add_argument("--line", action="append", default=[], metavar="[STREAM:]NAME=x1,y1,x2,y2",
-                   help="count tracked objects crossing this line (pixels; repeatable; turns --track on)")  # fmt: skip
-    p.add_argument("--zone", action="append", default=[], metavar="[STREAM:]NAME=x1,y1,x2,y2,x3,y3,...",
-                   help="count objects entering, leaving and inside this polygon "
-                   "(repeatable; turns --track on)")  # fmt: skip
-    p.add_argument("--anchor", choices=("bottom_center", "center"), default="bottom_center",
-                   help="the point of each box that crosses lines and enters zones")  # fmt: skip
-    p.add_argument("--json", dest="json_out", metavar="OUT.jsonl", help="write detections and events as JSON Lines")
-    p.add_argument("--csv", dest="csv_out", metavar="OUT.csv", help="write one row per detection (spreadsheets)")
-    p.add_argument("--video", metavar="OUT.mp4",
-                   help="write annotated video: .mp4/.mkv (H.264) or .webm (VP8); with several streams "
-                   "the path needs {stream}")  # fmt: skip
-    p.add_argument("--trails", type=int, default=0, metavar="N",
-                   help="in --video, draw each track's path over its last N frames")  # fmt: skip
-    p.add_argument("--graph", metavar="FILE", help="write the picture of the whole run (.dot, .png, .svg, .pdf)")
-    p.add_argument("--graph-detail", action="store_true",
-                   help="draw GStreamer's full graphs (pads, media types), not just elements")  # fmt: skip
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames (default: all)")
-    p.add_argument("--detect-fps", type=float, metavar="F",
-                   help="detect on at most F frames per second of each stream (default: every frame)")  # fmt: skip
-    p.add_argument("--max-latency", type=float, metavar="S",
-                   help=f"drop live frames older than S seconds (default: {DEFAULT_LIVE_MAX_LATENCY:g})")  # fmt: skip
+    inp = p.add_argument_group("input")
+    inp.add_argument("source", nargs="*", help=SOURCE_HELP + "; NAME=URI names a stream")
+    inp.add_argument("--sources", dest="sources_file", metavar="FILE", help="more sources, one per line (# comments)")
+    inp.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames (default: all)")
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default=DEFAULT_MODEL, help="detector name (see 'vidpipe models')")
+    model.add_argument("--weights", metavar="FILE", help="weights file for the model (default: the model's own)")
+    model.add_argument("--format", dest="layout", choices=("yolo", "yolov5", "end2end"),
+                       help="output layout of an ONNX model (default: recognised from its output shape)")  # fmt: skip
+    model.add_argument("--names", metavar="FILE",
+                       help="class names of an ONNX model: one per line, or a JSON/YAML list or dict "
+                       "(default: the file's metadata, else COCO's 80 for 80 classes)")  # fmt: skip
+    model.add_argument(
+        "--iou",
+        type=float,
+        metavar="T",
+        help="IoU above which boxes of a class suppress each other (NMS; default: 0.45 for ONNX YOLO, "
+        "0.6 for ssd_mobilenet_v2_coco, 0.5 for ssd300)",
+    )
+    model.add_argument("--max-det", type=int, metavar="N", help="most boxes per frame of an ONNX model (default: 300)")
+    model.add_argument("--imgsz", type=int, metavar="N",
+                       help="input size of an ONNX model exported with dynamic height and width "
+                       "(default: the file's imgsz metadata, else 640)")  # fmt: skip
+    model.add_argument("--threshold", type=float, default=None, metavar="T",
+                       help="minimum score, 0 to 1 (default: the model's, 0.5 for ssd_mobilenet_v2_coco)")  # fmt: skip
+    model.add_argument("--classes", metavar="A,B", help="keep only these labels, comma-separated (default: all)")
+    count = p.add_argument_group("tracking and counting")
+    count.add_argument("--track", action="store_true",
+                       help="give each object a track id that stays with it across frames (ByteTrack)")  # fmt: skip
+    count.add_argument("--line", action="append", default=[], metavar="[STREAM:]NAME=x1,y1,x2,y2",
+                       help="count tracked objects crossing this line "
+                       "(pixels; repeatable; turns --track on)")  # fmt: skip
+    count.add_argument("--zone", action="append", default=[], metavar="[STREAM:]NAME=x1,y1,x2,y2,x3,y3,...",
+                       help="count objects entering, leaving and inside this polygon "
+                       "(repeatable; turns --track on)")  # fmt: skip
+    count.add_argument("--anchor", choices=("bottom_center", "center"), default="bottom_center",
+                       help="the point of each box that crosses lines and enters zones")  # fmt: skip
+    outs = p.add_argument_group("outputs")
+    outs.add_argument("--json", dest="json_out", metavar="OUT.jsonl", help="write detections and events as JSON Lines")
+    outs.add_argument("--csv", dest="csv_out", metavar="OUT.csv", help="write one row per detection (spreadsheets)")
+    outs.add_argument("--video", metavar="OUT.mp4",
+                      help="write annotated video: .mp4/.mkv (H.264) or .webm (VP8); with several streams "
+                      "the path needs {stream}")  # fmt: skip
+    outs.add_argument("--trails", type=int, default=0, metavar="N",
+                      help="in --video, draw each track's path over its last N frames")  # fmt: skip
+    outs.add_argument("--summary", dest="summary_out", metavar="OUT.json",
+                      help="write the run's figures and counts as JSON: per stream frames, detections per label, "
+                      "line and zone counts, latency; the outputs written")  # fmt: skip
+    outs.add_argument("--graph", metavar="FILE", help="write the picture of the whole run (.dot, .png, .svg, .pdf)")
+    outs.add_argument("--graph-detail", action="store_true",
+                      help="draw GStreamer's full graphs (pads, media types), not just elements")  # fmt: skip
+    live = p.add_argument_group("live streams")
+    live.add_argument("--detect-fps", type=float, metavar="F",
+                      help="detect on at most F frames per second of each stream (default: every frame)")  # fmt: skip
+    live.add_argument("--max-latency", type=float, metavar="S",
+                      help="drop live frames that cannot reach their result within S seconds "
+                      f"(default: {DEFAULT_LIVE_MAX_LATENCY:g})")  # fmt: skip
+    perf = p.add_argument_group("performance")
+    perf.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    perf.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                      help="number format of the model; auto: bf16 where the CPU computes it natively "
+                      "(avx512_bf16, AMX), else fp32; fp16 on CUDA only")  # fmt: skip
+    perf.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto",
+                      help="what runs a built-in model's network: PyTorch, or OpenVINO (converted once, "
+                      "cached); auto: OpenVINO on the CPU where it is installed, else PyTorch")  # fmt: skip
+    perf.add_argument("--batch", type=int, metavar="N",
+                      help=f"frames per inference batch (default: {DEFAULT_BATCH} on the CPU, "
+                      f"{DEFAULT_GPU_BATCH} on CUDA)")  # fmt: skip
     p.set_defaults(func=_detect)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .. import models
 from ..analytics import parse_line, parse_zone
-from ..errors import VidpipeError
+from ..errors import OutputError, VidpipeError
 from ..gst import Gst
 from ..gst.graph import FORMATS as GRAPH_FORMATS
 from ..gst.graph import compact_dot, write_graph
@@ -97,13 +98,16 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
                     f"{option} {item.stream}:{item.name}: no stream named {item.stream} "
                     f"(streams: {', '.join(sorted(names))})"
                 )
-    named = [("--json", args.json_out), ("--csv", args.csv_out), ("--video", args.video), ("--graph", args.graph)]
+    named = [("--json", args.json_out), ("--csv", args.csv_out), ("--video", args.video), ("--graph", args.graph),
+             ("--summary", args.summary_out)]  # fmt: skip
     outputs = expand_streams([(o, p) for o, p in named if p], [spec.name for spec in specs])
     check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], outputs)
     if args.json_out and Path(args.json_out).suffix.lower() not in JSONL_SUFFIXES:
         raise VidpipeError(
             f"--json {args.json_out}: writes JSON Lines; use a name ending in {', '.join(JSONL_SUFFIXES)}"
         )
+    if args.summary_out and Path(args.summary_out).suffix.lower() != ".json":
+        raise VidpipeError(f"--summary {args.summary_out}: writes JSON; use a name ending in .json")
     if args.csv_out and Path(args.csv_out).suffix.lower() != ".csv":
         raise VidpipeError(f"--csv {args.csv_out}: writes CSV; use a name ending in .csv")
     if args.video and Path(args.video).suffix.lower() not in VIDEO_FORMATS:
@@ -113,14 +117,16 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
 
 
 def onnx_options(args: argparse.Namespace) -> dict:
-    """--format, --names, --iou, --max-det: for ONNX models only."""
-    given = {"layout": args.layout, "names": args.names, "iou": args.iou, "max_det": args.max_det, "imgsz": args.imgsz}
+    """--format, --names, --max-det, --imgsz: for ONNX models only; --iou for every model."""
+    given = {"layout": args.layout, "names": args.names, "max_det": args.max_det, "imgsz": args.imgsz}
     given = {k: v for k, v in given.items() if v is not None}
     if given and not args.model.lower().endswith(".onnx"):
         flags = ", ".join("--" + k.replace("_", "-").replace("layout", "format") for k in given)
         raise VidpipeError(f"{flags}: for ONNX models (--model FILE.onnx) only")
     if args.iou is not None and not 0 < args.iou <= 1:
         raise VidpipeError(f"--iou must be a number above 0 and at most 1, got {args.iou}")
+    if args.iou is not None:
+        given["iou"] = args.iou
     if args.max_det is not None and args.max_det < 1:
         raise VidpipeError(f"--max-det must be at least 1, got {args.max_det}")
     if args.imgsz is not None and not 32 <= args.imgsz <= 4096:
@@ -180,7 +186,40 @@ def decoding_summary(sources: list[Source]) -> str:
     return f"decoding    {', '.join(decoders)} ({sources[0].decoding.note})"
 
 
-def outputs_summary(sinks: list[Sink], graph: str | None) -> str:
+def outputs_written(sinks: list[Sink]) -> list[dict]:
+    """Each output file with what it holds (lines, rows or frames)."""
+    files = []
+    for sink in sinks:
+        if isinstance(sink, JsonlSink):
+            files.append({"path": str(sink.path), "lines": sink.lines})
+        elif isinstance(sink, CsvSink):
+            files.append({"path": str(sink.path), "rows": sink.rows})
+        elif isinstance(sink, VideoSink):
+            files += [{"path": path, "frames": frames} for path, frames in sink.files()]
+    return files
+
+
+def write_summary(path: str, pipeline: Pipeline, sinks: list[Sink], graph: str | None, errors: list[str]) -> None:
+    """The run as one JSON object (``--summary``): the model, the totals and per-stage latency, each
+    stream's figures and counts, the outputs; written whole (beside the target, then renamed)."""
+    det = pipeline.detector
+    record = {
+        "model": {"name": det.name, "backend": det.backend, "precision": det.precision, "device": str(det.device)},
+        **pipeline.stats.snapshot(),
+        "outputs": outputs_written(sinks) + ([{"path": graph}] if graph else []),
+        "errors": errors,
+    }
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = target.with_name(f".{target.name}.partial")
+        scratch.write_text(json.dumps(record, indent=2) + "\n")
+        scratch.replace(target)
+    except OSError as exc:
+        raise OutputError(f"--summary {path}: cannot write ({exc.strerror})") from None
+
+
+def outputs_summary(sinks: list[Sink], graph: str | None, summary: str | None = None) -> str:
     """Where the outputs went: paths, frame or line counts, sizes."""
     lines = []
     for sink in sinks:
@@ -193,6 +232,8 @@ def outputs_summary(sinks: list[Sink], graph: str | None) -> str:
                 lines.append(f"{path} ({frames} frames, {_size(Path(path))})")
     if graph:
         lines.append(f"{graph} ({_size(Path(graph))})")
+    if summary:
+        lines.append(f"{summary} ({_size(Path(summary))})")
     if not lines:
         return ""
     return "outputs     " + "\n            ".join(lines)
@@ -334,7 +375,12 @@ def _run_streams(
     dropped = sum(s.dropped for s in pipeline.stats.streams.values())
     if dropped and not several:
         print(f"dropped     {dropped} frames (live source faster than the pipeline)", file=sys.stderr)
-    written = outputs_summary(sinks, args.graph)
+    if args.summary_out:
+        try:
+            write_summary(args.summary_out, pipeline, sinks, args.graph, errors)
+        except VidpipeError as exc:
+            errors.append(str(exc))
+    written = outputs_summary(sinks, args.graph, args.summary_out)
     if written:
         print(written, file=sys.stderr)
     for line in errors:

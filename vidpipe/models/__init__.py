@@ -71,10 +71,22 @@ def load(
     (bf16 where the CPU computes it natively, else fp32; bf16 or fp16 on CUDA): ``detector.precision``
     and ``detector.precision_reason`` say what was chosen and why.
     ``threshold`` overrides the model's default minimum score. ``backend="openvino"`` runs a built-in
-    model's network with OpenVINO (fp32 or bf16 by the same rule); ``"auto"`` chooses (see
+    model's network with OpenVINO (fp32 or bf16 by the same rule); ``iou`` sets the NMS IoU of any model
+    that selects its boxes outside its graph; ``"auto"`` chooses (see
     :func:`choose_backend`); ``detector.backend_reason`` says why. These defaults (fp32, PyTorch) are the
     reference; ``vidpipe detect`` and :func:`vidpipe.detect` use ``auto`` for both. Raises
     :class:`vidpipe.errors.ModelError`."""
+    iou = options.pop("iou", None) if not name.lower().endswith(".onnx") else None
+    detector = _load_backend(name, weights=weights, device=device, precision=precision, threshold=threshold,
+                             backend=backend, **options)  # fmt: skip
+    if iou is not None:
+        detector.set_iou(iou)
+    return detector
+
+
+def _load_backend(
+    name: str, *, weights: str | None, device: str, precision: str, threshold: float | None, backend: str, **options
+) -> Detector:
     chosen, why = choose_backend(backend, name, device)
     if chosen == "openvino":
         from .openvino_backend import use_openvino

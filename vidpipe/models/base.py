@@ -193,6 +193,10 @@ class Detector:
     def label(self, class_id: int) -> str:
         return self.classes[class_id] if 0 <= class_id < len(self.classes) else str(class_id)
 
+    def set_iou(self, iou: float) -> None:
+        """Set the IoU above which boxes of one class suppress each other (NMS)."""
+        raise ModelError(f"{self.name}: does its own box selection; its NMS IoU cannot be set")
+
     def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
         raise NotImplementedError
 
@@ -265,6 +269,9 @@ class FixedInputDetector(Detector):
     input_size: tuple[int, int]
     iou: float
     max_detections: int
+
+    def set_iou(self, iou: float) -> None:
+        self.iou = check_threshold(iou)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Float ``[N, 3, h, w]`` in 0..255 → the network's input."""

@@ -269,6 +269,11 @@ class OnnxDetector(Detector):
     def label(self, class_id: int) -> str:
         return self.classes[class_id] if 0 <= class_id < len(self.classes) else f"class_{class_id}"
 
+    def set_iou(self, iou: float) -> None:
+        if self.layout in ("end2end", "torchvision"):
+            super().set_iou(iou)  # NMS inside the graph
+        self.iou = check_threshold(iou)
+
     def __repr__(self) -> str:
         return f"<OnnxDetector {self.path} {self.layout} on {self.device}>"
 

@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 from ..errors import ModelError, UnknownModelError, WeightsError
-from .base import Batch, Detector
+from .base import Batch, Detector, check_threshold
 from .detections import Detections
 from .labels import COCO_CATEGORIES
 from .weights import load_matching, load_torch_state
@@ -64,6 +64,14 @@ class TorchvisionStyleDetector(Detector):
         self.autocast = self.dtype != torch.float32
         if self.autocast:
             self.model = self.model.float()
+
+    def set_iou(self, iou: float) -> None:
+        """torchvision's detectors keep their NMS IoU in ``nms_thresh`` (SSD, RetinaNet, FCOS) or
+        ``roi_heads.nms_thresh`` (Faster/Mask R-CNN)."""
+        holder = getattr(self.model, "roi_heads", self.model)
+        if not hasattr(holder, "nms_thresh"):
+            super().set_iou(iou)
+        holder.nms_thresh = check_threshold(iou)
 
     def preprocess(self, frames: Sequence[torch.Tensor]) -> Batch:
         images = [f.to(self.device).permute(2, 0, 1).float() / 255.0 for f in frames]

@@ -1,0 +1,99 @@
+"""Counting people can set up and read: the summary as a file, every event in Python, --iou for every
+model, grouped help and suggestions for mistyped options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import vidpipe_cli
+
+import vidpipe
+from media import first_frames
+from vidpipe import models
+from vidpipe.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def clip(sample, tmp_path_factory):
+    return first_frames(sample, tmp_path_factory.mktemp("usability") / "clip.mp4", 60)
+
+
+def test_summary_file_holds_figures_counts_and_outputs(clip, tmp_path):
+    summary, jsonl = tmp_path / "run.json", tmp_path / "o.jsonl"
+    result = vidpipe_cli(
+        "detect", f"a={clip}", f"b={clip}", "--line", "door=192,40,192,288", "--zone", "desk=0,150,150,150,150,288",
+        "--json", str(jsonl), "--summary", str(summary), "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads(summary.read_text())
+    with vidpipe.open(clip) as src:
+        total = sum(1 for _ in src)
+    assert record["model"]["name"] == "ssd_mobilenet_v2_coco" and record["frames"] == 2 * total
+    assert set(record["streams"]) == {"a", "b"}
+    for stream in record["streams"].values():
+        assert stream["frames"] == total and stream["detections"] == sum(stream["labels"].values())
+        assert set(stream["counts"]["lines"]["door"]) == {"in", "out"}
+        assert set(stream["counts"]["zones"]["desk"]) == {"entered", "left", "peak"}
+        assert stream["latency_ms"] is not None
+    assert {"path": str(jsonl), "lines": len(jsonl.read_text().splitlines())} in record["outputs"]
+    assert "latency_ms" in record and record["latency_ms"]["inference"]["p50"] > 0
+    assert f"{summary} (" in result.stderr  # listed with the outputs
+    bad = vidpipe_cli("detect", str(clip), "--summary", str(tmp_path / "x.txt"))
+    assert bad.returncode == 2 and "--summary" in bad.stderr and ".json" in bad.stderr
+
+
+def test_every_event_reaches_on_event(clip):
+    seen = []
+    pipeline = vidpipe.Pipeline(
+        str(clip), models.load("ssd_mobilenet_v2_coco", threshold=0.3), lines=["door=0,200,384,200"],
+        zones=["all=0,0,384,0,384,288,0,288"], on_event=[seen.append],
+    )  # fmt: skip
+    stats = pipeline.run()
+    kinds = {event.kind for event in seen}
+    assert {"zone_entered", "ended"} <= kinds
+    counts = stats.streams["0"].counts
+    assert counts["zones"]["all"]["entered"] == sum(1 for e in seen if e.kind == "zone_entered")
+    assert stats.snapshot()["streams"]["0"]["counts"] == counts
+
+
+def test_iou_for_every_model(clip):
+    with vidpipe.open(clip) as src:
+        frames = [f.tensor for f in src][:4]
+    loose = models.load("ssd_mobilenet_v2_coco", threshold=0.05, iou=0.95)
+    tight = models.load("ssd_mobilenet_v2_coco", threshold=0.05, iou=0.2)
+    assert (loose.iou, tight.iou) == (0.95, 0.2)
+    assert sum(map(len, loose(frames))) > sum(map(len, tight(frames)))  # fewer boxes suppress each other
+    openvino = models.load("ssd_mobilenet_v2_coco", backend="auto", iou=0.3)
+    assert openvino.iou == 0.3
+    torch.manual_seed(0)
+    from vidpipe.models.torchvision_models import TorchvisionStyleDetector
+
+    net = torch.nn.Module()
+    detector = TorchvisionStyleDetector(net, name="plain")
+    with pytest.raises(ModelError, match="its NMS IoU cannot be set"):
+        detector.set_iou(0.5)
+
+
+def test_iou_on_the_command_line(clip):
+    result = vidpipe_cli("detect", str(clip), "--iou", "0.3", "--max-frames", "2")
+    assert result.returncode == 0, result.stderr
+    result = vidpipe_cli("detect", str(clip), "--iou", "1.5")
+    assert result.returncode == 2 and "--iou must be" in result.stderr
+
+
+def test_a_mistyped_option_gets_a_suggestion():
+    result = vidpipe_cli("detect", "x.mp4", "--treshold", "0.5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown option --treshold (did you mean --threshold?); see vidpipe detect --help" in result.stderr
+    assert "did you mean" not in vidpipe_cli("detect", "x.mp4", "--zzzzzzzz").stderr
+
+
+def test_detect_help_is_grouped():
+    text = vidpipe_cli("detect", "--help").stdout
+    groups = ["input:", "model:", "tracking and counting:", "outputs:", "live streams:", "performance:"]
+    positions = [text.index(f"\n{group}\n") for group in groups]
+    assert positions == sorted(positions)
+    model, outputs = text.index("\nmodel:\n"), text.index("\noutputs:\n")
+    assert text.index("  --threshold", model) < outputs < text.index("  --summary", outputs)
