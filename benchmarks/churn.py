@@ -25,6 +25,7 @@ from _common import ROOT, rss_mb
 
 import vidpipe
 from vidpipe import models
+from vidpipe.memory import trim_heap
 from vidpipe.sinks import JsonlSink
 
 STAY = "testsrc://ball?width=640&height=360&fps=15&frames=100000000&live=1"
@@ -32,6 +33,18 @@ STAY = "testsrc://ball?width=640&height=360&fps=15&frames=100000000&live=1"
 
 def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def settled_rss(samples: int = 5) -> float:
+    """RSS without the heap's swings: the lowest of a few readings, each after a collection and a trim
+    (a single reading was seen 20 MB above the floor it returned to)."""
+    readings = []
+    for _ in range(samples):
+        gc.collect()
+        trim_heap()
+        readings.append(rss_mb())
+        time.sleep(0.2)
+    return min(readings)
 
 
 def main() -> None:
@@ -86,14 +99,12 @@ def main() -> None:
                 print(f"{kind} cycle {i}: no result within 30 s", flush=True)
             pipeline.remove_stream("churn")
             if i + 1 == args.warmup:
-                gc.collect()
-                readings.append((rss_mb(), fds(), threading.active_count(), time.monotonic()))
+                readings.append((settled_rss(), fds(), threading.active_count(), time.monotonic()))
             if (i + 1) % 100 == 0:
                 print(f"  {kind}: {i + 1} cycles, RSS {rss_mb():.1f} MB, fds {fds()}, threads "
                       f"{threading.active_count()}", flush=True)  # fmt: skip
-        gc.collect()
         time.sleep(1.0)
-        readings.append((rss_mb(), fds(), threading.active_count(), time.monotonic()))
+        readings.append((settled_rss(), fds(), threading.active_count(), time.monotonic()))
         (rss0, fds0, threads0, _t0), (rss1, fds1, threads1, t1) = readings
         return {
             "kind": kind, "cycles": count, "seconds": t1 - started, "rss": (rss0, rss1),

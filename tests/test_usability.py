@@ -4,6 +4,8 @@ model, grouped help and suggestions for mistyped options."""
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,3 +99,24 @@ def test_detect_help_is_grouped():
     assert positions == sorted(positions)
     model, outputs = text.index("\nmodel:\n"), text.index("\noutputs:\n")
     assert text.index("  --threshold", model) < outputs < text.index("  --summary", outputs)
+
+
+def test_summary_on_a_full_disk_leaves_no_partial_file(clip, tmp_path):
+    from conftest import run_on_small_disk
+
+    small = tmp_path / "small"
+    exe = Path(sys.executable).with_name("vidpipe")
+    command = (
+        f"dd if=/dev/zero of={small}/fill bs=1k count=64 2>/dev/null; "
+        f"{exe} detect {clip} --max-frames 3 --summary {small}/s.json -q; rc=$?; ls -A {small}; exit $rc"
+    )
+    result = run_on_small_disk(small, "16k", command)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "--summary" in result.stderr and "No space left" in result.stderr
+    assert result.stdout.split() == ["fill"]  # neither the summary nor a partial file
+
+
+def test_models_table_fits_100_columns():
+    listing = vidpipe_cli("models").stdout
+    assert max(len(line) for line in listing.splitlines()) <= 100
+    assert "torchvision:fasterrcnn_resnet50_fpn" in listing and "FILE.onnx" in listing

@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,8 +84,14 @@ def _models(args: argparse.Namespace) -> int:
     from ..models import available, choose_backend
     from ..models.base import choose_precision
 
-    for name, summary in available().items():
-        print(f"{name:<44} {summary}")
+    for name, summary in available().items():  # a table that fits 100 columns
+        if len(name) > NAME_COLUMN:
+            print(name)
+            name = ""
+        lines = textwrap.wrap(summary, width=TABLE_WIDTH - NAME_COLUMN - 1) or [""]
+        print(f"{name:<{NAME_COLUMN}} {lines[0]}")
+        for line in lines[1:]:
+            print(f"{'':<{NAME_COLUMN}} {line}")
     precision, why = choose_precision("auto", torch.device("cpu"))
     print(f"\n--precision auto on this CPU: {precision} ({why.removeprefix('auto: ')})")
     backend, why = choose_backend("auto", DEFAULT_MODEL)
@@ -166,6 +173,7 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+TABLE_WIDTH, NAME_COLUMN = 100, 28  # `vidpipe models`
 SOURCE_HELP = "a file, file://, rtsp://, http(s):// URL, /dev/videoN, or testsrc://PATTERN?width=W&height=H&fps=F"
 
 EXAMPLES = {

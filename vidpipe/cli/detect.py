@@ -210,12 +210,13 @@ def write_summary(path: str, pipeline: Pipeline, sinks: list[Sink], graph: str |
         "errors": errors,
     }
     target = Path(path)
+    scratch = target.with_name(f".{target.name}.partial")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = target.with_name(f".{target.name}.partial")
         scratch.write_text(json.dumps(record, indent=2) + "\n")
         scratch.replace(target)
     except OSError as exc:
+        scratch.unlink(missing_ok=True)  # (a full disk: no partial file left behind)
         raise OutputError(f"--summary {path}: cannot write ({exc.strerror})") from None
 
 
