@@ -254,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     inp = p.add_argument_group("input")
     inp.add_argument("source", nargs="*", help=SOURCE_HELP + "; NAME=URI names a stream")
     inp.add_argument("--sources", dest="sources_file", metavar="FILE", help="more sources, one per line (# comments)")
-    inp.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames (default: all)")
+    inp.add_argument("--max-frames", type=int, metavar="N",
+                     help="stop each stream after N frames read from it (after --detect-fps; frames a live "
+                     "stream then drops to keep its latency bound count too) (default: all)")  # fmt: skip
     model = p.add_argument_group("model")
     model.add_argument("--model", default=DEFAULT_MODEL, help="detector name (see 'vidpipe models')")
     model.add_argument("--weights", metavar="FILE", help="weights file for the model (default: the model's own)")

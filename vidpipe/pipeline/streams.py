@@ -328,7 +328,8 @@ class StreamReader:
                 self._end("stopped")
                 return
             if error is None and (self._limit_reached() or not self.reconnectable):
-                self._event("ended", f"{self.name}: ended after {self._delivered} frames")
+                read = self._delivered
+                self._event("ended", f"{self.name}: ended after {read} frames read", frames_read=read)
                 self._end("ended")
                 return
             if error is not None and not (self.reconnectable and isinstance(error, SourceError)):
