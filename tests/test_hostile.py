@@ -494,11 +494,12 @@ def test_text_files_that_are_not_utf8(content, clips, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
-def test_trails_out_of_range(clips):
-    result = vidpipe_cli("detect", str(clips["c1"]), "--video", "x.mp4", "--trails", "99999999999999999999")
-    assert result.returncode == 2 and "--trails must be 0 to 10000" in result.stderr
+def test_trails_out_of_range(clips, tmp_path):
+    video = tmp_path / "x.mp4"
+    result = vidpipe_cli("detect", str(clips["c1"]), "--video", str(video), "--trails", "99999999999999999999")
+    assert result.returncode == 2 and "--trails must be 0 to 10000" in result.stderr and not video.exists()
     with pytest.raises(OutputError, match="trails must be 0 to 10000"):
-        VideoSink("x.mp4", trails=10**20)
+        VideoSink(video, trails=10**20)
 
 
 def test_output_folders_are_checked_before_any_work(clips, tmp_path):
