@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import vidpipe_cli
@@ -120,3 +121,43 @@ def test_models_table_fits_100_columns():
     listing = vidpipe_cli("models").stdout
     assert max(len(line) for line in listing.splitlines()) <= 100
     assert "torchvision:fasterrcnn_resnet50_fpn" in listing and "FILE.onnx" in listing
+
+
+def test_snapshot_of_a_file_with_lines_zones_and_grid(clip, tmp_path):
+    from PIL import Image
+
+    out, plain = tmp_path / "check.png", tmp_path / "plain.png"
+    result = vidpipe_cli(
+        "snapshot", str(clip), str(out), "--frame", "30", "--grid",
+        "--line", "door=192,40,192,288", "--zone", "desk=0,150,150,150,150,288,0,288",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "frame       384x288 pixels" in result.stdout
+    assert "line        door: (192,40)-(192,288), in = moving -x (left)" in result.stdout
+    assert "zone        desk: 0,150,150,150,150,288,0,288" in result.stdout and "frame 30" in result.stderr
+    assert vidpipe_cli("snapshot", str(clip), str(plain), "--frame", "30").returncode == 0
+    drawn, bare = (torch.from_numpy(np.asarray(Image.open(p))).int() for p in (out, plain))
+    assert drawn.shape == bare.shape == (288, 384, 3)
+    # the arrow: three quarters down the line, on its "in" side (left of x=192)
+    assert (drawn[220:235, 165:188] - bare[220:235, 165:188]).abs().sum() > 1000
+    assert (drawn[220:235, 200:215] - bare[220:235, 200:215]).abs().sum() < (drawn - bare).abs().sum() / 50
+    outside = vidpipe_cli("snapshot", str(clip), str(tmp_path / "o.png"), "--line", "far=1000,2000,3000,2000")
+    assert outside.returncode == 0 and "OUTSIDE THE FRAME" in outside.stdout
+    assert vidpipe_cli("snapshot", str(clip), str(tmp_path / "x.jpg")).returncode == 2
+
+
+def test_snapshot_of_a_live_source(tmp_path):
+    live = "testsrc://ball?width=320&height=240&fps=30&frames=100000&live=1"
+    result = vidpipe_cli("snapshot", live, str(tmp_path / "live.png"), "--grid")
+    assert result.returncode == 0 and "320x240" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [("--line=far=1000,2000,3000,2000", "--line far: (1000,2000)-(3000,2000) lies outside the frames of stream 0"),
+     ("--zone=z=500,500,600,500,600,600", "--zone z: lies outside the frames of stream 0")],
+)  # fmt: skip
+def test_lines_and_zones_outside_the_frame_are_refused(option, expected, clip):
+    result = vidpipe_cli("detect", str(clip), option, "--max-frames", "3", "-q")
+    assert result.returncode == 2 and expected in result.stderr and "(384x288 pixels)" in result.stderr
+    assert "Traceback" not in result.stderr

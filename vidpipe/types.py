@@ -209,6 +209,7 @@ class Shape:
     points: tuple[tuple[float, float], ...]
     caption: str
     closed: bool = False
+    arrow: bool = False  # a counting line: draw the direction that counts as "in"
 
 
 @dataclass(slots=True)

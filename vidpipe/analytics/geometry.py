@@ -102,3 +102,23 @@ def crossing_edges(polygon: Sequence[Point]) -> tuple[int, int] | None:
             if _segments_cross(polygon[i], polygon[(i + 1) % n], polygon[j], polygon[(j + 1) % n]):
                 return i, j
     return None
+
+
+def segment_meets_rect(start: Point, end: Point, width: float, height: float) -> bool:
+    """Whether the segment has a point inside the rectangle [0, width] × [0, height] (Liang–Barsky)."""
+    (x1, y1), (x2, y2) = start, end
+    dx, dy = x2 - x1, y2 - y1
+    low, high = 0.0, 1.0
+    for p, q in ((-dx, x1), (dx, width - x1), (-dy, y1), (dy, height - y1)):
+        if p == 0:
+            if q < 0:
+                return False
+            continue
+        t = q / p
+        if p < 0:
+            low = max(low, t)
+        else:
+            high = min(high, t)
+        if low > high:
+            return False
+    return True

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, along, check_anchor, parse_numbers, side, tracked_anchors
+from .geometry import Point, along, check_anchor, parse_numbers, segment_meets_rect, side, tracked_anchors
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class LineCounter:
         self.min_distance = min_distance
         self.forget_after = forget_after
         self._states = [_LineState(line) for line in self.lines]
+        self._checked: set[str] = set()  # streams whose frame size the lines were checked against
 
     def totals(self) -> dict[str, dict[str, int]]:
         """Crossings so far: ``{line: {"in": n, "out": m}}``."""
@@ -109,6 +110,16 @@ class LineCounter:
 
     def __call__(self, result: Result) -> Result:
         frame = result.frame
+        if frame.stream not in self._checked:  # its first frame: the lines must meet the picture
+            for line in self.lines:
+                if line.stream in (None, frame.stream) and not segment_meets_rect(
+                    line.start, line.end, frame.width, frame.height
+                ):
+                    raise VidpipeError(
+                        f"--line {line.name}: {_point(line.start)}-{_point(line.end)} lies outside the frames "
+                        f"of stream {frame.stream} ({frame.width}x{frame.height} pixels)"
+                    )
+            self._checked.add(frame.stream)
         tracked = tracked_anchors(result, self.anchor, "LineCounter")
         for state in self._states:
             line = state.line
@@ -121,7 +132,7 @@ class LineCounter:
                     result.events.append(_event(result, line.name, direction, track, label))
             self._forget(state, frame.pts)
             counts = f"{line.name}  in {state.counts['in']}  out {state.counts['out']}"
-            result.shapes.append(Shape((line.start, line.end), counts))
+            result.shapes.append(Shape((line.start, line.end), counts, arrow=True))
         return result
 
     def _step(self, state: _LineState, key: tuple[str, int], point: Point, now: float) -> str | None:
@@ -155,6 +166,10 @@ class LineCounter:
             old = [k for k, t in state.tracks.items() if now - t.last_seen > self.forget_after or now < t.last_seen]
             for key in old:
                 del state.tracks[key]
+
+
+def _point(point: Point) -> str:
+    return f"({point[0]:g},{point[1]:g})"
 
 
 def _event(result: Result, line: str, direction: str, track: int, label: str) -> Event:

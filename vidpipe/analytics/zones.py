@@ -89,6 +89,7 @@ class ZoneCounter:
         self.min_frames = min_frames
         self.lost_after = lost_after
         self._states = [_ZoneState(zone) for zone in self.zones]
+        self._checked: set[str] = set()  # streams whose frame size the zones were checked against
 
     def totals(self) -> dict[str, dict[str, int]]:
         """``{zone: {"entered": n, "left": m, "peak": most inside at once}}``."""
@@ -96,6 +97,17 @@ class ZoneCounter:
 
     def __call__(self, result: Result) -> Result:
         frame = result.frame
+        if frame.stream not in self._checked:  # its first frame: the zones must meet the picture
+            for zone in self.zones:
+                xs, ys = [p[0] for p in zone.points], [p[1] for p in zone.points]
+                if zone.stream in (None, frame.stream) and (
+                    max(xs) <= 0 or max(ys) <= 0 or min(xs) >= frame.width or min(ys) >= frame.height
+                ):
+                    raise VidpipeError(
+                        f"--zone {zone.name}: lies outside the frames of stream {frame.stream} "
+                        f"({frame.width}x{frame.height} pixels)"
+                    )
+            self._checked.add(frame.stream)
         tracked = tracked_anchors(result, self.anchor, "ZoneCounter")
         occupancy = dict(result.zones or {})
         for state in self._states:

@@ -1,4 +1,4 @@
-"""The vidpipe command line: probe, decode, detect, models, export.
+"""The vidpipe command line: probe, decode, snapshot, detect, models, export.
 
 Every failure the user can cause ends as one line on stderr, naming the input and the cause, exit code 2.
 """
@@ -121,6 +121,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _snapshot(args: argparse.Namespace) -> int:
+    from .snapshot import run
+
+    return run(args)
+
+
 def _detect(args: argparse.Namespace) -> int:
     from .detect import run
 
@@ -196,6 +202,10 @@ EXAMPLES = {
 outputs: --json .jsonl/.ndjson/.json (JSON Lines), --csv .csv, --video .mp4/.mkv (H.264) or .webm (VP8),
 --graph .dot, .png, .svg or .pdf. Ctrl-C, SIGTERM or SIGHUP finish the frames in flight and finalise
 every output; a second one exits at once.""",
+    "snapshot": """examples:
+  vidpipe snapshot clip.mp4 out/frame.png --grid                    # find the pixels to use
+  vidpipe snapshot clip.mp4 out/check.png --at 12.5 --line door=192,40,192,288 --zone desk=0,150,150,150,150,288
+  vidpipe snapshot rtsp://10.0.0.5/stream out/cam.png --grid         # a live camera: its next frame""",
     "models": """examples:
   vidpipe models""",
     "export": """examples:
@@ -239,6 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-aspect", action="store_true", help="letterbox instead of stretching with --size")
     p.add_argument("--graph", metavar="FILE", help="write the pipeline graph (.dot, .png, .svg, .pdf)")
     p.set_defaults(func=_decode)
+
+    p = command("snapshot", "one frame with a pixel grid and the lines and zones drawn, to place them")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("out", metavar="OUT.png", help="the picture to write")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--frame", type=int, metavar="N", help="the frame numbered N (default: the first)")
+    where.add_argument("--at", type=float, metavar="SECONDS", help="the first frame at or after this time")
+    p.add_argument("--line", action="append", default=[], metavar="NAME=x1,y1,x2,y2",
+                   help="a counting line to draw, with the direction that counts as in (repeatable)")  # fmt: skip
+    p.add_argument("--zone", action="append", default=[], metavar="NAME=x1,y1,x2,y2,x3,y3,...",
+                   help="a zone to draw (repeatable)")  # fmt: skip
+    p.add_argument("--grid", action="store_true", help="draw a pixel grid labelled with coordinates")
+    p.set_defaults(func=_snapshot)
 
     p = command("models", "list the available detectors")
     p.set_defaults(func=_models)

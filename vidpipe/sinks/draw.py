@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
+import math
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,6 +140,8 @@ class Annotator:
             canvas.line(points, fill=(0, 0, 0), width=line + 2)
             canvas.line(points, fill=SHAPE_COLOR, width=line)
             anchor = ((points[0][0] + points[1][0]) / 2, (points[0][1] + points[1][1]) / 2)
+            if shape.arrow:
+                _draw_in_arrow(canvas, points[0], points[1], face, line, frame_size)
         width, height = frame_size
         left, top, right, bottom = canvas.textbbox((0, 0), shape.caption, font=face)
         tw, th = right - left + 8, bottom - top + 6
@@ -160,3 +163,28 @@ class Annotator:
         for track, path in self._paths.items():
             if len(path) > 1:
                 canvas.line(list(path), fill=color_for(track), width=line)
+
+
+def in_direction(start: tuple[float, float], end: tuple[float, float]) -> tuple[float, float]:
+    """The unit vector pointing to the side of a line that counts as ``in`` (where
+    :func:`vidpipe.analytics.geometry.side` is positive)."""
+    dx, dy = end[0] - start[0], end[1] - start[1]
+    length = math.hypot(dx, dy) or 1.0
+    return -dy / length, dx / length
+
+
+def _draw_in_arrow(canvas, start, end, face, line: int, frame_size: tuple[int, int]) -> None:
+    """An arrow three quarters along a counting line, pointing to its ``in`` side, labelled ``in``."""
+    nx, ny = in_direction(start, end)
+    size = max(14.0, 0.07 * min(frame_size))
+    bx, by = start[0] + 0.75 * (end[0] - start[0]), start[1] + 0.75 * (end[1] - start[1])
+    tip = (bx + size * nx, by + size * ny)
+    head = size * 0.4
+    ux, uy = -ny, nx  # along the line
+    wings = [(tip[0] - head * nx + head * 0.6 * ux, tip[1] - head * ny + head * 0.6 * uy),
+             (tip[0] - head * nx - head * 0.6 * ux, tip[1] - head * ny - head * 0.6 * uy)]  # fmt: skip
+    for width, color in ((line + 2, (0, 0, 0)), (line, SHAPE_COLOR)):
+        canvas.line([(bx, by), tip], fill=color, width=width)
+        canvas.polygon([tip, *wings], fill=color)
+    canvas.text((tip[0] + 3 * nx + 2, tip[1] + 3 * ny), "in", fill=SHAPE_COLOR, font=face, stroke_width=1,
+                stroke_fill=(0, 0, 0))  # fmt: skip
