@@ -161,3 +161,12 @@ def test_lines_and_zones_outside_the_frame_are_refused(option, expected, clip):
     result = vidpipe_cli("detect", str(clip), option, "--max-frames", "3", "-q")
     assert result.returncode == 2 and expected in result.stderr and "(384x288 pixels)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_captions_are_kept_clear_of_boxes():
+    from vidpipe.sinks.draw import _overlaps, place_caption
+
+    person = (100.0, 120.0, 180.0, 280.0)  # a box over the zone's caption anchor
+    rect = place_caption((60, 16), (140, 200), (384, 288), [person])
+    assert not _overlaps(rect, person) and rect[0] >= 0 and rect[2] <= 384 and rect[1] >= 0 and rect[3] <= 288
+    assert place_caption((60, 16), (300, 40), (384, 288), [person]) == (270.0, 32.0, 330.0, 48.0)  # clear: centred

@@ -87,6 +87,26 @@ def place_label(size: tuple[float, float], box: Sequence[float], frame: tuple[in
     return rect
 
 
+def place_caption(
+    size: tuple[float, float], anchor: tuple[float, float], frame: tuple[int, int], obstacles: Sequence[Rect]
+) -> Rect:
+    """Where a line's or zone's caption goes: centred on ``anchor`` if that is clear of ``obstacles``
+    (boxes, other captions), else the nearest clear place around it (above, below, left, right, further
+    out), inside the frame; centred on the anchor when nothing is clear."""
+    (tw, th), (width, height) = size, frame
+    tries = [(0.0, 0.0)]
+    for step in (1, 2, 3, 4):
+        tries += [(0, -step * th), (0, step * th), (-step * tw, 0), (step * tw, 0)]
+    for dx, dy in tries:
+        x = _within(anchor[0] - tw / 2 + dx, tw, width)
+        y = _within(anchor[1] - th / 2 + dy, th, height)
+        rect = (x, y, x + tw, y + th)
+        if not any(_overlaps(rect, other) for other in obstacles):
+            return rect
+    x, y = _within(anchor[0] - tw / 2, tw, width), _within(anchor[1] - th / 2, th, height)
+    return (x, y, x + tw, y + th)
+
+
 class Annotator:
     """Draws results on the frames of one stream (it keeps the trails of that stream's tracks)."""
 
@@ -114,10 +134,11 @@ class Annotator:
         ]
         if self.trails:
             self._draw_trails(canvas, boxes, tracks, result.frame.index, line)
-        for shape in result.shapes:
-            self._draw_shape(canvas, shape, face, line, (width, height), taken)
+        anchors = [self._draw_shape(canvas, shape, line, (width, height)) for shape in result.shapes]
         for box, color in zip(boxes, colors, strict=True):
             canvas.rectangle(box, outline=color, width=line)
+        for shape, anchor in zip(result.shapes, anchors, strict=True):  # clear of the boxes, on top of them
+            self._draw_caption(canvas, shape.caption, anchor, face, (width, height), boxes, taken)
         for box, label, score, track, color in zip(
             boxes, found.labels, found.scores.tolist(), tracks, colors, strict=True
         ):
@@ -131,7 +152,8 @@ class Annotator:
         canvas.rectangle(place, fill=color)
         canvas.text((place[0] + 3 - left, place[1] + 2 - top), text, fill=_text_color(color), font=face)
 
-    def _draw_shape(self, canvas, shape: Shape, face, line, frame_size, taken) -> None:
+    def _draw_shape(self, canvas, shape: Shape, line, frame_size) -> tuple[float, float]:
+        """The line or polygon (and a line's arrow); returns where its caption belongs."""
         points = [tuple(p) for p in shape.points]
         if shape.closed:
             canvas.polygon(points, outline=SHAPE_COLOR, width=line)
@@ -141,15 +163,15 @@ class Annotator:
             canvas.line(points, fill=SHAPE_COLOR, width=line)
             anchor = ((points[0][0] + points[1][0]) / 2, (points[0][1] + points[1][1]) / 2)
             if shape.arrow:
-                _draw_in_arrow(canvas, points[0], points[1], face, line, frame_size)
-        width, height = frame_size
-        left, top, right, bottom = canvas.textbbox((0, 0), shape.caption, font=face)
-        tw, th = right - left + 8, bottom - top + 6
-        x, y = _within(anchor[0] - tw / 2, tw, width), _within(anchor[1] - th / 2, th, height)
-        rect = (x, y, x + tw, y + th)
+                _draw_in_arrow(canvas, points[0], points[1], font(sizes(frame_size[1])[0]), line, frame_size)
+        return anchor
+
+    def _draw_caption(self, canvas, caption: str, anchor, face, frame_size, boxes, taken) -> None:
+        left, top, right, bottom = canvas.textbbox((0, 0), caption, font=face)
+        rect = place_caption((right - left + 8, bottom - top + 6), anchor, frame_size, [*boxes, *taken])
         taken.append(rect)
         canvas.rectangle(rect, fill=(0, 0, 0))
-        canvas.text((x + 4 - left, y + 3 - top), shape.caption, fill=SHAPE_COLOR, font=face)
+        canvas.text((rect[0] + 4 - left, rect[1] + 3 - top), caption, fill=SHAPE_COLOR, font=face)
 
     def _draw_trails(self, canvas, boxes, tracks, index: int, line: int) -> None:
         for box, track in zip(boxes, tracks, strict=True):
