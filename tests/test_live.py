@@ -207,13 +207,13 @@ def test_a_line_without_stream_counts_each_stream_apart():
     for name, chain in chains.items():
         for i, x in enumerate((150, 140, 130, 90, 80, 70, 60)):  # track 7 in both streams crosses once
             chain.lines(_tracked(name, i, x))
-    assert chains["a"].lines.totals() == {"door": {"in": 1, "out": 0}}
-    assert chains["b"].lines.totals() == {"door": {"in": 1, "out": 0}}
+    assert chains["a"].lines.totals() == {"door": {"in": 0, "out": 1}}
+    assert chains["b"].lines.totals() == {"door": {"in": 0, "out": 1}}
     caption = chains["b"].lines(_tracked("b", 9, 50)).shapes[-1].caption
-    assert caption == "door  in 1  out 0"
+    assert caption == "door  in 0  out 1"
     from vidpipe.analytics.plan import summary
 
-    assert "line        door (all 2 streams): in 2, out 0" in summary(chains)
+    assert "line        door (all 2 streams): in 0, out 2" in summary(chains)
 
 
 # -- 5, 6: bounded state, results and errors that travel ----------------------------------------------------

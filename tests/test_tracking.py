@@ -59,12 +59,13 @@ def test_side_sign_and_the_direction_convention():
     door = ((100, 0), (100, 480))
     assert side(*door, (150, 240)) < 0 < side(*door, (50, 240))
     assert side(*door, (100, 10)) == 0
-    # the example: moving from x=150 to x=50 across door=100,0,100,480 goes "in"
-    events = _run(LineCounter(["door=100,0,100,480"]), [150 - 10 * i for i in range(11)])
+    # supervision's convention: moving from x=50 to x=150 across door=100,0,100,480 (onto the negative
+    # side) goes "in"
+    events = _run(LineCounter(["door=100,0,100,480"]), [50 + 10 * i for i in range(11)])
     assert [(e.kind, e.fields["direction"], e.fields["line"], e.fields["track_id"]) for e in events] == [
         ("line_crossed", "in", "door", 5)
     ]
-    events = _run(LineCounter(["door=100,0,100,480"]), [50 + 10 * i for i in range(11)])
+    events = _run(LineCounter(["door=100,0,100,480"]), [150 - 10 * i for i in range(11)])
     assert [e.fields["direction"] for e in events] == ["out"]
 
 
@@ -74,8 +75,8 @@ def test_jitter_on_the_line_counts_once_in_the_overall_direction():
     onwards = [106 + 6 * i for i in range(10)]
     counter = LineCounter(["door=100,0,100,480"])
     events = _run(counter, approach + jitter + onwards)
-    assert [e.fields["direction"] for e in events] == ["out"]
-    assert counter.totals() == {"door": {"in": 0, "out": 1}}
+    assert [e.fields["direction"] for e in events] == ["in"]
+    assert counter.totals() == {"door": {"in": 1, "out": 0}}
     # ... and one that jitters on the line, then goes back where it came from, has not crossed
     counter = LineCounter(["door=100,0,100,480"])
     assert _run(counter, approach + jitter + approach[::-1]) == []
@@ -89,13 +90,13 @@ def test_crossing_is_confirmed_by_frames_or_distance():
     for i, x in enumerate([90, 95, 98, 102, 103, 104]):  # slow: confirmed on the 3rd frame past the line
         result = counter(_result(i, [_box_at(x)], [1]))
         events += [(i, e.fields["direction"]) for e in result.events]
-    assert events == [(5, "out")]
+    assert events == [(5, "in")]
     counter = LineCounter(["door=100,0,100,480"], min_frames=3, min_distance=10)
     events = []
     for i, x in enumerate([90, 95, 115]):  # fast: 15 px past the line at once
         result = counter(_result(i, [_box_at(x)], [1]))
         events += [(i, e.fields["direction"]) for e in result.events]
-    assert events == [(2, "out")]
+    assert events == [(2, "in")]
 
 
 def test_passing_beyond_the_end_of_the_segment_is_not_a_crossing():
@@ -331,8 +332,8 @@ def test_annotations_draw_colours_per_track_lines_zones_and_trails():
 
 # -- end to end, on footage with known truth -------------------------------------------------------------
 
-A = scenes.walk((40, 270), (340, 270), 100)  # left to right: crosses x=192 "out"
-B = scenes.walk((340, 150), (40, 150), 100)  # right to left: "in"
+A = scenes.walk((40, 270), (340, 270), 100)  # left to right: crosses x=192 "in"
+B = scenes.walk((340, 150), (40, 150), 100)  # right to left: "out"
 
 
 @pytest.fixture(scope="module")
@@ -368,7 +369,7 @@ def test_tracks_and_crossings_on_known_paths(crossing, tmp_path):
     id_a, id_b = (Counter(i for i in path_ids if i is not None).most_common(1)[0][0] for path_ids in ids)
     assert id_a != id_b and -1 not in (id_a, id_b)
     crossed = sorted((e["track_id"], e["direction"]) for e in events if e["event"] == "line_crossed")
-    assert crossed == sorted([(id_a, "out"), (id_b, "in")])
+    assert crossed == sorted([(id_a, "in"), (id_b, "out")])
     for event in events:
         if event["event"] == "line_crossed":  # reported where the crossing happened (about frame 50)
             assert 45 <= event["frame"] <= 60 and event["line"] == "mid" and event["label"] == "person"
@@ -393,7 +394,7 @@ def test_jitter_on_the_line_counts_once_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     frames, events = _read(jsonl)
     assert _identity_share(scenes.match(frames, [path])[0]) >= 0.95
-    assert [e["direction"] for e in events if e["event"] == "line_crossed"] == ["out"]
+    assert [e["direction"] for e in events if e["event"] == "line_crossed"] == ["in"]
 
 
 def test_zone_counts_on_known_paths(tmp_path):

@@ -133,14 +133,14 @@ def test_snapshot_of_a_file_with_lines_zones_and_grid(clip, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "frame       384x288 pixels" in result.stdout
-    assert "line        door: (192,40)-(192,288), in = moving -x (left)" in result.stdout
+    assert "line        door: (192,40)-(192,288), in = moving +x (right)" in result.stdout
     assert "zone        desk: 0,150,150,150,150,288,0,288" in result.stdout and "frame 30" in result.stderr
     assert vidpipe_cli("snapshot", str(clip), str(plain), "--frame", "30").returncode == 0
     drawn, bare = (torch.from_numpy(np.asarray(Image.open(p))).int() for p in (out, plain))
     assert drawn.shape == bare.shape == (288, 384, 3)
-    # the arrow: three quarters down the line, on its "in" side (left of x=192)
-    assert (drawn[220:235, 165:188] - bare[220:235, 165:188]).abs().sum() > 1000
-    assert (drawn[220:235, 200:215] - bare[220:235, 200:215]).abs().sum() < (drawn - bare).abs().sum() / 50
+    # the arrow: three quarters down the line, on its "in" side (right of x=192)
+    assert (drawn[220:235, 196:219] - bare[220:235, 196:219]).abs().sum() > 1000
+    assert (drawn[220:235, 169:188] - bare[220:235, 169:188]).abs().sum() < (drawn - bare).abs().sum() / 50
     outside = vidpipe_cli("snapshot", str(clip), str(tmp_path / "o.png"), "--line", "far=1000,2000,3000,2000")
     assert outside.returncode == 0 and "OUTSIDE THE FRAME" in outside.stdout
     assert vidpipe_cli("snapshot", str(clip), str(tmp_path / "x.jpg")).returncode == 2
@@ -170,3 +170,32 @@ def test_captions_are_kept_clear_of_boxes():
     rect = place_caption((60, 16), (140, 200), (384, 288), [person])
     assert not _overlaps(rect, person) and rect[0] >= 0 and rect[2] <= 384 and rect[1] >= 0 and rect[3] <= 288
     assert place_caption((60, 16), (300, 40), (384, 288), [person]) == (270.0, 32.0, 330.0, 48.0)  # clear: centred
+
+
+def test_in_and_out_agree_with_supervisions_line_zone():
+    """The same tracks through vidpipe's LineCounter and supervision's LineZone (the library people switch
+    from): the same in and out counts, for lines in four directions."""
+    sv = pytest.importorskip("supervision")
+    from vidpipe.analytics import LineCounter
+    from vidpipe.types import Detections, Frame, Result
+
+    paths = {  # track id: anchor positions (bottom centre), one per frame
+        1: [(40 + 12 * i, 200) for i in range(30)],  # left to right
+        2: [(380 - 12 * i, 100) for i in range(30)],  # right to left
+        3: [(200, 20 + 9 * i) for i in range(30)],  # top to bottom
+        4: [(60 + 10 * i, 270 - 8 * i) for i in range(30)],  # diagonally up and right
+    }
+    for start, end in [((192, 0), (192, 288)), ((192, 288), (192, 0)), ((0, 144), (384, 144)), ((384, 144), (0, 144))]:
+        ours = LineCounter([f"l={start[0]},{start[1]},{end[0]},{end[1]}"])
+        theirs = sv.LineZone(start=sv.Point(*start), end=sv.Point(*end), triggering_anchors=[sv.Position.BOTTOM_CENTER])
+        for i in range(30):
+            boxes = torch.tensor([[p[i][0] - 10, p[i][1] - 40, p[i][0] + 10, p[i][1]] for p in paths.values()])
+            ids = torch.tensor(list(paths))
+            found = Detections(boxes.float(), torch.full((4,), 0.9), torch.ones(4, dtype=torch.int64), ["person"] * 4)
+            frame = Frame(torch.zeros(288, 384, 3, dtype=torch.uint8), i, i / 10)
+            ours(Result(frame, found.with_track_ids(ids)))
+            theirs.trigger(sv.Detections(xyxy=boxes.numpy().astype(float), confidence=found.scores.numpy(),
+                                         class_id=found.class_ids.numpy(), tracker_id=ids.numpy()))  # fmt: skip
+        counts = ours.totals()["l"]
+        assert (counts["in"], counts["out"]) == (theirs.in_count, theirs.out_count), (start, end)
+        assert counts["in"] + counts["out"] >= 2

@@ -15,8 +15,9 @@ from .geometry import Point, along, check_anchor, parse_numbers, segment_meets_r
 @dataclass(frozen=True)
 class Line:
     """A counting line from ``start`` to ``end`` in pixels of one stream's frames (``stream`` None: of
-    every stream). Crossing from the negative side of :func:`~vidpipe.analytics.geometry.side` to the
-    positive one is ``in``, the reverse ``out``."""
+    every stream). Crossing from the positive side of :func:`~vidpipe.analytics.geometry.side` to the
+    negative one is ``in``, the reverse ``out``: supervision's ``LineZone`` convention (the anchor
+    moving to the right of the direction start → end, in image coordinates, is ``in``)."""
 
     name: str
     start: Point
@@ -159,7 +160,7 @@ class LineCounter:
         previous, track.side, track.pending = track.side, current, 0
         if not track.within:
             return None  # went round the end of the segment
-        return "in" if previous < 0 else "out"
+        return "in" if previous > 0 else "out"  # supervision's LineZone: in is onto the negative side
 
     def _forget(self, state: _LineState, now: float) -> None:
         if len(state.tracks) > 256:  # tracks long gone: keep memory bounded on endless streams

@@ -189,10 +189,10 @@ class Annotator:
 
 def in_direction(start: tuple[float, float], end: tuple[float, float]) -> tuple[float, float]:
     """The unit vector pointing to the side of a line that counts as ``in`` (where
-    :func:`vidpipe.analytics.geometry.side` is positive)."""
+    :func:`vidpipe.analytics.geometry.side` is negative: supervision's convention)."""
     dx, dy = end[0] - start[0], end[1] - start[1]
     length = math.hypot(dx, dy) or 1.0
-    return -dy / length, dx / length
+    return dy / length, -dx / length
 
 
 def _draw_in_arrow(canvas, start, end, face, line: int, frame_size: tuple[int, int]) -> None:
