@@ -199,3 +199,14 @@ def test_in_and_out_agree_with_supervisions_line_zone():
         counts = ours.totals()["l"]
         assert (counts["in"], counts["out"]) == (theirs.in_count, theirs.out_count), (start, end)
         assert counts["in"] + counts["out"] >= 2
+
+
+def test_events_and_frames_are_in_time_order(tmp_path):
+    jsonl = tmp_path / "o.jsonl"
+    live = "testsrc://ball?width=320&height=240&fps=30&frames=100000&live=1"
+    result = vidpipe_cli("detect", f"cam={live}", "--json", str(jsonl), "--max-frames", "10", "-q")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert lines[0]["event"] == "connected"
+    walls = [x["wall"] for x in lines if x.get("event") != "ended"]
+    assert walls[0] <= walls[1]  # connected, then the first frame

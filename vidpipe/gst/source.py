@@ -117,6 +117,7 @@ class Source:
         cancel: threading.Event | None = None,
         model_size: tuple[int, int] | None = None,
     ) -> None:
+        self.opened_at = time.time()  # when opening began (before any frame of it)
         self._spec = parse_source(source)
         self._cancel = cancel
         if model_size is not None and size is not None:

@@ -289,8 +289,12 @@ class StreamReader:
 
     # -- the thread ---------------------------------------------------------------------------------
 
-    def _event(self, kind: str, message: str, **fields) -> bool:
-        event = Event(self.name, kind, message, fields=fields)
+    def _event(self, kind: str, message: str, wall: float | None = None, **fields) -> bool:
+        event = (
+            Event(self.name, kind, message, fields=fields)
+            if wall is None
+            else Event(self.name, kind, message, wall=wall, fields=fields)
+        )
         return self._batcher.put(self.name, event)
 
     def _end(self, status: str, error: BaseException | None = None) -> None:
@@ -317,7 +321,8 @@ class StreamReader:
 
     def _run(self) -> None:
         offset = 0  # frames produced by earlier connections: indices go on across reconnects
-        self._event("connected", f"{self.name}: connected to {self._uri}")
+        # stamped when the connection opened: before its first frame (events and frames in time order)
+        self._event("connected", f"{self.name}: connected to {self._uri}", wall=self._source.opened_at)
         while True:
             source = self._source
             error = self._pump(source, offset)
@@ -387,7 +392,7 @@ class StreamReader:
             self._opened(source)
             trim_heap()  # the closed connection's memory goes back to the system
             self.stats.reconnects += 1
-            self._event("reconnected", f"{self.name}: reconnected to {self._uri}")
+            self._event("reconnected", f"{self.name}: reconnected to {self._uri}", wall=source.opened_at)
             return True
         return False
 
