@@ -210,3 +210,30 @@ def test_events_and_frames_are_in_time_order(tmp_path):
     assert lines[0]["event"] == "connected"
     walls = [x["wall"] for x in lines if x.get("event") != "ended"]
     assert walls[0] <= walls[1]  # connected, then the first frame
+
+
+def test_relative_coordinates_are_fractions_of_each_streams_frame(clip, tmp_path):
+    from vidpipe.analytics import parse_line, parse_zone
+
+    line = parse_line("door=rel:0.5,0,0.5,1")
+    assert (
+        line.relative
+        and line.resolved(384, 288).start == (192.0, 0.0)
+        and line.resolved(384, 288).end
+        == (
+            192.0,
+            288.0,
+        )
+    )
+    assert parse_zone("z=rel:0,0,0.5,0,0.5,0.5").resolved(100, 50).points == ((0, 0), (50, 0), (50, 25))
+    bad = vidpipe_cli("detect", str(clip), "--line", "door=rel:0.5,0,1.5,1")
+    assert bad.returncode == 2 and "fractions of the frame, 0 to 1" in bad.stderr
+    pixels, fractions = tmp_path / "p.jsonl", tmp_path / "f.jsonl"
+    for option, out in (("door=192,0,192,288", pixels), ("door=rel:0.5,0,0.5,1", fractions)):
+        result = vidpipe_cli("detect", str(clip), "--line", option, "--json", str(out), "-q")
+        assert result.returncode == 0, result.stderr
+    events = [[x for x in map(json.loads, p.read_text().splitlines()) if x.get("event") == "line_crossed"]
+              for p in (pixels, fractions)]  # fmt: skip
+    assert [(e["frame"], e["direction"]) for e in events[0]] == [(e["frame"], e["direction"]) for e in events[1]]
+    shot = vidpipe_cli("snapshot", str(clip), str(tmp_path / "s.png"), "--line", "door=rel:0.5,0,0.5,1")
+    assert "line        door: (192,0)-(192,288)" in shot.stdout

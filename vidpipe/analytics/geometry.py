@@ -67,6 +67,19 @@ def inside(polygon: Sequence[Point], point: Point) -> bool:
     return result
 
 
+RELATIVE = "rel:"  # coordinates as fractions of the frame: rel:0.5,0,0.5,1
+
+
+def parse_coordinates(text: str, what: str) -> tuple[list[float], bool]:
+    """Pixels (``100,0,100,480``) or fractions of the frame (``rel:0.5,0,0.5,1``, each 0 to 1); returns
+    the numbers and whether they are fractions."""
+    relative = text.strip().startswith(RELATIVE)
+    numbers = parse_numbers(text.strip().removeprefix(RELATIVE), what)
+    if relative and not all(0.0 <= v <= 1.0 for v in numbers):
+        raise VidpipeError(f"{what}: {RELATIVE} coordinates are fractions of the frame, 0 to 1, got {text!r}")
+    return numbers, relative
+
+
 def parse_numbers(text: str, what: str) -> list[float]:
     try:
         numbers = [float(v) for v in text.split(",")]

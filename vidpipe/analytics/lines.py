@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, along, check_anchor, parse_numbers, segment_meets_rect, side, tracked_anchors
+from .geometry import Point, along, check_anchor, parse_coordinates, segment_meets_rect, side, tracked_anchors
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Line:
     start: Point
     end: Point
     stream: str | None = None
+    relative: bool = False  # start and end are fractions of the frame (see resolved)
 
     def __post_init__(self) -> None:
         if self.start == self.end:
@@ -31,6 +32,13 @@ class Line:
     @property
     def length(self) -> float:
         return math.dist(self.start, self.end)
+
+    def resolved(self, width: int, height: int) -> Line:
+        """The line in pixels of a ``width`` × ``height`` frame (itself when it is in pixels already)."""
+        if not self.relative:
+            return self
+        scale = lambda p: (p[0] * width, p[1] * height)  # noqa: E731
+        return Line(self.name, scale(self.start), scale(self.end), self.stream)
 
 
 def split_name(text: str, what: str) -> tuple[str | None, str, str]:
@@ -55,10 +63,10 @@ def check_names(names: list[str], option: str) -> None:
 def parse_line(text: str) -> Line:
     """``[STREAM:]NAME=x1,y1,x2,y2`` (the ``--line`` syntax) → :class:`Line`."""
     stream, name, values = split_name(text, "--line")
-    numbers = parse_numbers(values, f"--line {name}")
+    numbers, relative = parse_coordinates(values, f"--line {name}")
     if len(numbers) != 4:
         raise VidpipeError(f"--line {name}: expected 4 numbers x1,y1,x2,y2, got {len(numbers)}")
-    return Line(name, (numbers[0], numbers[1]), (numbers[2], numbers[3]), stream)
+    return Line(name, (numbers[0], numbers[1]), (numbers[2], numbers[3]), stream, relative)
 
 
 @dataclass
@@ -111,7 +119,10 @@ class LineCounter:
 
     def __call__(self, result: Result) -> Result:
         frame = result.frame
-        if frame.stream not in self._checked:  # its first frame: the lines must meet the picture
+        if frame.stream not in self._checked:  # its first frame: fractions to pixels; the lines must meet it
+            for state in self._states:
+                state.line = state.line.resolved(frame.width, frame.height)
+            self.lines = [state.line for state in self._states]
             for line in self.lines:
                 if line.stream in (None, frame.stream) and not segment_meets_rect(
                     line.start, line.end, frame.width, frame.height

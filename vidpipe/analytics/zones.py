@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, check_anchor, crossing_edges, inside, parse_numbers, side, tracked_anchors
+from .geometry import Point, check_anchor, crossing_edges, inside, parse_coordinates, side, tracked_anchors
 from .lines import check_names, split_name
 
 
@@ -18,6 +18,13 @@ class Zone:
     name: str
     points: tuple[Point, ...]
     stream: str | None = None
+    relative: bool = False  # the points are fractions of the frame (see resolved)
+
+    def resolved(self, width: int, height: int) -> Zone:
+        """The zone in pixels of a ``width`` × ``height`` frame (itself when it is in pixels already)."""
+        if not self.relative:
+            return self
+        return Zone(self.name, tuple((x * width, y * height) for x, y in self.points), self.stream)
 
     def __post_init__(self) -> None:
         if len(self.points) < 3:
@@ -40,11 +47,11 @@ class Zone:
 def parse_zone(text: str) -> Zone:
     """``[STREAM:]NAME=x1,y1,x2,y2,x3,y3[,...]`` (the ``--zone`` syntax) → :class:`Zone`."""
     stream, name, values = split_name(text, "--zone")
-    numbers = parse_numbers(values, f"--zone {name}")
+    numbers, relative = parse_coordinates(values, f"--zone {name}")
     if len(numbers) % 2 or len(numbers) < 6:
         raise VidpipeError(f"--zone {name}: expected x,y pairs of at least 3 points, got {len(numbers)} numbers")
     points = tuple((numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2))
-    return Zone(name, points, stream)
+    return Zone(name, points, stream, relative)
 
 
 @dataclass
@@ -97,7 +104,10 @@ class ZoneCounter:
 
     def __call__(self, result: Result) -> Result:
         frame = result.frame
-        if frame.stream not in self._checked:  # its first frame: the zones must meet the picture
+        if frame.stream not in self._checked:  # its first frame: fractions to pixels; the zones must meet it
+            for state in self._states:
+                state.zone = state.zone.resolved(frame.width, frame.height)
+            self.zones = [state.zone for state in self._states]
             for zone in self.zones:
                 xs, ys = [p[0] for p in zone.points], [p[1] for p in zone.points]
                 if zone.stream in (None, frame.stream) and (

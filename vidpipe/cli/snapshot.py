@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = [p for p in (source_path(args.source),) if p is not None]
     check_output_paths(inputs, [("snapshot", args.out)])
     frame = grab(args.source, args.frame, args.at)
+    lines = [x.resolved(frame.width, frame.height) for x in lines]
+    zones = [z.resolved(frame.width, frame.height) for z in zones]
     shapes = [Shape((x.start, x.end), x.name, arrow=True) for x in lines]
     shapes += [Shape(z.points, z.name, closed=True) for z in zones]
     pixels = Annotator().draw(Result(frame, Detections.empty(), shapes=shapes))
