@@ -237,3 +237,21 @@ def test_relative_coordinates_are_fractions_of_each_streams_frame(clip, tmp_path
     assert [(e["frame"], e["direction"]) for e in events[0]] == [(e["frame"], e["direction"]) for e in events[1]]
     shot = vidpipe_cli("snapshot", str(clip), str(tmp_path / "s.png"), "--line", "door=rel:0.5,0,0.5,1")
     assert "line        door: (192,0)-(192,288)" in shot.stdout
+
+
+def test_events_as_csv_rows(clip, tmp_path):
+    import csv
+
+    jsonl, table = tmp_path / "o.jsonl", tmp_path / "events.csv"
+    result = vidpipe_cli(
+        "detect", str(clip), "--line", "door=rel:0.5,0,0.5,1", "--zone", "left=0,0,192,0,192,288,0,288",
+        "--json", str(jsonl), "--events-csv", str(table), "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(table.open()))
+    events = [x for x in map(json.loads, jsonl.read_text().splitlines()) if "event" in x]
+    assert [r["event"] for r in rows] == [e["event"] for e in events] and len(rows) >= 2
+    for row, event in zip(rows, events, strict=True):
+        assert row["stream"] == event["stream"] and row["message"] == event["message"]
+        assert row["direction"] == event.get("direction", "") and row["track_id"] == str(event.get("track_id", ""))
+    assert f"{table} ({len(rows)} rows" in result.stderr

@@ -316,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     outs = p.add_argument_group("outputs")
     outs.add_argument("--json", dest="json_out", metavar="OUT.jsonl", help="write detections and events as JSON Lines")
     outs.add_argument("--csv", dest="csv_out", metavar="OUT.csv", help="write one row per detection (spreadsheets)")
+    outs.add_argument("--events-csv", dest="events_csv", metavar="OUT.csv",
+                      help="write one row per event: line crossings, zone entries and exits, reconnects")  # fmt: skip
     outs.add_argument("--video", metavar="OUT.mp4",
                       help="write annotated video: .mp4/.mkv (H.264) or .webm (VP8); with several streams "
                       "the path needs {stream}")  # fmt: skip

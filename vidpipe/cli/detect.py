@@ -25,7 +25,7 @@ from ..options import StreamOptions, default_batch
 from ..pipeline import Pipeline, StreamsFailedError
 from ..pipeline.graph import flow_graph
 from ..pipeline.streams import StreamSpec, check_open_files, open_streams, read_sources_file, stream_specs
-from ..sinks import CsvSink, JsonlSink, Sink, VideoSink, check_output_paths, expand_streams
+from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink, VideoSink, check_output_paths, expand_streams
 from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..sinks.video import MAX_TRAILS
 from ..types import Event
@@ -98,8 +98,8 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
                     f"{option} {item.stream}:{item.name}: no stream named {item.stream} "
                     f"(streams: {', '.join(sorted(names))})"
                 )
-    named = [("--json", args.json_out), ("--csv", args.csv_out), ("--video", args.video), ("--graph", args.graph),
-             ("--summary", args.summary_out)]  # fmt: skip
+    named = [("--json", args.json_out), ("--csv", args.csv_out), ("--events-csv", args.events_csv),
+             ("--video", args.video), ("--graph", args.graph), ("--summary", args.summary_out)]  # fmt: skip
     outputs = expand_streams([(o, p) for o, p in named if p], [spec.name for spec in specs])
     check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], outputs)
     if args.json_out and Path(args.json_out).suffix.lower() not in JSONL_SUFFIXES:
@@ -108,6 +108,8 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
         )
     if args.summary_out and Path(args.summary_out).suffix.lower() != ".json":
         raise VidpipeError(f"--summary {args.summary_out}: writes JSON; use a name ending in .json")
+    if args.events_csv and Path(args.events_csv).suffix.lower() != ".csv":
+        raise VidpipeError(f"--events-csv {args.events_csv}: writes CSV; use a name ending in .csv")
     if args.csv_out and Path(args.csv_out).suffix.lower() != ".csv":
         raise VidpipeError(f"--csv {args.csv_out}: writes CSV; use a name ending in .csv")
     if args.video and Path(args.video).suffix.lower() not in VIDEO_FORMATS:
@@ -192,7 +194,7 @@ def outputs_written(sinks: list[Sink]) -> list[dict]:
     for sink in sinks:
         if isinstance(sink, JsonlSink):
             files.append({"path": str(sink.path), "lines": sink.lines})
-        elif isinstance(sink, CsvSink):
+        elif isinstance(sink, CsvSink | EventsCsvSink):
             files.append({"path": str(sink.path), "rows": sink.rows})
         elif isinstance(sink, VideoSink):
             files += [{"path": path, "frames": frames} for path, frames in sink.files()]
@@ -226,7 +228,7 @@ def outputs_summary(sinks: list[Sink], graph: str | None, summary: str | None = 
     for sink in sinks:
         if isinstance(sink, JsonlSink):
             lines.append(f"{sink.path} ({sink.lines} lines, {_size(sink.path)})")
-        elif isinstance(sink, CsvSink):
+        elif isinstance(sink, CsvSink | EventsCsvSink):
             lines.append(f"{sink.path} ({sink.rows} rows, {_size(sink.path)})")
         elif isinstance(sink, VideoSink):
             for path, frames in sink.files():
@@ -262,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(JsonlSink(args.json_out))
     if args.csv_out:
         sinks.append(CsvSink(args.csv_out))
+    if args.events_csv:
+        sinks.append(EventsCsvSink(args.events_csv))
     if args.video:
         sinks.append(VideoSink(args.video, trails=args.trails, keep_graphs=bool(args.graph)))
     stopping = threading.Event()  # a signal arrived: give up openings, stop the pipeline

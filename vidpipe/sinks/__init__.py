@@ -12,14 +12,23 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..errors import OutputError
 from .base import BaseSink
-from .csv import CsvSink
+from .csv import CsvSink, EventsCsvSink
 from .jsonl import JsonlSink
 from .video import VideoSink
 
 if TYPE_CHECKING:
     from ..types import Event, Result, SourceInfo
 
-__all__ = ["BaseSink", "CsvSink", "JsonlSink", "Sink", "VideoSink", "check_output_paths", "expand_streams"]
+__all__ = [
+    "BaseSink",
+    "CsvSink",
+    "EventsCsvSink",
+    "JsonlSink",
+    "Sink",
+    "VideoSink",
+    "check_output_paths",
+    "expand_streams",
+]
 
 STREAM = "{stream}"
 

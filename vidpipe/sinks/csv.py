@@ -11,7 +11,7 @@ from .base import BaseSink
 from .textfile import WholeLinesFile
 
 if TYPE_CHECKING:
-    from ..types import Result, SourceInfo
+    from ..types import Event, Result, SourceInfo
 
 COLUMNS = ("stream", "frame", "pts", "label", "class_id", "score", "track_id", "x1", "y1", "x2", "y2")
 
@@ -45,6 +45,42 @@ class CsvSink(BaseSink):
             )  # fmt: skip
         self._file.write(text.getvalue(), len(found))
         self.rows += len(found)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+EVENT_COLUMNS = (
+    "stream", "wall", "event", "frame", "pts", "line", "direction", "zone", "track_id", "label", "dwell", "message",
+)  # fmt: skip
+
+
+class EventsCsvSink(BaseSink):
+    """One row per event (line crossings, zone entries and exits, connections, damaged data), with the
+    same whole-rows guarantee as :class:`CsvSink`; columns an event does not have stay empty."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._file = WholeLinesFile(path)
+        self.path = self._file.path
+        self.rows = 0
+
+    def _open(self) -> None:
+        if not self._file.is_open:
+            self._file.open()
+            self._file.write(",".join(EVENT_COLUMNS) + "\n")
+
+    def open_stream(self, info: SourceInfo | None) -> None:
+        self._open()
+
+    def event(self, event: Event) -> None:
+        self._open()
+        record = event.to_dict()
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerow(
+            ["" if record.get(c) is None else record.get(c) for c in EVENT_COLUMNS]
+        )
+        self._file.write(text.getvalue())
+        self.rows += 1
 
     def close(self) -> None:
         self._file.close()
