@@ -44,12 +44,10 @@ def files(clip: Path, counts: list[int]) -> None:
     print("\n(1) files: one process batching across streams vs separate processes (aggregate FPS)")
     print(f"{'streams':>8} {'one process':>12} {'processes':>10} {'ratio':>6}")
     for n in counts:
-        one = subprocess.run([VIDPIPE, "detect", *[str(clip)] * n, "-q"], capture_output=True, text=True)
+        one = subprocess.run([VIDPIPE, "detect", *[str(clip)] * n], capture_output=True, text=True)
         frames, wall = summary_fps(one.stderr)
         together = frames / wall
-        procs = [
-            subprocess.Popen([VIDPIPE, "detect", str(clip), "-q"], stderr=subprocess.PIPE, text=True) for _ in range(n)
-        ]
+        procs = [subprocess.Popen([VIDPIPE, "detect", str(clip)], stderr=subprocess.PIPE, text=True) for _ in range(n)]
         results = [summary_fps(p.communicate()[1]) for p in procs]
         apart = sum(f for f, _ in results) / max(w for _, w in results)
         print(f"{n:>8} {together:>12.1f} {apart:>10.1f} {together / apart:>6.2f}", flush=True)
@@ -64,7 +62,7 @@ def start_server() -> tuple[subprocess.Popen, str]:
 
 
 def live_run(url: str, n: int, seconds: float, detect_fps: float | None) -> dict:
-    args = [VIDPIPE, "detect", *[f"s{i}={url}" for i in range(n)], "-q"]
+    args = [VIDPIPE, "detect", *[f"s{i}={url}" for i in range(n)]]
     if detect_fps:
         args += ["--detect-fps", str(detect_fps)]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)

@@ -20,9 +20,7 @@ CLIPS = {
 
 def gst_launch(description: str, timeout: float = 120) -> None:
     """Run ``gst-launch-1.0 -q`` on a description; raise with its output on failure."""
-    result = subprocess.run(
-        ["gst-launch-1.0", "-q", *description.split()], capture_output=True, text=True, timeout=timeout
-    )
+    result = subprocess.run(["gst-launch-1.0", *description.split()], capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"gst-launch-1.0 {description} failed:\n{result.stdout}\n{result.stderr}")
 

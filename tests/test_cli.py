@@ -111,7 +111,7 @@ def test_help_has_no_markup_and_shows_defaults():
 def test_verbose_anywhere_and_version(sample):
     after = vidpipe_cli("probe", str(sample), "-v")
     assert after.returncode == 0, after.stderr
-    for args in (["-q", "decode", str(sample)], ["decode", str(sample), "-q", "-v"]):
+    for args in (["decode", str(sample)], ["decode", str(sample), "-v"]):
         result = vidpipe_cli(*args, "--max-frames", "3")
         assert result.returncode == 0 and "decoded 3 frames" in result.stderr, result.stderr
     version = vidpipe_cli("--version")
@@ -123,7 +123,7 @@ def test_verbose_anywhere_and_version(sample):
     [("--json", "out.csv", ".jsonl"), ("--video", "out.gif", ".mp4"), ("--graph", "g.gif", ".svg")],
 )
 def test_mismatched_output_extension_is_refused_up_front(option, name, needle, sample, tmp_path):
-    result = vidpipe_cli("detect", str(sample), option, str(tmp_path / name), "-q")
+    result = vidpipe_cli("detect", str(sample), option, str(tmp_path / name))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and option in lines[0] and needle in lines[0]
@@ -135,7 +135,7 @@ def test_summary_lists_outputs_and_graph_shows_the_whole_run(sample, tmp_path):
     video = tmp_path / "{stream}.mp4"
     result = vidpipe_cli(
         "detect", f"a={sample}", f"b={sample}", "--max-frames", "12", "--json", str(jsonl), "--video", str(video),
-        "--graph", str(graph), "--classes", "person,tv", "-q",
+        "--graph", str(graph), "--classes", "person,tv",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     outputs = result.stderr.split("outputs", 1)[1]
@@ -148,7 +148,7 @@ def test_summary_lists_outputs_and_graph_shows_the_whole_run(sample, tmp_path):
                    "class filter", "JsonlSink", "VideoSink", "GstAppSink", "GstAppSrc", "24 frames"):  # fmt: skip
         assert needle in dot, needle
     rendered = tmp_path / "run.png"
-    again = vidpipe_cli("detect", str(sample), "--max-frames", "4", "--graph", str(rendered), "-q")
+    again = vidpipe_cli("detect", str(sample), "--max-frames", "4", "--graph", str(rendered))
     assert again.returncode == 0 and rendered.read_bytes()[:4] == b"\x89PNG"
 
 

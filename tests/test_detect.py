@@ -87,7 +87,7 @@ def test_python_api_yields_every_frame_in_order(clip, detector):
 
 def test_classes_filter(clip, tmp_path):
     out = tmp_path / "people.jsonl"
-    result = vidpipe_cli("detect", str(clip), "--json", str(out), "--classes", "person", "--max-frames", "80", "-q")
+    result = vidpipe_cli("detect", str(clip), "--json", str(out), "--classes", "person", "--max-frames", "80")
     assert result.returncode == 0, result.stderr
     records = _lines(out)
     assert len(records) == 80
@@ -96,13 +96,13 @@ def test_classes_filter(clip, tmp_path):
 
 
 def test_unknown_class_is_a_clear_error(clip):
-    result = vidpipe_cli("detect", str(clip), "--classes", "person,unicorn", "-q")
+    result = vidpipe_cli("detect", str(clip), "--classes", "person,unicorn")
     assert result.returncode == 2 and "unicorn" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_annotated_video_draws_boxes_where_the_jsonl_says(clip, tmp_path):
     jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
-    result = vidpipe_cli("detect", str(clip), "--json", str(jsonl), "--video", str(video), "-q")
+    result = vidpipe_cli("detect", str(clip), "--json", str(jsonl), "--video", str(video))
     assert result.returncode == 0, result.stderr
     records = _lines(jsonl)
     with vidpipe.open(clip) as src:
@@ -163,7 +163,7 @@ def _start_detect(tmp_path: Path, source: str) -> tuple[subprocess.Popen, Path, 
     jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
     exe = Path(sys.executable).with_name("vidpipe")
     proc = subprocess.Popen(
-        [str(exe), "detect", source, "--json", str(jsonl), "--video", str(video), "-q"],
+        [str(exe), "detect", source, "--json", str(jsonl), "--video", str(video)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -233,13 +233,13 @@ def test_pipeline_callbacks_and_stats(clip, detector):
 
 
 def test_bad_video_suffix_fails_before_work(clip, tmp_path):
-    result = vidpipe_cli("detect", str(clip), "--video", str(tmp_path / "out.gif"), "-q")
+    result = vidpipe_cli("detect", str(clip), "--video", str(tmp_path / "out.gif"))
     assert result.returncode == 2 and "unknown video format" in result.stderr
 
 
 def test_webm_output(clip, tmp_path):
     video = tmp_path / "a.webm"
-    result = vidpipe_cli("detect", str(clip), "--video", str(video), "--max-frames", "20", "-q")
+    result = vidpipe_cli("detect", str(clip), "--video", str(video), "--max-frames", "20")
     assert result.returncode == 0, result.stderr
     with vidpipe.open(video) as src:
         assert src.info.codec.startswith("VP8") and (src.info.width, src.info.height) == (384, 288)

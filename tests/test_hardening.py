@@ -65,7 +65,7 @@ def test_output_equal_to_input_is_refused(option, short_clip, tmp_path):
     link.symlink_to(copy)
     before = copy.read_bytes()
     for target in (copy, link):
-        result = vidpipe_cli("detect", str(copy), option, str(target), "-q")
+        result = vidpipe_cli("detect", str(copy), option, str(target))
         assert result.returncode == 2, result.stderr
         assert "refusing to overwrite" in result.stderr and "Traceback" not in result.stderr
     assert copy.read_bytes() == before
@@ -73,7 +73,7 @@ def test_output_equal_to_input_is_refused(option, short_clip, tmp_path):
 
 def test_two_outputs_on_one_file_are_refused(short_clip, tmp_path):
     same = tmp_path / "same.mp4"
-    result = vidpipe_cli("detect", str(short_clip), "--json", str(same), "--video", str(same), "-q")
+    result = vidpipe_cli("detect", str(short_clip), "--json", str(same), "--video", str(same))
     assert result.returncode == 2 and "--video" in result.stderr and "--json" in result.stderr
     assert not same.exists()
 
@@ -84,7 +84,7 @@ def test_two_outputs_on_one_file_are_refused(short_clip, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_finalise_outputs(signum, sample, tmp_path):
     jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
-    proc = start_detect(str(sample), "--json", str(jsonl), "--video", str(video), "-q")
+    proc = start_detect(str(sample), "--json", str(jsonl), "--video", str(video))
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, stderr
@@ -98,7 +98,7 @@ def test_ctrl_c_with_a_frozen_rtsp_server_stops_within_a_second(tmp_path):
     server, url = start_server()
     jsonl = tmp_path / "d.jsonl"
     try:
-        proc = start_detect(url, "--json", str(jsonl), "--video", str(tmp_path / "a.mp4"), "-q", lines=10)
+        proc = start_detect(url, "--json", str(jsonl), "--video", str(tmp_path / "a.mp4"), lines=10)
         server.send_signal(signal.SIGSTOP)  # the server freezes: no more packets, no error
         time.sleep(1.0)
         start = time.monotonic()
@@ -249,7 +249,7 @@ def test_damaged_file_reports_every_missing_frame(kind, damaged):
 def test_damaged_file_in_detect_events_summary_and_exit_code(damaged, tmp_path):
     path, total = damaged["h264_mp4"]
     jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
-    result = vidpipe_cli("detect", str(path), "--json", str(jsonl), "--video", str(video), "-q")
+    result = vidpipe_cli("detect", str(path), "--json", str(jsonl), "--video", str(video))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("vidpipe: warning")]
     assert warnings and all("missing between" in line and str(path) in line for line in warnings)
@@ -277,7 +277,7 @@ def test_shorter_second_video_track_is_not_a_truncation(tmp_path):
         "videotestsrc num-buffers=120 pattern=snow ! video/x-raw,width=160,height=120,framerate=30/1 ! x264enc ! m."
     )
     assert len(_frames(path)) == 60
-    result = vidpipe_cli("decode", str(path), "-q")
+    result = vidpipe_cli("decode", str(path))
     assert result.returncode == 0, result.stderr
 
 
@@ -290,7 +290,7 @@ def test_variable_frame_rate(mux, tmp_path, detector):
     assert probe["duration"] == pytest.approx(sum(durations), abs=0.1)
     source = _frames(path)
     video = tmp_path / "annotated.mp4"
-    result = vidpipe_cli("detect", str(path), "--video", str(video), "-q")
+    result = vidpipe_cli("detect", str(path), "--video", str(video))
     assert result.returncode == 0, result.stderr
     annotated = _frames(video)
     assert len(annotated) == len(source)
@@ -308,7 +308,7 @@ def test_live_output_video_lasts_as_long_as_the_run(tmp_path):
     still covers the wall time of the run, not (frames / nominal rate)."""
     jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
     source = "testsrc://ball?width=320&height=240&fps=120&frames=100000&live=1"
-    proc = start_detect(source, "--json", str(jsonl), "--video", str(video), "-q", "--batch", "1", lines=60)
+    proc = start_detect(source, "--json", str(jsonl), "--video", str(video), "--batch", "1", lines=60)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -354,7 +354,7 @@ def test_rotation_tag_is_applied(tmp_path):
     ],
 )
 def test_bad_option_values_are_one_line(args, needle, short_clip):
-    result = vidpipe_cli("detect", str(short_clip), *args, "-q")
+    result = vidpipe_cli("detect", str(short_clip), *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
@@ -393,7 +393,7 @@ def test_resolution_change_keeps_every_output_in_step(tmp_path):
     joined = tmp_path / "joined.h264"
     joined.write_bytes(b"".join(parts))  # an elementary stream whose size changes at frame 30
     jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
-    result = vidpipe_cli("detect", str(joined), "--json", str(jsonl), "--video", str(video), "-q")
+    result = vidpipe_cli("detect", str(joined), "--json", str(jsonl), "--video", str(video))
     assert result.returncode == 0, result.stderr
     records = _records(jsonl)
     assert [(r["width"], r["height"]) for r in records] == [(320, 240)] * 30 + [(160, 128)] * 30

@@ -84,7 +84,7 @@ def test_template_paths_never_overwrite_an_input(clips, tmp_path):
     before = {name: _digest(tmp_path / f"{name}.mp4") for name in ("c1", "c2")}
     exe = Path(sys.executable).with_name("vidpipe")
     result = subprocess.run(
-        [str(exe), "detect", "c1=c1.mp4", "c2=c2.mp4", "--video", "{stream}.mp4", "-q"],
+        [str(exe), "detect", "c1=c1.mp4", "c2=c2.mp4", "--video", "{stream}.mp4"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2 and "is the input" in result.stderr, result.stderr
@@ -120,7 +120,7 @@ def test_bad_stream_names_on_the_command_line(clips, tmp_path):
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
     # two streams whose expanded paths are one file
     template = str(tmp_path / "out" / "{stream}" / ".." / "v.mp4")
-    result = vidpipe_cli("detect", f"a={clips['c1']}", f"b={clips['c2']}", "--video", template, "-q")
+    result = vidpipe_cli("detect", f"a={clips['c1']}", f"b={clips['c2']}", "--video", template)
     assert result.returncode == 2 and "is also the --video" in result.stderr, result.stderr
 
 
@@ -161,7 +161,7 @@ def test_passwords_are_masked_everywhere(tmp_path):
         assert "S3cretPass" not in text and "#1@" not in text
     assert "admin:***@" in jsonl.read_text() and "admin:***@" in probe.stdout
     # an unreachable camera's error line too
-    result = vidpipe_cli("detect", "rtsp://admin:S3cretPass@127.0.0.1:9/x", "-q")
+    result = vidpipe_cli("detect", "rtsp://admin:S3cretPass@127.0.0.1:9/x")
     assert result.returncode == 2 and "S3cretPass" not in result.stderr and "admin:***@" in result.stderr
 
 
@@ -170,7 +170,7 @@ def test_passwords_are_masked_everywhere(tmp_path):
 
 def test_sigkill_leaves_a_playable_mp4(sample, tmp_path):
     jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
-    proc = start_detect(str(sample), "--json", str(jsonl), "--video", str(video), "-q", lines=150)
+    proc = start_detect(str(sample), "--json", str(jsonl), "--video", str(video), lines=150)
     time.sleep(0.5)
     proc.kill()
     proc.communicate(timeout=30)
@@ -183,7 +183,7 @@ def test_sigkill_with_live_streams_leaves_every_video_playable(tmp_path):
     jsonl = tmp_path / "d.jsonl"
     live = "testsrc://ball?width=320&height=240&fps=15&frames=100000&live=1"
     proc = start_detect(
-        f"a={live}", f"b={live}", "--json", str(jsonl), "--video", str(tmp_path / "{stream}.mp4"), "-q", lines=70
+        f"a={live}", f"b={live}", "--json", str(jsonl), "--video", str(tmp_path / "{stream}.mp4"), lines=70
     )
     time.sleep(1.0)
     proc.kill()
@@ -221,7 +221,7 @@ def test_ctrl_c_while_opening_stops_within_a_second(server_kind, tmp_path):
     exe = Path(sys.executable).with_name("vidpipe")
     try:
         proc = subprocess.Popen(
-            [str(exe), "detect", url, "--json", str(tmp_path / "o.jsonl"), "-q"],
+            [str(exe), "detect", url, "--json", str(tmp_path / "o.jsonl")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         time.sleep(2.0)  # opening: waiting for a first frame that does not come (10 s timeout)
@@ -237,7 +237,7 @@ def test_ctrl_c_while_reconnecting_stops_within_a_second(tmp_path):
     server, url = start_server()
     jsonl = tmp_path / "o.jsonl"
     try:
-        proc = start_detect(url, "--json", str(jsonl), "-q", lines=5)
+        proc = start_detect(url, "--json", str(jsonl), lines=5)
         server.send_signal(signal.SIGSTOP)  # frozen: the stream stalls (5 s), then reconnects to a frozen server
         deadline = time.monotonic() + 20
         while "disconnected" not in jsonl.read_text() and time.monotonic() < deadline:
@@ -305,7 +305,7 @@ def _model(tmp_path: Path, body: str, kind: str = "odd") -> str:
 def test_non_finite_inverted_and_huge_boxes_are_made_safe(clips, tmp_path):
     model = _model(tmp_path, BOXES)
     jsonl = tmp_path / "o.jsonl"
-    result = vidpipe_cli("detect", str(clips["c1"]), "--model", model, "--json", str(jsonl), "--track", "-q")
+    result = vidpipe_cli("detect", str(clips["c1"]), "--model", model, "--json", str(jsonl), "--track")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.count("NaN or infinite") == 1  # one warning
     records = [r for r in _lines(jsonl) if "event" not in r]
@@ -329,14 +329,14 @@ def test_non_finite_inverted_and_huge_boxes_are_made_safe(clips, tmp_path):
 )
 def test_malformed_model_outputs_are_one_line(body, expected, clips, tmp_path):
     model = _model(tmp_path, body)
-    result = vidpipe_cli("detect", str(clips["c1"]), "--model", model, "-q")
+    result = vidpipe_cli("detect", str(clips["c1"]), "--model", model)
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert model in result.stderr and "expected" in result.stderr
 
 
 def test_numpy_outputs_are_accepted(clips, tmp_path):
     body = "{'boxes': __import__('numpy').array([[1., 2., 30., 40.]]), 'scores': [0.9], 'labels': [3]}"
-    result = vidpipe_cli("detect", str(clips["c1"]), "--model", _model(tmp_path, body), "--max-frames", "2", "-q")
+    result = vidpipe_cli("detect", str(clips["c1"]), "--model", _model(tmp_path, body), "--max-frames", "2")
     assert result.returncode == 0 and "car 2" in result.stderr, result.stderr
 
 
@@ -359,7 +359,7 @@ def test_every_model_kind_runs_under_every_precision(precision, clips, tmp_path)
         extra = ["--weights", str(weights)] if model.startswith("torchvision:") else []
         result = vidpipe_cli(
             "detect", str(clips["c1"]), "--model", model, *extra, "--precision", precision, "--max-frames", "4",
-            "--threshold", "0.01", "-q",
+            "--threshold", "0.01",
         )  # fmt: skip
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         if precision == "bf16":
@@ -431,14 +431,14 @@ def test_dynamic_onnx_takes_imgsz(yolo_files, clips):
     detector = models.load(str(yolo_files["dynamic"]), imgsz=256)
     assert detector.size == (256, 256)
     result = vidpipe_cli("detect", str(clips["c1"]), "--model", str(yolo_files["dynamic"]), "--imgsz", "256",
-                         "--max-frames", "2", "-q")  # fmt: skip
+                         "--max-frames", "2")  # fmt: skip
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("layout", ["end2end", "yolov5"])
 def test_a_format_that_does_not_fit_the_output_is_refused_at_load(layout, yolo_files, clips):
     path = yolo_files["reference"]
-    result = vidpipe_cli("detect", str(clips["c1"]), "--model", str(path), "--format", layout, "-q")
+    result = vidpipe_cli("detect", str(clips["c1"]), "--model", str(path), "--format", layout)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"output shape [1, 84, 2100] does not fit --format {layout}" in result.stderr
 
@@ -461,7 +461,7 @@ def test_http_mjpeg_camera_is_live_and_reconnects(tmp_path):
     try:
         probe = json.loads(vidpipe_cli("probe", "--json", url).stdout)
         assert probe["live"] is True and probe["codec"] == "JPEG"
-        proc = start_detect(url, "--json", str(jsonl), "-q", lines=10)
+        proc = start_detect(url, "--json", str(jsonl), lines=10)
         deadline = time.monotonic() + 30
         while "reconnected" not in jsonl.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -562,7 +562,7 @@ def test_too_many_streams_for_the_open_files_limit(clips, tmp_path):
     listing.write_text("".join(f"s{i}={clips['c1']}\n" for i in range(64)))
     exe = Path(sys.executable).with_name("vidpipe")
     result = subprocess.run(
-        [str(exe), "detect", "--sources", str(listing), "-q"], capture_output=True, text=True, timeout=120,
+        [str(exe), "detect", "--sources", str(listing)], capture_output=True, text=True, timeout=120,
         preexec_fn=_limited(256, 256),
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr and "CRITICAL" not in result.stderr
@@ -570,7 +570,7 @@ def test_too_many_streams_for_the_open_files_limit(clips, tmp_path):
     # with room under the hard limit, the soft one is raised and the run goes ahead
     listing.write_text("".join(f"s{i}={clips['c1']}\n" for i in range(24)))
     result = subprocess.run(
-        [str(exe), "detect", "--sources", str(listing), "--max-frames", "2", "-q"], capture_output=True, text=True,
+        [str(exe), "detect", "--sources", str(listing), "--max-frames", "2"], capture_output=True, text=True,
         timeout=300, preexec_fn=_limited(256, 4096),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

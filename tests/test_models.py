@@ -317,7 +317,7 @@ def test_cli_says_which_precision_and_why():
     from vidpipe.models.base import choose_precision
 
     expected, why = choose_precision("auto", torch.device("cpu"))
-    result = vidpipe_cli("detect", "testsrc://ball?width=160&height=120&frames=8", "-q")
+    result = vidpipe_cli("detect", "testsrc://ball?width=160&height=120&frames=8")
     assert result.returncode == 0, result.stderr
     assert f"{expected} on cpu ({why})" in result.stderr
     listing = vidpipe_cli("models")

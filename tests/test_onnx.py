@@ -323,7 +323,7 @@ def footage_frames(sample):
 
 def test_detect_cli_runs_a_yolo_onnx_model(yolov8, sample, tmp_path):
     jsonl = tmp_path / "y.jsonl"
-    result = vidpipe_cli("detect", str(sample), "--model", str(yolov8), "--max-frames", "8", "--json", str(jsonl), "-q")
+    result = vidpipe_cli("detect", str(sample), "--model", str(yolov8), "--max-frames", "8", "--json", str(jsonl))
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in jsonl.read_text().splitlines() if '"frame"' in line]
     assert len(lines) == 8
@@ -368,20 +368,20 @@ def test_bad_onnx_models_give_one_clear_error(case, onnx_dir, sample):
     else:
         yolo_nets.export(torch.nn.Linear(10, 84), path, size=(10,))
         expected = "input is not an image tensor"
-    result = vidpipe_cli("detect", str(sample), "--model", str(path), "--max-frames", "2", "-q")
+    result = vidpipe_cli("detect", str(sample), "--model", str(path), "--max-frames", "2")
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert str(path) in result.stderr
 
 
 def test_onnx_options_are_refused_for_other_models(sample):
-    result = vidpipe_cli("detect", str(sample), "--names", "x.txt", "--max-frames", "2", "-q")
+    result = vidpipe_cli("detect", str(sample), "--names", "x.txt", "--max-frames", "2")
     assert result.returncode == 2 and "--names: for ONNX models" in result.stderr
 
 
 def test_a_yolo_checkpoint_points_to_the_onnx_export(tmp_path, sample):
     checkpoint = tmp_path / "yolov8n.pt"
     torch.save({"model": "an Ultralytics checkpoint is a pickle, not TorchScript"}, checkpoint)
-    result = vidpipe_cli("detect", str(sample), "--model", str(checkpoint), "--max-frames", "2", "-q")
+    result = vidpipe_cli("detect", str(sample), "--model", str(checkpoint), "--max-frames", "2")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "yolo export model=yolov8n.pt format=onnx" in result.stderr and "--model yolov8n.onnx" in result.stderr
 

@@ -67,7 +67,7 @@ def test_the_converted_model_is_cached(cache, monkeypatch, sample):
     det = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision="fp32")
     before = det.model.path.stat().st_mtime_ns
     result = vidpipe_cli(
-        "detect", str(sample), "--backend", "openvino", "--max-frames", "8", "-q", env={"VIDPIPE_CACHE": str(cache)}
+        "detect", str(sample), "--backend", "openvino", "--max-frames", "8", env={"VIDPIPE_CACHE": str(cache)}
     )
     assert result.returncode == 0, result.stderr
     assert "with openvino" in result.stderr

@@ -96,13 +96,13 @@ def test_sources_file_and_unique_names(three_clips, tmp_path):
     listing = tmp_path / "streams.txt"
     listing.write_text(f"# cameras\n\nfirst={three_clips[0]}\n  {three_clips[2]}  # the pattern\n")
     jsonl = tmp_path / "d.jsonl"
-    result = vidpipe_cli("detect", "--sources", str(listing), "--json", str(jsonl), "-q")
+    result = vidpipe_cli("detect", "--sources", str(listing), "--json", str(jsonl))
     assert result.returncode == 0, result.stderr
     records = _records(jsonl)
     assert {r["stream"] for r in records} == {"first", "1"}
     assert len(_frames_of(records, "first")) == _count(three_clips[0])
     assert len(_frames_of(records, "1")) == _count(three_clips[2])
-    twice = vidpipe_cli("detect", f"a={three_clips[0]}", f"a={three_clips[2]}", "-q")
+    twice = vidpipe_cli("detect", f"a={three_clips[0]}", f"a={three_clips[2]}")
     assert twice.returncode == 2 and "'a' is given twice" in twice.stderr
 
 
@@ -134,7 +134,7 @@ def test_cli_three_clips_per_stream_outputs(three_clips, tmp_path):
     jsonl = tmp_path / "d.jsonl"
     args = [f"{n}={c}" for n, c in zip("abc", three_clips, strict=True)]
     video, graph = str(tmp_path / "v_{stream}.mp4"), tmp_path / "g.dot"
-    result = vidpipe_cli("detect", *args, "--json", str(jsonl), "--video", video, "--graph", str(graph), "-q")
+    result = vidpipe_cli("detect", *args, "--json", str(jsonl), "--video", video, "--graph", str(graph))
     assert result.returncode == 0, result.stderr
     dot = graph.read_text()
     assert all(f'"cluster_source_{name}"' in dot for name in "abc") and dot.count("GstAppSink") >= 3
@@ -156,7 +156,7 @@ def test_bad_file_among_good_ones(three_clips, tmp_path):
     jsonl = tmp_path / "d.jsonl"
     result = vidpipe_cli(
         "detect", str(three_clips[0]), str(bad), str(three_clips[2]), "--json", str(jsonl),
-        "--video", str(tmp_path / "{stream}.mp4"), "-q",
+        "--video", str(tmp_path / "{stream}.mp4"),
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("vidpipe: error")]
@@ -189,7 +189,7 @@ def test_a_source_that_cannot_open_is_said_in_the_jsonl_from_python(three_clips,
 
 def test_truncated_file_among_good_ones_ends_only_its_stream(three_clips, tmp_path, bad_files):
     jsonl = tmp_path / "d.jsonl"
-    result = vidpipe_cli("detect", str(three_clips[2]), str(bad_files["truncated"]), "--json", str(jsonl), "-q")
+    result = vidpipe_cli("detect", str(three_clips[2]), str(bad_files["truncated"]), "--json", str(jsonl))
     assert result.returncode == 2
     assert "stream 1" in result.stderr and "truncated" in result.stderr
     records = _records(jsonl)
@@ -316,7 +316,7 @@ def test_detect_fps_drops_frames_inside_gstreamer(sample, tmp_path):
     jsonl, video = tmp_path / "d.jsonl", tmp_path / "a.mp4"
     result = vidpipe_cli(
         "detect", str(sample), "--detect-fps", "5", "--max-frames", "20", "--json", str(jsonl),
-        "--video", str(video), "-q",
+        "--video", str(video),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     frames = [r for r in _records(jsonl) if "event" not in r]
@@ -354,7 +354,7 @@ def test_rtsp_server_killed_and_restarted(tmp_path):
     proc = None
     try:
         proc = start_detect(
-            f"a1={url_a}", f"a2={url_a}", f"b={url_b}", "--json", str(jsonl), "--video", str(video), "-q",
+            f"a1={url_a}", f"a2={url_a}", f"b={url_b}", "--json", str(jsonl), "--video", str(video),
             "--detect-fps", "10", lines=30,
         )  # fmt: skip
         time.sleep(1.0)
@@ -398,7 +398,7 @@ def test_rtsp_server_killed_and_restarted(tmp_path):
 def test_sigterm_finalises_every_video(three_clips, sample, tmp_path):
     jsonl = tmp_path / "d.jsonl"
     proc = start_detect(
-        str(sample), str(sample), "--json", str(jsonl), "--video", str(tmp_path / "{stream}.mp4"), "-q", lines=20
+        str(sample), str(sample), "--json", str(jsonl), "--video", str(tmp_path / "{stream}.mp4"), lines=20
     )
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)

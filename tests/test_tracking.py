@@ -355,7 +355,7 @@ def test_tracks_and_crossings_on_known_paths(crossing, tmp_path):
     jsonl, table, video = tmp_path / "c.jsonl", tmp_path / "c.csv", tmp_path / "c.mp4"
     result = vidpipe_cli(
         "detect", str(crossing), "--classes", "person", "--line", "mid=192,0,192,288",
-        "--json", str(jsonl), "--csv", str(table), "--video", str(video), "--trails", "20", "-q",
+        "--json", str(jsonl), "--csv", str(table), "--video", str(video), "--trails", "20",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     frames, events = _read(jsonl)
@@ -389,7 +389,7 @@ def test_jitter_on_the_line_counts_once_end_to_end(tmp_path):
     clip = scenes.scene(tmp_path / "jitter.mp4", [path])
     jsonl = tmp_path / "j.jsonl"
     result = vidpipe_cli(
-        "detect", str(clip), "--classes", "person", "--line", "mid=192,0,192,288", "--json", str(jsonl), "-q"
+        "detect", str(clip), "--classes", "person", "--line", "mid=192,0,192,288", "--json", str(jsonl)
     )
     assert result.returncode == 0, result.stderr
     frames, events = _read(jsonl)
@@ -404,7 +404,7 @@ def test_zone_counts_on_known_paths(tmp_path):
     jsonl = tmp_path / "z.jsonl"
     result = vidpipe_cli(
         "detect", str(clip), "--classes", "person", "--zone", "desk=120,120,260,120,260,288,120,288",
-        "--json", str(jsonl), "-q",
+        "--json", str(jsonl),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     frames, events = _read(jsonl)
@@ -436,7 +436,7 @@ def test_two_streams_are_tracked_independently_with_detect_fps(crossing, tmp_pat
     jsonl = tmp_path / "two.jsonl"
     result = vidpipe_cli(
         "detect", f"a={crossing}", f"b={mirrored}", "--classes", "person", "--detect-fps", "10",
-        "--line", "mid=192,0,192,288", "--line", "a:only_a=192,0,192,288", "--json", str(jsonl), "-q",
+        "--line", "mid=192,0,192,288", "--line", "a:only_a=192,0,192,288", "--json", str(jsonl),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     frames, events = _read(jsonl)
@@ -460,7 +460,7 @@ def test_bad_line_options_are_clear_errors(crossing):
         (["--trails", "-1"], "--trails must be 0 to 10000"),
         (["--csv", "out.txt"], "use a name ending in .csv"),
     ):
-        result = vidpipe_cli("detect", str(crossing), *args, "-q")
+        result = vidpipe_cli("detect", str(crossing), *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
 
 

@@ -27,7 +27,7 @@ def test_summary_file_holds_figures_counts_and_outputs(clip, tmp_path):
     summary, jsonl = tmp_path / "run.json", tmp_path / "o.jsonl"
     result = vidpipe_cli(
         "detect", f"a={clip}", f"b={clip}", "--line", "door=192,40,192,288", "--zone", "desk=0,150,150,150,150,288",
-        "--json", str(jsonl), "--summary", str(summary), "-q",
+        "--json", str(jsonl), "--summary", str(summary),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     record = json.loads(summary.read_text())
@@ -158,7 +158,7 @@ def test_snapshot_of_a_live_source(tmp_path):
      ("--zone=z=500,500,600,500,600,600", "--zone z: lies outside the frames of stream 0")],
 )  # fmt: skip
 def test_lines_and_zones_outside_the_frame_are_refused(option, expected, clip):
-    result = vidpipe_cli("detect", str(clip), option, "--max-frames", "3", "-q")
+    result = vidpipe_cli("detect", str(clip), option, "--max-frames", "3")
     assert result.returncode == 2 and expected in result.stderr and "(384x288 pixels)" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -204,7 +204,7 @@ def test_in_and_out_agree_with_supervisions_line_zone():
 def test_events_and_frames_are_in_time_order(tmp_path):
     jsonl = tmp_path / "o.jsonl"
     live = "testsrc://ball?width=320&height=240&fps=30&frames=100000&live=1"
-    result = vidpipe_cli("detect", f"cam={live}", "--json", str(jsonl), "--max-frames", "10", "-q")
+    result = vidpipe_cli("detect", f"cam={live}", "--json", str(jsonl), "--max-frames", "10")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
     assert lines[0]["event"] == "connected"
@@ -230,7 +230,7 @@ def test_relative_coordinates_are_fractions_of_each_streams_frame(clip, tmp_path
     assert bad.returncode == 2 and "fractions of the frame, 0 to 1" in bad.stderr
     pixels, fractions = tmp_path / "p.jsonl", tmp_path / "f.jsonl"
     for option, out in (("door=192,0,192,288", pixels), ("door=rel:0.5,0,0.5,1", fractions)):
-        result = vidpipe_cli("detect", str(clip), "--line", option, "--json", str(out), "-q")
+        result = vidpipe_cli("detect", str(clip), "--line", option, "--json", str(out))
         assert result.returncode == 0, result.stderr
     events = [[x for x in map(json.loads, p.read_text().splitlines()) if x.get("event") == "line_crossed"]
               for p in (pixels, fractions)]  # fmt: skip
@@ -245,7 +245,7 @@ def test_events_as_csv_rows(clip, tmp_path):
     jsonl, table = tmp_path / "o.jsonl", tmp_path / "events.csv"
     result = vidpipe_cli(
         "detect", str(clip), "--line", "door=rel:0.5,0,0.5,1", "--zone", "left=0,0,192,0,192,288,0,288",
-        "--json", str(jsonl), "--events-csv", str(table), "-q",
+        "--json", str(jsonl), "--events-csv", str(table),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(table.open()))
@@ -255,3 +255,15 @@ def test_events_as_csv_rows(clip, tmp_path):
         assert row["stream"] == event["stream"] and row["message"] == event["message"]
         assert row["direction"] == event.get("direction", "") and row["track_id"] == str(event.get("track_id", ""))
     assert f"{table} ({len(rows)} rows" in result.stderr
+
+
+def test_quiet_prints_errors_only(clip, tmp_path):
+    ok = vidpipe_cli("detect", str(clip), "--max-frames", "3", "--json", str(tmp_path / "o.jsonl"), "-q")
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+    assert vidpipe_cli("decode", str(clip), "-q").stderr == ""
+    failed = vidpipe_cli("detect", str(tmp_path / "missing.mp4"), "-q")
+    assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
+        f"vidpipe: error: {tmp_path / 'missing.mp4'}: no such file"
+    ]
+    loud = vidpipe_cli("detect", str(clip), "--max-frames", "3")
+    assert "frames      3" in loud.stderr and "model       " in loud.stderr

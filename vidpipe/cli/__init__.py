@@ -71,10 +71,11 @@ def _decode(args: argparse.Namespace) -> int:
                     if args.max_frames is not None and frame.index + 1 >= args.max_frames:
                         break
         finally:
-            print(
-                f"decoded {progress.count} frames in {progress.elapsed:.2f} s ({progress.fps:.1f} FPS)",
-                file=sys.stderr,
-            )
+            if not args.quiet:  # -q: errors only
+                print(
+                    f"decoded {progress.count} frames in {progress.elapsed:.2f} s ({progress.fps:.1f} FPS)",
+                    file=sys.stderr,
+                )
     return 0
 
 
@@ -222,11 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="run 'vidpipe COMMAND --help' for a command's options and examples",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only (no progress bar, no summary)")
     parser.add_argument("--version", action="version", version=f"vidpipe {__version__}")
     common = argparse.ArgumentParser(add_help=False)  # accepted after the subcommand too
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more (-vv for debug)")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="errors only (no progress bar, no summary)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     parser.commands = {}
@@ -354,7 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vidpipe`` console script."""
     bound_arenas()  # before GStreamer starts its threads (see vidpipe.memory)
     args = build_parser().parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    level = (
+        logging.ERROR
+        if args.quiet and not args.verbose
+        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    )
     fmt = "vidpipe: %(levelname)s: %(message)s" if args.verbose == 0 else "%(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt)
     for handler in logging.getLogger().handlers:

@@ -255,6 +255,22 @@ def stream_options(args: argparse.Namespace) -> StreamOptions:
     )
 
 
+def print_summary(pipeline: Pipeline, detector, decoding: str | None, sinks: list[Sink], args, several: bool) -> None:
+    """The summary on stderr: the model, the figures, counts, drops, the outputs written."""
+    print(model_summary(detector), file=sys.stderr)
+    if decoding:
+        print(decoding, file=sys.stderr)
+    print(pipeline.stats.summary(), file=sys.stderr)
+    for line in pipeline.summary():
+        print(line, file=sys.stderr)
+    dropped = sum(s.dropped for s in pipeline.stats.streams.values())
+    if dropped and not several:
+        print(f"dropped     {dropped} frames (live source faster than the pipeline)", file=sys.stderr)
+    written = outputs_summary(sinks, args.graph, args.summary_out)
+    if written:
+        print(written, file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """``vidpipe detect``: see ``vidpipe detect --help``."""
     specs = stream_specs(sources_of(args))
@@ -334,7 +350,7 @@ def _run_streams(
             zones=args.zone,
             anchor=args.anchor,
             options=options,
-            on_event=[lambda event: say_event(event, live, progress)],
+            on_event=[] if args.quiet else [lambda event: say_event(event, live, progress)],
             failed=failed,  # said already; the JSONL gets their "failed" lines
         )
         running.append(pipeline)
@@ -371,23 +387,13 @@ def _run_streams(
             write_graph(flow_graph(pipeline, graphs, encoders), args.graph)
         except VidpipeError as exc:
             errors.append(str(exc))
-    print(model_summary(detector), file=sys.stderr)
-    if decoding:
-        print(decoding, file=sys.stderr)
-    print(pipeline.stats.summary(), file=sys.stderr)
-    for line in pipeline.summary():
-        print(line, file=sys.stderr)
-    dropped = sum(s.dropped for s in pipeline.stats.streams.values())
-    if dropped and not several:
-        print(f"dropped     {dropped} frames (live source faster than the pipeline)", file=sys.stderr)
     if args.summary_out:
         try:
             write_summary(args.summary_out, pipeline, sinks, args.graph, errors)
         except VidpipeError as exc:
             errors.append(str(exc))
-    written = outputs_summary(sinks, args.graph, args.summary_out)
-    if written:
-        print(written, file=sys.stderr)
+    if not args.quiet:  # -q: errors only
+        print_summary(pipeline, detector, decoding, sinks, args, several)
     for line in errors:
         print(f"vidpipe: error: {line}", file=sys.stderr)
     if errors or failed:
