@@ -3,6 +3,7 @@ model, grouped help and suggestions for mistyped options."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -267,3 +268,13 @@ def test_quiet_prints_errors_only(clip, tmp_path):
     ]
     loud = vidpipe_cli("detect", str(clip), "--max-frames", "3")
     assert "frames      3" in loud.stderr and "model       " in loud.stderr
+
+
+def test_help_examples_keep_their_line_continuations():
+    for command in ("probe", "decode", "snapshot", "detect", "models", "export"):
+        text = vidpipe_cli(command, "--help").stdout
+        examples = text.split("examples:", 1)[1].split("\n\n", 1)[0].splitlines()
+        for line, following in itertools.pairwise(examples):
+            if line.rstrip().endswith("\\"):
+                assert following.startswith("      "), (command, line)  # the continued command, indented
+        assert all(len(line) < 130 for line in examples), command  # no two lines run together

@@ -197,7 +197,7 @@ EXAMPLES = {
   vidpipe detect gate=rtsp://10.0.0.5/s door=rtsp://10.0.0.6/s --detect-fps 5 \\
       --json out/all.jsonl --video 'out/{stream}.mp4'
   vidpipe detect --sources cameras.txt --detect-fps 5 --json out/all.jsonl
-  vidpipe detect street.mp4 --line door=100,0,100,480 --zone queue=0,300,200,300,200,480,0,480 \
+  vidpipe detect street.mp4 --line door=100,0,100,480 --zone queue=0,300,200,300,200,480,0,480 \\
       --json out/counts.jsonl --csv out/boxes.csv --video out/counted.mp4 --trails 30
 
 outputs: --json .jsonl/.ndjson/.json (JSON Lines), --csv .csv, --video .mp4/.mkv (H.264) or .webm (VP8),
