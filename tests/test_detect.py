@@ -204,7 +204,8 @@ def test_live_source_batches_are_bounded_in_time(detector):
     """A live 10 FPS source with batch 8: the batcher waits at most max_wait (50 ms) for a batch to fill,
     so batches stay small instead of holding frames back for 0.8 s."""
     src = vidpipe.open("testsrc://ball?width=320&height=240&fps=10&frames=20&live=1")
-    pipeline = vidpipe.Pipeline(src, detector, batch=8, max_wait=0.05)
+    # (a generous latency bound: on a busy machine the default 1 s one would rightly drop late frames)
+    pipeline = vidpipe.Pipeline(src, detector, batch=8, max_wait=0.05, options=vidpipe.StreamOptions(max_latency=60))
     sizes = []
     original = pipeline._batcher.take
 
