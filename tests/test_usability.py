@@ -211,6 +211,9 @@ def test_events_and_frames_are_in_time_order(tmp_path):
     assert lines[0]["event"] == "connected"
     walls = [x["wall"] for x in lines if x.get("event") != "ended"]
     assert walls[0] <= walls[1]  # connected, then the first frame
+    ended = lines[-1]  # --max-frames counts frames read from the stream, and says so
+    assert ended["event"] == "ended" and ended["message"] == "cam: ended after 10 frames read"
+    assert ended["frames_read"] == 10
 
 
 def test_relative_coordinates_are_fractions_of_each_streams_frame(clip, tmp_path):
@@ -278,3 +281,20 @@ def test_help_examples_keep_their_line_continuations():
             if line.rstrip().endswith("\\"):
                 assert following.startswith("      "), (command, line)  # the continued command, indented
         assert all(len(line) < 130 for line in examples), command  # no two lines run together
+
+
+def test_the_readme_leads_and_links_every_doc():
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    for doc in sorted((root / "docs").glob("*.md")):
+        assert f"(docs/{doc.name})" in readme, doc.name
+        assert "[← README](../README.md)" in doc.read_text()
+    for section in (
+        "## Two commands",
+        "## Cameras in one minute",
+        "## Counting in five lines",
+        "## Python in ten lines",
+    ):
+        assert section in readme
+    assert (root / "CHANGELOG.md").exists()
