@@ -112,7 +112,7 @@ def test_a_full_cache_disk_runs_uncached(sample, tmp_path):
     cache, listing = tmp_path / "cache", tmp_path / "listing.txt"
     exe = Path(sys.executable).with_name("vidpipe")
     command = (
-        f"VIDPIPE_CACHE={cache} {exe} detect {sample} --backend openvino --max-frames 8 -q; rc=$?; "
+        f"VIDPIPE_CACHE={cache} {exe} detect {sample} --backend openvino --max-frames 8; rc=$?; "
         f"find {cache} -type f > {listing}; exit $rc"
     )
     result = run_on_small_disk(cache, "64k", command)
