@@ -52,7 +52,6 @@ class Engine:
                 yield from items
                 continue
             self.stats.add("decode wait", waited, len(frames))
-            self.stats.batches.append(len(frames))
             flight.launch(frames, tag=(items, time.time()), sizes=_sizes(items))
         for done in flight.drain():
             yield from collected(*done)
@@ -66,7 +65,6 @@ class Engine:
         with torch.inference_mode():
             flight.launch([frame.tensor for frame in frames], tag=None, sizes=_sizes(frames))
             _, detections = flight.collect()
-        self.stats.batches.append(len(frames))
         return [Result(frame, found) for frame, found in zip(frames, detections, strict=True)]
 
 

@@ -236,8 +236,9 @@ class Pipeline:
         self, detect_fps: float | None, max_latency: float | None, max_frames: int | None
     ) -> StreamOptions:
         changes = {}
-        if self._started and self.model_size() is not None:
-            changes["model_size"] = self.model_size()
+        size = self.model_size() if self._started else None
+        if size is not None:
+            changes["model_size"] = size
         if detect_fps is not None:
             if not (isinstance(detect_fps, int | float) and math.isfinite(detect_fps) and detect_fps > 0):
                 raise VidpipeError(f"detect_fps must be a number above 0, got {detect_fps!r}")

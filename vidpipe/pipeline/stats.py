@@ -81,7 +81,6 @@ class Stats:
     finished: float | None = None
     missing: Counter = field(default_factory=Counter)  # damaged data: frames missing, places
     sink_errors: Counter = field(default_factory=Counter)  # per output, failures isolated from the run
-    batches: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES))  # frames per batch
 
     def add(self, stage: str, seconds: float, frames: int = 1) -> None:
         self.samples[stage].append(seconds * 1000.0 / max(frames, 1))

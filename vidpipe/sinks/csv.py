@@ -14,11 +14,16 @@ if TYPE_CHECKING:
     from ..types import Event, Result, SourceInfo
 
 COLUMNS = ("stream", "frame", "pts", "label", "class_id", "score", "track_id", "x1", "y1", "x2", "y2")
+EVENT_COLUMNS = (
+    "stream", "wall", "event", "frame", "pts", "line", "direction", "zone", "track_id", "label", "dwell", "message",
+)  # fmt: skip
 
 
-class CsvSink(BaseSink):
-    """Writes a header, then each frame's rows with one ``write`` system call (only whole rows on disk
-    after a crash or a full disk). ``track_id`` is -1 for detections not tracked, empty without tracking."""
+class _CsvTable(BaseSink):
+    """A CSV file shared by every stream: its header when the first stream opens, then whole rows, each
+    write one system call (only whole rows on disk after a crash or a full disk)."""
+
+    columns: tuple[str, ...]
 
     def __init__(self, path: str | Path) -> None:
         self._file = WholeLinesFile(path)
@@ -28,59 +33,43 @@ class CsvSink(BaseSink):
     def open_stream(self, info: SourceInfo | None) -> None:
         if not self._file.is_open:  # one file for every stream
             self._file.open()
-            self._file.write(",".join(COLUMNS) + "\n")
+            self._file.write(",".join(self.columns) + "\n")
+
+    def _write_rows(self, rows: list[list]) -> None:
+        self.open_stream(None)
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        self._file.write(text.getvalue(), len(rows))
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class CsvSink(_CsvTable):
+    """One row per detection. ``track_id`` is -1 for detections not tracked, empty without tracking."""
+
+    columns = COLUMNS
 
     def write(self, result: Result) -> None:
         record = result.record()
         found = record["detections"]
         if not found:
             return
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        for item in found:
-            track = item.get("track_id", "")
-            writer.writerow(
-                [record["stream"], record["frame"], f"{record['pts']:.6f}", item["label"], item["class_id"],
-                 f"{item['score']:.4f}", track] + [f"{v:.2f}" for v in item["box"]]
-            )  # fmt: skip
-        self._file.write(text.getvalue(), len(found))
-        self.rows += len(found)
-
-    def close(self) -> None:
-        self._file.close()
+        rows = [
+            [record["stream"], record["frame"], f"{record['pts']:.6f}", item["label"], item["class_id"],
+             f"{item['score']:.4f}", item.get("track_id", "")] + [f"{v:.2f}" for v in item["box"]]
+            for item in found
+        ]  # fmt: skip
+        self._write_rows(rows)
 
 
-EVENT_COLUMNS = (
-    "stream", "wall", "event", "frame", "pts", "line", "direction", "zone", "track_id", "label", "dwell", "message",
-)  # fmt: skip
+class EventsCsvSink(_CsvTable):
+    """One row per event (line crossings, zone entries and exits, connections, damaged data); columns an
+    event does not have stay empty."""
 
-
-class EventsCsvSink(BaseSink):
-    """One row per event (line crossings, zone entries and exits, connections, damaged data), with the
-    same whole-rows guarantee as :class:`CsvSink`; columns an event does not have stay empty."""
-
-    def __init__(self, path: str | Path) -> None:
-        self._file = WholeLinesFile(path)
-        self.path = self._file.path
-        self.rows = 0
-
-    def _open(self) -> None:
-        if not self._file.is_open:
-            self._file.open()
-            self._file.write(",".join(EVENT_COLUMNS) + "\n")
-
-    def open_stream(self, info: SourceInfo | None) -> None:
-        self._open()
+    columns = EVENT_COLUMNS
 
     def event(self, event: Event) -> None:
-        self._open()
         record = event.to_dict()
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerow(
-            ["" if record.get(c) is None else record.get(c) for c in EVENT_COLUMNS]
-        )
-        self._file.write(text.getvalue())
-        self.rows += 1
-
-    def close(self) -> None:
-        self._file.close()
+        self._write_rows([["" if record.get(c) is None else record.get(c) for c in EVENT_COLUMNS]])
