@@ -2,6 +2,7 @@
 # Installs the Debian/Ubuntu packages vidpipe needs (GStreamer, its Python bindings, Graphviz, a
 # TrueType font for annotations, the GL library OpenCV loads) when any
 # is missing: with apt-get as root, through sudo otherwise; without either it prints the command to run.
+# --test adds what the tests start for real: a mosquitto broker and a headless Chromium.
 set -euo pipefail
 
 PACKAGES=(
@@ -9,8 +10,11 @@ PACKAGES=(
   gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  graphviz fonts-dejavu-core libgl1
+  gstreamer1.0-python3-plugin-loader graphviz fonts-dejavu-core libgl1
 )
+if [[ "${1:-}" == "--test" ]]; then
+  PACKAGES=(mosquitto chromium)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

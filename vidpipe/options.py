@@ -33,7 +33,8 @@ class StreamOptions:
     files never drop). ``reconnect``: reconnect a live network stream that fails, with back-off from
     ``RECONNECT_FIRST`` to ``RECONNECT_MAX`` seconds, for as long as the run lasts. ``max_frames``: stop
     each stream after this many frames. ``gpu_decode``: decode on an NVIDIA GPU where GStreamer can (see
-    :func:`vidpipe.gst.decoders.nvidia_decoding`), in software otherwise.
+    :func:`vidpipe.gst.decoders.nvidia_decoding`), in software otherwise. ``loop``: a file is played at
+    its own speed and from the start again when it ends (frame numbers and times go on), like a camera.
     """
 
     detect_fps: float | None = None
@@ -44,6 +45,7 @@ class StreamOptions:
     stall_timeout: float = STALL_TIMEOUT
     gpu_decode: bool = False
     model_size: tuple[int, int] | None = None  # (w, h): frames scaled for a fixed-input model in GStreamer
+    loop: bool = False  # a file plays at its own speed and starts again at its end (a demo camera)
 
     def latency_bound(self, live: bool) -> float | None:
         """The age above which a frame of this kind of stream is dropped (None: never)."""

@@ -97,9 +97,11 @@ class Analysis:
         if self.track or self.lines or self.zones:
             Tracker()  # fail now, not at the first stream, when the tracker package is missing
 
-    def chain(self, stream: str, *, lines: Sequence[Line | str] = (), zones: Sequence[Zone | str] = ()) -> Chain:
+    def chain(
+        self, stream: str, *, lines: Sequence[Line | str] = (), zones: Sequence[Zone | str] = (), track: bool = False
+    ) -> Chain:
         """The stages of ``stream``: the run's (those for every stream or for this one) and its own
-        ``lines`` and ``zones``."""
+        ``lines`` and ``zones``; ``track`` tracks this stream even when the run does not."""
         mine_lines = [x for x in self.lines if x.stream in (None, stream)]
         mine_lines += [parse_line(x) if isinstance(x, str) else x for x in lines]
         mine_zones = [z for z in self.zones if z.stream in (None, stream)]
@@ -109,7 +111,7 @@ class Analysis:
         chain = Chain(stream)
         if self.class_filter is not None:
             chain.stages.append(self.class_filter)
-        if self.track or mine_lines or mine_zones:
+        if self.track or track or mine_lines or mine_zones:
             chain.tracker = Tracker()
             chain.stages.append(chain.tracker)
         if mine_lines:

@@ -1,4 +1,4 @@
-"""The vidpipe command line: probe, decode, snapshot, detect, models, export.
+"""The vidpipe command line: probe, decode, snapshot, detect, serve, gst-env, models, export.
 
 Every failure the user can cause ends as one line on stderr, naming the input and the cause, exit code 2.
 """
@@ -128,6 +128,32 @@ def _snapshot(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _gst_env(args: argparse.Namespace) -> int:
+    """The shell lines that make GStreamer find the vidpipe_detect element, and its Python loader find
+    vidpipe and its packages."""
+    import shlex
+    import site
+
+    package = Path(__file__).resolve().parent.parent
+    plugins = package / "gst" / "plugins"
+    paths = [str(package.parent), *site.getsitepackages()]
+    print(f'export GST_PLUGIN_PATH={shlex.quote(str(plugins))}"${{GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}}"')
+    print(f'export PYTHONPATH={shlex.quote(":".join(paths))}"${{PYTHONPATH:+:$PYTHONPATH}}"')
+    if _source.Gst.Registry.get().find_plugin("python") is None:
+        print(
+            "vidpipe: warning: GStreamer's Python plugin loader is missing: "
+            "sudo apt-get install gstreamer1.0-python3-plugin-loader",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import run
+
+    return run(args)
+
+
 def _detect(args: argparse.Namespace) -> int:
     from .detect import run
 
@@ -207,6 +233,20 @@ every output; a second one exits at once.""",
   vidpipe snapshot clip.mp4 out/frame.png --grid                    # find the pixels to use
   vidpipe snapshot clip.mp4 out/check.png --at 12.5 --line door=192,40,192,288 --zone desk=0,150,150,150,150,288
   vidpipe snapshot rtsp://10.0.0.5/stream out/cam.png --grid         # a live camera: its next frame""",
+    "serve": """examples:
+  vidpipe serve                                   # no stream yet: add them on the web page or over the API
+  vidpipe serve --config vidpipe.yaml             # the streams, model, MQTT and auth of the file
+  vidpipe serve --config vidpipe.yaml --host 0.0.0.0 --token "$VIDPIPE_TOKEN"
+  curl -X PUT localhost:8080/api/streams/gate -H 'Content-Type: application/json' \\
+      -d '{"uri": "rtsp://10.0.0.5/s", "detect_fps": 5, "track": true}'
+
+the page is at http://HOST:PORT/, the API's docs at /docs, metrics at /metrics. SIGTERM or Ctrl-C finish
+every output and exit; SIGHUP reloads the configuration and restarts only the streams that changed.""",
+    "gst-env": """examples:
+  eval "$(vidpipe gst-env)"
+  gst-inspect-1.0 vidpipe_detect
+  gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! vidpipe_detect draw=true \\
+      ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4""",
     "models": """examples:
   vidpipe models""",
     "export": """examples:
@@ -269,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a zone to draw (repeatable)")  # fmt: skip
     p.add_argument("--grid", action="store_true", help="draw a pixel grid labelled with coordinates")
     p.set_defaults(func=_snapshot)
+
+    p = command("gst-env", "print the shell lines that let gst-launch-1.0 use the vidpipe_detect element")
+    p.set_defaults(func=_gst_env)
 
     p = command("models", "list the available detectors")
     p.set_defaults(func=_models)
@@ -354,6 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"frames per inference batch (default: {DEFAULT_BATCH} on the CPU, "
                       f"{DEFAULT_GPU_BATCH} on CUDA)")  # fmt: skip
     p.set_defaults(func=_detect)
+
+    p = command("serve", "run as a service: streams added and removed over an HTTP API, a live web view, metrics, MQTT")
+    p.add_argument("--config", metavar="FILE", help="the YAML configuration (default: none, no stream, the defaults)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="the port to listen on")
+    p.add_argument("--token", help="every request but /healthz needs Authorization: Bearer TOKEN (or auth.token)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
+    p.add_argument("--state", metavar="FILE",
+                   help="where the API's stream changes are kept (default: beside --config, NAME.state.json; "
+                   "none without --config)")  # fmt: skip
+    p.set_defaults(func=_serve)
     return parser
 
 

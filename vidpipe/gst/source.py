@@ -116,6 +116,7 @@ class Source:
         gpu_decode: bool = False,
         cancel: threading.Event | None = None,
         model_size: tuple[int, int] | None = None,
+        pace: bool = False,
     ) -> None:
         self.opened_at = time.time()  # when opening began (before any frame of it)
         self._spec = parse_source(source)
@@ -144,6 +145,7 @@ class Source:
         self._arrived = 0
         self._drained = False
         self._max_buffers = 2 if self.live else max_buffers
+        self._pace = pace  # a file played at its own speed (a looped demo stream), not as fast as it decodes
         self._missing: list[Gst.Message] = []
         self._video_linked = False
         self._no_more_pads = False
@@ -177,8 +179,8 @@ class Source:
             width, height = size
             caps += f",width={int(width)},height={int(height)},pixel-aspect-ratio=1/1"
         sink = (
-            f"appsink name=sink sync=false max-buffers={self._max_buffers} drop={str(self.live).lower()} "
-            "enable-last-sample=false"
+            f"appsink name=sink sync={str(self._pace).lower()} max-buffers={self._max_buffers} "
+            f"drop={str(self.live).lower()} enable-last-sample=false"
         )
         # Frames are turned upright (the orientation tag phones write) after the conversion to RGB and
         # before scaling, so that ``size`` is the size of the upright picture. Both are pass-through
@@ -673,6 +675,7 @@ def open(
     gpu_decode: bool = False,
     cancel: threading.Event | None = None,
     model_size: tuple[int, int] | None = None,
+    pace: bool = False,
 ) -> Source:
     """Open a video source and return a :class:`Source` (iterable of :class:`Frame`, context manager).
 
@@ -692,6 +695,7 @@ def open(
     ``frame.picture``, ``frame.width``/``height`` and ``info`` keep the picture's size.
     ``cancel``: an event that gives up the wait for the first frame (raising
     :class:`~vidpipe.errors.OpenCancelledError`) within 50 ms of being set.
+    ``pace``: frames come at the file's own speed (by the clock), not as fast as they decode.
     Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
     """
     return Source(
@@ -707,4 +711,5 @@ def open(
         gpu_decode=gpu_decode,
         cancel=cancel,
         model_size=model_size,
+        pace=pace,
     )

@@ -117,7 +117,7 @@ class Batcher:
             if isinstance(queued, Frame):
                 del lane.queue[i]
                 lane.frames -= 1
-                lane.stats.dropped += 1
+                lane.stats.drop("queue")
                 return
 
     def ready(self) -> bool:
@@ -182,7 +182,7 @@ class Batcher:
             if isinstance(item, Frame):
                 lane.frames -= 1
                 if lane.max_latency is not None and self._too_late(item, lane, now):
-                    lane.stats.dropped += 1  # processing it now would only add latency
+                    lane.stats.drop("late")  # processing it now would only add latency
                     continue
                 items.append(item)
                 return True

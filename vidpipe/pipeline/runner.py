@@ -167,11 +167,11 @@ class Pipeline:
     # -- streams ------------------------------------------------------------------------------------
 
     def _register(
-        self, spec: StreamSpec, options: StreamOptions, lines: Sequence = (), zones: Sequence = ()
+        self, spec: StreamSpec, options: StreamOptions, lines: Sequence = (), zones: Sequence = (), track: bool = False
     ) -> StreamReader:
         if spec.name in self._readers:
             raise VidpipeError(f"stream name {spec.name!r} is in use: each stream needs its own name")
-        self._chains[spec.name] = self.analysis.chain(spec.name, lines=lines, zones=zones)
+        self._chains[spec.name] = self.analysis.chain(spec.name, lines=lines, zones=zones, track=track)
         stats = self.stats.stream(spec.name)
         stats.status = "starting"
         reader = StreamReader(spec, options, self._batcher, stats)
@@ -198,10 +198,13 @@ class Pipeline:
         max_frames: int | None = None,
         lines: Sequence[Line | str] = (),
         zones: Sequence[Zone | str] = (),
+        track: bool = False,
+        loop: bool = False,
     ) -> str:
         """Add a stream (safe from any thread, also while batches run); returns its name. ``name``
         defaults to the ``NAME=`` of a ``NAME=URI`` string, else the lowest free number. The options,
-        ``lines`` and ``zones`` given here are this stream's own (beside the pipeline's). Once the
+        ``lines``, ``zones`` and ``track`` given here are this stream's own (beside the pipeline's);
+        ``loop`` plays a file at its own speed, again and again (see :class:`StreamOptions`). Once the
         pipeline runs, the source opens in the stream's own thread: a source that cannot be opened ends
         its stream with a ``failed`` event, the others go on."""
         if isinstance(source, Source):
@@ -210,13 +213,16 @@ class Pipeline:
             given, text = split_name(os.fspath(source))
             name = name if name is not None else given
         options = self._stream_options(detect_fps, max_latency, max_frames)
+        if loop:
+            options = dataclasses.replace(options, loop=True)
         with self._lock:
             if self._ended.is_set() or (self.stopped and self._started):
                 raise VidpipeError("the pipeline has stopped: no stream can be added")
             name = check_stream_name(name) if name is not None else self._free_name()
             if self._started:
                 check_open_files(len(self._readers) + 1)
-            reader = self._register(StreamSpec(name, source if text is None else text), options, lines, zones)
+            spec = StreamSpec(name, source if text is None else text)
+            reader = self._register(spec, options, lines, zones, track)
             if self._started:
                 reader.start()
         return name
@@ -306,6 +312,17 @@ class Pipeline:
             if chain is None:
                 chain = self._chains[stream] = self.analysis.chain(check_stream_name(stream))
             return chain
+
+    def counts(self, stream: str) -> dict:
+        """A stream's line and zone counts and tracks now (see :meth:`Chain.totals`); {} when it has none."""
+        with self._lock:
+            chain = self._chains.get(stream)
+            return chain.totals() if chain is not None else {}
+
+    @property
+    def running(self) -> bool:
+        """Started in the background (:meth:`start`) and not ended yet."""
+        return self._worker is not None and self._worker.is_alive() and not self._ended.is_set()
 
     @property
     def source(self) -> Source | None:
@@ -532,6 +549,7 @@ class Pipeline:
         now = time.time()
         stats.latency.append(now - result.frame.wall)
         stats.last_frame = now
+        stats.delivered(time.monotonic())
         if chain.lines is not None or chain.zones is not None:
             stats.counts = chain.totals()
         self.stats.frames += 1

@@ -13,6 +13,9 @@ from ..types import Event
 STAGES = ("decode wait", "preprocess", "inference", "postprocess", "stages", "output")
 _SAMPLES = 20_000  # latency samples kept per series (the most recent), so a run of days stays bounded
 EVENTS_KEPT = 1_000  # the most recent events (a service runs for months)
+# why live frames are dropped: the source outran the reader ("source"), the batcher's queue was full
+# ("queue"), or the frame could no longer make the latency bound ("late")
+DROP_REASONS = ("source", "queue", "late")
 
 
 def _percentiles(values) -> tuple[float, float]:
@@ -32,6 +35,7 @@ class StreamStats:
     live: bool = False
     frames: int = 0
     dropped: int = 0  # live frames dropped: the source was faster than the pipeline, or too old
+    drops: Counter = field(default_factory=Counter)  # the same, per reason (see DROP_REASONS)
     reconnects: int = 0
     labels: Counter = field(default_factory=Counter)
     latency: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES))
@@ -39,6 +43,26 @@ class StreamStats:
     error: str | None = None
     last_frame: float | None = None  # UNIX time of the last result
     counts: dict = field(default_factory=dict)  # the stream's line and zone counts (see Chain.totals)
+
+    _times: deque = field(default_factory=lambda: deque(maxlen=64))  # monotonic times of recent results
+
+    def drop(self, reason: str, frames: int = 1) -> None:
+        """Count live frames dropped for ``reason`` (one of ``DROP_REASONS``)."""
+        if frames:
+            self.dropped += frames
+            self.drops[reason] += frames
+
+    def delivered(self, now: float) -> None:
+        """A result of this stream went out at ``now`` (``time.monotonic()``): for :meth:`rate`."""
+        self._times.append(now)
+
+    def rate(self, window: float = 10.0) -> float:
+        """Results per second over the last ``window`` seconds (0 when none came)."""
+        now = time.monotonic()
+        recent = [t for t in self._times if now - t <= window]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6) if now - recent[-1] < window else 0.0
 
     @property
     def detections(self) -> int:
@@ -59,6 +83,8 @@ class StreamStats:
             "error": self.error,
             "frames": self.frames,
             "dropped": self.dropped,
+            "drops": dict(self.drops),
+            "fps": round(self.rate(), 2),
             "reconnects": self.reconnects,
             "detections": self.detections,
             "labels": dict(self.labels),
@@ -81,9 +107,12 @@ class Stats:
     finished: float | None = None
     missing: Counter = field(default_factory=Counter)  # damaged data: frames missing, places
     sink_errors: Counter = field(default_factory=Counter)  # per output, failures isolated from the run
+    watchers: list = field(default_factory=list)  # callables (stage, seconds, frames), told of every sample
 
     def add(self, stage: str, seconds: float, frames: int = 1) -> None:
         self.samples[stage].append(seconds * 1000.0 / max(frames, 1))
+        for watcher in self.watchers:
+            watcher(stage, seconds, frames)
 
     def stream(self, name: str) -> StreamStats:
         if name not in self.streams:

@@ -171,6 +171,7 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: t
         gpu_decode=options.gpu_decode,
         cancel=cancel,
         model_size=options.model_size,
+        pace=options.loop,
     )
 
 
@@ -232,6 +233,8 @@ class StreamReader:
         self._thread: threading.Thread | None = None
         self._delivered = 0
         self.info = None
+        self._pts_offset = 0.0  # a looped file's earlier rounds: its times go on
+        self._last_pts: float | None = None
         batcher.add_stream(stats)
 
     # -- lifetime -----------------------------------------------------------------------------------
@@ -326,12 +329,17 @@ class StreamReader:
         while True:
             source = self._source
             error = self._pump(source, offset)
-            self.stats.dropped += source.frames_dropped
+            self.stats.drop("source", source.frames_dropped)
             offset += source.frames_produced
             source.close()
             if self._stop.is_set():
                 self._end("stopped")
                 return
+            if error is None and self.options.loop and not self._limit_reached() and source.kind == "file":
+                if not self._loop(source):
+                    self._end("stopped")
+                    return
+                continue
             if error is None and (self._limit_reached() or not self.reconnectable):
                 read = self._delivered
                 self._event("ended", f"{self.name}: ended after {read} frames read", frames_read=read)
@@ -360,6 +368,8 @@ class StreamReader:
         try:
             for frame in source:
                 frame.index += offset
+                frame.pts += self._pts_offset
+                self._last_pts = frame.pts
                 while reported < len(gaps) and gaps[reported].after_frame + offset < frame.index:
                     if not self._batcher.put(self.name, _gap_event(self.name, source.name, gaps[reported], offset)):
                         return None
@@ -374,6 +384,23 @@ class StreamReader:
                 self._batcher.put(self.name, _gap_event(self.name, source.name, gap, offset))
             return exc
         return None
+
+    def _loop(self, ended: Source) -> bool:
+        """Open a looped file again at its end (False: it cannot be, or the run stops)."""
+        info = ended.info
+        step = 1 / info.fps if info is not None and info.fps else 0.0
+        self._pts_offset = (self._last_pts if self._last_pts is not None else self._pts_offset) + step
+        try:
+            source = self._connect()
+        except VidpipeError as exc:
+            self._event("failed", f"{self.name}: cannot loop: {exc}")
+            return False
+        if self._stop.is_set():
+            source.close()
+            return False
+        self._source = source
+        self._opened(source)
+        return True
 
     def _reconnect(self) -> bool:
         """Reopen with exponential back-off until it works (True) or the run stops (False)."""

@@ -1,0 +1,100 @@
+"""``vidpipe serve``: the service on uvicorn, with signals: SIGTERM/SIGINT finish every output and exit,
+SIGHUP reloads the configuration and applies only its differences."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+import threading
+
+from ..errors import VidpipeError
+
+log = logging.getLogger("vidpipe.serve")
+
+
+class MissingExtraError(VidpipeError):
+    """The ``serve`` extra is not installed."""
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_port(host: str, port: int) -> None:
+    """Say it in one line when the address is taken or cannot be used (before the model loads)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise VidpipeError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..serve.app import create_app
+        from ..serve.config import ConfigError, load_config, state_path_for
+        from ..serve.service import Service
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"vidpipe serve needs the serve extra ({exc.name} is missing): pip install 'vidpipe[serve]'"
+        ) from None
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"vidpipe: error: {line}", file=sys.stderr)
+        return 2
+    token = args.token or config.auth.token
+    if not _loopback(args.host) and token is None and not args.insecure:
+        raise VidpipeError(
+            f"--host {args.host}: refusing to listen beyond this machine without a token; set auth.token in "
+            "the configuration or --token (or --insecure to serve without one)"
+        )
+    _check_port(args.host, args.port)
+    state = args.state or state_path_for(args.config)
+    try:
+        service = Service(config, config_path=args.config, state_path=state)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"vidpipe: error: {line}", file=sys.stderr)
+        return 2
+    app = create_app(service, token=token)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:  # viewers' streams end at once, then the rest
+            service.stopping.set()
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()  # a clean stop exits 0 (uvicorn would raise the signal again)
+
+    server = Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        )
+    )
+
+    def reload(_signum: int, _frame: object) -> None:
+        threading.Thread(target=service.reload, name="vidpipe-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, reload)
+    where = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}/"
+    if not args.quiet:
+        print(f"vidpipe: serving {len(service.desired())} stream(s) at {where} (API docs at {where}docs)", flush=True)
+    server.run()
+    if not server.started:
+        return 1
+    if not args.quiet:
+        print("vidpipe: stopped; every output finished", flush=True)
+    return 0

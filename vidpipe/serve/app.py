@@ -1,0 +1,218 @@
+"""The HTTP API and web page of the service (FastAPI; OpenAPI docs at ``/docs``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import VidpipeError
+from ..pipeline.streams import check_stream_name
+from .config import StreamConfig
+from .metrics import CONTENT_TYPE
+from .service import Service
+
+BOUNDARY = "vidpipeframe"
+COOKIE = "vidpipe_token"
+OPEN_PATHS = {"/healthz"}
+
+
+def _height(value: int | None, default: int) -> int:
+    """A viewer's height, rounded to a multiple of 8 (a bounded set of sizes to encode and keep)."""
+    return max(64, min(2160, (value or default) // 8 * 8))
+
+
+def _name(name: str) -> str:
+    try:
+        return check_stream_name(name)
+    except VidpipeError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+
+
+def create_app(service: Service, token: str | None = None, manage_service: bool = True) -> FastAPI:
+    """The application around ``service``; ``token``: every request but ``/healthz`` needs it (as
+    ``Authorization: Bearer TOKEN``, or the cookie ``/?token=TOKEN`` sets for a browser).
+    ``manage_service``: start the service with the application and stop it with it."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if manage_service:
+            await run_in_threadpool(service.start)
+        try:
+            yield
+        finally:
+            if manage_service:
+                await run_in_threadpool(service.stop)
+
+    app = FastAPI(title="vidpipe", summary="Live object detection on video streams", lifespan=lifespan)
+    web = service.config.web
+
+    @app.middleware("http")
+    async def authorise(request: Request, call_next):
+        if token is None or request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        given = request.headers.get("authorization", "")
+        offered = given[7:] if given.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+        if request.url.path == "/" and "token" in request.query_params:
+            offered = request.query_params["token"]
+            if hmac.compare_digest(offered.encode(), token.encode()):
+                response = RedirectResponse("/", status_code=303)  # the token leaves the address bar
+                response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+                return response
+        if not hmac.compare_digest(offered.encode(), token.encode()):
+            return JSONResponse(
+                {"detail": "unauthorised: send Authorization: Bearer TOKEN"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return resources.files("vidpipe.serve").joinpath("web/index.html").read_text()
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        ok = service.running
+        return JSONResponse({"status": "ok" if ok else "down"}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(service.metrics.text(), media_type=CONTENT_TYPE)
+
+    @app.get("/api/streams")
+    def list_streams() -> list[dict]:
+        """Every stream: name, uri (password masked), state, fps, frames, dropped, reconnects, latency,
+        last frame time, counts."""
+        return service.stream_list()
+
+    @app.get("/api/streams/{name}")
+    def get_stream(name: str) -> dict:
+        try:
+            return service.stream(_name(name))
+        except KeyError:
+            raise HTTPException(404, f"no stream named {name!r}") from None
+
+    @app.put("/api/streams/{name}", status_code=201)
+    def put_stream(name: str, spec: StreamConfig, response: Response) -> dict:
+        """Create the stream, or replace it (only it restarts): 201 created, 200 replaced."""
+        name = _name(name)
+        try:
+            created = service.put_stream(name, spec)
+        except VidpipeError as exc:
+            raise HTTPException(422, str(exc)) from None
+        response.status_code = 201 if created else 200
+        return service.stream(name)
+
+    @app.delete("/api/streams/{name}", status_code=204)
+    def delete_stream(name: str) -> Response:
+        """Remove the stream; its outputs are finalised when this returns."""
+        try:
+            service.delete_stream(_name(name))
+        except KeyError:
+            raise HTTPException(404, f"no stream named {name!r}") from None
+        return Response(status_code=204)
+
+    @app.get("/api/streams/{name}/snapshot.jpg")
+    async def snapshot(name: str, height: int | None = Query(None, ge=64, le=2160)) -> Response:
+        name = _name(name)
+        if name not in service.streams:
+            raise HTTPException(404, f"no stream named {name!r}")
+        found = await run_in_threadpool(service.live.jpeg, name, height)
+        if found is None:
+            raise HTTPException(404, f"stream {name!r} has no frame yet")
+        return Response(found[1], media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/streams/{name}/mjpeg")
+    async def mjpeg(
+        name: str,
+        request: Request,
+        fps: float | None = Query(None, gt=0, le=30),
+        height: int | None = Query(None, ge=64, le=2160),
+    ) -> StreamingResponse:
+        """The annotated stream as ``multipart/x-mixed-replace`` JPEGs, at ``fps`` at most."""
+        name = _name(name)
+        if name not in service.streams:
+            raise HTTPException(404, f"no stream named {name!r}")
+        size = _height(height, web.height)
+
+        async def frames():
+            def latest():
+                return service.live.jpeg(name, size)
+
+            async for data in _paced(
+                request, fps or web.fps, lambda: service.live.seq(name), latest, alive=lambda: name in service.streams
+            ):
+                yield data
+
+        return _multipart(frames())
+
+    @app.get("/api/mosaic.mjpeg")
+    async def mosaic(
+        request: Request,
+        fps: float | None = Query(None, gt=0, le=30),
+        height: int | None = Query(None, ge=64, le=2160),
+    ) -> StreamingResponse:
+        """Every stream in one grid: one connection for any number of streams (browsers open at most
+        six at once to a host)."""
+        size = _height(height, 720)
+
+        def key():
+            return service.live.mosaic_key(sorted(service.streams))
+
+        async def frames():
+            def picture():
+                return service.live.mosaic(sorted(service.streams), size)
+
+            async for data in _paced(request, fps or web.fps, key, picture):
+                yield data
+
+        return _multipart(frames())
+
+    @app.get("/api/events")
+    def events(limit: int = Query(200, ge=1, le=1000)) -> list[dict]:
+        """Recent events (bounded), newest last."""
+        return service.events(limit)
+
+    @app.post("/api/reload")
+    def reload() -> dict:
+        """Read the configuration file again and apply the differences (as SIGHUP does)."""
+        return {"done": service.reload()}
+
+    async def _paced(request: Request, fps: float, current, encode, alive=lambda: True):
+        """JPEG parts at ``fps`` at most, each new frame once; ends when the viewer goes, the stream is
+        removed or the service stops. Waiting on the viewer (a slow connection) delays only this viewer."""
+        period = 1.0 / fps
+        last = object()
+        while not service.stopping.is_set() and alive():
+            started = time.monotonic()
+            now = current()
+            if now != last and now is not None:
+                found = await run_in_threadpool(encode)
+                if found is not None:
+                    last = now
+                    data = found[1]
+                    yield (
+                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                        + data
+                        + b"\r\n"
+                    )
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(max(0.005, period - (time.monotonic() - started)))
+
+    return app
+
+
+def _multipart(parts) -> StreamingResponse:
+    return StreamingResponse(
+        parts,
+        media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

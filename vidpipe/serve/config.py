@@ -1,0 +1,250 @@
+"""The service's configuration: one pydantic model for the YAML file and for the API's request bodies,
+``${ENV}`` substitution for secrets, one line per problem, and the state file of API changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..analytics import parse_line, parse_zone
+from ..errors import VidpipeError
+from ..models import DEFAULT_MODEL
+from ..pipeline.streams import check_stream_name
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(VidpipeError):
+    """A configuration that cannot be used: ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _stream_name(name: str) -> str:
+    try:
+        return check_stream_name(name)
+    except VidpipeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+StreamName = Annotated[str, AfterValidator(_stream_name)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Record(_Strict):
+    """What a stream records, under the service's ``output_dir``/STREAM/ (one file set per start)."""
+
+    json_lines: bool = Field(False, alias="json", description="detections and events as JSON Lines")
+    csv: bool = Field(False, description="one row per detection")
+    video: bool = Field(False, description="the annotated video (fragmented MP4)")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StreamConfig(_Strict):
+    """One stream: its source and how it is analysed and recorded."""
+
+    uri: str = Field(min_length=1, description="a file, rtsp://, http(s)://, /dev/videoN or testsrc:// source")
+    detect_fps: Annotated[float, Field(gt=0)] | None = None
+    max_latency: Annotated[float, Field(gt=0)] | None = None
+    track: bool = False
+    lines: list[str] = Field(default_factory=list, description="NAME=x1,y1,x2,y2 counting lines")
+    zones: list[str] = Field(default_factory=list, description="NAME=x1,y1,x2,y2,x3,y3,... zones")
+    loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
+    record: Record = Field(default_factory=Record)
+
+    @field_validator("lines")
+    @classmethod
+    def _lines(cls, value: list[str]) -> list[str]:
+        return _own_shapes(value, parse_line, "line")
+
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, value: list[str]) -> list[str]:
+        return _own_shapes(value, parse_zone, "zone")
+
+
+def _own_shapes(texts: list[str], parse, kind: str) -> list[str]:
+    for text in texts:
+        try:
+            shape = parse(text)
+        except VidpipeError as exc:
+            raise ValueError(str(exc)) from None
+        if shape.stream is not None:
+            raise ValueError(f"{text!r}: a stream's own {kind} takes no STREAM: prefix")
+    return texts
+
+
+class ModelConfig(_Strict):
+    """The detector every stream shares (as ``vidpipe detect``'s options)."""
+
+    name: str = DEFAULT_MODEL
+    weights: str | None = None
+    backend: str = "auto"
+    precision: str = "auto"
+    device: str = "cpu"
+    threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+    classes: list[str] | None = None
+    batch: Annotated[int, Field(ge=1)] | None = None
+
+
+class MqttConfig(_Strict):
+    """The MQTT broker results and events are published to."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    prefix: str = Field("vidpipe", pattern=r"^[A-Za-z0-9_\-/]+$")
+    qos: Annotated[int, Field(ge=0, le=2)] = 0
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    queue: Annotated[int, Field(ge=1)] = 10_000
+    stats_interval: Annotated[float, Field(gt=0)] = 60.0
+
+
+class AuthConfig(_Strict):
+    token: str | None = Field(None, min_length=8)
+
+
+class WebConfig(_Strict):
+    fps: Annotated[float, Field(gt=0, le=30)] = 5.0
+    height: Annotated[int, Field(ge=64, le=2160)] = 360
+    quality: Annotated[int, Field(ge=10, le=95)] = 80
+
+
+class ServeConfig(_Strict):
+    """The whole configuration file."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    streams: dict[StreamName, StreamConfig] = Field(default_factory=dict)
+    mqtt: MqttConfig | None = None
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    output_dir: str = "recordings"
+
+
+
+def problems_of(error: ValidationError, where: str = "") -> list[str]:
+    """One line per problem: ``where: key.path: what is wrong``."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {key}: {message}" if where else f"{key}: {message}")
+    return lines
+
+
+def _substitute(value: Any, path: str, missing: list[str]) -> Any:
+    """``${NAME}`` / ``${NAME:-default}`` in every string of the loaded YAML, from the environment."""
+    if isinstance(value, dict):
+        return {key: _substitute(item, f"{path}.{key}" if path else str(key), missing) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, f"{path}.{i}", missing) for i, item in enumerate(value)]
+    if isinstance(value, str):
+
+        def lookup(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            missing.append(f"{path}: environment variable {name} is not set")
+            return ""
+
+        return _ENV.sub(lookup, value)
+    return value
+
+
+def load_config(path: str | Path | None) -> ServeConfig:
+    """The configuration in ``path`` (None: the defaults, no stream). Raises :class:`ConfigError` with
+    one line per problem, each naming the file and the key."""
+    if path is None:
+        return ServeConfig()
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{file}: not valid YAML{where}: {problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}: expected a mapping of settings (model, streams, mqtt, auth, web)"])
+    missing: list[str] = []
+    data = _substitute(data, "", missing)
+    if missing:
+        raise ConfigError([f"{file}: {line}" for line in missing])
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_of(exc, str(file))) from None
+    except VidpipeError as exc:
+        raise ConfigError([f"{file}: {exc}"]) from None
+
+
+class StateFile:
+    """The streams added, replaced or removed over the API, kept beside the configuration (written
+    atomically) and laid over it at the next start: ``{"streams": {name: config or null}}`` (null: a
+    stream of the configuration removed over the API). The configuration file is never rewritten."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+
+    def load(self) -> dict[str, StreamConfig | None]:
+        if self.path is None or not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+            return {
+                check_stream_name(name): None if value is None else StreamConfig.model_validate(value)
+                for name, value in data.get("streams", {}).items()
+            }
+        except (OSError, ValueError, AttributeError, VidpipeError) as exc:
+            raise ConfigError([f"{self.path}: unusable state file ({exc}); move it away to start afresh"]) from None
+
+    def save(self, changes: dict[str, StreamConfig | None]) -> None:
+        if self.path is None:
+            return
+        data = {
+            "streams": {
+                name: None if value is None else value.model_dump(by_alias=True, exclude_defaults=True)
+                for name, value in changes.items()
+            }
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(data, out, indent=2)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def state_path_for(config: str | Path | None) -> Path | None:
+    """The state file beside a configuration file: ``vidpipe.yaml`` → ``vidpipe.state.json``."""
+    if config is None:
+        return None
+    config = Path(config)
+    return config.with_name(config.stem + ".state.json")

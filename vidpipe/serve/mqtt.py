@@ -1,0 +1,215 @@
+"""MQTT: events, counts and status published to a broker (paho-mqtt 2), never in the pipeline's way.
+
+Topics under the prefix (``vidpipe`` by default): ``available`` (``online``/``offline``, retained, the
+last will, QoS 1), ``{stream}/status`` (retained), ``events`` (one message per event), ``{stream}/counts``
+(retained, on change) and ``stats`` (every ``stats_interval`` seconds). The sink side only appends to a
+bounded queue (the oldest message is dropped and counted when it is full); a thread of its own publishes
+while the broker is there, and paho reconnects with back-off while it is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from ..redact import mask_secrets
+from ..sinks.base import BaseSink
+from ..types import Event, Result, SourceInfo
+from .config import MqttConfig
+
+log = logging.getLogger(__name__)
+
+STREAM_EVENTS = {"connected", "reconnected", "disconnected", "failed", "ended", "removed", "stopped"}
+ANALYTICS_EVENTS = {"line_crossed", "zone_entered", "zone_left"}
+
+
+@dataclass(slots=True)
+class _Message:
+    topic: str
+    payload: str
+    retain: bool = False
+    qos: int | None = None
+
+
+class MqttPublisher(BaseSink):
+    """Publishes a service's events to MQTT. ``stats()`` gives the figures for the ``stats`` topic."""
+
+    def __init__(self, config: MqttConfig, stats: Callable[[], dict]) -> None:
+        self.config = config
+        self.prefix = config.prefix.rstrip("/")
+        self._stats = stats
+        self._queue: deque[_Message] = deque()
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._last: dict[str, Result] = {}  # each stream's latest result (events name its detections)
+        self._counts: dict[str, str] = {}  # each stream's last published counts
+        self._status: dict[str, str] = {}  # retained status per stream (published again on reconnect)
+        self.dropped = 0  # messages dropped while the queue was full
+        self.published = 0
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=config.client_id or "",
+            protocol=mqtt.MQTTv311,
+        )
+        if config.username:
+            self.client.username_pw_set(config.username, config.password)
+        self.client.will_set(self.topic("available"), "offline", qos=1, retain=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self._thread = threading.Thread(target=self._publish_loop, name="vidpipe-mqtt", daemon=True)
+
+    def topic(self, *parts: str) -> str:
+        return "/".join((self.prefix, *parts))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Connect in the background (a broker that is down is retried with back-off)."""
+        self.client.connect_async(self.config.host, self.config.port, keepalive=30)
+        self.client.loop_start()
+        self._thread.start()
+
+    def close(self) -> None:
+        """Say ``offline``, flush what is queued (briefly), disconnect."""
+        if self._stop.is_set():
+            return
+        deadline = time.monotonic() + 2.0
+        while self._queue and self.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self.connected:
+            info = self.client.publish(self.topic("available"), "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=2.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    # -- the sink side ------------------------------------------------------------------------------
+
+    def open_stream(self, info: SourceInfo) -> None:
+        self._set_status(info.stream, "running")
+
+    def write(self, result: Result) -> None:
+        self._last[result.frame.stream] = result
+
+    def event(self, event: Event) -> None:
+        record = event.to_dict()
+        if event.kind in ANALYTICS_EVENTS:
+            self._describe_object(event, record)
+        if event.kind in STREAM_EVENTS or event.kind in ANALYTICS_EVENTS:
+            self.put(_Message(self.topic("events"), _json(record)))
+        if event.kind in STREAM_EVENTS:
+            state = {"reconnected": "running", "connected": "running", "disconnected": "reconnecting"}
+            self._set_status(event.stream, state.get(event.kind, event.kind))
+        if event.kind in ANALYTICS_EVENTS:
+            self.counts_changed(event.stream, self._counts_of(event.stream))
+
+    def close_stream(self, stream: str) -> None:
+        self._last.pop(stream, None)
+
+    def removed(self, stream: str) -> None:
+        """A stream left the service: its retained topics are cleared."""
+        self._status.pop(stream, None)
+        self._counts.pop(stream, None)
+        for topic in ("status", "counts"):
+            self.put(_Message(self.topic(stream, topic), "", retain=True))
+
+    def counts_changed(self, stream: str, counts: dict | None) -> None:
+        if not counts:
+            return
+        payload = _json({"stream": stream, **counts})
+        if self._counts.get(stream) != payload:
+            self._counts[stream] = payload
+            self.put(_Message(self.topic(stream, "counts"), payload, retain=True))
+
+    counts_of: Callable[[str], dict] | None = None  # set by the service: a stream's current counts
+
+    def _counts_of(self, stream: str) -> dict | None:
+        return self.counts_of(stream) if self.counts_of is not None else None
+
+    def _describe_object(self, event: Event, record: dict) -> None:
+        """An analytics event names its object by track id: add its score and box from that frame."""
+        result = self._last.get(event.stream)
+        track = event.fields.get("track_id")
+        if result is None or track is None or result.detections.track_ids is None:
+            return
+        for i, tid in enumerate(result.detections.track_ids.tolist()):
+            if tid == track:
+                record["score"] = round(float(result.detections.scores[i]), 4)
+                record["box"] = [round(v, 2) for v in result.detections.boxes[i].tolist()]
+                return
+
+    def _set_status(self, stream: str, state: str) -> None:
+        if self._status.get(stream) != state:
+            self._status[stream] = state
+            payload = _json({"stream": stream, "state": state, "wall": round(time.time(), 3)})
+            self.put(_Message(self.topic(stream, "status"), payload, retain=True))
+
+    def put(self, message: _Message) -> None:
+        """Queue a message; the oldest goes (counted) when the queue is full. Never blocks."""
+        with self._cond:
+            if len(self._queue) >= self.config.queue:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(message)
+            self._cond.notify()
+
+    # -- the publishing thread ----------------------------------------------------------------------
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT %s:%s refused the connection: %s", self.config.host, self.config.port, reason_code)
+            return
+        log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
+        client.publish(self.topic("available"), "online", qos=1, retain=True)
+        for stream, state in list(self._status.items()):  # the retained state, in case the broker lost it
+            payload = _json({"stream": stream, "state": state, "wall": round(time.time(), 3)})
+            client.publish(self.topic(stream, "status"), payload, qos=1, retain=True)
+        self._connected.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        if self._connected.is_set():
+            log.warning("MQTT broker %s:%s lost (%s); reconnecting", self.config.host, self.config.port, reason_code)
+        self._connected.clear()
+
+    def _publish_loop(self) -> None:
+        next_stats = time.monotonic() + self.config.stats_interval
+        while not self._stop.is_set():
+            if time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + self.config.stats_interval
+                self.put(_Message(self.topic("stats"), _json(self._stats())))
+            with self._cond:
+                if not self._queue or not self._connected.is_set():
+                    self._cond.wait(timeout=0.5)
+                    continue
+                message = self._queue.popleft()
+            qos = self.config.qos if message.qos is None else message.qos
+            info = self.client.publish(message.topic, message.payload, qos=qos, retain=message.retain)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:  # the connection went meanwhile: keep it for later
+                with self._cond:
+                    self._queue.appendleft(message)
+                self._connected.wait(timeout=0.5)
+            else:
+                self.published += 1
+
+
+def _json(data: dict) -> str:
+    return mask_secrets(json.dumps(data, separators=(",", ":"), default=str))

@@ -1,0 +1,296 @@
+"""The service: one live pipeline whose streams come and go by configuration, API and SIGHUP, with the
+live view, metrics, MQTT and each stream's recordings as its outputs (isolated: one failing output never
+stops the others or the pipeline)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+from .. import models
+from ..errors import VidpipeError
+from ..options import default_batch
+from ..pipeline import Pipeline
+from ..redact import mask_secrets
+from ..sinks import CsvSink, JsonlSink, VideoSink
+from ..sinks.base import BaseSink
+from ..types import Event, Result, SourceInfo
+from .config import ConfigError, ServeConfig, StateFile, StreamConfig, load_config
+from .live import LiveView
+from .metrics import Metrics
+from .mqtt import MqttPublisher
+
+log = logging.getLogger(__name__)
+
+PENDING_EVENTS = 100  # events of a stream kept until its recordings open (its first frame)
+
+
+class Recorder(BaseSink):
+    """Each stream's recordings (``record:``): a new set of files per start of the stream, under
+    ``output_dir/STREAM/`` named by the start time, so nothing earlier is ever overwritten."""
+
+    needs_pixels = True
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = output_dir
+        self.plans: dict[str, StreamConfig] = {}
+        self._open: dict[str, list[BaseSink]] = {}
+        self._pending: dict[str, list[Event]] = {}
+        self.files: list[Path] = []
+
+    def open_stream(self, info: SourceInfo) -> None:
+        plan = self.plans.get(info.stream)
+        if plan is None or not (plan.record.json_lines or plan.record.csv or plan.record.video):
+            self._pending.pop(info.stream, None)
+            return
+        folder = self.output_dir / info.stream
+        base = stem = time.strftime("%Y%m%d-%H%M%S")
+        take = 1
+        while any((folder / f"{stem}{ext}").exists() for ext in (".jsonl", ".csv", ".mp4")):
+            take += 1
+            stem = f"{base}-{take}"
+        sinks: list[BaseSink] = []
+        if plan.record.json_lines:
+            sinks.append(JsonlSink(folder / f"{stem}.jsonl"))
+        if plan.record.csv:
+            sinks.append(CsvSink(folder / f"{stem}.csv"))
+        if plan.record.video:
+            sinks.append(VideoSink(folder / f"{stem}.mp4"))
+        self._open[info.stream] = sinks
+        for sink in sinks:
+            self.files.append(Path(sink.path))
+            sink.open_stream(info)
+        for event in self._pending.pop(info.stream, []):
+            self.event(event)
+
+    def write(self, result: Result) -> None:
+        for sink in self._open.get(result.frame.stream, ()):
+            sink.write(result)
+
+    def event(self, event: Event) -> None:
+        sinks = self._open.get(event.stream)
+        if sinks is None:
+            if event.stream in self.plans:
+                pending = self._pending.setdefault(event.stream, [])
+                if len(pending) < PENDING_EVENTS:
+                    pending.append(event)
+            return
+        for sink in sinks:
+            sink.event(event)
+
+    def close_stream(self, stream: str) -> None:
+        sinks = self._open.pop(stream, [])
+        self._pending.pop(stream, None)
+        errors = []
+        for sink in sinks:
+            try:
+                sink.close_stream(stream)
+                sink.close()
+            except Exception as exc:  # every recording is finished, whatever one of them does
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        errors = []
+        for stream in list(self._open):
+            try:
+                self.close_stream(stream)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+class Service:
+    """A pipeline that runs until stopped, its streams those of the configuration with the API's changes
+    laid over them (kept in ``state_path``)."""
+
+    def __init__(
+        self, config: ServeConfig, *, config_path: str | Path | None = None, state_path: str | Path | None = None
+    ) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.state = StateFile(state_path)
+        self.changes = self.state.load()  # name -> config (added or replaced over the API) or None (removed)
+        m = config.model
+        self.detector = models.load(
+            m.name, weights=m.weights, device=m.device, precision=m.precision, threshold=m.threshold, backend=m.backend
+        )
+        self.live = LiveView(config.web.quality)
+        self.mqtt = MqttPublisher(config.mqtt, self.figures) if config.mqtt is not None else None
+        self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
+        self.recorder = Recorder(Path(config.output_dir))
+        sinks: list[BaseSink] = [self.recorder, self.live, self.metrics]
+        if self.mqtt is not None:
+            sinks.append(self.mqtt)
+            self.mqtt.counts_of = self._counts_of
+        self.pipeline = Pipeline(
+            detector=self.detector,
+            keep_alive=True,
+            sink_errors="isolate",
+            sinks=sinks,
+            classes=m.classes,
+            batch=m.batch or default_batch(m.device),
+        )
+        self.pipeline.stats.watchers.append(self.metrics.watch)
+        self.streams: dict[str, StreamConfig] = {}  # what runs now
+        self._lock = threading.RLock()  # one change of streams at a time
+        self.started_at = time.time()
+        self.stopping = threading.Event()
+
+    # -- lifetime -----------------------------------------------------------------------------------
+
+    def start(self) -> Service:
+        if self.mqtt is not None:
+            self.mqtt.start()
+        self.pipeline.start()
+        for name, spec in self.desired().items():
+            self._add(name, spec)
+        return self
+
+    def stop(self) -> None:
+        """Stop reading, finish every output (videos play, files end in whole lines), say goodbye."""
+        self.stopping.set()
+        self.pipeline.stop()
+        try:
+            self.pipeline.wait(timeout=60)
+        except VidpipeError as exc:  # streams that failed: said already, as events
+            log.info("%s", exc)
+        finally:
+            if self.mqtt is not None:
+                self.mqtt.close()
+
+    @property
+    def running(self) -> bool:
+        return self.pipeline.running and not self.stopping.is_set()
+
+    # -- streams ------------------------------------------------------------------------------------
+
+    def desired(self) -> dict[str, StreamConfig]:
+        """The configuration's streams with the API's changes laid over them."""
+        wanted = dict(self.config.streams)
+        for name, spec in self.changes.items():
+            if spec is None:
+                wanted.pop(name, None)
+            else:
+                wanted[name] = spec
+        return wanted
+
+    def put_stream(self, name: str, spec: StreamConfig) -> bool:
+        """Create or replace a stream (only it restarts); True when it is new. Kept in the state file."""
+        with self._lock:
+            created = name not in self.streams
+            if not created:
+                self._remove(name)
+            self._add(name, spec)
+            self.changes[name] = spec
+            self.state.save(self.changes)
+            return created
+
+    def delete_stream(self, name: str) -> None:
+        """Remove a stream, its outputs finalised; ``KeyError`` when unknown. Kept in the state file."""
+        with self._lock:
+            if name not in self.streams:
+                raise KeyError(name)
+            self._remove(name)
+            if name in self.config.streams:
+                self.changes[name] = None
+            else:
+                self.changes.pop(name, None)
+            self.state.save(self.changes)
+
+    def reload(self) -> list[str]:
+        """Read the configuration again and apply only the differences in its streams: a changed stream
+        restarts alone, the others never pause. Returns what was done, one line each (a bad file changes
+        nothing and says why)."""
+        if self.config_path is None:
+            return ["no configuration file to reload"]
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            for line in exc.problems:
+                log.error("reload: %s", line)
+            return [f"not reloaded: {line}" for line in exc.problems]
+        done = []
+        for key in ("model", "mqtt", "auth", "web", "output_dir"):
+            if getattr(config, key) != getattr(self.config, key):
+                done.append(f"{key}: changed; takes effect at the next start")
+        with self._lock:
+            self.config = config.model_copy(
+                update={key: getattr(self.config, key) for key in ("model", "mqtt", "auth", "web", "output_dir")}
+            )
+            wanted = self.desired()
+            for name in [name for name in self.streams if name not in wanted]:
+                self._remove(name)
+                done.append(f"stream {name}: removed")
+            for name, spec in wanted.items():
+                if name not in self.streams:
+                    self._add(name, spec)
+                    done.append(f"stream {name}: added")
+                elif self.streams[name] != spec:
+                    self._remove(name)
+                    self._add(name, spec)
+                    done.append(f"stream {name}: restarted (changed)")
+        for line in done:
+            log.info("reload: %s", line)
+        return done or ["nothing changed"]
+
+    def _add(self, name: str, spec: StreamConfig) -> None:
+        self.recorder.plans[name] = spec
+        try:
+            self.pipeline.add_stream(
+                spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, lines=spec.lines,
+                zones=spec.zones, track=spec.track, loop=spec.loop,
+            )  # fmt: skip
+        except VidpipeError:
+            self.recorder.plans.pop(name, None)
+            raise
+        self.streams[name] = spec
+        log.info("stream %s: added (%s)", name, mask_secrets(spec.uri))
+
+    def _remove(self, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.pipeline.remove_stream(name)
+        self.streams.pop(name, None)
+        self.recorder.plans.pop(name, None)
+        self.metrics.forget(name)
+        if self.mqtt is not None:
+            self.mqtt.removed(name)
+        log.info("stream %s: removed", name)
+
+    # -- figures ------------------------------------------------------------------------------------
+
+    def figures(self) -> dict:
+        return self.pipeline.stats.snapshot()
+
+    def stream_list(self) -> list[dict]:
+        """Every stream as the API shows it."""
+        listed = []
+        for figures in self.pipeline.streams():
+            spec = self.streams.get(figures["name"])
+            listed.append(self._describe(figures, spec))
+        return listed
+
+    def stream(self, name: str) -> dict:
+        """One stream as the API shows it; ``KeyError`` when unknown."""
+        for figures in self.pipeline.streams():
+            if figures["name"] == name:
+                return self._describe(figures, self.streams.get(name))
+        raise KeyError(name)
+
+    def _describe(self, figures: dict, spec: StreamConfig | None) -> dict:
+        described = {"name": figures["name"], "uri": mask_secrets(spec.uri) if spec else figures["source"]}
+        described.update({key: value for key, value in figures.items() if key not in ("name", "source")})
+        if spec is not None:
+            described["config"] = spec.model_dump(by_alias=True, exclude={"uri"})
+        return described
+
+    def events(self, limit: int = 200) -> list[dict]:
+        return [event.to_dict() for event in list(self.pipeline.stats.events)[-limit:]]
+
+    def _counts_of(self, stream: str) -> dict:
+        return self.pipeline.counts(stream)
