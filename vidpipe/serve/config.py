@@ -135,7 +135,6 @@ class ServeConfig(_Strict):
     output_dir: str = "recordings"
 
 
-
 def problems_of(error: ValidationError, where: str = "") -> list[str]:
     """One line per problem: ``where: key.path: what is wrong``."""
     lines = []

@@ -57,6 +57,8 @@ class LiveView(BaseSink):
             self._annotators.pop(stream, None)
             for key in [key for key in self._jpegs if key[0] == stream]:
                 del self._jpegs[key]
+            for key in [key for key in self._encoding if isinstance(key, tuple) and key[0] == stream]:
+                del self._encoding[key]
 
     def close(self) -> None:
         with self._lock:

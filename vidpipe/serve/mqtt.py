@@ -40,12 +40,16 @@ class _Message:
 
 
 class MqttPublisher(BaseSink):
-    """Publishes a service's events to MQTT. ``stats()`` gives the figures for the ``stats`` topic."""
+    """Publishes a service's events to MQTT. ``stats()`` gives the figures for the ``stats`` topic,
+    ``counts(stream)`` a stream's current counts (published when an analytics event changes them)."""
 
-    def __init__(self, config: MqttConfig, stats: Callable[[], dict]) -> None:
+    def __init__(
+        self, config: MqttConfig, stats: Callable[[], dict], counts: Callable[[str], dict] | None = None
+    ) -> None:
         self.config = config
         self.prefix = config.prefix.rstrip("/")
         self._stats = stats
+        self._counts_of = counts or (lambda _stream: {})
         self._queue: deque[_Message] = deque()
         self._cond = threading.Condition()
         self._connected = threading.Event()
@@ -137,11 +141,6 @@ class MqttPublisher(BaseSink):
         if self._counts.get(stream) != payload:
             self._counts[stream] = payload
             self.put(_Message(self.topic(stream, "counts"), payload, retain=True))
-
-    counts_of: Callable[[str], dict] | None = None  # set by the service: a stream's current counts
-
-    def _counts_of(self, stream: str) -> dict | None:
-        return self.counts_of(stream) if self.counts_of is not None else None
 
     def _describe_object(self, event: Event, record: dict) -> None:
         """An analytics event names its object by track id: add its score and box from that frame."""

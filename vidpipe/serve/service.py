@@ -121,13 +121,12 @@ class Service:
             m.name, weights=m.weights, device=m.device, precision=m.precision, threshold=m.threshold, backend=m.backend
         )
         self.live = LiveView(config.web.quality)
-        self.mqtt = MqttPublisher(config.mqtt, self.figures) if config.mqtt is not None else None
+        self.mqtt = MqttPublisher(config.mqtt, self.figures, self._counts_of) if config.mqtt is not None else None
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
         self.recorder = Recorder(Path(config.output_dir))
         sinks: list[BaseSink] = [self.recorder, self.live, self.metrics]
         if self.mqtt is not None:
             sinks.append(self.mqtt)
-            self.mqtt.counts_of = self._counts_of
         self.pipeline = Pipeline(
             detector=self.detector,
             keep_alive=True,
