@@ -171,4 +171,3 @@ def jsonl(path: Path) -> list[dict]:
 
 def recordings(folder: Path, stream: str, ext: str) -> list[Path]:
     return sorted((folder / stream).glob(f"*{ext}"))
-

@@ -1,0 +1,326 @@
+"""The ``vidpipe_detect`` GStreamer element: through GStreamer's Python plugin loader in real
+``gst-launch-1.0`` pipelines (``eval "$(vidpipe gst-env)"``), and registered in-process for
+``Gst.parse_launch`` pipelines read by pad probes; compared with ``vidpipe detect`` on the same clip."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE, vidpipe_cli
+
+import vidpipe
+from media import first_frames
+from vidpipe.gst import GLib, Gst, GstVideo
+
+pytestmark = pytest.mark.slow
+
+VIDPIPE = str(Path(sys.executable).with_name("vidpipe"))
+EXACT = "backend=torch precision=fp32"  # the reference path: equal to the CLI's to 1e-3 / 1e-4
+ROI_API = GstVideo.VideoRegionOfInterestMeta.get_info().api
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """The first 150 frames of the bundled clip (a person walks in)."""
+    return first_frames(SAMPLE, tmp_path_factory.mktemp("element") / "clip.mp4", 150)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Path:
+    """A registry of this test run's own, so the element is found as it is now."""
+    return tmp_path_factory.mktemp("registry") / "registry.bin"
+
+
+def gst_launch(description: str, registry: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``gst-launch-1.0 DESCRIPTION`` in a shell that ran ``eval "$(vidpipe gst-env)"`` first."""
+    script = f'eval "$({shlex.quote(VIDPIPE)} gst-env)" && exec gst-launch-1.0 -q {description}'
+    env = {"GST_REGISTRY": str(registry), "PATH": "/usr/bin:/bin", "HOME": str(registry.parent)}
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def frames_of(path: Path) -> list[dict]:
+    return [line for line in map(json.loads, path.read_text().splitlines()) if "detections" in line]
+
+
+def events_of(path: Path) -> list[dict]:
+    return [line for line in map(json.loads, path.read_text().splitlines()) if "event" in line]
+
+
+def cli_detect(clip: Path, out: Path, *args: str) -> list[dict]:
+    """``vidpipe detect`` on full frames (an annotated video is asked for, so nothing is scaled for the
+    model in GStreamer: the element sees the whole picture too)."""
+    result = vidpipe_cli(
+        "detect", str(clip), "--json", str(out), "--video", str(out.with_suffix(".mp4")), "--backend", "torch",
+        "--precision", "fp32", *args,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return frames_of(out)
+
+
+def assert_same_detections(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]], a["frame"]
+        for da, db in zip(a["detections"], b["detections"], strict=True):
+            assert max(abs(x - y) for x, y in zip(da["box"], db["box"], strict=True)) <= 1e-3 + 0.005  # 2 decimals
+            assert abs(da["score"] - db["score"]) <= 1e-4
+
+
+def test_gst_env_and_inspect_list_every_property(registry):
+    env = vidpipe_cli("gst-env")
+    assert env.returncode == 0 and "export GST_PLUGIN_PATH=" in env.stdout and "export PYTHONPATH=" in env.stdout
+    script = f'eval "$({shlex.quote(VIDPIPE)} gst-env)" && gst-inspect-1.0 vidpipe_detect'
+    inspect = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=300,
+        env={"GST_REGISTRY": str(registry), "PATH": "/usr/bin:/bin", "HOME": str(registry.parent)},
+    )  # fmt: skip
+    assert inspect.returncode == 0, inspect.stderr
+    for prop, default in (
+        ("model", '"ssd_mobilenet_v2_coco"'), ("backend", '"auto"'), ("device", '"cpu"'), ("precision", '"auto"'),
+        ("threshold", "-1"), ("classes", '""'), ("interval", "1"), ("track", "false"), ("lines", '""'),
+        ("zones", '""'), ("draw", "false"), ("batch-size", "1"), ("max-latency", "0.1"),
+        ("post-messages", "false"), ("json", '""'),
+    ):  # fmt: skip
+        block = re.search(rf"\n  {re.escape(prop)} +:(.*?)(?=\n  [a-z]|\Z)", inspect.stdout, re.S)
+        assert block is not None, prop
+        assert re.search(r"Default: +(\S+)", block.group(1)).group(1) == default, (prop, block.group(1))
+    assert "video/x-raw" in inspect.stdout and "BGRx" in inspect.stdout
+
+
+def test_gst_launch_json_equals_vidpipe_detect(clip, registry, tmp_path):
+    out = tmp_path / "element.jsonl"
+    result = gst_launch(
+        f"filesrc location={clip} ! decodebin ! videoconvert ! vidpipe_detect {EXACT} json={out} ! fakesink",
+        registry,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    want = cli_detect(clip, tmp_path / "cli.jsonl")
+    got = frames_of(out)
+    assert [f["frame"] for f in got] == list(range(len(want)))
+    assert_same_detections(got, want)
+    assert sum(len(f["detections"]) for f in got) > 20
+
+
+def _run(description: str, on_buffer=None, probe_element: str = "sink") -> list:
+    """Run a Gst.parse_launch pipeline to its end with the element registered in this process; call
+    ``on_buffer(buf)`` for every buffer reaching the sink pad of ``probe_element``."""
+    from vidpipe.gst.element import register
+
+    register()
+    pipeline = Gst.parse_launch(description)
+    if on_buffer is not None:
+        pad = pipeline.get_by_name(probe_element).get_static_pad("sink")
+
+        def probe(_pad, info):
+            on_buffer(info.get_buffer())
+            return Gst.PadProbeReturn.OK
+
+        pad.add_probe(Gst.PadProbeType.BUFFER, probe)
+    messages = []
+    pipeline.set_state(Gst.State.PLAYING)
+    bus = pipeline.get_bus()
+    try:
+        while True:
+            msg = bus.timed_pop_filtered(
+                120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR | Gst.MessageType.ELEMENT
+            )
+            assert msg is not None, "the pipeline did not end"
+            if msg.type == Gst.MessageType.ELEMENT:
+                messages.append(msg.get_structure().copy())
+                continue
+            if msg.type == Gst.MessageType.ERROR:
+                error, _debug = msg.parse_error()
+                raise RuntimeError(error.message)
+            return messages
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+
+
+def _rois(buf: Gst.Buffer) -> list[dict]:
+    rois = []
+    for number in range(buf.get_n_meta(ROI_API)):
+        meta = GstVideo.buffer_get_video_region_of_interest_meta_id(buf, number)
+        params = meta.get_param("detection")
+        rois.append({
+            "label": GLib.quark_to_string(meta.roi_type),
+            "xywh": (meta.x, meta.y, meta.w, meta.h),
+            "score": params.get_value("score"),
+            "class_id": params.get_value("class-id"),
+            "track_id": params.get_value("track-id"),
+            "box": json.loads(params.get_value("box")),
+        })  # fmt: skip
+    return rois
+
+
+def test_roi_metas_read_downstream_equal_the_cli_and_messages_are_posted(clip, tmp_path):
+    seen: list[list[dict]] = []
+    messages = _run(
+        f"filesrc location={clip} ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! "
+        f"vidpipe_detect {EXACT} post-messages=true ! fakesink name=sink",
+        lambda buf: seen.append(_rois(buf)),
+    )
+    want = cli_detect(clip, tmp_path / "cli.jsonl")
+    assert len(seen) == len(want) == len(messages)
+    for rois, frame, message in zip(seen, want, messages, strict=True):
+        assert [r["label"] for r in rois] == [d["label"] for d in frame["detections"]]
+        for roi, d in zip(rois, frame["detections"], strict=True):
+            assert max(abs(a - b) for a, b in zip(roi["box"], d["box"], strict=True)) <= 1e-3 + 0.005
+            assert abs(roi["score"] - d["score"]) <= 1e-4 and roi["class_id"] == d["class_id"]
+            assert roi["xywh"][0] == round(d["box"][0]) and roi["track_id"] == -1
+        assert message.get_name() == "vidpipe-detect" and message.get_value("frame") == frame["frame"]
+        assert json.loads(message.get_value("detections")) == frame["detections"]
+
+
+def test_interval_detects_one_frame_in_three(clip, tmp_path):
+    out = tmp_path / "interval.jsonl"
+    _run(
+        f"filesrc location={clip} ! decodebin ! videoconvert ! vidpipe_detect {EXACT} interval=3 json={out} ! fakesink"
+    )
+    got = frames_of(out)
+    want = cli_detect(clip, tmp_path / "cli.jsonl")
+    assert len(got) == len(want)
+    assert_same_detections([got[i] for i in range(0, len(got), 3)], [want[i] for i in range(0, len(want), 3)])
+    for i, frame in enumerate(got):  # the frames between carry the last detection's results
+        assert frame["detections"] == got[i - i % 3]["detections"]
+    moved = sum(1 for i in range(1, len(want)) if i % 3 and want[i]["detections"] != want[i - i % 3]["detections"])
+    assert moved > 10  # (so the carried results are not what detection would have given)
+
+
+def test_draw_writes_boxes_into_the_frames_and_a_tee_branch_keeps_its_pixels(clip, registry, tmp_path):
+    drawn, plain, out = tmp_path / "drawn.mp4", tmp_path / "plain.mp4", tmp_path / "tee.jsonl"
+    encode = "videoconvert ! x264enc speed-preset=ultrafast qp-max=18 ! mp4mux"
+    result = gst_launch(
+        f"filesrc location={clip} ! decodebin ! videoconvert ! video/x-raw,format=RGB ! tee name=t "
+        f"t. ! queue ! vidpipe_detect {EXACT} draw=true json={out} ! {encode} ! filesink location={drawn} "
+        f"t. ! queue ! {encode} ! filesink location={plain}",
+        registry,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    frames = frames_of(out)
+    with vidpipe.open(drawn) as a, vidpipe.open(plain) as b:
+        pairs = list(zip(a, b, strict=True))
+    assert len(pairs) == len(frames) > 100
+    index = next(i for i, f in enumerate(frames) if f["detections"])
+    x1, y1, _x2, y2 = (round(v) for v in frames[index]["detections"][0]["box"])
+    with_boxes, without = pairs[index][0].tensor.float(), pairs[index][1].tensor.float()
+    edge = (with_boxes[y1 + 1 : y2 - 1, x1] - without[y1 + 1 : y2 - 1, x1]).abs().mean()
+    assert edge > 40  # the box's left edge is drawn
+    quiet = [i for i, f in enumerate(frames) if not f["detections"]] or [None]
+    if quiet[0] is not None:  # a frame without detections is left as it was
+        assert (pairs[quiet[0]][0].tensor.float() - pairs[quiet[0]][1].tensor.float()).abs().mean() < 3
+    # the other branch of the tee was not drawn on
+    unchanged = (pairs[index][1].tensor.float()[y1 + 1 : y2 - 1, x1] - without[y1 + 1 : y2 - 1, x1]).abs().mean()
+    assert unchanged == 0
+
+
+def test_tracking_and_line_events_equal_the_cli(tmp_path):
+    line = "door=192,40,192,288"
+    longer = first_frames(SAMPLE, tmp_path / "longer.mp4", 300)  # two crossings of the door
+    out = tmp_path / "element.jsonl"
+    _run(
+        f"filesrc location={longer} ! decodebin ! videoconvert ! vidpipe_detect {EXACT} track=true lines={line} "
+        f"json={out} ! fakesink"
+    )
+    cli = tmp_path / "cli.jsonl"
+    want = cli_detect(longer, cli, "--line", line)
+    got = frames_of(out)
+    assert len(got) == len(want)
+    tracks = lambda frames: [[d.get("track_id") for d in f["detections"]] for f in frames]  # noqa: E731
+    assert tracks(got) == tracks(want)
+    crossings = lambda path: [  # noqa: E731
+        (e["frame"], e["track_id"], e["direction"]) for e in events_of(path) if e["event"] == "line_crossed"
+    ]
+    assert crossings(out) == crossings(cli) and len(crossings(cli)) >= 2
+
+
+def test_batches_are_released_within_max_latency(tmp_path):
+    """A live source at 5 fps and batch-size 4: without the latency bound the first frame of a batch
+    would wait 600 ms for three more."""
+    arrived: dict[int, float] = {}
+    left: dict[int, float] = {}
+    from vidpipe.gst.element import register
+
+    register()
+    pipeline = Gst.parse_launch(
+        "videotestsrc is-live=true num-buffers=12 ! video/x-raw,width=320,height=240,framerate=5/1 ! videoconvert "
+        f"! vidpipe_detect name=detect {EXACT} batch-size=4 max-latency=0.1 ! fakesink"
+    )
+    element = pipeline.get_by_name("detect")
+
+    def stamp(into):
+        def probe(_pad, info):
+            into[info.get_buffer().pts] = time.monotonic()
+            return Gst.PadProbeReturn.OK
+
+        return probe
+
+    element.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, stamp(arrived))
+    element.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, stamp(left))
+    pipeline.set_state(Gst.State.PLAYING)
+    msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert msg is not None and msg.type == Gst.MessageType.EOS
+    assert len(left) == 12
+    waits = [left[pts] - arrived[pts] for pts in arrived]
+    assert max(waits) < 0.1 + 0.25, waits  # the bound, plus one detection on these 2 cores
+
+
+def test_bad_properties_and_a_missing_model_fail_at_start_with_one_message(registry, tmp_path):
+    for props, expected in (
+        ("model=/no/such/model.onnx", "model.onnx"),
+        ("backend=fast", "backend"),
+        ("lines=door=1,2", "door"),
+        ("classes=personn", "personn"),
+    ):
+        result = gst_launch(f"videotestsrc num-buffers=3 ! videoconvert ! vidpipe_detect {props} ! fakesink", registry)
+        assert result.returncode != 0, props
+        text = result.stdout + result.stderr
+        assert "ERROR" in text and expected in text, (props, text)
+        assert "Traceback" not in text, text
+
+
+def test_eos_and_errors_propagate_through_the_element(tmp_path):
+    messages = _run("videotestsrc num-buffers=5 ! videoconvert ! vidpipe_detect ! fakesink")
+    assert messages == []  # ended with EOS, no message without post-messages
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(SAMPLE.read_bytes()[:20000])
+    with pytest.raises(RuntimeError):
+        _run(f"filesrc location={broken} ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! vidpipe_detect ! fakesink")
+
+
+def test_batched_frames_leave_in_order_with_the_same_detections(clip, tmp_path):
+    """At batch-size 4 (a long max-latency), frames pass in order, none is lost (those held at the end
+    leave at EOS), and each has the detections of batch-size 1 (ROI metas and JSON Lines)."""
+    seen: list[tuple] = []
+    out = tmp_path / "batched.jsonl"
+    _run(
+        f"filesrc location={clip} ! decodebin ! videoconvert ! vidpipe_detect {EXACT} batch-size=4 max-latency=5 "
+        f"json={out} ! fakesink name=sink",
+        lambda buf: seen.append((buf.pts, [r["label"] for r in _rois(buf)])),
+    )
+    want = cli_detect(clip, tmp_path / "cli.jsonl")
+    assert len(seen) == len(want) > 100 and [pts for pts, _ in seen] == sorted(pts for pts, _ in seen)
+    assert [labels for _, labels in seen] == [[d["label"] for d in f["detections"]] for f in want]
+    assert_same_detections(frames_of(out), want)
+
+
+def test_frames_in_every_format_give_the_same_detections(tmp_path):
+    clip = first_frames(SAMPLE, tmp_path / "short.mp4", 60)
+    results = {}
+    for fmt in ("RGB", "RGBx", "BGRx", "RGBA", "BGRA"):
+        rois: list = []
+        _run(
+            f"filesrc location={clip} ! decodebin ! videoconvert ! video/x-raw,format={fmt} ! "
+            f"vidpipe_detect {EXACT} ! fakesink name=sink",
+            lambda buf, rois=rois: rois.append([(r["label"], tuple(r["box"])) for r in _rois(buf)]),
+        )
+        results[fmt] = rois
+    assert all(value == results["RGB"] for value in results.values())
+    assert sum(len(r) for r in results["RGB"]) >= 3
