@@ -240,6 +240,26 @@ class Result:
             record["zones"] = self.zones
         return record
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Result:
+        """The result a record describes (the inverse of :meth:`record`), without pixels: the frame's
+        tensor is empty and ``frame.picture`` holds its size. For records that crossed a process."""
+        found = record["detections"]
+        detections = Detections(
+            torch.tensor([d["box"] for d in found], dtype=torch.float32).reshape(-1, 4),
+            torch.tensor([d["score"] for d in found], dtype=torch.float32),
+            torch.tensor([d["class_id"] for d in found], dtype=torch.int64),
+            [d["label"] for d in found],
+            torch.tensor([d["track_id"] for d in found], dtype=torch.int64)
+            if found and "track_id" in found[0]
+            else None,
+        )
+        frame = Frame(
+            torch.empty((0, 0, 3), dtype=torch.uint8), record["frame"], record["pts"], record["stream"],
+            record["wall"], picture=(record["width"], record["height"]),
+        )  # fmt: skip
+        return cls(frame, detections, zones=record.get("zones"))
+
 
 @dataclass(slots=True)
 class Event:
@@ -257,6 +277,12 @@ class Event:
         for key, value in self.fields.items():
             if isinstance(value, str):
                 self.fields[key] = mask_secrets(value)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        """The event a :meth:`to_dict` line describes."""
+        fields = {k: v for k, v in data.items() if k not in ("stream", "wall", "event", "message")}
+        return cls(data["stream"], data["event"], data["message"], data["wall"], fields)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -396,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--batch", type=int, metavar="N",
                       help=f"frames per inference batch (default: {DEFAULT_BATCH} on the CPU, "
                       f"{DEFAULT_GPU_BATCH} on CUDA)")  # fmt: skip
+    scale = p.add_argument_group("scale-out (Ray)")
+    scale.add_argument("--cluster", metavar="WHERE",
+                       help="spread the streams over Ray workers: 'ray' (a local Ray, started and stopped here), "
+                       "'auto' (the running cluster) or ray://HOST:PORT")  # fmt: skip
+    scale.add_argument("--workers", type=int, metavar="N", help="worker actors (default: the cluster's CPUs / GPUs)")
+    scale.add_argument("--streams-per-worker", type=int, metavar="N", help="at most N streams per worker")
+    scale.add_argument("--cpus-per-worker", type=int, default=1, metavar="N", help="CPU cores each worker reserves")
     p.set_defaults(func=_detect)
 
     p = command("serve", "run as a service: streams added and removed over an HTTP API, a live web view, metrics, MQTT")

@@ -275,6 +275,10 @@ def run(args: argparse.Namespace) -> int:
     """``vidpipe detect``: see ``vidpipe detect --help``."""
     specs = stream_specs(sources_of(args))
     check_args(args, specs)
+    if args.cluster:
+        from .cluster import run as run_on_cluster
+
+        return run_on_cluster(args, specs)
     sinks: list[Sink] = []
     if args.json_out:
         sinks.append(JsonlSink(args.json_out))

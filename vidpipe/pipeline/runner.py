@@ -13,6 +13,7 @@ failure is still delivered, then the error is reported.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -598,6 +599,42 @@ class Pipeline:
             return summary(dict(self._chains))
 
 
+def _detect_on_cluster(specs: list[StreamSpec], settings: dict, cluster: str, workers: int) -> Iterator[Result]:
+    """The results of a run spread over Ray workers, as they are gathered (see :mod:`vidpipe.cluster`)."""
+    from ..cluster import ClusterRun, connect
+
+    started = connect(cluster)
+    results: queue.Queue = queue.Queue(maxsize=256)
+    stop = threading.Event()
+    run = ClusterRun([(s.name, str(s.source)) for s in specs], settings, workers=workers, on_result=results.put)
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            run.run(stop)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            results.put(None)
+
+    thread = threading.Thread(target=main, name="vidpipe-cluster", daemon=True)
+    thread.start()
+    try:
+        while (result := results.get()) is not None:
+            yield result
+    finally:
+        stop.set()
+        while thread.is_alive():  # (take what is still coming, so the driver is never blocked)
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.1)
+        if started:
+            import ray
+
+            ray.shutdown()
+    if failure:
+        raise failure[0]
+
+
 def _info_of(result: Result) -> SourceInfo:
     """What is known of a stream from one of its results (for a stream handed in by the caller)."""
     frame = result.frame
@@ -620,9 +657,13 @@ def detect(
     zones: Sequence[Zone | str] = (),
     max_frames: int | None = None,
     options: StreamOptions | None = None,
+    cluster: str | None = None,
+    workers: int = 2,
 ) -> Iterator[Result]:
     """Detect objects in every frame: ``for result in vidpipe.detect("clip.mp4"): ...``; several
     sources: ``vidpipe.detect(["a.mp4", "cam=rtsp://..."])`` (``result.frame.stream`` says which).
+    ``cluster="ray"`` (a local Ray), ``"auto"`` or ``"ray://HOST:PORT"`` spreads the streams over
+    ``workers`` Ray actors; the results then carry no pixels (``frame.tensor`` is empty).
 
     Yields one :class:`Result` per frame, in order per stream, while decoding, inference and your loop
     overlap. ``track=True`` adds track ids; ``lines`` / ``zones`` add crossing and zone events to
@@ -631,6 +672,21 @@ def detect(
     detect``: bf16 where the CPU computes it natively, else fp32; OpenVINO for a built-in model on the
     CPU where it is installed, else PyTorch.
     """
+    if cluster is not None:
+        if isinstance(model, Detector):
+            raise VidpipeError("with cluster=..., give the model by name (each worker loads its own)")
+        settings = {
+            "model": {"name": model, "weights": weights, "device": device, "precision": precision,
+                      "threshold": threshold, "backend": backend},
+            "analysis": {"classes": list(classes) if classes else None, "track": track, "lines": list(lines),
+                         "zones": list(zones)},
+            "options": dataclasses.asdict(dataclasses.replace(options or StreamOptions(), max_frames=max_frames)),
+            "batch": batch,
+            "video": None,
+        }  # fmt: skip
+        sources = list(source) if isinstance(source, (list, tuple)) else [source]
+        yield from _detect_on_cluster(stream_specs(sources), settings, cluster, workers)
+        return
     detector = (
         model
         if isinstance(model, Detector)

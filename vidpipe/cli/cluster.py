@@ -1,0 +1,85 @@
+"""``vidpipe detect --cluster``: the streams spread over Ray workers, the records gathered here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import threading
+
+from ..errors import VidpipeError
+from ..options import default_batch
+from ..pipeline.streams import StreamSpec
+from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink
+from ..types import Event
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """What every worker needs to build the same pipeline as ``vidpipe detect`` would."""
+    from .detect import stream_options
+
+    options = dataclasses.asdict(stream_options(args))  # (frames scaled for the model as one process would)
+    return {
+        "model": {
+            "name": args.model, "weights": args.weights, "device": args.device, "precision": args.precision,
+            "threshold": args.threshold, "backend": args.backend, **args.model_options,
+        },
+        "analysis": {
+            "classes": args.classes.split(",") if args.classes else None, "track": args.track, "lines": args.line,
+            "zones": args.zone, "anchor": args.anchor,
+        },
+        "options": options,
+        "batch": args.batch or default_batch(args.device),
+        "video": args.video,
+    }  # fmt: skip
+
+
+def run(args: argparse.Namespace, specs: list[StreamSpec]) -> int:
+    from ..cluster import ClusterRun, connect
+    from .detect import install_stop_signals
+
+    if args.graph or args.summary_out:
+        raise VidpipeError("--graph and --summary are not available with --cluster (each worker runs its own pipeline)")
+    if args.video and len(specs) > 1 and "{stream}" not in args.video:
+        raise VidpipeError("--video with --cluster needs {stream} in its path (each worker writes its streams)")
+    sinks: list[Sink] = []
+    if args.json_out:
+        sinks.append(JsonlSink(args.json_out))
+    if args.csv_out:
+        sinks.append(CsvSink(args.csv_out))
+    if args.events_csv:
+        sinks.append(EventsCsvSink(args.events_csv))
+    stop = threading.Event()
+    restore, received = install_stop_signals(stop.set)
+    started = False
+    try:
+        started = connect(args.cluster)
+        restore()  # Ray installs its own handlers as it starts: ours again, on top
+        restore, received = install_stop_signals(stop.set)
+        import ray
+
+        gpu = args.device.startswith("cuda")
+        resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": args.cpus_per_worker}
+        available = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
+        workers = args.workers or max(1, int(available // (1 if gpu else args.cpus_per_worker)))
+
+        def say(event: Event) -> None:
+            if not args.quiet and event.kind in ("moved", "failed", "disconnected", "reconnected"):
+                print(f"vidpipe: {event.message}", file=sys.stderr)
+
+        run = ClusterRun(
+            [(spec.name, str(spec.source)) for spec in specs], settings_of(args), workers=workers,
+            streams_per_worker=args.streams_per_worker, resources=resources, sinks=sinks, on_event=say,
+        )  # fmt: skip
+        figures = run.run(stop)
+    finally:
+        restore()
+        if started:
+            import ray
+
+            ray.shutdown()
+    if not args.quiet:
+        print(figures.summary(), file=sys.stderr)
+    if received:
+        return 128 + received[0]
+    return 0

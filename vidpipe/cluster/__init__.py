@@ -1,0 +1,6 @@
+"""Scale-out on Ray: a driver (:mod:`.driver`) spreads streams over worker actors (:mod:`.worker`), each a
+vidpipe pipeline; only pixel-free records come back. Needs the ``ray`` extra."""
+
+from .driver import ClusterError, ClusterFigures, ClusterRun, connect
+
+__all__ = ["ClusterError", "ClusterFigures", "ClusterRun", "connect"]
