@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import SAMPLE, vidpipe_cli
 
 import vidpipe
@@ -173,7 +174,7 @@ def test_roi_metas_read_downstream_equal_the_cli_and_messages_are_posted(clip, t
         for roi, d in zip(rois, frame["detections"], strict=True):
             assert max(abs(a - b) for a, b in zip(roi["box"], d["box"], strict=True)) <= 1e-3 + 0.005
             assert abs(roi["score"] - d["score"]) <= 1e-4 and roi["class_id"] == d["class_id"]
-            assert roi["xywh"][0] == round(d["box"][0]) and roi["track_id"] == -1
+            assert abs(roi["xywh"][0] - d["box"][0]) <= 0.51 and roi["track_id"] == -1  # (rounded to pixels)
         assert message.get_name() == "vidpipe-detect" and message.get_value("frame") == frame["frame"]
         assert json.loads(message.get_value("detections")) == frame["detections"]
 
@@ -193,31 +194,59 @@ def test_interval_detects_one_frame_in_three(clip, tmp_path):
     assert moved > 10  # (so the carried results are not what detection would have given)
 
 
-def test_draw_writes_boxes_into_the_frames_and_a_tee_branch_keeps_its_pixels(clip, registry, tmp_path):
-    drawn, plain, out = tmp_path / "drawn.mp4", tmp_path / "plain.mp4", tmp_path / "tee.jsonl"
-    encode = "videoconvert ! x264enc speed-preset=ultrafast qp-max=18 ! mp4mux"
-    result = gst_launch(
+def _pixels(buf: Gst.Buffer, width: int, height: int) -> torch.Tensor:
+    with buf.map(Gst.MapFlags.READ) as mapping:
+        return torch.frombuffer(bytearray(mapping.data), dtype=torch.uint8)[: width * height * 3].view(height, width, 3)
+
+
+def test_draw_writes_boxes_into_the_frames_and_a_tee_branch_keeps_its_pixels(clip, tmp_path):
+    out = tmp_path / "tee.jsonl"
+    drawn: list[torch.Tensor] = []
+    plain: list[torch.Tensor] = []
+    from vidpipe.gst.element import register
+
+    register()
+    pipeline = Gst.parse_launch(
         f"filesrc location={clip} ! decodebin ! videoconvert ! video/x-raw,format=RGB ! tee name=t "
-        f"t. ! queue ! vidpipe_detect {EXACT} draw=true json={out} ! {encode} ! filesink location={drawn} "
-        f"t. ! queue ! {encode} ! filesink location={plain}",
+        f"t. ! queue ! vidpipe_detect {EXACT} draw=true json={out} ! fakesink name=drawn "
+        "t. ! queue ! fakesink name=plain"
+    )
+    for name, into in (("drawn", drawn), ("plain", plain)):
+
+        def probe(_pad, info, into=into):
+            into.append(_pixels(info.get_buffer(), 384, 288))
+            return Gst.PadProbeReturn.OK
+
+        pipeline.get_by_name(name).get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, probe)
+    pipeline.set_state(Gst.State.PLAYING)
+    msg = pipeline.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert msg is not None and msg.type == Gst.MessageType.EOS
+    frames = frames_of(out)
+    assert len(drawn) == len(plain) == len(frames) > 100
+    index = next(i for i, f in enumerate(frames) if f["detections"])
+    x1, y1, _x2, y2 = (round(v) for v in frames[index]["detections"][0]["box"])
+    edge = (drawn[index][y1 + 2 : y2 - 2, x1].float() - plain[index][y1 + 2 : y2 - 2, x1].float()).abs().mean()
+    assert edge > 40  # the box's left edge is drawn
+    quiet = next((i for i, f in enumerate(frames) if not f["detections"]), None)
+    if quiet is not None:  # a frame without detections is left as it was
+        assert torch.equal(drawn[quiet], plain[quiet])
+    # the other branch of the tee kept its pixels: the same as a decode of the clip
+    with vidpipe.open(clip) as source:
+        decoded = [frame.tensor for frame in source]
+    assert torch.equal(plain[index], decoded[index])
+
+
+def test_drawn_frames_encode_and_decode(clip, registry, tmp_path):
+    video = tmp_path / "drawn.mp4"
+    result = gst_launch(
+        f"filesrc location={clip} ! decodebin ! videoconvert ! vidpipe_detect draw=true ! videoconvert ! x264enc "
+        f"speed-preset=ultrafast ! mp4mux ! filesink location={video}",
         registry,
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    frames = frames_of(out)
-    with vidpipe.open(drawn) as a, vidpipe.open(plain) as b:
-        pairs = list(zip(a, b, strict=True))
-    assert len(pairs) == len(frames) > 100
-    index = next(i for i, f in enumerate(frames) if f["detections"])
-    x1, y1, _x2, y2 = (round(v) for v in frames[index]["detections"][0]["box"])
-    with_boxes, without = pairs[index][0].tensor.float(), pairs[index][1].tensor.float()
-    edge = (with_boxes[y1 + 1 : y2 - 1, x1] - without[y1 + 1 : y2 - 1, x1]).abs().mean()
-    assert edge > 40  # the box's left edge is drawn
-    quiet = [i for i, f in enumerate(frames) if not f["detections"]] or [None]
-    if quiet[0] is not None:  # a frame without detections is left as it was
-        assert (pairs[quiet[0]][0].tensor.float() - pairs[quiet[0]][1].tensor.float()).abs().mean() < 3
-    # the other branch of the tee was not drawn on
-    unchanged = (pairs[index][1].tensor.float()[y1 + 1 : y2 - 1, x1] - without[y1 + 1 : y2 - 1, x1]).abs().mean()
-    assert unchanged == 0
+    with vidpipe.open(video) as source:
+        assert sum(1 for _ in source) >= 140
 
 
 def test_tracking_and_line_events_equal_the_cli(tmp_path):
