@@ -10,7 +10,6 @@ import threading
 from ..errors import VidpipeError
 from ..options import default_batch
 from ..pipeline.streams import StreamSpec
-from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink
 from ..types import Event
 
 
@@ -36,19 +35,13 @@ def settings_of(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace, specs: list[StreamSpec]) -> int:
     from ..cluster import ClusterRun, connect
-    from .detect import install_stop_signals
+    from .detect import install_stop_signals, pixel_free_sinks
 
     if args.graph or args.summary_out:
         raise VidpipeError("--graph and --summary are not available with --cluster (each worker runs its own pipeline)")
     if args.video and len(specs) > 1 and "{stream}" not in args.video:
         raise VidpipeError("--video with --cluster needs {stream} in its path (each worker writes its streams)")
-    sinks: list[Sink] = []
-    if args.json_out:
-        sinks.append(JsonlSink(args.json_out))
-    if args.csv_out:
-        sinks.append(CsvSink(args.csv_out))
-    if args.events_csv:
-        sinks.append(EventsCsvSink(args.events_csv))
+    sinks = pixel_free_sinks(args)
     stop = threading.Event()
     restore, received = install_stop_signals(stop.set)
     started = False

@@ -271,6 +271,19 @@ def print_summary(pipeline: Pipeline, detector, decoding: str | None, sinks: lis
         print(written, file=sys.stderr)
 
 
+def pixel_free_sinks(args: argparse.Namespace) -> list[Sink]:
+    """The outputs that need no pixels (``--json``, ``--csv``, ``--events-csv``): those a driver can write
+    from records as well as a pipeline from results."""
+    sinks: list[Sink] = []
+    if args.json_out:
+        sinks.append(JsonlSink(args.json_out))
+    if args.csv_out:
+        sinks.append(CsvSink(args.csv_out))
+    if args.events_csv:
+        sinks.append(EventsCsvSink(args.events_csv))
+    return sinks
+
+
 def run(args: argparse.Namespace) -> int:
     """``vidpipe detect``: see ``vidpipe detect --help``."""
     specs = stream_specs(sources_of(args))
@@ -279,13 +292,7 @@ def run(args: argparse.Namespace) -> int:
         from .cluster import run as run_on_cluster
 
         return run_on_cluster(args, specs)
-    sinks: list[Sink] = []
-    if args.json_out:
-        sinks.append(JsonlSink(args.json_out))
-    if args.csv_out:
-        sinks.append(CsvSink(args.csv_out))
-    if args.events_csv:
-        sinks.append(EventsCsvSink(args.events_csv))
+    sinks = pixel_free_sinks(args)
     if args.video:
         sinks.append(VideoSink(args.video, trails=args.trails, keep_graphs=bool(args.graph)))
     stopping = threading.Event()  # a signal arrived: give up openings, stop the pipeline

@@ -16,7 +16,7 @@ from ..options import default_batch
 from ..pipeline import Pipeline
 from ..redact import mask_secrets
 from ..sinks import CsvSink, JsonlSink, VideoSink
-from ..sinks.base import BaseSink
+from ..sinks.base import BaseSink, finish_each
 from ..types import Event, Result, SourceInfo
 from .config import ConfigError, ServeConfig, StateFile, StreamConfig, load_config
 from .live import LiveView
@@ -82,27 +82,16 @@ class Recorder(BaseSink):
             sink.event(event)
 
     def close_stream(self, stream: str) -> None:
-        sinks = self._open.pop(stream, [])
         self._pending.pop(stream, None)
-        errors = []
-        for sink in sinks:
-            try:
-                sink.close_stream(stream)
-                sink.close()
-            except Exception as exc:  # every recording is finished, whatever one of them does
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+
+        def finish(sink: BaseSink) -> None:
+            sink.close_stream(stream)
+            sink.close()
+
+        finish_each(self._open.pop(stream, []), finish)  # every recording is finished, whatever one does
 
     def close(self) -> None:
-        errors = []
-        for stream in list(self._open):
-            try:
-                self.close_stream(stream)
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        finish_each(self._open, self.close_stream)
 
 
 class Service:

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from ..types import Event, Result, SourceInfo
+
+
+T = TypeVar("T")
+
+
+def finish_each(items: Iterable[T], finish: Callable[[T], None], errors: type[Exception] = Exception) -> None:
+    """``finish(item)`` for every item, whatever one of them raises (of ``errors``); then the first error."""
+    raised = []
+    for item in list(items):
+        try:
+            finish(item)
+        except errors as exc:
+            raised.append(exc)
+    if raised:
+        raise raised[0]
 
 
 class BaseSink:

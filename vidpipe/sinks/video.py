@@ -11,7 +11,7 @@ import torch
 from ..errors import OutputError
 from ..gst import GLib, Gst
 from ..gst.graph import compact_dot
-from .base import BaseSink
+from .base import BaseSink, finish_each
 from .draw import Annotator
 
 if TYPE_CHECKING:
@@ -102,14 +102,7 @@ class VideoSink(BaseSink):
 
     def close(self) -> None:
         """Finalise every stream's file; raises the first error after trying them all."""
-        errors = []
-        for stream in list(self._encoders):
-            try:
-                self.close_stream(stream)
-            except OutputError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        finish_each(self._encoders, self.close_stream, OutputError)
 
     def _all(self) -> list[_Encoder]:
         return [*self._finished, *self._encoders.values()]
