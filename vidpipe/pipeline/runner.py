@@ -302,8 +302,8 @@ class Pipeline:
         ``reconnecting``, ``ended``, ``failed``, ``stopped``) and figures, as plain data."""
         with self._lock:
             names = list(self._readers)
-        snapshot = self.stats.snapshot()["streams"]
-        return [snapshot[name] for name in names if name in snapshot]
+        streams = self.stats.streams  # (only the streams' figures: not the whole run's stage percentiles)
+        return [stats.snapshot() for stats in map(streams.get, names) if stats is not None]
 
     def chain(self, stream: str) -> Chain:
         """The stages of ``stream`` (built on first use for a stream the pipeline does not read, as the

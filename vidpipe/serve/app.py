@@ -52,6 +52,7 @@ def create_app(service: Service, token: str | None = None, manage_service: bool 
 
     app = FastAPI(title="vidpipe", summary="Live object detection on video streams", lifespan=lifespan)
     web = service.config.web
+    page_html = resources.files("vidpipe.serve").joinpath("web/index.html").read_text()  # read once
 
     @app.middleware("http")
     async def authorise(request: Request, call_next):
@@ -75,7 +76,7 @@ def create_app(service: Service, token: str | None = None, manage_service: bool 
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return resources.files("vidpipe.serve").joinpath("web/index.html").read_text()
+        return page_html
 
     @app.get("/healthz")
     def healthz() -> Response:

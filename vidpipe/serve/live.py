@@ -42,7 +42,6 @@ class LiveView(BaseSink):
         self._jpegs: dict[tuple[str, int], tuple[int, bytes]] = {}
         self._mosaics: dict[int, tuple[tuple, bytes]] = {}
         self._encoding: dict[object, threading.Lock] = {}  # one encoder at a time per (stream, height)
-        self.encoded = 0  # JPEGs encoded (for the figures and tests)
 
     # -- the sink side (the pipeline's output thread) -----------------------------------------------
 
@@ -139,5 +138,4 @@ class LiveView(BaseSink):
     def _encode(self, image: Image.Image) -> bytes:
         out = io.BytesIO()
         image.save(out, "JPEG", quality=self.quality)
-        self.encoded += 1
         return out.getvalue()

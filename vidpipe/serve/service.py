@@ -39,7 +39,6 @@ class Recorder(BaseSink):
         self.plans: dict[str, StreamConfig] = {}
         self._open: dict[str, list[BaseSink]] = {}
         self._pending: dict[str, list[Event]] = {}
-        self.files: list[Path] = []
 
     def open_stream(self, info: SourceInfo) -> None:
         plan = self.plans.get(info.stream)
@@ -61,7 +60,6 @@ class Recorder(BaseSink):
             sinks.append(VideoSink(folder / f"{stem}.mp4"))
         self._open[info.stream] = sinks
         for sink in sinks:
-            self.files.append(Path(sink.path))
             sink.open_stream(info)
         for event in self._pending.pop(info.stream, []):
             self.event(event)
