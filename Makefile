@@ -51,7 +51,7 @@ $(BIN)/.installed: pyproject.toml $(BIN)/.venv
 	touch $@
 
 $(BIN)/.installed-test: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e '.[track,onnx,openvino,serve,ray,test]'
+	$(BIN)/pip install -q -e '.[track,onnx,openvino,serve,ray,int8,test]'
 	touch $@ $(BIN)/.installed
 
 clean:

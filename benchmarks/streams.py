@@ -61,8 +61,8 @@ def start_server() -> tuple[subprocess.Popen, str]:
     return server, f"rtsp://127.0.0.1:{line[1]}/test"
 
 
-def live_run(url: str, n: int, seconds: float, detect_fps: float | None) -> dict:
-    args = [VIDPIPE, "detect", *[f"s{i}={url}" for i in range(n)]]
+def live_run(url: str, n: int, seconds: float, detect_fps: float | None, extra: list[str] = ()) -> dict:
+    args = [VIDPIPE, "detect", *[f"s{i}={url}" for i in range(n)], *extra]
     if detect_fps:
         args += ["--detect-fps", str(detect_fps)]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
@@ -84,7 +84,7 @@ def live_run(url: str, n: int, seconds: float, detect_fps: float | None) -> dict
     }
 
 
-def live(seconds: float, plans: dict[str, tuple[float | None, list[int]]]) -> None:
+def live(seconds: float, plans: dict[str, tuple[float | None, list[int]]], extra: list[str] = ()) -> None:
     server, url = start_server()
     try:
         for title, (detect_fps, counts) in plans.items():
@@ -92,7 +92,7 @@ def live(seconds: float, plans: dict[str, tuple[float | None, list[int]]]) -> No
             head = f"{'streams':>8} {'frames':>7} {'slowest/expected':>17} {'p50 ms':>7} {'p95 ms':>7} {'dropped':>8}"
             print(head + "  ok")
             for n in counts:
-                r = live_run(url, n, seconds, detect_fps)
+                r = live_run(url, n, seconds, detect_fps, extra)
                 ok = r["p95_max"] <= 1000 and r["min_share"] >= 0.8
                 print(
                     f"{n:>8} {r['frames']:>7} {r['min_share']:>17.2f} {r['p50_max']:>7.0f} {r['p95_max']:>7.0f} "
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--live-only", action="store_true")
     parser.add_argument("--streams", default="4,8,12,16", help="live stream counts at --detect-fps 5 (comma-separated)")
     parser.add_argument("--no-full-rate", action="store_true", help="leave out the live runs at full rate")
+    parser.add_argument("--extra", default="", help="more vidpipe detect arguments, e.g. '--precision int8'")
     args = parser.parse_args()
     with open("/proc/cpuinfo") as cpuinfo:
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
@@ -129,7 +130,7 @@ def main() -> None:
         plans = {"--detect-fps 5": (5.0, [int(n) for n in args.streams.split(",")])}
         if not args.no_full_rate:
             plans["full rate (15 fps)"] = (None, [1, 2, 3, 4])
-        live(args.seconds, plans)
+        live(args.seconds, plans, args.extra.split())
 
 
 if __name__ == "__main__":

@@ -175,3 +175,67 @@ def test_python_detect_on_a_cluster_yields_every_result(clips):
     assert frames == {"a": list(range(counts[0])), "b": list(range(counts[1]))}
     assert got[0].frame.tensor.numel() == 0 and got[0].frame.width == 384  # no pixels cross
     assert not ray_processes()
+
+
+def test_a_pipeline_on_a_cluster_takes_and_drops_streams_while_it_runs(clips, tmp_path):
+    """``Pipeline(..., cluster="ray")``: streams added over the run go to the least-loaded worker, a
+    removed stream's outputs are finished at once, and every file stream's frames arrive once, in order."""
+    import vidpipe
+    from vidpipe import models
+    from vidpipe.sinks import JsonlSink
+
+    detector = models.load("ssd_mobilenet_v2_coco", precision="fp32")
+    out = tmp_path / "out.jsonl"
+    events: list = []
+    pipeline = vidpipe.Pipeline(
+        detector=detector, cluster="ray", workers=2, keep_alive=True, sinks=[JsonlSink(out)],
+        lines=["door=0,150,384,150"], on_event=[events.append],
+    )  # fmt: skip
+    assert type(pipeline).__name__ == "ClusterPipeline"
+    pipeline.start()
+    try:
+        pipeline.add_stream(str(clips[0]), "a")
+        pipeline.add_stream(str(clips[1]), "b")
+        pipeline.add_stream(f"cam={clips[2]}", loop=True)  # (a looped file: a live stream that never ends)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            listed = {s["name"]: s for s in pipeline.streams()}
+            if listed.get("cam", {}).get("frames", 0) >= 20 and listed["cam"]["state"] == "running":
+                break
+            time.sleep(0.2)
+        assert {s["worker"] for s in listed.values()} == {0, 1}  # spread over both workers
+        assert listed["cam"]["fps"] > 0  # (the figures come from its worker)
+        assert set(pipeline.counts("cam")["lines"]["door"]) >= {"in", "out"}  # counted on its worker
+        pipeline.remove_stream("cam")
+        assert [e.kind for e in events if e.stream == "cam"][-1] == "removed"
+        assert "cam" not in {s["name"] for s in pipeline.streams()}
+        while any(s["state"] not in ("ended",) for s in pipeline.streams()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        pipeline.stop()
+        stats = pipeline.wait(timeout=180)
+    got = frames_by_stream(out)
+    counts = []
+    for clip in clips[:2]:
+        with vidpipe.open(clip) as source:
+            counts.append(sum(1 for _ in source))
+    assert [f["frame"] for f in got["a"]] == list(range(counts[0]))
+    assert [f["frame"] for f in got["b"]] == list(range(counts[1]))
+    assert 20 <= len(got["cam"]) == len({f["frame"] for f in got["cam"]})
+    assert stats.frames == sum(len(frames) for frames in got.values())
+    assert not ray_processes()
+
+
+def test_a_detector_made_by_hand_cannot_go_to_a_cluster():
+    import vidpipe
+    from vidpipe import models
+    from vidpipe.errors import VidpipeError
+
+    detector = models.load("ssd_mobilenet_v2_coco", precision="fp32")
+    detector.load_args = None
+    with pytest.raises(VidpipeError, match=r"made by vidpipe\.models\.load"):
+        vidpipe.Pipeline(str(SAMPLE), detector, cluster="ray")
+    from vidpipe.serve.live import LiveView
+
+    with pytest.raises(VidpipeError, match="LiveView needs the frames' pixels"):
+        vidpipe.Pipeline(str(SAMPLE), models.load("ssd_mobilenet_v2_coco"), cluster="ray", sinks=[LiveView()])

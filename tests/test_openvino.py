@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_on_small_disk, vidpipe_cli
+from conftest import SAMPLE, run_on_small_disk, vidpipe_cli
 from test_models import _matched
 
 import vidpipe
@@ -121,3 +121,46 @@ def test_a_full_cache_disk_runs_uncached(sample, tmp_path):
     assert "cannot cache the OpenVINO model" in result.stderr
     assert "frames      8" in result.stderr
     assert listing.read_text() == ""  # nothing half-written left behind
+
+
+@pytest.fixture(scope="module")
+def unseen(sample):
+    """Frames of the clip's second half: int8's calibration frames all come from its first half."""
+    with vidpipe.open(sample) as src:
+        return [f.tensor.clone() for f in src if f.index >= 776 and f.index % 15 == 0]
+
+
+def test_int8_keeps_the_detections_on_frames_it_was_not_calibrated_on(unseen, cache, monkeypatch):
+    """``--precision int8`` (NNCF, calibrated on the shipped frames): at least 95 % of eager fp32's
+    detections (>= 0.5) found by int8 and the other way round, by the bar bf16 meets (same label,
+    IoU >= 0.85, |Δscore| <= 0.08); quantised once, then read from the cache."""
+    pytest.importorskip("nncf")
+    from vidpipe.models.openvino_backend import CALIBRATION
+
+    monkeypatch.setenv("VIDPIPE_CACHE", str(cache))
+    eager = models.load("ssd_mobilenet_v2_coco", precision="fp32", threshold=0.3)
+    int8 = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision="int8", threshold=0.3)
+    assert int8.precision == "int8" and int8.converted is not None and int8.model.path.name.endswith("-int8.xml")
+    assert max(int(p.stem) for p in CALIBRATION.glob("*.jpg")) < 776
+    forward = backward = (0, 0)
+    for a, b in zip(eager(unseen), int8(unseen), strict=True):
+        m, n = _matched(a[a.scores >= 0.5], b, iou=0.85, score=0.08)
+        forward = (forward[0] + m, forward[1] + n)
+        m, n = _matched(b[b.scores >= 0.5], a, iou=0.85, score=0.08)
+        backward = (backward[0] + m, backward[1] + n)
+    print(f"int8: eager→int8 {forward[0]}/{forward[1]}, int8→eager {backward[0]}/{backward[1]}")
+    assert forward[1] >= 40 and forward[0] >= 0.95 * forward[1] and backward[0] >= 0.95 * backward[1]
+    again = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision="int8")
+    assert again.converted is None  # read from the cache
+
+
+def test_int8_is_asked_for_never_chosen_and_needs_openvino(cache, monkeypatch):
+    from vidpipe.models import base
+
+    monkeypatch.setattr(base, "cpu_flags", lambda: {"avx512_bf16", "amx_bf16", "avx512_vnni", "amx_int8"})
+    assert base.choose_precision("auto", torch.device("cpu"))[0] == "bf16"
+    with pytest.raises(ModelError, match="int8 runs on the OpenVINO backend"):
+        models.load("ssd_mobilenet_v2_coco", backend="torch", precision="int8")
+    result = vidpipe_cli("detect", str(SAMPLE), "--backend", "torch", "--precision", "int8")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "int8 runs on the OpenVINO backend" in result.stderr

@@ -539,3 +539,50 @@ streams:
             browser.close()
     finally:
         served.stop()
+
+
+def test_a_service_on_a_cluster_shows_pictures_records_and_removes_streams(tmp_path):
+    """``cluster:`` in the config: the streams run on two Ray workers; the page's pictures are encoded
+    by the workers, the JSON Lines gathered here and the videos written by the workers, under one name."""
+    pytest.importorskip("ray")
+    from test_cluster import ray_processes
+
+    config = f"""
+cluster: {{address: ray, workers: 2}}
+model: {{backend: torch, precision: fp32}}
+streams:
+  door: {{uri: "{SAMPLE}", loop: true, detect_fps: 10, lines: ["door=0,150,384,150"], record: {{json: true}}}}
+"""
+    served = Served(tmp_path, config).wait_ready(180)
+    try:
+        served.wait_frames("door", 10, timeout=180)
+        body = {"uri": PATTERN, "detect_fps": 5, "record": {"json": True, "video": True}}
+        assert served.client.put("/api/streams/yard", json=body).status_code == 201
+        served.wait_frames("yard", 15, timeout=120)
+        listed = {s["name"]: s for s in served.client.get("/api/streams").json()}
+        assert {s["worker"] for s in listed.values()} == {0, 1}
+        assert listed["door"]["state"] == "running" and "door" in listed["door"]["counts"]["lines"]
+        import io
+
+        from PIL import Image
+
+        response = served.client.get("/api/streams/yard/snapshot.jpg?height=120")
+        assert response.status_code == 200
+        image = Image.open(io.BytesIO(response.content))
+        assert image.size == (160, 120) and np.array(image.convert("L")).std() > 5
+        mosaic = _read_parts(f"{served.url}/api/mosaic.mjpeg?fps=4&height=240", 3)
+        assert mosaic and Image.open(io.BytesIO(mosaic[-1])).height == 240
+        assert 'vidpipe_stream_frames_total{stream="yard"}' in served.client.get("/metrics").text
+        assert served.client.delete("/api/streams/yard").status_code == 204
+        [video] = recordings(tmp_path / "recordings", "yard", ".mp4")  # written by its worker
+        [lines] = recordings(tmp_path / "recordings", "yard", ".jsonl")  # gathered here
+        assert video.stem == lines.stem and _decoded_frames(video) >= 15
+        assert sum(1 for line in jsonl(lines) if "detections" in line) >= 15
+        assert "yard" not in {s["name"] for s in served.client.get("/api/streams").json()}
+    finally:
+        code = served.stop(120)
+    assert code == 0, served.output()
+    [door] = recordings(tmp_path / "recordings", "door", ".jsonl")
+    frames = [line["frame"] for line in jsonl(door) if "detections" in line]
+    assert len(frames) >= 10 and frames == sorted(set(frames))
+    assert not ray_processes()

@@ -2,5 +2,6 @@
 vidpipe pipeline; only pixel-free records come back. Needs the ``ray`` extra."""
 
 from .driver import ClusterError, ClusterFigures, ClusterRun, connect
+from .pipeline import ClusterPipeline
 
-__all__ = ["ClusterError", "ClusterFigures", "ClusterRun", "connect"]
+__all__ = ["ClusterError", "ClusterFigures", "ClusterPipeline", "ClusterRun", "connect"]

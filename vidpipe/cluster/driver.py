@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from ..errors import VidpipeError
 from ..gst.uri import parse_source
 from ..pipeline.outputs import Outputs
+from ..pipeline.stats import StreamStats
+from ..redact import mask_secrets
 from ..sinks import Sink
 from ..types import Event, Result, SourceInfo
 from .worker import StreamWorker
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 300.0  # seconds for the workers to start and load their model
 STOP_TIMEOUT = 120.0  # seconds for the workers to finish their outputs
+FIGURES_EVERY = 1.0  # seconds between asking each worker for its streams' figures
 
 
 class ClusterError(VidpipeError):
@@ -98,6 +101,9 @@ class _Stream:
     ended: bool = False
     moves: int = 0
     info: SourceInfo | None = None
+    options: dict = field(default_factory=dict)  # Pipeline.add_stream's keywords (sent again on a move)
+    removing: bool = False
+    gone: threading.Event = field(default_factory=threading.Event)  # its last record is in
 
 
 @dataclass
@@ -131,7 +137,10 @@ class ClusterFigures:
 class ClusterRun:
     """Run ``streams`` (``(name, uri)`` pairs) over ``workers`` Ray actors, each needing ``resources``
     (``{"num_cpus": 1}``, or ``{"num_gpus": 1}``), with ``settings`` for :class:`StreamWorker`; the
-    gathered records go to ``sinks``; ``on_event`` hears every event (moves included)."""
+    gathered records go to ``sinks`` (``isolate``: a failing one is counted and the rest goes on);
+    ``on_event`` hears every event (moves included). With
+    ``keep_alive`` it runs until stopped, its streams added (:meth:`add`) and removed (:meth:`remove`)
+    while it runs, from any thread."""
 
     def __init__(
         self,
@@ -144,25 +153,109 @@ class ClusterRun:
         sinks: Sequence[Sink] = (),
         on_event: Callable[[Event], None] | None = None,
         on_result: Callable[[Result], None] | None = None,
+        keep_alive: bool = False,
+        isolate: bool = False,
     ) -> None:
         if workers < 1:
             raise ClusterError(f"--workers must be at least 1, got {workers}")
         if streams_per_worker is not None:
             workers = max(1, min(workers, -(-len(streams) // streams_per_worker)))
         self.settings = settings
-        self.count = max(1, min(workers, len(streams)))
+        self.keep_alive = keep_alive
+        self.count = max(1, workers if keep_alive else min(workers, len(streams)))
         self.resources = resources or {"num_cpus": 1}
-        self.outputs = Outputs(list(sinks))
+        self.outputs = Outputs(list(sinks), isolate=isolate)
         self.on_event = on_event
         self.on_result = on_result
         self.streams = {
             name: _Stream(name, uri, _is_live(uri), i % self.count) for i, (name, uri) in enumerate(streams)
         }
         self.figures = ClusterFigures()
+        self._lock = threading.RLock()  # streams are added and removed from any thread
+        self._ready = threading.Event()  # the workers are up
         self._actors: dict[int, object] = {}
         self._finished: set[int] = set()
+        self._worker_figures: dict[int, dict] = {}  # each worker's latest figures (see StreamWorker.figures)
         self._stopping = False
         self._first: float | None = None
+
+    # -- streams ------------------------------------------------------------------------------------
+
+    def add(self, name: str, uri: str, options: dict | None = None) -> int:
+        """Add a stream on the least-loaded worker (``options``: :meth:`Pipeline.add_stream`'s keywords);
+        returns the worker's index."""
+        with self._lock:
+            if self._stopping:
+                raise ClusterError("the cluster run has stopped: no stream can be added")
+            if name in self.streams:
+                raise VidpipeError(f"stream name {name!r} is in use: each stream needs its own name")
+            options = dict(options or {})
+            live = _is_live(uri) or bool(options.get("loop"))  # (a looped file goes on after a move)
+            alive = [i for i in range(self.count) if i not in self._finished]
+            if not alive:
+                raise ClusterError("no worker is left to take the stream")
+            load = Counter(s.worker for s in self.streams.values() if not s.ended)
+            stream = _Stream(name, uri, live, min(alive, key=lambda i: load[i]), options=options)
+            self.streams[name] = stream
+            if self._ready.is_set():
+                self._actors[stream.worker].add.remote(name, uri, options)
+            return stream.worker
+
+    def remove(self, name: str, timeout: float = 30.0) -> None:
+        """Remove a stream: its worker stops it and finishes its outputs, then the driver's outputs of
+        it are finished; ``KeyError`` for an unknown name."""
+        with self._lock:
+            stream = self.streams[name]
+            stream.removing = True
+            actor = self._actors.get(stream.worker)
+            if actor is not None and self._ready.is_set() and not stream.ended:
+                actor.remove.remote(name)
+            else:
+                stream.gone.set()
+        if not stream.gone.wait(timeout):
+            log.warning("stream %s: not finished %g s after its removal", name, timeout)
+        with self._lock:
+            if self.streams.get(name) is stream:
+                del self.streams[name]
+        self.outputs.close_stream(name)
+
+    def stream_figures(self) -> list[dict]:
+        """Every stream's figures as its worker last reported them (frames as delivered here, the
+        worker's index added); a stream its worker has not reported yet is ``starting``."""
+        with self._lock:
+            streams = list(self.streams.values())
+            reported = {
+                (index, figures["name"]): figures
+                for index, worker in self._worker_figures.items()
+                for figures in worker.get("streams", ())
+            }
+        listed = []
+        for stream in streams:
+            figures = dict(reported.get((stream.worker, stream.name)) or StreamStats(stream.name).snapshot())
+            figures["source"] = figures.get("source") or mask_secrets(stream.uri)
+            figures.update(frames=self.figures.frames[stream.name], worker=stream.worker)
+            listed.append(figures)
+        return listed
+
+    def counts(self, name: str) -> dict:
+        """A stream's line and zone counts as its worker last reported them ({} when it has none)."""
+        with self._lock:
+            stream = self.streams.get(name)
+            worker = self._worker_figures.get(stream.worker, {}) if stream is not None else {}
+        return worker.get("counts", {}).get(name, {})
+
+    def jpeg(self, name: str, height: int | None = None, timeout: float = 5.0) -> tuple[int, bytes] | None:
+        """The stream's latest annotated frame as JPEG, encoded by its worker (``settings["live"]``)."""
+        with self._lock:
+            stream = self.streams.get(name)
+            actor = self._actors.get(stream.worker) if stream is not None else None
+        if actor is None:
+            return None
+        try:
+            return _ray().get(actor.jpeg.remote(name, height), timeout=timeout)
+        except Exception as exc:  # a worker gone or busy: the viewer skips a picture
+            log.debug("stream %s: no picture from its worker (%s)", name, _cause(exc))
+            return None
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -194,26 +287,42 @@ class ClusterRun:
             for actor in actors.values():
                 ray.kill(actor)
             raise ClusterError(f"the workers did not start: {_cause(exc)}") from None
-        self._actors = actors
-        self.figures.workers = pids
-        for stream in self.streams.values():
-            actors[stream.worker].add.remote(stream.name, stream.uri)
+        with self._lock:
+            self._actors = actors
+            self.figures.workers = pids
+            for stream in self.streams.values():
+                actors[stream.worker].add.remote(stream.name, stream.uri, stream.options)
+            self._ready.set()
 
     def _gather(self, ray, stop: threading.Event) -> None:
         pending = {self._actors[i].take.remote(): i for i in self._actors}
+        asked: dict = {}  # figures asked of each worker, at most one call each in flight
         deadline: float | None = None
+        next_figures = 0.0
         while pending:
             if stop.is_set() and not self._stopping:
                 self._stop_workers()
                 deadline = time.monotonic() + STOP_TIMEOUT
-            if not self._stopping and all(s.ended for s in self.streams.values()):
+            if not self._stopping and not self.keep_alive and all(s.ended for s in self.streams.values()):
                 self._stop_workers()  # every stream is done: the workers finish their outputs
                 deadline = time.monotonic() + STOP_TIMEOUT
             if deadline is not None and time.monotonic() > deadline:
                 log.warning("workers did not finish within %g s", STOP_TIMEOUT)
                 return
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            if time.monotonic() >= next_figures and not self._stopping:
+                next_figures = time.monotonic() + FIGURES_EVERY
+                busy = set(asked.values())
+                with self._lock:
+                    asked.update({a.figures.remote(): i for i, a in self._actors.items() if i not in busy})
+            done, _ = ray.wait([*pending, *asked], num_returns=1, timeout=0.5)
             for ref in done:
+                if ref in asked:
+                    index = asked.pop(ref)
+                    with contextlib.suppress(Exception):  # (a dead worker is found by its take call)
+                        figures = ray.get(ref)
+                        with self._lock:
+                            self._worker_figures[index] = figures
+                    continue
                 index = pending.pop(ref)
                 try:
                     records = ray.get(ref)
@@ -226,10 +335,11 @@ class ClusterRun:
                     pending[self._actors[index].take.remote()] = index
 
     def _stop_workers(self) -> None:
-        self._stopping = True
-        for index, actor in self._actors.items():
-            if index not in self._finished:
-                actor.stop.remote()
+        with self._lock:
+            self._stopping = True
+            for index, actor in self._actors.items():
+                if index not in self._finished:
+                    actor.stop.remote()
 
     # -- records ------------------------------------------------------------------------------------
 
@@ -237,7 +347,8 @@ class ClusterRun:
         if record.get("_finished"):
             self._finished.add(index)
             return
-        stream = self.streams.get(record.get("stream"))
+        with self._lock:
+            stream = self.streams.get(record.get("stream"))
         if stream is None or stream.worker != index:
             return  # (a stream that moved away from a worker thought dead)
         if "event" in record:
@@ -248,6 +359,7 @@ class ClusterRun:
             if ended:
                 stream.ended = True
                 self.outputs.close_stream(stream.name)
+                stream.gone.set()
             return
         number = record["frame"] + stream.offset
         if number <= stream.last:
@@ -273,10 +385,17 @@ class ClusterRun:
 
     def _worker_died(self, index: int, exc: BaseException) -> None:
         """Move the dead worker's unfinished streams to the surviving workers."""
-        self._finished.add(index)
-        self._actors.pop(index, None)
-        alive = [i for i in self._actors if i not in self._finished]
-        orphans = [s for s in self.streams.values() if s.worker == index and not s.ended]
+        with self._lock:
+            self._finished.add(index)
+            self._actors.pop(index, None)
+            self._worker_figures.pop(index, None)
+            alive = [i for i in self._actors if i not in self._finished]
+            orphans = [s for s in self.streams.values() if s.worker == index and not s.ended]
+            for stream in [s for s in orphans if s.removing]:  # (nothing more to finish on the driver)
+                stream.ended = True
+                self.outputs.close_stream(stream.name)
+                stream.gone.set()
+            orphans = [s for s in orphans if not s.removing]
         pid = self.figures.workers.get(index)
         log.warning("worker %d (pid %s) died: %s", index, pid, _cause(exc))
         if not orphans:
@@ -294,7 +413,7 @@ class ClusterRun:
             message = f"{stream.name}: worker {index} (pid {pid}) died; it {how} on worker {target}"
             self.figures.moves.append(message)
             self._tell(Event(stream.name, "moved", message, fields={"from_worker": index, "to_worker": target}))
-            self._actors[target].add.remote(stream.name, stream.uri)
+            self._actors[target].add.remote(stream.name, stream.uri, stream.options)
 
 
 def _info(stream: _Stream, record: dict) -> SourceInfo:

@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from ..types import Event, Result
@@ -22,8 +23,10 @@ QUEUE = 512  # records waiting for the driver, per worker (back-pressure beyond)
 
 class StreamWorker:
     """The actor's class (wrapped with ``ray.remote`` by the driver). ``settings`` are the run's:
-    ``model`` (``models.load`` arguments), ``analysis`` (classes, track, lines, zones, anchor),
-    ``options`` (``StreamOptions`` fields), ``batch``, ``video`` (a path with ``{stream}``, or None)."""
+    ``model`` (``models.load`` arguments), ``analysis`` (classes, track, lines, zones, anchor, stages),
+    ``options`` (``StreamOptions`` fields), ``batch``, ``video`` (a path with ``{stream}``, or None),
+    and for the service ``output_dir`` (each stream's video recording, named by the driver) and
+    ``live`` (JPEG quality: the worker keeps its streams' latest frames for viewers)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         from .. import models
@@ -35,7 +38,18 @@ class StreamWorker:
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE)
         self._stop = threading.Event()
         detector = models.load(**settings["model"])
-        sinks = [VideoSink(settings["video"])] if settings.get("video") else []
+        sinks: list = [VideoSink(settings["video"])] if settings.get("video") else []
+        self.recorder = self.live = None
+        if settings.get("output_dir"):
+            from ..serve.service import Recorder
+
+            self.recorder = Recorder(Path(settings["output_dir"]), kinds=("video",))
+            sinks.append(self.recorder)
+        if settings.get("live"):
+            from ..serve.live import LiveView
+
+            self.live = LiveView(settings["live"])
+            sinks.append(self.live)
         self.pipeline = Pipeline(
             detector=detector,
             keep_alive=True,
@@ -72,8 +86,23 @@ class StreamWorker:
         """The worker's process id, once its model is loaded."""
         return self.pid
 
-    def add(self, name: str, uri: str) -> None:
-        self.pipeline.add_stream(uri, name)
+    def add(self, name: str, uri: str, options: dict | None = None) -> None:
+        """Add a stream; ``options`` are :meth:`Pipeline.add_stream`'s keywords, and ``record`` (a
+        ``Record`` and the name its files take) for the service's recordings."""
+        options = dict(options or {})
+        record = options.pop("record", None)
+        if record is not None and self.recorder is not None:
+            self.recorder.plan(name, *record)
+        self.pipeline.add_stream(uri, name, **options)
+
+    def remove(self, name: str) -> None:
+        """Remove a stream: its outputs are finished, and its ``removed`` event is the last record."""
+        with contextlib.suppress(KeyError):
+            self.pipeline.remove_stream(name)
+
+    def jpeg(self, name: str, height: int | None = None) -> tuple[int, bytes] | None:
+        """The stream's latest annotated frame as JPEG (None: no live view, or no frame yet)."""
+        return self.live.jpeg(name, height) if self.live is not None else None
 
     def take(self, most: int = 256, wait: float = 0.5) -> list[dict]:
         """Up to ``most`` records, waiting up to ``wait`` seconds for the first."""
@@ -88,7 +117,10 @@ class StreamWorker:
         return items
 
     def figures(self) -> dict:
-        return self.pipeline.stats.snapshot()
+        """This worker's streams (as :meth:`Pipeline.streams`), their counts, and its whole run's figures."""
+        streams = self.pipeline.streams()
+        counts = {s["name"]: self.pipeline.counts(s["name"]) for s in streams}
+        return {"streams": streams, "counts": counts, "stats": self.pipeline.stats.snapshot()}
 
     def stop(self) -> dict:
         """Stop reading; the frames read are still processed; every output finished. Returns the figures."""

@@ -75,12 +75,16 @@ def load(
     that selects its boxes outside its graph; ``"auto"`` chooses (see
     :func:`choose_backend`); ``detector.backend_reason`` says why. These defaults (fp32, PyTorch) are the
     reference; ``vidpipe detect`` and :func:`vidpipe.detect` use ``auto`` for both. Raises
-    :class:`vidpipe.errors.ModelError`."""
+    :class:`vidpipe.errors.ModelError`. ``detector.load_args`` keeps these arguments (a cluster's
+    workers load the same detector from them)."""
+    load_args = {"name": name, "weights": weights, "device": device, "precision": precision,
+                 "threshold": threshold, "backend": backend, **options}  # fmt: skip
     iou = options.pop("iou", None) if not name.lower().endswith(".onnx") else None
     detector = _load_backend(name, weights=weights, device=device, precision=precision, threshold=threshold,
                              backend=backend, **options)  # fmt: skip
     if iou is not None:
         detector.set_iou(iou)
+    detector.load_args = load_args
     return detector
 
 
@@ -88,6 +92,11 @@ def _load_backend(
     name: str, *, weights: str | None, device: str, precision: str, threshold: float | None, backend: str, **options
 ) -> Detector:
     chosen, why = choose_backend(backend, name, device)
+    if precision == "int8" and chosen != "openvino":
+        raise ModelError(
+            f"{name}: --precision int8 runs on the OpenVINO backend (built-in models on the CPU, "
+            f"pip install 'vidpipe[openvino,int8]'); here {why.removeprefix('auto: ')}"
+        )
     if chosen == "openvino":
         from .openvino_backend import use_openvino
 

@@ -167,6 +167,7 @@ class Detector:
     dropped_detections: int = 0  # detections with a NaN or infinite box or score (see results)
     backend_reason: str = "as asked"  # why this backend runs the network (see models.choose_backend)
     converted: float | None = None  # seconds this run spent converting the model (None: none, or cached)
+    load_args: dict | None = None  # the arguments of models.load that made it (None: made by hand)
 
     def __init__(
         self,

@@ -13,7 +13,6 @@ failure is still delivered, then the error is reported.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -82,7 +81,18 @@ class Pipeline:
     1 on the CPU). ``full_frames=False``: when no sink needs pixels, frames are scaled to a fixed-input
     model's size inside GStreamer, in each stream's own thread (``result.frame.tensor`` is then that
     small picture; boxes, ``frame.width``/``height`` stay in the source's pixels).
+
+    ``cluster="ray"`` (a local Ray started and stopped with the run), ``"auto"`` or ``"ray://HOST:PORT"``
+    (a running cluster) spreads the streams over Ray workers: the same methods, results without pixels
+    (see :class:`vidpipe.cluster.ClusterPipeline` for its own keywords: ``workers``, ``cpus_per_worker``).
     """
+
+    def __new__(cls, *args: object, cluster: str | None = None, **kwargs: object) -> Pipeline:
+        if cluster is not None and cls is Pipeline:
+            from ..cluster.pipeline import ClusterPipeline
+
+            return ClusterPipeline(*args, cluster=cluster, **kwargs)  # type: ignore[return-value]
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -108,6 +118,7 @@ class Pipeline:
         keep_alive: bool = False,
         sink_errors: str = "stop",
         full_frames: bool = True,
+        cluster: None = None,
     ) -> None:
         if detector is None:
             raise VidpipeError("a pipeline needs a detector")
@@ -599,42 +610,6 @@ class Pipeline:
             return summary(dict(self._chains))
 
 
-def _detect_on_cluster(specs: list[StreamSpec], settings: dict, cluster: str, workers: int) -> Iterator[Result]:
-    """The results of a run spread over Ray workers, as they are gathered (see :mod:`vidpipe.cluster`)."""
-    from ..cluster import ClusterRun, connect
-
-    started = connect(cluster)
-    results: queue.Queue = queue.Queue(maxsize=256)
-    stop = threading.Event()
-    run = ClusterRun([(s.name, str(s.source)) for s in specs], settings, workers=workers, on_result=results.put)
-    failure: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            run.run(stop)
-        except BaseException as exc:
-            failure.append(exc)
-        finally:
-            results.put(None)
-
-    thread = threading.Thread(target=main, name="vidpipe-cluster", daemon=True)
-    thread.start()
-    try:
-        while (result := results.get()) is not None:
-            yield result
-    finally:
-        stop.set()
-        while thread.is_alive():  # (take what is still coming, so the driver is never blocked)
-            with contextlib.suppress(queue.Empty):
-                results.get(timeout=0.1)
-        if started:
-            import ray
-
-            ray.shutdown()
-    if failure:
-        raise failure[0]
-
-
 def _info_of(result: Result) -> SourceInfo:
     """What is known of a stream from one of its results (for a stream handed in by the caller)."""
     frame = result.frame
@@ -672,28 +647,18 @@ def detect(
     detect``: bf16 where the CPU computes it natively, else fp32; OpenVINO for a built-in model on the
     CPU where it is installed, else PyTorch.
     """
-    if cluster is not None:
-        if isinstance(model, Detector):
-            raise VidpipeError("with cluster=..., give the model by name (each worker loads its own)")
-        settings = {
-            "model": {"name": model, "weights": weights, "device": device, "precision": precision,
-                      "threshold": threshold, "backend": backend},
-            "analysis": {"classes": list(classes) if classes else None, "track": track, "lines": list(lines),
-                         "zones": list(zones)},
-            "options": dataclasses.asdict(dataclasses.replace(options or StreamOptions(), max_frames=max_frames)),
-            "batch": batch,
-            "video": None,
-        }  # fmt: skip
-        sources = list(source) if isinstance(source, (list, tuple)) else [source]
-        yield from _detect_on_cluster(stream_specs(sources), settings, cluster, workers)
-        return
-    detector = (
-        model
-        if isinstance(model, Detector)
-        else models.load(
-            model, weights=weights, device=device, precision=precision, threshold=threshold, backend=backend
+    if cluster is not None:  # (each worker loads the model: the driver need not)
+        detector: Detector | dict = model if isinstance(model, Detector) else {
+            "name": model, "weights": weights, "device": device, "precision": precision, "threshold": threshold,
+            "backend": backend}  # fmt: skip
+    else:
+        detector = (
+            model
+            if isinstance(model, Detector)
+            else models.load(
+                model, weights=weights, device=device, precision=precision, threshold=threshold, backend=backend
+            )
         )
-    )
     many = isinstance(source, (list, tuple))
     pipeline = Pipeline(
         None if many else source,
@@ -706,5 +671,6 @@ def detect(
         zones=zones,
         max_frames=max_frames,
         options=options,
+        **({"cluster": cluster, "workers": workers} if cluster is not None else {}),
     )
     yield from pipeline

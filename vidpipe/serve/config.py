@@ -124,6 +124,15 @@ class WebConfig(_Strict):
     quality: Annotated[int, Field(ge=10, le=95)] = 80
 
 
+class ClusterConfig(_Strict):
+    """Spread the streams over Ray workers (the ``ray`` extra): ``address`` is ``ray`` (a local Ray,
+    started and stopped with the service), ``auto`` or ``ray://HOST:PORT`` (a running cluster)."""
+
+    address: str = Field("ray", pattern=r"^(ray|auto|ray://\S+|[^\s:/]+:\d+)$")
+    workers: Annotated[int, Field(ge=1)] | None = Field(None, description="default: one per cpus_per_worker CPUs")
+    cpus_per_worker: Annotated[int, Field(ge=1)] = 1
+
+
 class ServeConfig(_Strict):
     """The whole configuration file."""
 
@@ -133,6 +142,7 @@ class ServeConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     output_dir: str = "recordings"
+    cluster: ClusterConfig | None = None
 
 
 def problems_of(error: ValidationError, where: str = "") -> list[str]:
@@ -186,7 +196,7 @@ def load_config(path: str | Path | None) -> ServeConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{file}: expected a mapping of settings (model, streams, mqtt, auth, web)"])
+        raise ConfigError([f"{file}: expected a mapping of settings (model, streams, mqtt, auth, web, cluster)"])
     missing: list[str] = []
     data = _substitute(data, "", missing)
     if missing:

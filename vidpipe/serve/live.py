@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -112,8 +113,8 @@ class LiveView(BaseSink):
             for i, name in enumerate(streams):
                 x, y = (i % columns) * tile_w, (i // columns) * tile_h
                 latest = self._latest.get(name)
-                if latest is not None:
-                    image = self._image(name, latest)
+                image = self._image(name, latest, tile_h) if latest is not None else None
+                if image is not None:
                     scale = min(tile_w / image.width, tile_h / image.height)
                     size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
                     tile = image.resize(size, Image.BILINEAR)
@@ -127,8 +128,8 @@ class LiveView(BaseSink):
         with self._lock:
             return self._encoding.setdefault(key, threading.Lock())
 
-    def _image(self, stream: str, latest: _Latest) -> Image.Image:
-        """The frame with its annotations, drawn once per frame."""
+    def _image(self, stream: str, latest: _Latest, height: int | None = None) -> Image.Image | None:
+        """The frame with its annotations, drawn once per frame (``height``: the size it is wanted at)."""
         if latest.drawn is None:
             with self._lock:
                 annotator = self._annotators.setdefault(stream, Annotator())
@@ -139,3 +140,36 @@ class LiveView(BaseSink):
         out = io.BytesIO()
         image.save(out, "JPEG", quality=self.quality)
         return out.getvalue()
+
+
+class RemoteLiveView(LiveView):
+    """The live picture of streams that run on a cluster's workers: the results that come here carry
+    no pixels; each worker keeps its streams' latest frames and encodes the JPEG a viewer asks for
+    (``fetch(stream, height)``), so only those pictures cross the network, at the viewers' pace."""
+
+    needs_pixels = False
+
+    def __init__(self, fetch: Callable[[str, int | None], tuple[int, bytes] | None], quality: int = 80) -> None:
+        super().__init__(quality)
+        self._fetch = fetch
+
+    def jpeg(self, stream: str, height: int | None = None) -> tuple[int, bytes] | None:
+        latest = self._latest.get(stream)
+        if latest is None:
+            return None
+        key = (stream, height or 0)
+        with self._lock_for(key):
+            cached = self._jpegs.get(key)
+            if cached is not None and cached[0] == latest.seq:
+                return cached
+            found = self._fetch(stream, height)
+            if found is None:
+                return cached
+            with self._lock:
+                if stream in self._latest:
+                    self._jpegs[key] = (latest.seq, found[1])
+            return latest.seq, found[1]
+
+    def _image(self, stream: str, latest: _Latest, height: int | None = None) -> Image.Image | None:
+        found = self.jpeg(stream, height)
+        return Image.open(io.BytesIO(found[1])).convert("RGB") if found is not None else None

@@ -18,45 +18,65 @@ from ..redact import mask_secrets
 from ..sinks import CsvSink, JsonlSink, VideoSink
 from ..sinks.base import BaseSink, finish_each
 from ..types import Event, Result, SourceInfo
-from .config import ConfigError, ServeConfig, StateFile, StreamConfig, load_config
-from .live import LiveView
+from .config import ConfigError, Record, ServeConfig, StateFile, StreamConfig, load_config
+from .live import LiveView, RemoteLiveView
 from .metrics import Metrics
 from .mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
 
 PENDING_EVENTS = 100  # events of a stream kept until its recordings open (its first frame)
+KINDS = ("json", "csv", "video")
+NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster")  # settings a reload does not change
+_FIELDS = {"json": "json_lines", "csv": "csv", "video": "video"}  # Record's field of each kind
 
 
 class Recorder(BaseSink):
     """Each stream's recordings (``record:``): a new set of files per start of the stream, under
-    ``output_dir/STREAM/`` named by the start time, so nothing earlier is ever overwritten."""
+    ``output_dir/STREAM/`` named by the start time, so nothing earlier is ever overwritten. ``kinds``
+    are the recordings this one writes (on a cluster the driver writes JSON Lines and CSV, the stream's
+    worker its video, under the same name)."""
 
-    needs_pixels = True
-
-    def __init__(self, output_dir: Path) -> None:
+    def __init__(self, output_dir: Path, kinds: tuple[str, ...] = KINDS) -> None:
         self.output_dir = output_dir
-        self.plans: dict[str, StreamConfig] = {}
+        self.kinds = kinds
+        self.plans: dict[str, tuple[Record, str | None]] = {}
         self._open: dict[str, list[BaseSink]] = {}
         self._pending: dict[str, list[Event]] = {}
 
+    @property
+    def needs_pixels(self) -> bool:  # type: ignore[override]
+        return "video" in self.kinds
+
+    def plan(self, stream: str, record: Record, stem: str | None = None) -> str:
+        """Plan the recordings of a stream that starts now; returns the name its files take (``stem``
+        when given: the name the driver chose)."""
+        if stem is None:
+            folder = self.output_dir / stream
+            base = stem = time.strftime("%Y%m%d-%H%M%S")
+            take = 1
+            while any((folder / f"{stem}{ext}").exists() for ext in (".jsonl", ".csv", ".mp4")):
+                take += 1
+                stem = f"{base}-{take}"
+        self.plans[stream] = (record, stem)
+        return stem
+
     def open_stream(self, info: SourceInfo) -> None:
-        plan = self.plans.get(info.stream)
-        if plan is None or not (plan.record.json_lines or plan.record.csv or plan.record.video):
+        record, stem = self.plans.get(info.stream, (None, None))
+        wanted = [kind for kind in self.kinds if record is not None and getattr(record, _FIELDS[kind])]
+        if not wanted:
             self._pending.pop(info.stream, None)
             return
+        if stem is None:  # (its planned name is used once: a second opening gets its own)
+            stem = self.plan(info.stream, record)
+        self.plans[info.stream] = (record, None)
         folder = self.output_dir / info.stream
-        base = stem = time.strftime("%Y%m%d-%H%M%S")
-        take = 1
-        while any((folder / f"{stem}{ext}").exists() for ext in (".jsonl", ".csv", ".mp4")):
-            take += 1
-            stem = f"{base}-{take}"
         sinks: list[BaseSink] = []
-        if plan.record.json_lines:
+        if "json" in wanted:
             sinks.append(JsonlSink(folder / f"{stem}.jsonl"))
-        if plan.record.csv:
+        if "csv" in wanted:
             sinks.append(CsvSink(folder / f"{stem}.csv"))
-        if plan.record.video:
+        if "video" in wanted:
             sinks.append(VideoSink(folder / f"{stem}.mp4"))
         self._open[info.stream] = sinks
         for sink in sinks:
@@ -104,29 +124,34 @@ class Service:
         self.state = StateFile(state_path)
         self.changes = self.state.load()  # name -> config (added or replaced over the API) or None (removed)
         m = config.model
-        self.detector = models.load(
-            m.name, weights=m.weights, device=m.device, precision=m.precision, threshold=m.threshold, backend=m.backend
-        )
-        self.live = LiveView(config.web.quality)
+        model = {"name": m.name, "weights": m.weights, "device": m.device, "precision": m.precision,
+                 "threshold": m.threshold, "backend": m.backend}  # fmt: skip
+        cluster = config.cluster
         self.mqtt = MqttPublisher(config.mqtt, self.figures, self._counts_of) if config.mqtt is not None else None
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
-        self.recorder = Recorder(Path(config.output_dir))
-        sinks: list[BaseSink] = [self.recorder, self.live, self.metrics]
-        if self.mqtt is not None:
-            sinks.append(self.mqtt)
-        self.pipeline = Pipeline(
-            detector=self.detector,
-            keep_alive=True,
-            sink_errors="isolate",
-            sinks=sinks,
-            classes=m.classes,
-            batch=m.batch or default_batch(m.device),
-        )
+        common = {"keep_alive": True, "sink_errors": "isolate", "classes": m.classes,
+                  "batch": m.batch or default_batch(m.device)}  # fmt: skip
+        if cluster is None:
+            self.live = LiveView(config.web.quality)
+            self.recorder = Recorder(Path(config.output_dir))
+            self.pipeline = Pipeline(detector=models.load(**model), sinks=self._sinks(), **common)
+        else:  # the workers keep the pixels: they encode the viewers' pictures and write the videos
+            self.live = RemoteLiveView(lambda name, height: self.pipeline.jpeg(name, height), config.web.quality)
+            self.recorder = Recorder(Path(config.output_dir), kinds=("json", "csv"))
+            self.pipeline = Pipeline(
+                detector=model, sinks=self._sinks(), cluster=cluster.address, workers=cluster.workers,
+                cpus_per_worker=cluster.cpus_per_worker, live=config.web.quality,
+                output_dir=Path(config.output_dir).resolve(), **common,
+            )  # fmt: skip
         self.pipeline.stats.watchers.append(self.metrics.watch)
         self.streams: dict[str, StreamConfig] = {}  # what runs now
         self._lock = threading.RLock()  # one change of streams at a time
         self.started_at = time.time()
         self.stopping = threading.Event()
+
+    def _sinks(self) -> list[BaseSink]:
+        sinks: list[BaseSink] = [self.recorder, self.live, self.metrics]
+        return sinks + ([self.mqtt] if self.mqtt is not None else [])
 
     # -- lifetime -----------------------------------------------------------------------------------
 
@@ -202,13 +227,11 @@ class Service:
                 log.error("reload: %s", line)
             return [f"not reloaded: {line}" for line in exc.problems]
         done = []
-        for key in ("model", "mqtt", "auth", "web", "output_dir"):
+        for key in NEXT_START:
             if getattr(config, key) != getattr(self.config, key):
                 done.append(f"{key}: changed; takes effect at the next start")
         with self._lock:
-            self.config = config.model_copy(
-                update={key: getattr(self.config, key) for key in ("model", "mqtt", "auth", "web", "output_dir")}
-            )
+            self.config = config.model_copy(update={key: getattr(self.config, key) for key in NEXT_START})
             wanted = self.desired()
             for name in [name for name in self.streams if name not in wanted]:
                 self._remove(name)
@@ -226,11 +249,12 @@ class Service:
         return done or ["nothing changed"]
 
     def _add(self, name: str, spec: StreamConfig) -> None:
-        self.recorder.plans[name] = spec
+        stem = self.recorder.plan(name, spec.record)
+        video = {"record": (spec.record, stem)} if self.config.cluster is not None and spec.record.video else {}
         try:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, lines=spec.lines,
-                zones=spec.zones, track=spec.track, loop=spec.loop,
+                zones=spec.zones, track=spec.track, loop=spec.loop, **video,
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)
