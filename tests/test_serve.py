@@ -586,3 +586,12 @@ streams:
     frames = [line["frame"] for line in jsonl(door) if "detections" in line]
     assert len(frames) >= 10 and frames == sorted(set(frames))
     assert not ray_processes()
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_error_line(tmp_path):
+    pytest.importorskip("ray")
+    config = f'cluster: {{address: "ray://127.0.0.1:9"}}\nstreams:\n  a: {{uri: "{PATTERN}"}}\n'
+    (tmp_path / "v.yaml").write_text(config)
+    result = vidpipe_cli("serve", "--config", str(tmp_path / "v.yaml"), "--port", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "vidpipe: error: --cluster ray://127.0.0.1:9: cannot connect (Connection refused)"

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         for line in exc.problems:
             print(f"vidpipe: error: {line}", file=sys.stderr)
         return 2
+    service.connect()
     app = create_app(service, token=token)
 
     class Server(uvicorn.Server):

@@ -145,7 +145,7 @@ class ClusterPipeline:
         self._ready = threading.Event()  # the run exists (the workers may still be starting)
         self._failure: list[BaseException] = []
         self._results: queue.Queue | None = None
-        self._started_ray = False
+        self._started_ray = self._connected = False
 
     # -- streams ------------------------------------------------------------------------------------
 
@@ -223,12 +223,19 @@ class ClusterPipeline:
 
     # -- running ------------------------------------------------------------------------------------
 
+    def connect(self) -> None:
+        """Join or start the cluster (once; :meth:`start` does it too): a :class:`ClusterError` that says
+        why when it cannot."""
+        if not self._connected:
+            self._started_ray = connect(self.cluster)
+            self._connected = True
+
     def start(self) -> ClusterPipeline:
         """Join or start the cluster and its workers, and run in the background until :meth:`stop` (or,
         without ``keep_alive``, until the last stream ends)."""
         if self._thread is not None:
             raise VidpipeError("the pipeline has started already")
-        self._started_ray = connect(self.cluster)
+        self.connect()
         import ray
 
         gpu = str(self.settings["model"].get("device", "cpu")).startswith("cuda")

@@ -155,6 +155,12 @@ class Service:
 
     # -- lifetime -----------------------------------------------------------------------------------
 
+    def connect(self) -> None:
+        """Join or start the cluster of ``cluster:`` (nothing without one): before the server starts, so
+        that a cluster that cannot be reached is one error line."""
+        if self.config.cluster is not None:
+            self.pipeline.connect()
+
     def start(self) -> Service:
         if self.mqtt is not None:
             self.mqtt.start()
