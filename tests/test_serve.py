@@ -7,6 +7,7 @@ import itertools
 import json
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -543,9 +544,10 @@ streams:
 
 def test_a_service_on_a_cluster_shows_pictures_records_and_removes_streams(tmp_path):
     """``cluster:`` in the config: the streams run on two Ray workers; the page's pictures are encoded
-    by the workers, the JSON Lines gathered here and the videos written by the workers, under one name."""
+    by the workers, the JSON Lines gathered here and the videos written by the workers, under one name;
+    a worker killed by its PID hands its stream to the other."""
     pytest.importorskip("ray")
-    from test_cluster import ray_processes
+    from test_cluster import ray_processes, worker_pids
 
     config = f"""
 cluster: {{address: ray, workers: 2}}
@@ -579,12 +581,25 @@ streams:
         assert video.stem == lines.stem and _decoded_frames(video) >= 15
         assert sum(1 for line in jsonl(lines) if "detections" in line) >= 15
         assert "yard" not in {s["name"] for s in served.client.get("/api/streams").json()}
+        # a worker killed: its stream goes on on the other one, pictures included
+        before = served.stream("door")
+        assert len(worker_pids()) == 2 and before["worker_pid"] in worker_pids()
+        subprocess.run(["kill", "-9", str(before["worker_pid"])], check=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            now = served.stream("door")
+            if now["frames"] >= before["frames"] + 20 and len(worker_pids()) == 1:
+                break
+            time.sleep(0.3)
+        assert now["frames"] >= before["frames"] + 20 and now["state"] == "running", now
+        assert now["worker"] != before["worker"] and now["worker_pid"] != before["worker_pid"]
+        assert served.client.get("/api/streams/door/snapshot.jpg").status_code == 200
     finally:
         code = served.stop(120)
     assert code == 0, served.output()
     [door] = recordings(tmp_path / "recordings", "door", ".jsonl")
     frames = [line["frame"] for line in jsonl(door) if "detections" in line]
-    assert len(frames) >= 10 and frames == sorted(set(frames))
+    assert len(frames) >= 30 and frames == sorted(set(frames))  # (across the move: never twice, in order)
     assert not ray_processes()
 
 

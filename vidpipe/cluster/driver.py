@@ -221,7 +221,7 @@ class ClusterRun:
 
     def stream_figures(self) -> list[dict]:
         """Every stream's figures as its worker last reported them (frames as delivered here, the
-        worker's index added); a stream its worker has not reported yet is ``starting``."""
+        worker's index and process id added); a stream its worker has not reported yet is ``starting``."""
         with self._lock:
             streams = list(self.streams.values())
             reported = {
@@ -233,7 +233,10 @@ class ClusterRun:
         for stream in streams:
             figures = dict(reported.get((stream.worker, stream.name)) or StreamStats(stream.name).snapshot())
             figures["source"] = figures.get("source") or mask_secrets(stream.uri)
-            figures.update(frames=self.figures.frames[stream.name], worker=stream.worker)
+            figures.update(
+                frames=self.figures.frames[stream.name], worker=stream.worker,
+                worker_pid=self.figures.workers.get(stream.worker),
+            )  # fmt: skip
             listed.append(figures)
         return listed
 
