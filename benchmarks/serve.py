@@ -7,7 +7,10 @@ Reports, side by side: the streams' delivered FPS and the service's CPU use with
 (the web view's cost); RSS, threads and open files over time (first and last quarter); the longest gap
 between consecutive results of the N streams (from their recordings); MQTT messages received.
 
-    python benchmarks/serve.py [--minutes 10] [--streams 8] [--churn 10] [--phase 60]
+With ``--cluster ray --workers 2`` the streams run on a local Ray's worker actors (the pictures encoded
+there): the figures then add up the service and its workers (Ray's own daemons left out).
+
+    python benchmarks/serve.py [--minutes 10] [--streams 8] [--churn 10] [--phase 60] [--cluster ray --workers 2]
 """
 
 from __future__ import annotations
@@ -47,6 +50,22 @@ def proc_figures(pid: int) -> dict:
     }
 
 
+def figures_of(pid: int, cluster: bool) -> dict:
+    """The service's figures, plus its Ray workers' with ``cluster``."""
+    pids = [pid]
+    if cluster:
+        found = subprocess.run(["pgrep", "-f", "ray::StreamWorker"], capture_output=True, text=True).stdout
+        pids += [int(p) for p in found.split()]
+    total: dict = {}
+    for one in pids:
+        try:
+            for key, value in proc_figures(one).items():
+                total[key] = total.get(key, 0) + value
+        except OSError:
+            pass
+    return total
+
+
 def read_mosaic(url: str, stop: threading.Event, counter: list[int]) -> None:
     """A viewer: reads the mosaic until told to stop, counting JPEGs."""
     import httpx
@@ -65,13 +84,16 @@ def main() -> None:
     parser.add_argument("--churn", type=float, default=10, help="seconds between adding and removing the extra stream")
     parser.add_argument("--phase", type=float, default=60, help="seconds per phase (viewers off, then on, ...)")
     parser.add_argument("--viewers", type=int, default=2)
+    parser.add_argument("--cluster", help="run the streams on Ray workers (ray: a local Ray)")
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
     server, url = start_server()
     broker = Broker()
     folder = Path(tempfile.mkdtemp(prefix="vidpipe-serve-bench-"))
     streams = [f"s{i}" for i in range(args.streams)]
-    config = f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\nstreams:\n" + "".join(
+    config = f"cluster: {{address: {args.cluster}, workers: {args.workers}}}\n" if args.cluster else ""
+    config += f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\nstreams:\n" + "".join(
         f'  {name}: {{uri: "{url}", detect_fps: 5, record: {{json: true}}}}\n' for name in streams
     )
     served = Served(folder, config).wait_ready()
@@ -115,12 +137,12 @@ def main() -> None:
                 mosaic = f"{served.url}/api/mosaic.mjpeg?fps=5&height=720"
                 threading.Thread(target=read_mosaic, args=(mosaic, stop_viewers, counter), daemon=True).start()
         time.sleep(2)  # settle
-        t0, f0, p0 = time.monotonic(), frames(), proc_figures(pid)
+        t0, f0, p0 = time.monotonic(), frames(), figures_of(pid, bool(args.cluster))
         phase_end = min(t0 + args.phase, end)
         while time.monotonic() < phase_end:
             time.sleep(min(5, max(0.1, phase_end - time.monotonic())))
-            samples.append((time.monotonic() - started, proc_figures(pid)))
-        t1, f1, p1 = time.monotonic(), frames(), proc_figures(pid)
+            samples.append((time.monotonic() - started, figures_of(pid, bool(args.cluster))))
+        t1, f1, p1 = time.monotonic(), frames(), figures_of(pid, bool(args.cluster))
         stop_viewers.set()
         fps = (f1 - f0) / (t1 - t0)
         cpu = 100 * (p1["cpu"] - p0["cpu"]) / (t1 - t0)
