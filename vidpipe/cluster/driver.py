@@ -178,6 +178,7 @@ class ClusterRun:
         self._worker_figures: dict[int, dict] = {}  # each worker's latest figures (see StreamWorker.figures)
         self._stopping = False
         self._first: float | None = None
+        self._close_later: set[str] = set()  # removed streams whose end never came: outputs to finish
 
     # -- streams ------------------------------------------------------------------------------------
 
@@ -212,12 +213,13 @@ class ClusterRun:
                 actor.remove.remote(name)
             else:
                 stream.gone.set()
-        if not stream.gone.wait(timeout):
-            log.warning("stream %s: not finished %g s after its removal", name, timeout)
+        finished = stream.gone.wait(timeout)
         with self._lock:
+            if not finished:  # (its outputs here are finished by the gathering thread, which writes them)
+                log.warning("stream %s: not finished %g s after its removal", name, timeout)
+                self._close_later.add(name)
             if self.streams.get(name) is stream:
                 del self.streams[name]
-        self.outputs.close_stream(name)
 
     def stream_figures(self) -> list[dict]:
         """Every stream's figures as its worker last reported them (frames as delivered here, the
@@ -312,6 +314,10 @@ class ClusterRun:
             if deadline is not None and time.monotonic() > deadline:
                 log.warning("workers did not finish within %g s", STOP_TIMEOUT)
                 return
+            with self._lock:
+                late, self._close_later = self._close_later, set()
+            for name in late:
+                self.outputs.close_stream(name)
             if time.monotonic() >= next_figures and not self._stopping:
                 next_figures = time.monotonic() + FIGURES_EVERY
                 busy = set(asked.values())
