@@ -59,6 +59,19 @@ def _matched(a: Detections, b: Detections, *, iou: float, score: float) -> tuple
     return int(ok.any(1).sum()), len(a)
 
 
+def _both_ways(
+    ours: list[Detections], theirs: list[Detections], *, floor: float, iou: float, score: float
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(matched, of) for ``ours``' detections >= ``floor`` found in ``theirs``, and the other way round."""
+    forward = backward = (0, 0)
+    for a, b in zip(ours, theirs, strict=True):
+        m, n = _matched(a[a.scores >= floor], b, iou=iou, score=score)
+        forward = (forward[0] + m, forward[1] + n)
+        m, n = _matched(b[b.scores >= floor], a, iou=iou, score=score)
+        backward = (backward[0] + m, backward[1] + n)
+    return forward, backward
+
+
 def test_ssd_mobilenet_v2_agrees_with_opencv_dnn(footage):
     assert len(footage) >= 50
     # Candidates down to 0.47 on both sides, so that a score of 0.50 vs 0.49 (within the 0.03 allowed)

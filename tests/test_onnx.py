@@ -15,7 +15,7 @@ import torch
 import torchvision
 import yolo_nets
 from conftest import run_on_small_disk, vidpipe_cli
-from test_models import _matched
+from test_models import _both_ways, _matched
 from torchvision.ops import box_iou
 
 import vidpipe
@@ -302,12 +302,7 @@ def test_export_round_trip_agrees_with_the_built_in_model(footage_frames, tmp_pa
     built_in = models.load("ssd_mobilenet_v2_coco", threshold=0.47)
     exported = models.load(str(path), threshold=0.47)
     assert exported.layout == "torchvision" and exported.classes == built_in.classes
-    forward = backward = (0, 0)
-    for mine, theirs in zip(built_in(footage_frames), exported(footage_frames), strict=True):
-        m, n = _matched(mine[mine.scores >= 0.5], theirs, iou=0.9, score=0.03)
-        forward = (forward[0] + m, forward[1] + n)
-        m, n = _matched(theirs[theirs.scores >= 0.5], mine, iou=0.9, score=0.03)
-        backward = (backward[0] + m, backward[1] + n)
+    forward, backward = _both_ways(built_in(footage_frames), exported(footage_frames), floor=0.5, iou=0.9, score=0.03)
     print(f"built-in→ONNX {forward[0]}/{forward[1]}, ONNX→built-in {backward[0]}/{backward[1]}")
     assert forward[1] >= 20 and backward[1] >= 20
     assert forward[0] / forward[1] >= 0.98 and backward[0] / backward[1] >= 0.98

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SAMPLE, run_on_small_disk, vidpipe_cli
-from test_models import _matched
+from test_models import _both_ways
 
 import vidpipe
 from vidpipe import models
@@ -39,12 +39,7 @@ def test_openvino_agrees_with_eager_fp32(frames, precision, iou, score, cache, m
     ov = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision=precision, threshold=0.3)
     assert ov.backend == "openvino" and ov.precision == precision
     assert ov.torch_threads == 1 and eager.torch_threads is None  # the cores go to OpenVINO's threads
-    forward = backward = (0, 0)
-    for a, b in zip(eager(frames), ov(frames), strict=True):
-        m, n = _matched(a[a.scores >= 0.6], b, iou=iou, score=score)
-        forward = (forward[0] + m, forward[1] + n)
-        m, n = _matched(b[b.scores >= 0.6], a, iou=iou, score=score)
-        backward = (backward[0] + m, backward[1] + n)
+    forward, backward = _both_ways(eager(frames), ov(frames), floor=0.6, iou=iou, score=score)
     print(f"openvino {precision}: eager→ov {forward[0]}/{forward[1]}, ov→eager {backward[0]}/{backward[1]}")
     assert forward[1] >= 20 and forward[0] == forward[1] and backward[0] == backward[1]
 
@@ -142,12 +137,7 @@ def test_int8_keeps_the_detections_on_frames_it_was_not_calibrated_on(unseen, ca
     int8 = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision="int8", threshold=0.3)
     assert int8.precision == "int8" and int8.converted is not None and int8.model.path.name.endswith("-int8.xml")
     assert max(int(p.stem) for p in CALIBRATION.glob("*.jpg")) < 776
-    forward = backward = (0, 0)
-    for a, b in zip(eager(unseen), int8(unseen), strict=True):
-        m, n = _matched(a[a.scores >= 0.5], b, iou=0.85, score=0.08)
-        forward = (forward[0] + m, forward[1] + n)
-        m, n = _matched(b[b.scores >= 0.5], a, iou=0.85, score=0.08)
-        backward = (backward[0] + m, backward[1] + n)
+    forward, backward = _both_ways(eager(unseen), int8(unseen), floor=0.5, iou=0.85, score=0.08)
     print(f"int8: eager→int8 {forward[0]}/{forward[1]}, int8→eager {backward[0]}/{backward[1]}")
     assert forward[1] >= 40 and forward[0] >= 0.95 * forward[1] and backward[0] >= 0.95 * backward[1]
     again = models.load("ssd_mobilenet_v2_coco", backend="openvino", precision="int8")
