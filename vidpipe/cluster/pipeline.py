@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import VidpipeError
 from ..options import DEFAULT_BATCH, StreamOptions
-from ..pipeline.runner import given_streams
 from ..pipeline.stats import Stats
-from ..pipeline.streams import check_stream_name, split_name
+from ..pipeline.streams import check_stream_name, split_name, stream_specs
 from ..sinks import Sink, VideoSink
 from ..types import Event, Result
 from .driver import ClusterError, ClusterRun, connect
@@ -94,7 +93,15 @@ class ClusterPipeline:
         live: int | None = None,
         output_dir: str | os.PathLike | None = None,
     ) -> None:
-        specs = given_streams(detector, source, sources, keep_alive, sink_errors)
+        if detector is None:
+            raise VidpipeError("a pipeline needs a detector")
+        if source is not None and sources is not None:
+            raise VidpipeError("give one source, or sources=[...], not both")
+        if source is None and sources is None and not keep_alive:
+            raise VidpipeError("give one source, or sources=[...] (or keep_alive=True to add streams later)")
+        if sink_errors not in ("stop", "isolate"):
+            raise VidpipeError(f"sink_errors must be one of stop, isolate, got {sink_errors!r}")
+        specs = stream_specs([source] if sources is None else sources) if (source or sources) else []
         for spec in specs:
             if not isinstance(spec.source, (str, os.PathLike)):
                 raise VidpipeError(f"stream {spec.name}: with cluster=..., give sources as text (workers open them)")

@@ -46,21 +46,6 @@ _POLL = 0.1  # seconds between checks of the stop flags while blocked on a queue
 SINK_ERRORS = ("stop", "isolate")
 
 
-def given_streams(
-    detector: object, source: object, sources: Sequence[object] | None, keep_alive: bool, sink_errors: str
-) -> list[StreamSpec]:
-    """Check a pipeline's common arguments (one here or on a cluster); the streams it is given."""
-    if detector is None:
-        raise VidpipeError("a pipeline needs a detector")
-    if source is not None and sources is not None:
-        raise VidpipeError("give one source, or sources=[...], not both")
-    if source is None and sources is None and not keep_alive:
-        raise VidpipeError("give one source, or sources=[...] (or keep_alive=True to add streams later)")
-    if sink_errors not in SINK_ERRORS:
-        raise VidpipeError(f"sink_errors must be one of {', '.join(SINK_ERRORS)}, got {sink_errors!r}")
-    return stream_specs([source] if sources is None else sources) if (source or sources) else []
-
-
 class StreamsFailedError(VidpipeError):
     """Some streams of a run failed (the others finished); ``errors`` maps each stream to its error."""
 
@@ -135,13 +120,20 @@ class Pipeline:
         full_frames: bool = True,
         cluster: None = None,
     ) -> None:
-        specs = given_streams(detector, source, sources, keep_alive, sink_errors)
+        if detector is None:
+            raise VidpipeError("a pipeline needs a detector")
+        if source is not None and sources is not None:
+            raise VidpipeError("give one source, or sources=[...], not both")
+        if source is None and sources is None and not keep_alive:
+            raise VidpipeError("give one source, or sources=[...] (or keep_alive=True to add streams later)")
         if not isinstance(batch, int) or batch < 1:
             raise VidpipeError(f"batch must be at least 1, got {batch!r}")
         if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
             raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
         if in_flight is not None and (not isinstance(in_flight, int) or in_flight < 1):
             raise VidpipeError(f"in_flight must be at least 1, got {in_flight!r}")
+        if sink_errors not in SINK_ERRORS:
+            raise VidpipeError(f"sink_errors must be one of {', '.join(SINK_ERRORS)}, got {sink_errors!r}")
         bound_arenas()  # a pipeline may run for months, its streams reconnecting (see vidpipe.memory)
         options = options or StreamOptions()
         if max_frames is not None:
@@ -178,6 +170,7 @@ class Pipeline:
         self._untold: list[Event] = []  # streams that failed before the run: said in the outputs
         self._progress = None
         self.stopped = False  # set by stop(): the run ended early on request
+        specs = stream_specs([source] if sources is None else sources) if (source or sources) else []
         for spec in specs:
             self._register(spec, options)
         for name, error in (failed or {}).items():
