@@ -2,6 +2,9 @@
 #   make demo   installs what is missing, then detects objects in the bundled clip (results under out/)
 #   make test   installs what is missing, then runs ruff and the test suite
 #   make serve  installs what is missing, then serves the bundled clip (looped) and a test pattern
+#   make lock   resolves the newest versions pyproject.toml allows into requirements.lock (then run make test)
+# Every install takes its versions from requirements.lock (pip constraints): a fresh clone installs what
+# was tested.
 # The virtual environment uses the distribution's Python so that its GStreamer bindings (python3-gi,
 # python3-gst-1.0: buffers map to memoryviews without a copy) are visible next to PyTorch.
 
@@ -9,8 +12,10 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE := media/sample.mp4
+LOCK := requirements.lock
+EXTRAS := track,onnx,openvino,serve,ray,int8,test
 
-.PHONY: demo test serve lint bench bench-streams bench-serve soak system-deps test-system-deps clean
+.PHONY: demo test serve lock lint bench bench-streams bench-serve soak system-deps test-system-deps clean
 
 demo: $(BIN)/.installed
 	$(BIN)/vidpipe detect $(SAMPLE) --json out/detections.jsonl --video out/annotated.mp4 --graph out/pipeline.png
@@ -46,13 +51,24 @@ $(BIN)/.venv: | system-deps
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	touch $@
 
-$(BIN)/.installed: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e '.[track,onnx,openvino,serve]'
+$(BIN)/.installed: pyproject.toml $(LOCK) $(BIN)/.venv
+	$(BIN)/pip install -q -c $(LOCK) -e '.[track,onnx,openvino,serve]'
 	touch $@
 
-$(BIN)/.installed-test: pyproject.toml $(BIN)/.venv
-	$(BIN)/pip install -q -e '.[track,onnx,openvino,serve,ray,int8,test]'
+$(BIN)/.installed-test: pyproject.toml $(LOCK) $(BIN)/.venv
+	$(BIN)/pip install -q -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@ $(BIN)/.installed
+
+# A fresh environment, the newest versions pyproject.toml allows, frozen (the distribution's packages,
+# seen through --system-site-packages, are left out: apt installs those).
+lock: | system-deps
+	rm -rf .lock-venv
+	$(PYTHON) -m venv --system-site-packages .lock-venv
+	.lock-venv/bin/pip install -q '.[$(EXTRAS)]'
+	{ echo "# pip constraints: the versions make demo, make test and CI install (make lock writes this file)"; \
+	  echo "# $$(date -u +%Y-%m-%d), $$($(PYTHON) --version), $$(uname -m)"; \
+	  .lock-venv/bin/pip freeze --local --exclude vidpipe; } > $(LOCK)
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) out

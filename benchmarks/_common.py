@@ -55,3 +55,16 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def opencv_net():
+    """OpenCV DNN's network read from the bundled TensorFlow graph: the reference. OpenCV 5 removed the
+    TensorFlow importer: the test extra asks for ``opencv-python<5`` (``make test`` installs the locked 4.x)."""
+    import cv2
+
+    from vidpipe.models.ssd_mobilenet_v2 import bundled_graph
+
+    if not hasattr(cv2.dnn, "readNetFromTensorflow"):
+        raise SystemExit(f"opencv-python {cv2.__version__} has no TensorFlow importer: pip install 'opencv-python<5'")
+    graph = bundled_graph()
+    return cv2.dnn.readNetFromTensorflow(str(graph), str(graph.with_name("ssd_mobilenet_v2_coco_2018_03_29.pbtxt")))

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import cv2
 import torch
-from _common import ROOT, SAMPLE
+from _common import ROOT, SAMPLE, opencv_net
 
 import vidpipe
 from vidpipe import models
-from vidpipe.models.ssd_mobilenet_v2 import bundled_graph
 
 
 def load_frames(count: int) -> list[torch.Tensor]:
@@ -51,8 +50,7 @@ def detector_fps(det: models.Detector, frames: list[torch.Tensor], batch: int, r
 
 
 def opencv_fps(frames: list[torch.Tensor]) -> float:
-    graph = bundled_graph()
-    net = cv2.dnn.readNetFromTensorflow(str(graph), str(graph.with_name("ssd_mobilenet_v2_coco_2018_03_29.pbtxt")))
+    net = opencv_net()
     images = [f.numpy() for f in frames]
     net.setInput(cv2.dnn.blobFromImage(images[0], 1.0, (300, 300)))
     net.forward()

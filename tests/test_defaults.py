@@ -4,19 +4,11 @@ with the detections kept within the agreement bounds."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-import torch
 from conftest import vidpipe_cli
-from test_models import _matched
 
-import vidpipe
-from media import first_frames, rotate_mp4
 from vidpipe import models
 from vidpipe.models import base
-from vidpipe.sinks import JsonlSink, VideoSink
 
 
 @pytest.mark.parametrize(
@@ -69,69 +61,3 @@ def test_the_summary_says_which_backend_and_why(sample, tmp_path):
     assert "--backend auto for ssd_mobilenet_v2_coco on this CPU: openvino" in listing
 
 
-@pytest.fixture(scope="module")
-def clip(sample, tmp_path_factory) -> Path:
-    return first_frames(sample, tmp_path_factory.mktemp("defaults") / "clip.mp4", 150)
-
-
-def _run(clip: Path, detector, full_frames: bool, tmp_path: Path) -> list[dict]:
-    out = tmp_path / f"full{full_frames}.jsonl"
-    vidpipe.Pipeline(str(clip), detector, sinks=[JsonlSink(out)], full_frames=full_frames).run()
-    return [json.loads(x) for x in out.read_text().splitlines() if '"event"' not in x]
-
-
-def _detections(record: dict) -> vidpipe.Detections:
-    found = record["detections"]
-    return vidpipe.Detections(
-        torch.tensor([d["box"] for d in found]).reshape(-1, 4), torch.tensor([d["score"] for d in found]),
-        torch.tensor([d["class_id"] for d in found], dtype=torch.int64), [d["label"] for d in found],
-    )  # fmt: skip
-
-
-def test_scaling_in_gstreamer_keeps_the_detections(clip, tmp_path):
-    """Frames scaled by GStreamer (YUV to RGB and 384x288 to 300x300 in one pass) against PyTorch's own
-    resize of the full RGB frame: every detection >= 0.6 of either has a partner in the other (same
-    class, IoU >= 0.85, |Δscore| <= 0.08: the bounds bf16 is held to) on at least 97 % of them."""
-    detector = models.load("ssd_mobilenet_v2_coco", threshold=0.3)
-    full, scaled = _run(clip, detector, True, tmp_path), _run(clip, detector, False, tmp_path)
-    assert len(full) == len(scaled) >= 150
-    assert all((r["width"], r["height"]) == (384, 288) for r in scaled)  # the picture's size
-    forward = backward = (0, 0)
-    for a, b in zip(full, scaled, strict=True):
-        a, b = _detections(a), _detections(b)
-        m, n = _matched(a[a.scores >= 0.6], b, iou=0.85, score=0.08)
-        forward = (forward[0] + m, forward[1] + n)
-        m, n = _matched(b[b.scores >= 0.6], a, iou=0.85, score=0.08)
-        backward = (backward[0] + m, backward[1] + n)
-    print(f"full→scaled {forward[0]}/{forward[1]}, scaled→full {backward[0]}/{backward[1]}")
-    assert forward[1] >= 60
-    assert forward[0] >= 0.97 * forward[1] and backward[0] >= 0.97 * backward[1]
-
-
-def test_frames_keep_their_picture_when_an_output_draws(clip, tmp_path):
-    detector = models.load("ssd_mobilenet_v2_coco")
-    pipeline = vidpipe.Pipeline(str(clip), detector, sinks=[VideoSink(tmp_path / "v.mp4")], full_frames=False)
-    assert pipeline.model_size() is None  # the video needs the full picture
-    assert vidpipe.Pipeline(str(clip), detector, full_frames=False).model_size() == (300, 300)
-    assert vidpipe.Pipeline(str(clip), detector).model_size() is None  # Python's default: full frames
-
-
-def test_a_rotated_picture_keeps_its_upright_size(tmp_path, sample):
-    rotated = rotate_mp4(first_frames(sample, tmp_path / "short.mp4", 10), tmp_path / "rotated.mp4")
-    with vidpipe.open(rotated, model_size=(300, 300)) as src:
-        frame = next(iter(src))
-        assert frame.tensor.shape == (300, 300, 3)
-        assert (frame.width, frame.height) == (288, 384) and (src.info.width, src.info.height) == (288, 384)
-
-
-@pytest.mark.parametrize(
-    ("extra", "expected"),
-    [([], (300, 300)), (["--video", "v.mp4"], None), (["--model", "x.onnx"], None), (["--device", "cuda"], None),
-     (["--model", "ssd300"], (300, 300))],
-)  # fmt: skip
-def test_the_cli_scales_in_gstreamer_only_when_nothing_draws(extra, expected):
-    from vidpipe.cli import build_parser
-    from vidpipe.cli.detect import stream_options
-
-    args = build_parser().parse_args(["detect", "clip.mp4", *extra])
-    assert stream_options(args).model_size == expected

@@ -55,12 +55,8 @@ def events_of(path: Path) -> list[dict]:
 
 
 def cli_detect(clip: Path, out: Path, *args: str) -> list[dict]:
-    """``vidpipe detect`` on full frames (an annotated video is asked for, so nothing is scaled for the
-    model in GStreamer: the element sees the whole picture too)."""
-    result = vidpipe_cli(
-        "detect", str(clip), "--json", str(out), "--video", str(out.with_suffix(".mp4")), "--backend", "torch",
-        "--precision", "fp32", *args,
-    )  # fmt: skip
+    """``vidpipe detect`` as a user runs it (the model's input is made one way, whatever the outputs)."""
+    result = vidpipe_cli("detect", str(clip), "--json", str(out), "--backend", "torch", "--precision", "fp32", *args)
     assert result.returncode == 0, result.stderr
     return frames_of(out)
 

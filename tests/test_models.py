@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import pytest
 import torch
 import torchvision
 from conftest import vidpipe_cli
+from reference import opencv_detections
 from torchvision.ops import box_iou
 
 import vidpipe
 from vidpipe import errors, models
 from vidpipe.models.detections import Detections
 from vidpipe.models.ssd300 import SSD300, SSD300Detector
-from vidpipe.models.ssd_mobilenet_v2 import bundled_graph, tf_anchors
+from vidpipe.models.ssd_mobilenet_v2 import tf_anchors
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +26,6 @@ def footage(sample):
     """Every 15th frame of the bundled clip: 104 frames of real footage."""
     with vidpipe.open(sample) as src:
         return [f.tensor for f in src if f.index % 15 == 0]
-
-
-def _opencv_detections(frames, threshold):
-    graph = bundled_graph()
-    net = cv2.dnn.readNetFromTensorflow(str(graph), str(graph.with_name("ssd_mobilenet_v2_coco_2018_03_29.pbtxt")))
-    results = []
-    for frame in frames:
-        h, w = frame.shape[:2]
-        net.setInput(cv2.dnn.blobFromImage(frame.numpy(), 1.0, (300, 300), swapRB=False, crop=False))
-        out = net.forward()[0, 0]
-        out = out[out[:, 2] >= threshold]
-        boxes = torch.from_numpy(np.clip(out[:, 3:7], 0, 1) * [w, h, w, h]).float()  # TF clips to the image
-        ids = torch.from_numpy(out[:, 1].astype(np.int64))
-        results.append(Detections(boxes, torch.from_numpy(out[:, 2]).float(), ids, [""] * len(ids)))
-    return results
 
 
 def _matched(a: Detections, b: Detections, *, iou: float, score: float) -> tuple[int, int]:
@@ -77,7 +61,7 @@ def test_ssd_mobilenet_v2_agrees_with_opencv_dnn(footage):
     # Candidates down to 0.47 on both sides, so that a score of 0.50 vs 0.49 (within the 0.03 allowed)
     # is not counted as a miss; detections >= 0.5 are the ones that must be matched.
     ours = models.load("ssd_mobilenet_v2_coco", threshold=0.47)(footage)
-    theirs = _opencv_detections(footage, 0.47)
+    theirs = opencv_detections(footage, 0.47)
     forward = backward = (0, 0)
     for mine, ref in zip(ours, theirs, strict=True):
         m, n = _matched(ref[ref.scores >= 0.5], mine, iou=0.9, score=0.03)

@@ -10,7 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .errors import VidpipeError
+from .unwinder import prefer_gcc_unwinder
+
+prefer_gcc_unwinder()  # before anything loads GStreamer's libunwind (see vidpipe.unwinder)
+
+from .errors import VidpipeError  # noqa: E402
 
 if TYPE_CHECKING:
     from . import errors, models

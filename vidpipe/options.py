@@ -44,7 +44,6 @@ class StreamOptions:
     open_timeout: float = OPEN_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     gpu_decode: bool = False
-    model_size: tuple[int, int] | None = None  # (w, h): frames scaled for a fixed-input model in GStreamer
     loop: bool = False  # a file plays at its own speed and starts again at its end (a demo camera)
 
     def latency_bound(self, live: bool) -> float | None:

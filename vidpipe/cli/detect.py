@@ -243,15 +243,12 @@ def outputs_summary(sinks: list[Sink], graph: str | None, summary: str | None = 
 
 
 def stream_options(args: argparse.Namespace) -> StreamOptions:
-    """How the streams are read: rate, latency bound, frame limit, GPU decoding, and the model's input
-    size when no output draws on the frames (they are then scaled to it inside GStreamer, in each
-    stream's own thread: off the inference thread, and a small copy into Python)."""
+    """How the streams are read: rate, latency bound, frame limit, GPU decoding."""
     return StreamOptions(
         detect_fps=args.detect_fps,
         max_latency=args.max_latency,
         max_frames=args.max_frames,
         gpu_decode=args.device.startswith("cuda"),  # decode where the model runs, when GStreamer can
-        model_size=None if args.video or args.device != "cpu" else models.INPUT_SIZES.get(args.model),
     )
 
 

@@ -115,17 +115,11 @@ class Source:
         stall_timeout: float | None = None,
         gpu_decode: bool = False,
         cancel: threading.Event | None = None,
-        model_size: tuple[int, int] | None = None,
         pace: bool = False,
     ) -> None:
         self.opened_at = time.time()  # when opening began (before any frame of it)
         self._spec = parse_source(source)
         self._cancel = cancel
-        if model_size is not None and size is not None:
-            raise SourceError(f"{self._spec.text}: give size or model_size, not both")
-        self._model_size = model_size
-        self._picture: tuple[int, int] | None = None
-        self._quarter_turn = False  # the picture is tagged as rotated by 90° or 270°
         _check_fds(self._spec.text)
         if max_fps is not None and not max_fps > 0:
             raise SourceError(f"{self._spec.text}: max_fps must be above 0, got {max_fps}")
@@ -161,7 +155,7 @@ class Source:
         self.decoding = nvidia_decoding() if gpu_decode else Decoding(False, "software decoding")
         if self.decoding.gpu:
             prefer_nvidia_decoders()
-        self._pipeline = self._build(size or model_size, keep_aspect)
+        self._pipeline = self._build(size, keep_aspect)
         self._finalizer = weakref.finalize(self, _teardown, self._pipeline, self._handlers, self._probes)
         self._bus = self._pipeline.get_bus()
         self._appsink = self._pipeline.get_by_name("sink")
@@ -233,9 +227,6 @@ class Source:
         if self._numbered:  # (a Python callback per frame: only where needed)
             decoded = pipeline.get_by_name("frames").get_static_pad("sink")
             self._probes.append((decoded, decoded.add_probe(Gst.PadProbeType.BUFFER, _weak(self._on_decoded))))
-        if self._model_size is not None:
-            pad = pipeline.get_by_name("orient").get_static_pad("sink")
-            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, _weak(self._on_tag))))
         if self.live or self._maybe_live:
             pad = pipeline.get_by_name("sink").get_static_pad("sink")
             self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._count_arrival))))
@@ -367,27 +358,7 @@ class Source:
             self._become_live()
         self._caps = sample.get_caps()
         self._reader = BufferReader(self._caps)
-        self._picture = self._picture_size()
         self.info = self._make_info(sample.get_caps())
-
-    def _picture_size(self) -> tuple[int, int] | None:
-        """With ``model_size``: the upright picture's (width, height), before it is scaled (the
-        converter scales and converts in one pass, so it is read at its input; the flip after it turns
-        a picture tagged as rotated by 90° or 270°)."""
-        if self._model_size is None:
-            return None
-        caps = self._pipeline.get_by_name("convert").get_static_pad("sink").get_current_caps()
-        structure = caps.get_structure(0)
-        width, height = structure.get_int("width")[1], structure.get_int("height")[1]
-        return (height, width) if self._quarter_turn else (width, height)
-
-    def _on_tag(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
-        event = info.get_event()
-        if event is not None and event.type == Gst.EventType.TAG:
-            ok, orientation = event.parse_tag().get_string("image-orientation")
-            if ok:
-                self._quarter_turn = orientation.removeprefix("flip-") in ("rotate-90", "rotate-270")
-        return Gst.PadProbeReturn.OK
 
     def _has_length(self) -> bool:
         ok, nanos = self._pipeline.query_duration(Gst.Format.TIME)
@@ -417,7 +388,7 @@ class Source:
         else:
             frames = round(duration * fps) if duration and fps else None
         codec, container = self._describe_streams()
-        width, height = self._picture or (self._reader.width, self._reader.height)
+        width, height = self._reader.width, self._reader.height
         return SourceInfo(
             source=self._spec.text,
             width=width,
@@ -477,7 +448,6 @@ class Source:
                 caps = sample.get_caps()
                 if not caps.is_equal(self._caps):
                     self._caps, self._reader = caps, BufferReader(caps)
-                    self._picture = self._picture_size()
                 yield self._frame(buf, wall)
             else:
                 if self._stopping.is_set():
@@ -525,7 +495,7 @@ class Source:
         pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else (index / fps if fps else 0.0)
         self._last_pts = pts
         tensor = self._reader.to_tensor(buf)
-        return Frame(tensor, index, pts, stream=self.stream, wall=self._arrival(buf, pulled), picture=self._picture)
+        return Frame(tensor, index, pts, stream=self.stream, wall=self._arrival(buf, pulled))
 
     @property
     def name(self) -> str:
@@ -674,7 +644,6 @@ def open(
     stall_timeout: float | None = None,
     gpu_decode: bool = False,
     cancel: threading.Event | None = None,
-    model_size: tuple[int, int] | None = None,
     pace: bool = False,
 ) -> Source:
     """Open a video source and return a :class:`Source` (iterable of :class:`Frame`, context manager).
@@ -690,9 +659,6 @@ def open(
     ``stall_timeout``: a live source with no frame for this long raises (default: ``timeout``).
     ``gpu_decode``: decode with NVIDIA's decoders and convert to RGB on the GPU where GStreamer has them
     (``source.decoding`` says what was chosen and why; software decoding otherwise).
-    ``model_size=(w, h)``: frames are scaled to a fixed-input model's size inside GStreamer (in the
-    stream's own thread, off the inference thread; copied into Python at that size), while
-    ``frame.picture``, ``frame.width``/``height`` and ``info`` keep the picture's size.
     ``cancel``: an event that gives up the wait for the first frame (raising
     :class:`~vidpipe.errors.OpenCancelledError`) within 50 ms of being set.
     ``pace``: frames come at the file's own speed (by the clock), not as fast as they decode.
@@ -710,6 +676,5 @@ def open(
         stall_timeout=stall_timeout,
         gpu_decode=gpu_decode,
         cancel=cancel,
-        model_size=model_size,
         pace=pace,
     )

@@ -8,11 +8,15 @@ Names: ``ssd_mobilenet_v2_coco`` (default, works offline), ``ssd300`` (NVIDIA's,
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 from ..errors import ModelError, UnknownModelError
+from ..unwinder import MIXED_MESSAGE, mixed_unwinders
 from .base import Batch, Detector
 from .detections import Detections
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "ssd_mobilenet_v2_coco"
 BUILT_IN = {
@@ -54,6 +58,9 @@ def choose_backend(backend: str, name: str, device: str = "cpu") -> tuple[str, s
         return "torch", "auto: OpenVINO runs the built-in models only"
     if importlib.util.find_spec("openvino") is None:
         return "torch", "auto: OpenVINO is not installed (pip install 'vidpipe[openvino]')"
+    if mixed_unwinders():
+        log.warning("OpenVINO is not used: %s", MIXED_MESSAGE)
+        return "torch", "auto: OpenVINO cannot run safely in this process (GStreamer loaded before vidpipe)"
     return "openvino", "auto: OpenVINO on the CPU"
 
 

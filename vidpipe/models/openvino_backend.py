@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..unwinder import MIXED_MESSAGE, mixed_unwinders
 from .base import Detector, choose_precision
 from .ssd_mobilenet_v2 import cache_dir
 
@@ -33,6 +34,8 @@ CALIBRATION = Path(__file__).with_name("calibration")  # frames of the bundled c
 
 
 def _openvino():
+    if mixed_unwinders():
+        raise ModelError(f"--backend openvino: {MIXED_MESSAGE}")
     try:
         import openvino
     except ImportError:

@@ -52,7 +52,7 @@ class Engine:
                 yield from items
                 continue
             self.stats.add("decode wait", waited, len(frames))
-            flight.launch(frames, tag=(items, time.time()), sizes=_sizes(items))
+            flight.launch(frames, tag=(items, time.time()))
         for done in flight.drain():
             yield from collected(*done)
 
@@ -63,17 +63,9 @@ class Engine:
             return []
         flight = InFlight(self.detector, 1, self.stats.add)
         with torch.inference_mode():
-            flight.launch([frame.tensor for frame in frames], tag=None, sizes=_sizes(frames))
+            flight.launch([frame.tensor for frame in frames], tag=None)
             _, detections = flight.collect()
         return [Result(frame, found) for frame, found in zip(frames, detections, strict=True)]
-
-
-def _sizes(items: Sequence) -> list[tuple[int, int]] | None:
-    """Each frame's picture (h, w) when some were scaled for the model in GStreamer, else None."""
-    frames = [item for item in items if isinstance(item, Frame)]
-    if all(frame.picture is None for frame in frames):
-        return None
-    return [(frame.height, frame.width) for frame in frames]
 
 
 def _merged(items: list[Frame | Event | End], detections: list) -> Iterator[Result | Event | End]:

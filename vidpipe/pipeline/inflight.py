@@ -84,16 +84,12 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def launch(self, frames: list[torch.Tensor], tag: Any = None, sizes: list | None = None) -> None:
-        """Start a batch (``tag`` comes back with its detections). ``sizes``: each frame's picture
-        (h, w), when the tensors were scaled for the model before (boxes come out in the picture's
-        pixels); default: the tensors' sizes."""
+    def launch(self, frames: list[torch.Tensor], tag: Any = None) -> None:
+        """Start a batch of ``uint8[H, W, 3]`` frames (``tag`` comes back with its detections)."""
         det, lane = self.detector, self.lanes.take()
         with self.lanes.use(lane), det.threads():
             t0 = time.perf_counter()
             batch = det.preprocess(frames)
-            if sizes is not None:
-                batch.sizes = sizes
             t1 = time.perf_counter()
             outputs = det.forward(batch)
             if self.count == 1 and det.device.type == "cuda":

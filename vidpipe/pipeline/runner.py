@@ -29,7 +29,7 @@ from ..errors import VidpipeError
 from ..gst.source import Source
 from ..gst.uri import source_path
 from ..memory import bound_arenas
-from ..models.base import Detector, FixedInputDetector
+from ..models.base import Detector
 from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
 from ..sinks import Sink, check_output_paths, expand_streams
 from ..types import Event, Frame, Result, SourceInfo
@@ -78,9 +78,8 @@ class Pipeline:
     events, line crossings, zone entries) from the output thread. ``sink_errors``: ``"stop"`` (the first
     failing sink ends the run) or ``"isolate"`` (it is counted and said once; the rest goes on).
     ``in_flight``: batches started before the oldest one's results are collected (default: 2 on CUDA,
-    1 on the CPU). ``full_frames=False``: when no sink needs pixels, frames are scaled to a fixed-input
-    model's size inside GStreamer, in each stream's own thread (``result.frame.tensor`` is then that
-    small picture; boxes, ``frame.width``/``height`` stay in the source's pixels).
+    1 on the CPU). Every frame reaches the detector whole and is resized there, one way whatever the
+    outputs (see :func:`vidpipe.models.base.stack_resized`).
 
     ``cluster="ray"`` (a local Ray started and stopped with the run), ``"auto"`` or ``"ray://HOST:PORT"``
     (a running cluster) spreads the streams over Ray workers: the same methods, results without pixels
@@ -117,7 +116,6 @@ class Pipeline:
         in_flight: int | None = None,
         keep_alive: bool = False,
         sink_errors: str = "stop",
-        full_frames: bool = True,
         cluster: None = None,
     ) -> None:
         if detector is None:
@@ -143,7 +141,6 @@ class Pipeline:
         self.in_flight = default_in_flight(detector.device) if in_flight is None else in_flight
         self.batch = batch
         self.keep_alive = keep_alive
-        self.full_frames = full_frames
         self.analysis = Analysis(
             classes=classes, known=detector.classes, model=detector.name, track=track, lines=lines, zones=zones,
             anchor=anchor, stages=stages,
@@ -239,24 +236,10 @@ class Pipeline:
                 reader.start()
         return name
 
-    def model_size(self) -> tuple[int, int] | None:
-        """The (w, h) frames are scaled to inside GStreamer: the detector's fixed square input, unless
-        ``full_frames`` or a sink needs pixels; None when frames keep their picture."""
-        size = getattr(self.detector, "input_size", None)
-        fixed = isinstance(self.detector, FixedInputDetector) and self.detector.device.type == "cpu"
-        if self.full_frames or size is None or size[0] != size[1] or not fixed:
-            return None
-        if any(getattr(sink, "needs_pixels", True) for sink in self.outputs.sinks):
-            return None
-        return size[1], size[0]
-
     def _stream_options(
         self, detect_fps: float | None, max_latency: float | None, max_frames: int | None
     ) -> StreamOptions:
         changes = {}
-        size = self.model_size() if self._started else None
-        if size is not None:
-            changes["model_size"] = size
         if detect_fps is not None:
             if not (isinstance(detect_fps, int | float) and math.isfinite(detect_fps) and detect_fps > 0):
                 raise VidpipeError(f"detect_fps must be a number above 0, got {detect_fps!r}")
@@ -385,10 +368,7 @@ class Pipeline:
             )
             check_open_files(sum(1 for r in self.readers if r.source is None))
             self.stats.started = time.perf_counter()
-            size = self.model_size()
             for reader in self._readers.values():
-                if size is not None and reader.source is None:
-                    reader.options = dataclasses.replace(reader.options, model_size=size)
                 reader.start()
 
     def start(self) -> Pipeline:

@@ -170,7 +170,6 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: t
         stream=name,
         gpu_decode=options.gpu_decode,
         cancel=cancel,
-        model_size=options.model_size,
         pace=options.loop,
     )
 
