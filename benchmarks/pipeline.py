@@ -169,7 +169,7 @@ def main() -> None:
     defaults(frames[: args.batch])
     if openvino is not None:
         names["f"] = f"(f) as (e), --backend openvino ({openvino.precision})"
-    names["g"] = f"(g) the defaults ({defaults.backend} {defaults.precision}, scaled in GStreamer)"
+    names["g"] = f"(g) the defaults ({defaults.backend} {defaults.precision})"
     names["h"] = f"(h) model only, {defaults.backend} {defaults.precision}, batch {args.batch}"
     runs = {
         "a": lambda: model_only(det, frames, args.batch),

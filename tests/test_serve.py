@@ -21,7 +21,7 @@ from serve_helpers import Broker, Listener, Served, jsonl, recordings
 
 import vidpipe
 from media import encode
-from vidpipe.pipeline import Pipeline
+from vidpipe.api import Pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,11 @@ from .errors import VidpipeError  # noqa: E402
 
 if TYPE_CHECKING:
     from . import errors, models
+    from .api import Pipeline, detect
     from .gst.source import Source, open
     from .models import Detector
     from .options import StreamOptions
-    from .pipeline import Pipeline, Stats, StreamsFailedError, detect
+    from .pipeline import Stats, StreamsFailedError
     from .types import Detections, Event, Frame, Result, SourceInfo
 
 __all__ = [
@@ -52,10 +53,10 @@ _WHERE = {
     "SourceInfo": "types",
     "Detector": "models",
     "StreamOptions": "options",
-    "Pipeline": "pipeline",
+    "Pipeline": "api",
     "Stats": "pipeline",
     "StreamsFailedError": "pipeline",
-    "detect": "pipeline",
+    "detect": "api",
     "Source": "gst.source",
     "open": "gst.source",
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import models
 from ..analytics import parse_line, parse_zone
+from ..api import Pipeline
 from ..errors import OutputError, VidpipeError
 from ..gst import Gst
 from ..gst.graph import FORMATS as GRAPH_FORMATS
@@ -22,7 +23,7 @@ from ..gst.source import Source
 from ..gst.uri import source_path
 from ..models.base import check_threshold
 from ..options import StreamOptions, default_batch
-from ..pipeline import Pipeline, StreamsFailedError
+from ..pipeline import StreamsFailedError
 from ..pipeline.graph import flow_graph
 from ..pipeline.streams import StreamSpec, check_open_files, open_streams, read_sources_file, stream_specs
 from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink, VideoSink, check_output_paths, expand_streams

@@ -2,7 +2,7 @@
 through stages, written to sinks opened per stream."""
 
 from .batcher import Batcher
-from .runner import Pipeline, StreamsFailedError, detect
+from .runner import Pipeline, StreamsFailedError
 from .stages import ClassFilter, Stage
 from .stats import Stats, StreamStats
 from .streams import StreamReader, StreamSpec, read_sources_file, stream_specs
@@ -17,7 +17,6 @@ __all__ = [
     "StreamSpec",
     "StreamStats",
     "StreamsFailedError",
-    "detect",
     "read_sources_file",
     "stream_specs",
 ]

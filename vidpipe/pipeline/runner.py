@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from .. import models
 from ..analytics import Line, Zone
 from ..analytics.plan import Analysis, Chain, Stage
 from ..errors import VidpipeError
@@ -81,17 +80,8 @@ class Pipeline:
     1 on the CPU). Every frame reaches the detector whole and is resized there, one way whatever the
     outputs (see :func:`vidpipe.models.base.stack_resized`).
 
-    ``cluster="ray"`` (a local Ray started and stopped with the run), ``"auto"`` or ``"ray://HOST:PORT"``
-    (a running cluster) spreads the streams over Ray workers: the same methods, results without pixels
-    (see :class:`vidpipe.cluster.ClusterPipeline` for its own keywords: ``workers``, ``cpus_per_worker``).
+    :class:`vidpipe.Pipeline` adds ``cluster=``: the same pipeline over Ray workers.
     """
-
-    def __new__(cls, *args: object, cluster: str | None = None, **kwargs: object) -> Pipeline:
-        if cluster is not None and cls is Pipeline:
-            from ..cluster.pipeline import ClusterPipeline
-
-            return ClusterPipeline(*args, cluster=cluster, **kwargs)  # type: ignore[return-value]
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -116,7 +106,6 @@ class Pipeline:
         in_flight: int | None = None,
         keep_alive: bool = False,
         sink_errors: str = "stop",
-        cluster: None = None,
     ) -> None:
         if detector is None:
             raise VidpipeError("a pipeline needs a detector")
@@ -594,63 +583,3 @@ def _info_of(result: Result) -> SourceInfo:
     """What is known of a stream from one of its results (for a stream handed in by the caller)."""
     frame = result.frame
     return SourceInfo(frame.stream, frame.width, frame.height, None, None, None, None, None, False, frame.stream)
-
-
-def detect(
-    source: str | os.PathLike | Source | Sequence[str | os.PathLike | Source],
-    model: str | Detector = models.DEFAULT_MODEL,
-    *,
-    weights: str | None = None,
-    device: str = "cpu",
-    precision: str = "auto",
-    backend: str = "auto",
-    batch: int = DEFAULT_BATCH,
-    threshold: float | None = None,
-    classes: Iterable[str] | None = None,
-    track: bool = False,
-    lines: Sequence[Line | str] = (),
-    zones: Sequence[Zone | str] = (),
-    max_frames: int | None = None,
-    options: StreamOptions | None = None,
-    cluster: str | None = None,
-    workers: int = 2,
-) -> Iterator[Result]:
-    """Detect objects in every frame: ``for result in vidpipe.detect("clip.mp4"): ...``; several
-    sources: ``vidpipe.detect(["a.mp4", "cam=rtsp://..."])`` (``result.frame.stream`` says which).
-    ``cluster="ray"`` (a local Ray), ``"auto"`` or ``"ray://HOST:PORT"`` spreads the streams over
-    ``workers`` Ray actors; the results then carry no pixels (``frame.tensor`` is empty).
-
-    Yields one :class:`Result` per frame, in order per stream, while decoding, inference and your loop
-    overlap. ``track=True`` adds track ids; ``lines`` / ``zones`` add crossing and zone events to
-    ``result.events`` (see :class:`Pipeline`). ``model`` is a name (see ``vidpipe models``) or a
-    :class:`~vidpipe.models.Detector`. ``precision`` and ``backend`` default to ``auto`` as in ``vidpipe
-    detect``: bf16 where the CPU computes it natively, else fp32; OpenVINO for a built-in model on the
-    CPU where it is installed, else PyTorch.
-    """
-    if cluster is not None:  # (each worker loads the model: the driver need not)
-        detector: Detector | dict = model if isinstance(model, Detector) else {
-            "name": model, "weights": weights, "device": device, "precision": precision, "threshold": threshold,
-            "backend": backend}  # fmt: skip
-    else:
-        detector = (
-            model
-            if isinstance(model, Detector)
-            else models.load(
-                model, weights=weights, device=device, precision=precision, threshold=threshold, backend=backend
-            )
-        )
-    many = isinstance(source, (list, tuple))
-    pipeline = Pipeline(
-        None if many else source,
-        detector,
-        sources=list(source) if many else None,
-        batch=batch,
-        classes=classes,
-        track=track,
-        lines=lines,
-        zones=zones,
-        max_frames=max_frames,
-        options=options,
-        **({"cluster": cluster, "workers": workers} if cluster is not None else {}),
-    )
-    yield from pipeline

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from .. import models
+from ..api import Pipeline
 from ..errors import VidpipeError
 from ..options import default_batch
-from ..pipeline import Pipeline
 from ..redact import mask_secrets
 from ..sinks import CsvSink, JsonlSink, VideoSink
 from ..sinks.base import BaseSink, finish_each
