@@ -24,9 +24,8 @@ class Frame:
     ``tensor`` is ``torch.uint8[H, W, 3]``, RGB, contiguous: exactly the decoded pixels.
     ``index`` counts from 0 in decoding order; ``pts`` is the presentation time in seconds; ``stream``
     names the source the frame came from; ``wall`` is the UNIX time at which it left the decoder.
-    ``picture`` is the (width, height) of the source's picture when the tensor was scaled inside
-    GStreamer to a fixed-input model's size (boxes are reported in the picture's pixels); None when
-    the tensor is the picture.
+    ``picture`` is the (width, height) of the picture when the frame carries no pixels (a record that
+    crossed a process: its tensor is empty); None when the tensor is the picture.
     """
 
     tensor: torch.Tensor
