@@ -7,6 +7,7 @@ first part, and check a local file before GStreamer sees it.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import urllib.parse
 from dataclasses import dataclass
@@ -63,11 +64,30 @@ def _parse_test_uri(text: str) -> SourceSpec:
     return SourceSpec(text, "test", description, live=live)
 
 
+_SPECIAL = (
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+)
+_PSEUDO = ("/proc/", "/sys/")  # the kernel's files: their size says nothing, reading them may never end
+
+
 def _check_file(text: str, path: Path) -> None:
-    if path.is_dir():
+    """One line naming ``text`` and the cause when the file cannot be a video (never an OSError)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SourceNotFoundError(f"{text}: no such file") from None
+    except OSError as exc:  # a name too long, a loop of links, a folder that cannot be searched...
+        raise SourceNotFoundError(f"{text}: cannot open ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
         raise SourceNotFoundError(f"{text}: is a directory, not a video file")
-    if not path.exists():
-        raise SourceNotFoundError(f"{text}: no such file")
+    for test, kind in _SPECIAL:
+        if test(mode):
+            raise NotAVideoError(f"{text}: not a regular file ({kind})")
+    if str(path.resolve()).startswith(_PSEUDO):
+        raise NotAVideoError(f"{text}: not a regular file (a kernel pseudo-file)")
     if not os.access(path, os.R_OK):
         raise SourceNotFoundError(f"{text}: permission denied")
     if path.stat().st_size == 0:

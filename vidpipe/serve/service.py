@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 PENDING_EVENTS = 100  # events of a stream kept until its recordings open (its first frame)
 KINDS = ("json", "csv", "video")
 NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster")  # settings a reload does not change
+STOP_WAIT = 8.0  # seconds a stop waits for the streams' ends (a stuck stream never holds the exit longer)
 _FIELDS = {"json": "json_lines", "csv": "csv", "video": "video"}  # Record's field of each kind
 
 
@@ -174,9 +175,13 @@ class Service:
         self.stopping.set()
         self.pipeline.stop()
         try:
-            self.pipeline.wait(timeout=60)
+            self.pipeline.wait(timeout=STOP_WAIT if self.config.cluster is None else 60)
         except VidpipeError as exc:  # streams that failed: said already, as events
             log.info("%s", exc)
+        except TimeoutError:  # a stream stuck where it cannot be stopped (a hung disk): the others are done
+            busy = ("starting", "running", "reconnecting")
+            stuck = [f["name"] for f in self.pipeline.streams() if f["state"] in busy]
+            log.error("stopped %g s after the stop without the end of stream(s) %s", STOP_WAIT, ", ".join(stuck))
         finally:
             if self.mqtt is not None:
                 self.mqtt.close()

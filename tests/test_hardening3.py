@@ -1,0 +1,112 @@
+"""The third hostile round (issue 32): the service, the cluster and the element. Each test reproduces a
+row that leaked a secret, hung, lost data or said the wrong thing, and checks what is asked instead
+(the row's number is in each test's name)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from conftest import vidpipe_cli
+from serve_helpers import Served
+
+import vidpipe
+from vidpipe.errors import NotAVideoError, SourceNotFoundError
+from vidpipe.redact import mask_secrets
+
+PATTERN = "testsrc://ball?live=1&frames=100000000&width=160&height=120&fps=5"
+SLASHED = "rtsp://admin:pa/ss@word@127.0.0.1:1/x"  # port 1: refused at once
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One default service (127.0.0.1, no token, no configuration) for the API rows."""
+    folder = tmp_path_factory.mktemp("serve3")
+    service = Served(folder, None, "-v").wait_ready()  # -v: the log names each stream added
+    yield service
+    service.stop()
+
+
+def _settled(served: Served, name: str, timeout: float = 20) -> dict:
+    """The stream once it is no longer starting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stream = served.stream(name)
+        if stream["state"] != "starting":
+            return stream
+        time.sleep(0.1)
+    raise AssertionError(f"stream {name} still starting after {timeout} s: {stream}")
+
+
+# -- 1: a password holding '/' or '@' ----------------------------------------------------------------
+
+
+def test_1_the_whole_password_is_masked_up_to_the_last_at_before_the_host():
+    assert mask_secrets(SLASHED) == "rtsp://admin:***@127.0.0.1:1/x"
+    assert mask_secrets("rtsp://admin:p@ss:w/o#rd@10.0.0.5/s") == "rtsp://admin:***@10.0.0.5/s"
+    assert mask_secrets('{"uri":"rtsp://a:b/c@d@h/x","e":"http://u:v@h2/y"}') == (
+        '{"uri":"rtsp://a:***@h/x","e":"http://u:***@h2/y"}'
+    )
+    assert mask_secrets("rtsp://host/path@x and rtsp://user@host/") == "rtsp://host/path@x and rtsp://user@host/"
+
+
+@pytest.mark.slow
+def test_1_a_password_with_a_slash_is_masked_in_every_output(served, tmp_path):
+    assert served.client.put("/api/streams/pw", json={"uri": SLASHED}).status_code == 201
+    stream = _settled(served, "pw")
+    events = served.client.get("/api/events").text
+    result = vidpipe_cli("detect", "--json", str(tmp_path / "f.jsonl"), SLASHED)
+    served.client.delete("/api/streams/pw")
+    assert stream["state"] == "failed" and stream["uri"] == "rtsp://admin:***@127.0.0.1:1/x"
+    assert result.returncode == 2
+    for text in (json.dumps(stream), events, served.output(), result.stderr, (tmp_path / "f.jsonl").read_text()):
+        assert "pa/ss" not in text and "word@" not in text, text
+        assert "admin:***@127.0.0.1:1/x" in text, text
+
+
+# -- 5: a file name over 255 bytes; 14: files that are no regular file --------------------------------
+
+
+def test_14_devices_fifos_and_kernel_files_are_not_regular_files(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cases = {"/dev/zero": "character device", "/dev/urandom": "character device", str(fifo): "FIFO",
+             "/proc/self/mem": "a kernel pseudo-file"}  # fmt: skip
+    for path, kind in cases.items():
+        with pytest.raises(NotAVideoError, match=rf"^{path}: not a regular file \({kind}\)$"):
+            vidpipe.open(path)
+
+
+def test_5_a_name_too_long_is_one_line(tmp_path):
+    long = f"{tmp_path}/{'A' * 300}"
+    with pytest.raises(SourceNotFoundError, match=r": cannot open \(File name too long\)$"):
+        vidpipe.open(long)
+    result = vidpipe_cli("detect", "--json", str(tmp_path / "o.jsonl"), long)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"vidpipe: error: {long}: cannot open (File name too long)"]
+    failed = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [line["event"] for line in failed] == ["failed"]
+
+
+@pytest.mark.slow
+def test_5_a_stream_whose_name_is_too_long_fails_and_the_service_stops_in_10_s(tmp_path):
+    long = f"/tmp/{'B' * 256}"
+    config = f'streams:\n  a: {{uri: "{PATTERN}"}}\n  long: {{uri: "{long}"}}\n'
+    served = Served(tmp_path, config).wait_ready()
+    try:
+        stream = _settled(served, "long")
+        assert stream["state"] == "failed" and stream["error"] == f"{long}: cannot open (File name too long)"
+        served.client.put("/api/streams/again", json={"uri": long + "C"})
+        assert _settled(served, "again")["state"] == "failed"
+        started = time.monotonic()
+        assert served.client.delete("/api/streams/again").status_code == 204
+        assert time.monotonic() - started < 2
+        served.wait_frames("a", 3)
+    finally:
+        started = time.monotonic()
+        code = served.stop(timeout=30)
+        took = time.monotonic() - started
+    assert code == 0 and took <= 10, (code, took)
+    assert "Traceback" not in served.output()
