@@ -110,3 +110,41 @@ def test_5_a_stream_whose_name_is_too_long_fails_and_the_service_stops_in_10_s(t
         took = time.monotonic() - started
     assert code == 0 and took <= 10, (code, took)
     assert "Traceback" not in served.output()
+
+
+# -- 2: DNS rebinding; 3: cross-origin requests --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_2_only_the_names_the_service_is_reached_by_are_accepted(served):
+    port = served.port
+    for host in ("evil.example.com", f"evil.example.com:{port}", f"127.0.0.1.nip.io:{port}", "localhostx"):
+        for method, path in (("GET", "/api/streams"), ("GET", "/"), ("PUT", "/api/streams/x"), ("GET", "/metrics")):
+            response = served.client.request(method, path, headers={"Host": host}, json={"uri": PATTERN})
+            assert response.status_code == 400, (host, path, response.text)
+            assert "is not a name of this service" in response.json()["detail"]
+    assert "x" not in {s["name"] for s in served.client.get("/api/streams").json()}
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "app.localhost", f"127.0.0.2:{port}"):
+        assert served.client.get("/api/streams", headers={"Host": host}).status_code == 200, host
+    assert served.client.get("/healthz", headers={"Host": "evil.example.com"}).status_code == 200
+
+
+@pytest.mark.slow
+def test_3_state_changing_requests_from_another_origin_are_refused(served):
+    own = served.url
+    for headers in (
+        {"Origin": "http://127.0.0.1:1"},  # a page on another local port
+        {"Origin": "http://evil.example.com"},
+        {"Origin": "null"},  # a sandboxed frame, a file:// page
+        {"Referer": "http://127.0.0.1:1/attack.html"},
+    ):
+        put = served.client.put("/api/streams/x", json={"uri": PATTERN}, headers=headers)
+        assert put.status_code == 403 and "cross-origin request refused" in put.json()["detail"], put.text
+        assert served.client.post("/api/reload", headers=headers).status_code == 403
+        assert served.client.delete("/api/streams/x", headers=headers).status_code == 403
+        assert served.client.get("/api/streams", headers=headers).status_code == 200  # reading changes nothing
+    assert served.client.get("/api/streams/x").status_code == 404
+    for headers in ({"Origin": own}, {"Referer": f"{own}/"}, {}):
+        assert served.client.put("/api/streams/x", json={"uri": PATTERN}, headers=headers).status_code in (200, 201)
+        assert served.client.post("/api/reload", headers=headers).status_code == 200
+    assert served.client.delete("/api/streams/x", headers={"Origin": own}).status_code == 204

@@ -29,6 +29,15 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _names(host: str, configured: list[str]) -> set[str]:
+    """The names the service accepts in a request's Host header besides IP addresses and localhost:
+    ``--host``, ``web.hosts`` and, listening beyond this machine, its own names."""
+    names = {host, *configured}
+    if not _loopback(host):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    return names
+
+
 def _check_port(host: str, port: int) -> None:
     """Say it in one line when the address is taken or cannot be used (before the model loads)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -72,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"vidpipe: error: {line}", file=sys.stderr)
         return 2
     service.connect()
-    app = create_app(service, token=token)
+    app = create_app(service, token=token, hosts=_names(args.host, config.web.hosts))
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame) -> None:  # viewers' streams end at once, then the rest

@@ -119,6 +119,9 @@ class AuthConfig(_Strict):
 
 
 class WebConfig(_Strict):
+    hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")]] = Field(
+        default_factory=list, description="names the service is reached by, besides IP addresses and localhost"
+    )
     fps: Annotated[float, Field(gt=0, le=30)] = 5.0
     height: Annotated[int, Field(ge=64, le=2160)] = 360
     quality: Annotated[int, Field(ge=10, le=95)] = 80
