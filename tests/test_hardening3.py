@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 from conftest import vidpipe_cli
 from serve_helpers import Served
@@ -148,3 +151,51 @@ def test_3_state_changing_requests_from_another_origin_are_refused(served):
         assert served.client.put("/api/streams/x", json={"uri": PATTERN}, headers=headers).status_code in (200, 201)
         assert served.client.post("/api/reload", headers=headers).status_code == 200
     assert served.client.delete("/api/streams/x", headers={"Origin": own}).status_code == 204
+
+
+# -- 17: the token out of the command line ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_17_the_token_comes_from_the_environment_and_a_cookie_cannot_post_from_elsewhere(tmp_path, monkeypatch):
+    token = "env-token-1234"
+    monkeypatch.setenv("VIDPIPE_TOKEN", token)
+    served = Served(tmp_path, "web: {hosts: [cams.example.com]}\n", token=token).wait_ready()
+    try:
+        assert token not in Path(f"/proc/{served.proc.pid}/cmdline").read_text()
+        assert httpx.get(f"{served.url}/api/streams").status_code == 401
+        assert served.client.get("/api/streams").status_code == 200
+        assert served.client.get("/api/streams", headers={"Host": "cams.example.com"}).status_code == 200
+        browser = httpx.Client(base_url=served.url)
+        assert browser.get(f"/?token={token}").status_code == 303  # the cookie
+        assert browser.post("/api/reload").status_code == 200
+        # a page on another local port posts a form: the cookie goes with it, the request does not pass
+        attack = browser.post("/api/reload", headers={"Origin": "http://127.0.0.1:1"})
+        assert attack.status_code == 403
+        browser.close()
+    finally:
+        served.stop()
+
+
+@pytest.mark.slow
+def test_17_a_token_file_and_a_warning_for_token(tmp_path, monkeypatch):
+    monkeypatch.delenv("VIDPIPE_TOKEN", raising=False)
+    (tmp_path / "token").write_text("file-token-5678\n")
+    served = Served(tmp_path, None, "--token-file", str(tmp_path / "token"), token="file-token-5678").wait_ready()
+    try:
+        assert served.client.get("/api/streams").status_code == 200
+        assert httpx.get(f"{served.url}/api/streams").status_code == 401
+    finally:
+        served.stop()
+    missing = vidpipe_cli("serve", "--token-file", str(tmp_path / "none"), "--port", "0")
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        f"vidpipe: error: --token-file {tmp_path / 'none'}: cannot read (No such file or directory)"
+    ]
+    with socket.socket() as taken:  # the command ends at the port check, after the token's warning
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        given = vidpipe_cli("serve", "--token", "cli-token-9012", "--port", port)
+        short = vidpipe_cli("serve", "--port", port, env={"VIDPIPE_TOKEN": "short"})
+    assert given.returncode == 2 and "warning: --token shows the token to every local user" in given.stderr
+    assert short.returncode == 2 and "VIDPIPE_TOKEN: the token is too short" in short.stderr
