@@ -199,3 +199,32 @@ def test_17_a_token_file_and_a_warning_for_token(tmp_path, monkeypatch):
         short = vidpipe_cli("serve", "--port", port, env={"VIDPIPE_TOKEN": "short"})
     assert given.returncode == 2 and "warning: --token shows the token to every local user" in given.stderr
     assert short.returncode == 2 and "VIDPIPE_TOKEN: the token is too short" in short.stderr
+
+
+# -- 6: a state file that cannot be written ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_6_a_state_file_that_cannot_be_written_changes_nothing(tmp_path):
+    config = f'streams:\n  a: {{uri: "{PATTERN}"}}\n  b: {{uri: "{PATTERN}"}}\n'
+    served = Served(tmp_path, config).wait_ready()
+    state = tmp_path / "vidpipe.state.json"
+    try:
+        state.mkdir()  # where the file goes is a folder now: every write fails (as on a read-only disk)
+        put = served.client.put("/api/streams/c", json={"uri": PATTERN})
+        assert put.status_code == 500 and put.json()["detail"].startswith(f"{state}: cannot save the state file")
+        delete = served.client.delete("/api/streams/b")
+        assert delete.status_code == 500 and str(state) in delete.json()["detail"]
+        replace = served.client.put("/api/streams/a", json={"uri": PATTERN, "detect_fps": 1})
+        assert replace.status_code == 500
+        streams = {s["name"]: s for s in served.client.get("/api/streams").json()}
+        assert set(streams) == {"a", "b"} and streams["a"]["config"]["detect_fps"] is None
+        served.wait_frames("b", 3)
+        state.rmdir()
+        assert served.client.put("/api/streams/c", json={"uri": PATTERN}).status_code == 201
+        assert served.client.delete("/api/streams/b").status_code == 204
+        assert {s["name"] for s in served.client.get("/api/streams").json()} == {"a", "c"}
+        assert json.loads(state.read_text())["streams"] == {"c": {"uri": PATTERN}, "b": None}
+    finally:
+        served.stop()
+    assert "Traceback" not in served.output()

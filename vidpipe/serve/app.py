@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import VidpipeError
 from ..pipeline.streams import check_stream_name
-from .config import StreamConfig
+from .config import StateFileError, StreamConfig
 from .metrics import CONTENT_TYPE
 from .service import Service
 
@@ -173,6 +173,8 @@ def create_app(
         name = _name(name)
         try:
             created = service.put_stream(name, spec)
+        except StateFileError as exc:
+            raise HTTPException(500, f"{exc}; the stream was not changed") from None
         except VidpipeError as exc:
             raise HTTPException(422, str(exc)) from None
         response.status_code = 201 if created else 200
@@ -185,6 +187,8 @@ def create_app(
             service.delete_stream(_name(name))
         except KeyError:
             raise HTTPException(404, f"no stream named {name!r}") from None
+        except StateFileError as exc:
+            raise HTTPException(500, f"{exc}; the stream was not removed") from None
         return Response(status_code=204)
 
     @app.get("/api/streams/{name}/snapshot.jpg")

@@ -212,6 +212,10 @@ def load_config(path: str | Path | None) -> ServeConfig:
         raise ConfigError([f"{file}: {exc}"]) from None
 
 
+class StateFileError(VidpipeError):
+    """The state file cannot be written: the change asked for was not made."""
+
+
 class StateFile:
     """The streams added, replaced or removed over the API, kept beside the configuration (written
     atomically) and laid over it at the next start: ``{"streams": {name: config or null}}`` (null: a
@@ -233,6 +237,7 @@ class StateFile:
             raise ConfigError([f"{self.path}: unusable state file ({exc}); move it away to start afresh"]) from None
 
     def save(self, changes: dict[str, StreamConfig | None]) -> None:
+        """Write ``changes`` (atomically); :class:`StateFileError` naming the file when it cannot be."""
         if self.path is None:
             return
         data = {
@@ -241,16 +246,21 @@ class StateFile:
                 for name, value in changes.items()
             }
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        except OSError as exc:
+            raise StateFileError(f"{self.path}: cannot save the state file ({exc.strerror})") from None
         try:
             with os.fdopen(fd, "w") as out:
                 json.dump(data, out, indent=2)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temp, self.path)
-        except BaseException:
+        except BaseException as exc:
             Path(temp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StateFileError(f"{self.path}: cannot save the state file ({exc.strerror})") from None
             raise
 
 
