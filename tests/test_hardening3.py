@@ -5,6 +5,7 @@ row that leaked a secret, hung, lost data or said the wrong thing, and checks wh
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -228,3 +229,37 @@ def test_6_a_state_file_that_cannot_be_written_changes_nothing(tmp_path):
     finally:
         served.stop()
     assert "Traceback" not in served.output()
+
+
+# -- 4: limits -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_4_bodies_beyond_the_documented_limits_are_refused(served):
+    def put(body: dict) -> httpx.Response:
+        return served.client.put("/api/streams/big", json=body)
+
+    huge = put({"uri": "testsrc://?width=20000&height=20000&frames=3"})
+    assert huge.status_code == 422 and "width and height must be 1 to 8192, got 20000x20000" in huge.text
+    assert put({"uri": "x" * 4097}).status_code == 422
+    many = put({"uri": PATTERN, "lines": ["l=0,0,1,1"] * 65})
+    assert many.status_code == 422 and "at most 64 items" in many.text
+    assert put({"uri": PATTERN, "zones": [f"z{i}=0,0,1,0,1,1" for i in range(65)]}).status_code == 422
+
+    def circle(n: int) -> str:
+        angles = [2 * math.pi * i / n for i in range(n)]
+        return ",".join(f"{500 + 400 * math.cos(a):.2f},{500 + 400 * math.sin(a):.2f}" for a in angles)
+
+    dense = put({"uri": PATTERN, "zones": [f"z={circle(257)}"]})
+    assert dense.status_code == 422 and "257 points, more than 256" in dense.text
+    assert put({"uri": PATTERN, "lines": ["l=0,0,1,1"] * 200_000}).status_code == 413  # 3.6 MB
+    body = json.dumps({"uri": "x" * (2 << 20)}).encode()
+    chunked = served.client.put(  # no Content-Length: counted as it arrives
+        "/api/streams/big", content=(body[i : i + 65536] for i in range(0, len(body), 65536)),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert chunked.status_code == 413 and "request body over 1048576 bytes" in chunked.text
+    assert served.client.get("/api/streams/big").status_code == 404
+    fits = put({"uri": PATTERN, "lines": [f"l{i}=0,0,1,1" for i in range(64)], "zones": [f"z={circle(256)}"]})
+    assert fits.status_code == 201, fits.text
+    assert served.client.delete("/api/streams/big").status_code == 204

@@ -24,6 +24,8 @@ from ..redact import mask_secrets
 from . import Gst
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtspt", "http", "https")
+MAX_TEST_SIDE = 8192  # a test pattern's largest width and height (8K; a larger one only eats memory)
+MAX_TEST_FPS = 1000
 TEST_PATTERNS = ("smpte", "ball", "snow", "black", "white", "gradient", "checkers-8", "colors", "smpte100")
 
 
@@ -56,6 +58,10 @@ def _parse_test_uri(text: str) -> SourceSpec:
         raise UnsupportedSourceError(
             f"{text}: unknown test source parameter(s) {', '.join(query)} (known: width, height, fps, frames, live)"
         )
+    if not (1 <= width <= MAX_TEST_SIDE and 1 <= height <= MAX_TEST_SIDE):
+        raise UnsupportedSourceError(f"{text}: width and height must be 1 to {MAX_TEST_SIDE}, got {width}x{height}")
+    if not 0 < fps <= MAX_TEST_FPS:
+        raise UnsupportedSourceError(f"{text}: fps must be above 0 and at most {MAX_TEST_FPS}, got {fps:g}")
     rate = Gst.util_double_to_fraction(fps)
     description = (
         f"videotestsrc pattern={pattern} num-buffers={frames} is-live={str(live).lower()} "

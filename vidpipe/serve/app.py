@@ -25,6 +25,7 @@ BOUNDARY = "vidpipeframe"
 COOKIE = "vidpipe_token"
 OPEN_PATHS = {"/healthz"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+MAX_BODY = 1 << 20  # bytes of a request body (a stream's configuration within its limits is far less)
 
 
 def _height(value: int | None, default: int) -> int:
@@ -85,6 +86,34 @@ def origin_refused(headers, host: str | None) -> str | None:
     return f"cross-origin request refused: {source!r} is not this service ({host})"
 
 
+class _BodyLimit:
+    """Request bodies of at most ``limit`` bytes (413 beyond), whether their length is announced or they
+    come in chunks: nothing larger is ever held in memory."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = f"request body over {self.limit} bytes"
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            return await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, too_large)
+            return message
+
+        return await self.app(scope, limited, send)
+
+
 def create_app(
     service: Service, token: str | None = None, manage_service: bool = True, hosts: Iterable[str] = ()
 ) -> FastAPI:
@@ -107,6 +136,7 @@ def create_app(
     web = service.config.web
     page_html = resources.files("vidpipe.serve").joinpath("web/index.html").read_text()  # read once
 
+    app.add_middleware(_BodyLimit, limit=MAX_BODY)
     names = frozenset(name.lower() for name in hosts)
 
     @app.middleware("http")

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ..analytics import parse_line, parse_zone
 from ..errors import VidpipeError
+from ..gst.uri import parse_source
 from ..models import DEFAULT_MODEL
 from ..pipeline.streams import check_stream_name
 
@@ -53,17 +54,41 @@ class Record(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class StreamConfig(_Strict):
-    """One stream: its source and how it is analysed and recorded."""
+MAX_URI = 4096  # characters of a stream's uri
+MAX_SHAPES = 64  # counting lines, and zones, of one stream
+MAX_ZONE_POINTS = 256
+MAX_SHAPE_TEXT = 8192  # characters of one line or zone
+Shape = Annotated[str, Field(max_length=MAX_SHAPE_TEXT)]
 
-    uri: str = Field(min_length=1, description="a file, rtsp://, http(s)://, /dev/videoN or testsrc:// source")
+
+class StreamConfig(_Strict):
+    """One stream: its source and how it is analysed and recorded (within the limits above: a body
+    that asks for more is refused before anything is built)."""
+
+    uri: str = Field(
+        min_length=1, max_length=MAX_URI, description="a file, rtsp://, http(s)://, /dev/videoN or testsrc:// source"
+    )
     detect_fps: Annotated[float, Field(gt=0)] | None = None
     max_latency: Annotated[float, Field(gt=0)] | None = None
     track: bool = False
-    lines: list[str] = Field(default_factory=list, description="NAME=x1,y1,x2,y2 counting lines")
-    zones: list[str] = Field(default_factory=list, description="NAME=x1,y1,x2,y2,x3,y3,... zones")
+    lines: list[Shape] = Field(
+        default_factory=list, max_length=MAX_SHAPES, description="NAME=x1,y1,x2,y2 counting lines"
+    )
+    zones: list[Shape] = Field(
+        default_factory=list, max_length=MAX_SHAPES, description="NAME=x1,y1,x2,y2,x3,y3,... zones"
+    )
     loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
     record: Record = Field(default_factory=Record)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        if value.startswith("testsrc://"):  # its parameters are checked now (a frame size among them)
+            try:
+                parse_source(value)
+            except VidpipeError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("lines")
     @classmethod
@@ -78,6 +103,9 @@ class StreamConfig(_Strict):
 
 def _own_shapes(texts: list[str], parse, kind: str) -> list[str]:
     for text in texts:
+        points = (text.count(",") + 2) // 2  # counted before parsing: a zone's checks grow as points²
+        if kind == "zone" and points > MAX_ZONE_POINTS:
+            raise ValueError(f"zone {text.split('=', 1)[0]!r}: {points} points, more than {MAX_ZONE_POINTS}")
         try:
             shape = parse(text)
         except VidpipeError as exc:
