@@ -263,3 +263,32 @@ def test_4_bodies_beyond_the_documented_limits_are_refused(served):
     fits = put({"uri": PATTERN, "lines": [f"l{i}=0,0,1,1" for i in range(64)], "zones": [f"z={circle(256)}"]})
     assert fits.status_code == 201, fits.text
     assert served.client.delete("/api/streams/big").status_code == 204
+
+
+# -- 9: two elements, one json= file -------------------------------------------------------------------------
+
+
+def _play(description: str) -> str | None:
+    """Run a pipeline with the element registered in this process; its error message, None at EOS."""
+    from vidpipe.gst import Gst
+    from vidpipe.gst.element import register
+
+    register()
+    pipeline = Gst.parse_launch(description)
+    pipeline.set_state(Gst.State.PLAYING)
+    try:
+        msg = pipeline.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+        assert msg is not None, "the pipeline did not end"
+        return msg.parse_error()[0].message if msg.type == Gst.MessageType.ERROR else None
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+
+
+@pytest.mark.slow
+def test_9_two_elements_writing_one_json_file_are_refused_at_start(tmp_path):
+    out = tmp_path / "d.jsonl"
+    source = "videotestsrc num-buffers=5 ! video/x-raw,width=160,height=120 ! videoconvert"
+    error = _play(f"{source} ! vidpipe_detect json={out} stream=a ! vidpipe_detect json={out} stream=b ! fakesink")
+    assert error == f"json={out}: another vidpipe_detect element writes this file; give each its own"
+    assert _play(f"{source} ! vidpipe_detect json={out} stream=a ! fakesink") is None  # free again
+    assert [json.loads(line)["stream"] for line in out.read_text().splitlines()] == ["a"] * 5
