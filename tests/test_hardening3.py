@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -292,3 +295,36 @@ def test_9_two_elements_writing_one_json_file_are_refused_at_start(tmp_path):
     assert error == f"json={out}: another vidpipe_detect element writes this file; give each its own"
     assert _play(f"{source} ! vidpipe_detect json={out} stream=a ! fakesink") is None  # free again
     assert [json.loads(line)["stream"] for line in out.read_text().splitlines()] == ["a"] * 5
+
+
+# -- 7, 8: the cluster's exit codes and a stop while it starts ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_7_8_a_cluster_run_exits_as_one_process_does(tmp_path):
+    pytest.importorskip("ray")
+    sources = tmp_path / "five.txt"
+    good = "testsrc://ball?width=160&height=120&frames=20"
+    sources.write_text(f"ok={good}\n" + "".join(f"bad{i}={tmp_path}/none{i}.mp4\n" for i in range(4)))
+    out = tmp_path / "f.jsonl"
+    result = vidpipe_cli(
+        "detect", "--sources", str(sources), "--json", str(out), "--cluster", "ray", "--workers", "2", timeout=300
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["stream"] for line in lines if line.get("event") == "failed") == [f"bad{i}" for i in range(4)]
+    assert sum(1 for line in lines if line["stream"] == "ok" and "detections" in line) == 20
+    # 8: SIGINT while the workers start: exit 130, the JSONL there, no traceback
+    sources.write_text("".join(f"s{i}=testsrc://ball?width=160&height=120&frames=100000\n" for i in range(4)))
+    out = tmp_path / "x.jsonl"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("vidpipe")), "detect", "--sources", str(sources), "--json", str(out),
+         "--cluster", "ray", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Unhandled error" not in stderr, stderr
+    assert out.exists()

@@ -116,6 +116,7 @@ class ClusterFigures:
     moves: list[str] = field(default_factory=list)
     wall: float = 0.0
     workers: dict[int, int] = field(default_factory=dict)  # worker index -> pid
+    failed: dict[str, str] = field(default_factory=dict)  # stream -> its failed event's message
 
     @property
     def fps(self) -> float:
@@ -364,6 +365,8 @@ class ClusterRun:
             ended = record.pop("_end", False)
             if ended and record["event"] == "stopped" and not self._stopping:
                 return
+            if record["event"] == "failed":
+                self.figures.failed[stream.name] = record.get("message", "")
             self._tell(Event.from_dict(record))
             if ended:
                 stream.ended = True
