@@ -328,3 +328,21 @@ def test_7_8_a_cluster_run_exits_as_one_process_does(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "Unhandled error" not in stderr, stderr
     assert out.exists()
+
+
+# -- 11: a cluster address that accepts and never answers --------------------------------------------------
+
+
+def test_11_a_cluster_address_that_never_answers_fails_within_10_s(sample):
+    pytest.importorskip("ray")
+    with socket.socket() as silent:  # accepts (the kernel's backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = f"ray://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        result = vidpipe_cli("detect", str(sample), "--cluster", address)
+        took = time.monotonic() - started
+    assert result.returncode == 2 and took <= 10, (took, result.stderr)
+    assert result.stderr.strip().splitlines() == [
+        f"vidpipe: error: --cluster {address}: no answer in 3 s (the port is open, but no Ray answers there)"
+    ]

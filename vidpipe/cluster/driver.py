@@ -38,6 +38,9 @@ STOP_TIMEOUT = 120.0  # seconds for the workers to finish their outputs
 FIGURES_EVERY = 1.0  # seconds between asking each worker for its streams' figures
 
 
+ANSWER_TIMEOUT = 3.0  # seconds for a cluster's address to accept a connection, and then to answer
+
+
 class ClusterError(VidpipeError):
     """The cluster cannot be used (Ray missing, an address that does not answer, every worker gone)."""
 
@@ -85,9 +88,20 @@ def _check_reachable(address: str) -> None:
     if not host:
         raise ClusterError(f"--cluster {address}: not an address (expected ray://HOST:PORT)")
     try:
-        socket.create_connection((host, port), timeout=5).close()
+        socket.create_connection((host, port), timeout=ANSWER_TIMEOUT).close()
     except OSError as exc:
         raise ClusterError(f"--cluster {address}: cannot connect ({exc.strerror or exc})") from None
+    import grpc  # (Ray's own dependency) Ray's client retries a silent server for 30 s: 5 are enough
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=ANSWER_TIMEOUT)
+    except grpc.FutureTimeoutError:
+        raise ClusterError(
+            f"--cluster {address}: no answer in {ANSWER_TIMEOUT:g} s (the port is open, but no Ray answers there)"
+        ) from None
+    finally:
+        channel.close()
 
 
 @dataclass
