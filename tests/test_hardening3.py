@@ -346,3 +346,38 @@ def test_11_a_cluster_address_that_never_answers_fails_within_10_s(sample):
     assert result.stderr.strip().splitlines() == [
         f"vidpipe: error: --cluster {address}: no answer in 3 s (the port is open, but no Ray answers there)"
     ]
+
+
+# -- 12: every worker killed ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_12_when_every_worker_is_killed_no_dead_one_is_named_to_take_over(tmp_path):
+    pytest.importorskip("ray")
+    import psutil
+
+    out = tmp_path / "o.jsonl"
+    streams = [f"s{i}=testsrc://ball?width=160&height=120&frames=100000&live=1&fps=10" for i in range(2)]
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("vidpipe")), "detect", *streams, "--json", str(out), "--cluster", "ray",
+         "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and len(out.read_text().splitlines()) >= 10) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        workers = [  # this run's own (the local Ray it started is its child)
+            p for p in psutil.Process(proc.pid).children(recursive=True) if "ray::StreamWorker" in " ".join(p.cmdline())
+        ]
+        assert len(workers) == 2, workers
+        for worker in workers:
+            worker.kill()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, stderr
+    assert " on worker " not in stderr, stderr
+    assert "every worker died" in stderr and "none is left to take its streams" in stderr, stderr
+    assert "Traceback" not in stderr

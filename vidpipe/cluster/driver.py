@@ -426,8 +426,9 @@ class ClusterRun:
         log.warning("worker %d (pid %s) died: %s", index, pid, _cause(exc))
         if not orphans:
             return
+        alive = [i for i in alive if self._answers(i)]  # (others may have died too, not yet found so)
         if not alive:
-            raise ClusterError(f"every worker died (the last: worker {index}, {_cause(exc)})")
+            raise ClusterError(f"every worker died (worker {index}: {_cause(exc)}); none is left to take its streams")
         load = Counter(s.worker for s in self.streams.values() if not s.ended and s.worker in alive)
         for stream in orphans:
             target = min(alive, key=lambda i: load[i])
@@ -440,6 +441,18 @@ class ClusterRun:
             self.figures.moves.append(message)
             self._tell(Event(stream.name, "moved", message, fields={"from_worker": index, "to_worker": target}))
             self._actors[target].add.remote(stream.name, stream.uri, stream.options)
+
+    def _answers(self, index: int) -> bool:
+        """Whether worker ``index`` answers a call within ``ANSWER_TIMEOUT`` seconds."""
+        with self._lock:
+            actor = self._actors.get(index)
+        if actor is None:
+            return False
+        try:
+            _ray().get(actor.ready.remote(), timeout=ANSWER_TIMEOUT)
+        except Exception:  # dead, or as good as
+            return False
+        return True
 
 
 def _info(stream: _Stream, record: dict) -> SourceInfo:
