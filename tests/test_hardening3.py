@@ -381,3 +381,30 @@ def test_12_when_every_worker_is_killed_no_dead_one_is_named_to_take_over(tmp_pa
     assert " on worker " not in stderr, stderr
     assert "every worker died" in stderr and "none is left to take its streams" in stderr, stderr
     assert "Traceback" not in stderr
+
+
+# -- 13: a read-only HOME --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_13_a_read_only_home_is_one_line_and_no_telemetry_noise(tmp_path):
+    pytest.importorskip("openvino")
+    if subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        pytest.skip("needs mount namespaces (unshare -m) to make a read-only folder that root cannot write")
+    home = tmp_path / "home"
+    home.mkdir()
+    exe = Path(sys.executable).with_name("vidpipe")
+    script = (
+        f"mount -t tmpfs -o ro,size=64k tmpfs {home} || exit 99; HOME={home} VIDPIPE_CACHE= XDG_CACHE_HOME= "
+        f"{exe} detect 'testsrc://ball?width=160&height=120&frames=3' --backend openvino"
+    )
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if result.returncode == 99:
+        pytest.skip("cannot mount a tmpfs here")
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warned == [
+        f"vidpipe: warning: cannot write the model cache in {home}/.cache/vidpipe (Read-only file system): the "
+        "model runs uncached, converted again at each start"
+    ], result.stderr
+    assert "telemetry" not in result.stderr and "s, not cached)" in result.stderr

@@ -181,7 +181,8 @@ def model_summary(detector) -> str:
     if detector.backend_reason != "as asked":
         why.append(detector.backend_reason)
     if detector.converted is not None:
-        why.append(f"converted for {detector.backend} in {detector.converted:.1f} s, cached for the next runs")
+        kept = "cached for the next runs" if getattr(detector.model, "cached", True) else "not cached"
+        why.append(f"converted for {detector.backend} in {detector.converted:.1f} s, {kept}")
     return f"model       {detector.name}, {detector.precision} on {detector.device}{runner} ({'; '.join(why)})"
 
 
