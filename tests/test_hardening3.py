@@ -408,3 +408,45 @@ def test_13_a_read_only_home_is_one_line_and_no_telemetry_noise(tmp_path):
         "model runs uncached, converted again at each start"
     ], result.stderr
     assert "telemetry" not in result.stderr and "s, not cached)" in result.stderr
+
+
+# -- 15: properties changed while the element runs ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_15_properties_that_cannot_change_while_playing_say_so(tmp_path):
+    from vidpipe.gst import Gst
+    from vidpipe.gst.element import register
+
+    register()
+    pipeline = Gst.parse_launch(
+        "videotestsrc is-live=true num-buffers=300 ! video/x-raw,width=160,height=120,framerate=30/1 ! videoconvert "
+        "! vidpipe_detect name=d ! fakesink"
+    )
+    element = pipeline.get_by_name("d")
+    bus = pipeline.get_bus()
+    pipeline.set_state(Gst.State.PLAYING)
+    try:
+        assert pipeline.get_state(30 * Gst.SECOND)[0] == Gst.StateChangeReturn.SUCCESS
+        element.set_property("interval", 2)  # read at each frame: no warning
+        element.set_property("backend", "nope")
+        element.set_property("json", "/proc/x")
+        warnings = []
+        deadline = time.monotonic() + 10
+        while len(warnings) < 2 and time.monotonic() < deadline:
+            msg = bus.timed_pop_filtered(Gst.SECOND, Gst.MessageType.WARNING | Gst.MessageType.ERROR)
+            if msg is not None:
+                assert msg.type == Gst.MessageType.WARNING, msg.parse_error()
+                warnings.append(msg.parse_warning()[0].message)
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+    assert warnings == [
+        f"vidpipe_detect: {name} cannot change while the element runs; it takes effect at its next start (only "
+        "interval and post-messages change at once)"
+        for name in ("backend", "json")
+    ]
+    # out of range: refused by the property's spec (GLib's warning), the value stays
+    for name, value, kept in (("batch-size", "0", 1), ("threshold", "5", -1.0), ("interval", "0", 2)):
+        with pytest.warns(Warning, match="out of range"):
+            Gst.util_set_object_arg(element, name, value)
+        assert element.get_property(name) == kept, name

@@ -36,6 +36,7 @@ _CAPS = Gst.Caps.from_string(f"video/x-raw, format=(string){{ {', '.join(FORMATS
 _CHANNELS = {"RGB": (0, 1, 2), "RGBx": (0, 1, 2), "RGBA": (0, 1, 2), "BGRx": (2, 1, 0), "BGRA": (2, 1, 0)}
 DEFAULT_MODEL = "ssd_mobilenet_v2_coco"
 RW = GObject.ParamFlags.READWRITE
+LIVE_PROPERTIES = ("interval", "post-messages")  # read at each frame: the others are read at the start
 
 
 class _Held:
@@ -116,6 +117,9 @@ class VidpipeDetect(GstBase.BaseTransform):
         return self._props[prop.name]
 
     def do_set_property(self, prop: GObject.ParamSpec, value) -> None:
+        if self._running and prop.name not in LIVE_PROPERTIES and value != self._props[prop.name]:
+            self._warn(f"vidpipe_detect: {prop.name} cannot change while the element runs; it takes effect at its "
+                       "next start (only interval and post-messages change at once)")  # fmt: skip
         self._props[prop.name] = value
 
     # -- lifetime -----------------------------------------------------------------------------------
@@ -204,6 +208,12 @@ class VidpipeDetect(GstBase.BaseTransform):
                 self._json = None
                 self._release_json()
                 raise
+
+    def _warn(self, text: str) -> None:
+        self.message_full(
+            Gst.MessageType.WARNING, Gst.ResourceError.quark(), Gst.ResourceError.SETTINGS, text, text, __file__,
+            "vidpipe_detect", 0,
+        )  # fmt: skip
 
     def _error(self, code, text: str, debug: str = "") -> None:
         self.message_full(
