@@ -450,3 +450,23 @@ def test_15_properties_that_cannot_change_while_playing_say_so(tmp_path):
         with pytest.warns(Warning, match="out of range"):
             Gst.util_set_object_arg(element, name, value)
         assert element.get_property(name) == kept, name
+
+
+# -- 16: failed streams hold no sockets --------------------------------------------------------------------------
+
+
+def _sockets(pid: int) -> int:
+    return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+@pytest.mark.slow
+def test_16_a_failed_stream_holds_no_sockets(served):
+    before = _sockets(served.proc.pid)
+    names = [f"dead{i}" for i in range(10)]
+    for name in names:
+        assert served.client.put(f"/api/streams/{name}", json={"uri": "rtsp://127.0.0.1:1/x"}).status_code == 201
+    assert {_settled(served, name)["state"] for name in names} == {"failed"}
+    after = _sockets(served.proc.pid)
+    for name in names:
+        served.client.delete(f"/api/streams/{name}")
+    assert after - before <= 2, (before, after)  # 2 a failed stream before: its GStreamer bus's socket pair

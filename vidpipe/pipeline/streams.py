@@ -313,6 +313,9 @@ class StreamReader:
         self.stats.status = "removed" if self.removed else status
         if error is not None:
             self.stats.error = str(error)
+            # kept as the stream's error until it is removed: without the frames of the failed opening
+            # (its GStreamer pipeline, whose bus holds two sockets)
+            error.__traceback__, error.__context__ = None, None
         self._batcher.put(self.name, End(self.name, error))
 
     def _main(self) -> None:
