@@ -112,8 +112,12 @@ def test_a_full_cache_disk_runs_uncached(sample, tmp_path):
     )
     result = run_on_small_disk(cache, "64k", command)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "cannot cache the converted weights" in result.stderr
-    assert "cannot cache the OpenVINO model" in result.stderr
+    warned = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warned == [
+        f"vidpipe: warning: cannot write the model cache in {cache} (a write failed: read-only or full?): the model "
+        "runs uncached, converted again at each start"
+    ], result.stderr  # once for both caches, without torch's or OpenVINO's cryptic texts
+    assert "s, not cached)" in result.stderr and "cached for the next runs" not in result.stderr
     assert "frames      8" in result.stderr
     assert listing.read_text() == ""  # nothing half-written left behind
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-# scheme://user:password@ — the password runs to the last '@' before the path (it may hold '@' or '#')
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<password>[^/\s]*)@")
+# scheme://user:password@host — the password runs to the last '@' of the URL, the one before the host: it
+# may hold '@', '#', ':' or '/' (a URL ends at whitespace, a quote or an angle bracket)
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"'<>]*):(?P<password>[^\s\"'<>]*)@")
 
 
 def mask_secrets(text: str) -> str:

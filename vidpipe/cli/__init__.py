@@ -236,7 +236,8 @@ every output; a second one exits at once.""",
     "serve": """examples:
   vidpipe serve                                   # no stream yet: add them on the web page or over the API
   vidpipe serve --config vidpipe.yaml             # the streams, model, MQTT and auth of the file
-  vidpipe serve --config vidpipe.yaml --host 0.0.0.0 --token "$VIDPIPE_TOKEN"
+  VIDPIPE_TOKEN=... vidpipe serve --config vidpipe.yaml --host 0.0.0.0   # the API's token from the environment
+  vidpipe serve --config vidpipe.yaml --host 0.0.0.0 --token-file /etc/vidpipe/token
   curl -X PUT localhost:8080/api/streams/gate -H 'Content-Type: application/json' \\
       -d '{"uri": "rtsp://10.0.0.5/s", "detect_fps": 5, "track": true}'
 
@@ -410,7 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="the YAML configuration (default: none, no stream, the defaults)")
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     p.add_argument("--port", type=int, default=8080, help="the port to listen on")
-    p.add_argument("--token", help="every request but /healthz needs Authorization: Bearer TOKEN (or auth.token)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="every request but /healthz needs Authorization: Bearer TOKEN, the token in FILE "
+                   "(or $VIDPIPE_TOKEN, or auth.token)")  # fmt: skip
+    p.add_argument("--token", help="the token on the command line: visible to every local user (ps); prefer "
+                   "$VIDPIPE_TOKEN or --token-file")  # fmt: skip
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
     p.add_argument("--state", metavar="FILE",
                    help="where the API's stream changes are kept (default: beside --config, NAME.state.json; "

@@ -10,6 +10,7 @@ import threading
 from ..errors import VidpipeError
 from ..options import default_batch
 from ..pipeline.streams import StreamSpec
+from ..sinks import JsonlSink
 from ..types import Event
 
 
@@ -47,8 +48,8 @@ def run(args: argparse.Namespace, specs: list[StreamSpec]) -> int:
     started = False
     try:
         started = connect(args.cluster)
-        restore()  # Ray installs its own handlers as it starts: ours again, on top
-        restore, received = install_stop_signals(stop.set)
+        restore()  # Ray installs its own handlers as it starts: ours again, on top (a signal said so far kept)
+        restore, received = install_stop_signals(stop.set, received)
         import ray
 
         gpu = args.device.startswith("cuda")
@@ -73,6 +74,13 @@ def run(args: argparse.Namespace, specs: list[StreamSpec]) -> int:
             ray.shutdown()
     if not args.quiet:
         print(figures.summary(), file=sys.stderr)
+    if received:  # stopped before the first record: the files are there all the same (empty)
+        for sink in sinks:
+            if isinstance(sink, JsonlSink) and not sink.path.exists():
+                sink.open_stream(None)
+                sink.close()
+    if figures.failed:  # as one process: a stream that failed fails the run
+        return 2
     if received:
         return 128 + received[0]
     return 0

@@ -37,11 +37,14 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 QUIET_EVENTS = ("connected", "ended")  # said on stderr for live streams only
 
 
-def install_stop_signals(stop: Callable[[], None]) -> tuple[Callable[[], None], list[int]]:
+def install_stop_signals(
+    stop: Callable[[], None], received: list[int] | None = None
+) -> tuple[Callable[[], None], list[int]]:
     """First SIGINT (Ctrl-C), SIGTERM (docker, systemd, Kubernetes, ``timeout``) or SIGHUP: ``stop()``
     (stop reading, finish the frames in flight, finalise every output). A second one: exit at once.
-    Returns a function that restores the previous handlers, and the list the signal numbers go to."""
-    received: list[int] = []
+    Returns a function that restores the previous handlers, and the list the signal numbers go to
+    (``received``: the list of handlers installed before, so that no signal is forgotten)."""
+    received = [] if received is None else received
 
     def handler(signum: int, _frame: object) -> None:
         received.append(signum)
@@ -179,7 +182,8 @@ def model_summary(detector) -> str:
     if detector.backend_reason != "as asked":
         why.append(detector.backend_reason)
     if detector.converted is not None:
-        why.append(f"converted for {detector.backend} in {detector.converted:.1f} s, cached for the next runs")
+        kept = "cached for the next runs" if getattr(detector.model, "cached", True) else "not cached"
+        why.append(f"converted for {detector.backend} in {detector.converted:.1f} s, {kept}")
     return f"model       {detector.name}, {detector.precision} on {detector.device}{runner} ({'; '.join(why)})"
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 from ..errors import VidpipeError
 
@@ -27,6 +29,43 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _names(host: str, configured: list[str]) -> set[str]:
+    """The names the service accepts in a request's Host header besides IP addresses and localhost:
+    ``--host``, ``web.hosts`` and, listening beyond this machine, its own names."""
+    names = {host, *configured}
+    if not _loopback(host):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    return names
+
+
+TOKEN_ENV = "VIDPIPE_TOKEN"
+MIN_TOKEN = 8
+
+
+def _token(args: argparse.Namespace, configured: str | None) -> str | None:
+    """The API token: ``--token-file``, else ``--token`` (a warning: any local user reads a command
+    line), else ``$VIDPIPE_TOKEN``, else ``auth.token``; None without one."""
+    if args.token_file is not None:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise VidpipeError(f"--token-file {args.token_file}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise VidpipeError(f"--token-file {args.token_file}: not a text file") from None
+        where = f"--token-file {args.token_file}"
+    elif args.token is not None:
+        log.warning("--token shows the token to every local user (ps, /proc/PID/cmdline); set %s or use "
+                    "--token-file instead", TOKEN_ENV)  # fmt: skip
+        token, where = args.token, "--token"
+    elif os.environ.get(TOKEN_ENV):
+        token, where = os.environ[TOKEN_ENV].strip(), TOKEN_ENV
+    else:
+        return configured
+    if len(token) < MIN_TOKEN:
+        raise VidpipeError(f"{where}: the token is too short (at least {MIN_TOKEN} characters)")
+    return token
 
 
 def _check_port(host: str, port: int) -> None:
@@ -57,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
         for line in exc.problems:
             print(f"vidpipe: error: {line}", file=sys.stderr)
         return 2
-    token = args.token or config.auth.token
+    token = _token(args, config.auth.token)
     if not _loopback(args.host) and token is None and not args.insecure:
         raise VidpipeError(
-            f"--host {args.host}: refusing to listen beyond this machine without a token; set auth.token in "
-            "the configuration or --token (or --insecure to serve without one)"
+            f"--host {args.host}: refusing to listen beyond this machine without a token; set VIDPIPE_TOKEN, "
+            "--token-file or auth.token (or --insecure to serve without one)"
         )
     _check_port(args.host, args.port)
     state = args.state or state_path_for(args.config)
@@ -72,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"vidpipe: error: {line}", file=sys.stderr)
         return 2
     service.connect()
-    app = create_app(service, token=token)
+    app = create_app(service, token=token, hosts=_names(args.host, config.web.hosts))
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame) -> None:  # viewers' streams end at once, then the rest

@@ -38,6 +38,9 @@ STOP_TIMEOUT = 120.0  # seconds for the workers to finish their outputs
 FIGURES_EVERY = 1.0  # seconds between asking each worker for its streams' figures
 
 
+ANSWER_TIMEOUT = 3.0  # seconds for a cluster's address to accept a connection, and then to answer
+
+
 class ClusterError(VidpipeError):
     """The cluster cannot be used (Ray missing, an address that does not answer, every worker gone)."""
 
@@ -85,9 +88,20 @@ def _check_reachable(address: str) -> None:
     if not host:
         raise ClusterError(f"--cluster {address}: not an address (expected ray://HOST:PORT)")
     try:
-        socket.create_connection((host, port), timeout=5).close()
+        socket.create_connection((host, port), timeout=ANSWER_TIMEOUT).close()
     except OSError as exc:
         raise ClusterError(f"--cluster {address}: cannot connect ({exc.strerror or exc})") from None
+    import grpc  # (Ray's own dependency) Ray's client retries a silent server for 30 s: 5 are enough
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=ANSWER_TIMEOUT)
+    except grpc.FutureTimeoutError:
+        raise ClusterError(
+            f"--cluster {address}: no answer in {ANSWER_TIMEOUT:g} s (the port is open, but no Ray answers there)"
+        ) from None
+    finally:
+        channel.close()
 
 
 @dataclass
@@ -116,6 +130,7 @@ class ClusterFigures:
     moves: list[str] = field(default_factory=list)
     wall: float = 0.0
     workers: dict[int, int] = field(default_factory=dict)  # worker index -> pid
+    failed: dict[str, str] = field(default_factory=dict)  # stream -> its failed event's message
 
     @property
     def fps(self) -> float:
@@ -364,6 +379,8 @@ class ClusterRun:
             ended = record.pop("_end", False)
             if ended and record["event"] == "stopped" and not self._stopping:
                 return
+            if record["event"] == "failed":
+                self.figures.failed[stream.name] = record.get("message", "")
             self._tell(Event.from_dict(record))
             if ended:
                 stream.ended = True
@@ -409,8 +426,9 @@ class ClusterRun:
         log.warning("worker %d (pid %s) died: %s", index, pid, _cause(exc))
         if not orphans:
             return
+        alive = [i for i in alive if self._answers(i)]  # (others may have died too, not yet found so)
         if not alive:
-            raise ClusterError(f"every worker died (the last: worker {index}, {_cause(exc)})")
+            raise ClusterError(f"every worker died (worker {index}: {_cause(exc)}); none is left to take its streams")
         load = Counter(s.worker for s in self.streams.values() if not s.ended and s.worker in alive)
         for stream in orphans:
             target = min(alive, key=lambda i: load[i])
@@ -423,6 +441,18 @@ class ClusterRun:
             self.figures.moves.append(message)
             self._tell(Event(stream.name, "moved", message, fields={"from_worker": index, "to_worker": target}))
             self._actors[target].add.remote(stream.name, stream.uri, stream.options)
+
+    def _answers(self, index: int) -> bool:
+        """Whether worker ``index`` answers a call within ``ANSWER_TIMEOUT`` seconds."""
+        with self._lock:
+            actor = self._actors.get(index)
+        if actor is None:
+            return False
+        try:
+            _ray().get(actor.ready.remote(), timeout=ANSWER_TIMEOUT)
+        except Exception:  # dead, or as good as
+            return False
+        return True
 
 
 def _info(stream: _Stream, record: dict) -> SourceInfo:

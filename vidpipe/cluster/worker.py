@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import VidpipeError
 from ..types import Event, Result
 
 QUEUE = 512  # records waiting for the driver, per worker (back-pressure beyond)
@@ -93,7 +94,13 @@ class StreamWorker:
         record = options.pop("record", None)
         if record is not None and self.recorder is not None:
             self.recorder.plan(name, *record)
-        self.pipeline.add_stream(uri, name, **options)
+        try:
+            self.pipeline.add_stream(uri, name, **options)
+        except VidpipeError as exc:  # said as the stream's end, never an unhandled error in Ray's log
+            if self.pipeline.stopped:  # a stop overtook it (the actor's calls run concurrently)
+                self._event(Event(name, "stopped", f"{name}: stopped before it started"))
+            else:
+                self._event(Event(name, "failed", f"{name}: {exc}"))
 
     def remove(self, name: str) -> None:
         """Remove a stream: its outputs are finished, and its ``removed`` event is the last record."""

@@ -15,6 +15,7 @@ Registered for GStreamer's Python plugin loader by ``vidpipe/gst/plugins/python/
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ _CAPS = Gst.Caps.from_string(f"video/x-raw, format=(string){{ {', '.join(FORMATS
 _CHANNELS = {"RGB": (0, 1, 2), "RGBx": (0, 1, 2), "RGBA": (0, 1, 2), "BGRx": (2, 1, 0), "BGRA": (2, 1, 0)}
 DEFAULT_MODEL = "ssd_mobilenet_v2_coco"
 RW = GObject.ParamFlags.READWRITE
+LIVE_PROPERTIES = ("interval", "post-messages")  # read at each frame: the others are read at the start
 
 
 class _Held:
@@ -82,6 +84,8 @@ class VidpipeDetect(GstBase.BaseTransform):
     }
 
     __gproperties__: ClassVar[dict] = dict(PROPERTIES)
+    _writing: ClassVar[set[str]] = set()  # the json= files elements of this process write (one each)
+    _writing_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,6 +98,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         self._pipeline = None
         self._annotator = None
         self._json = None
+        self._json_key: str | None = None
         self._channels = (0, 1, 2)
         self._pixel = 3
         self._info: GstVideo.VideoInfo | None = None
@@ -112,6 +117,9 @@ class VidpipeDetect(GstBase.BaseTransform):
         return self._props[prop.name]
 
     def do_set_property(self, prop: GObject.ParamSpec, value) -> None:
+        if self._running and prop.name not in LIVE_PROPERTIES and value != self._props[prop.name]:
+            self._warn(f"vidpipe_detect: {prop.name} cannot change while the element runs; it takes effect at its "
+                       "next start (only interval and post-messages change at once)")  # fmt: skip
         self._props[prop.name] = value
 
     # -- lifetime -----------------------------------------------------------------------------------
@@ -146,7 +154,26 @@ class VidpipeDetect(GstBase.BaseTransform):
         if self._json is not None:
             self._json.close()
             self._json = None
+        self._release_json()
         return True
+
+    def _claim_json(self, path: Path) -> None:
+        """Take ``path`` for this element's JSON Lines; another element of this process writing it
+        already is an error (their lines would be mixed into a file that is no JSON Lines)."""
+        from ..errors import OutputError
+
+        key = os.path.realpath(path)
+        with self._writing_lock:
+            if key in self._writing:
+                raise OutputError(f"json={path}: another vidpipe_detect element writes this file; give each its own")
+            self._writing.add(key)
+        self._json_key = key
+
+    def _release_json(self) -> None:
+        if self._json_key is not None:
+            with self._writing_lock:
+                self._writing.discard(self._json_key)
+            self._json_key = None
 
     def _build(self) -> None:
         """The detector and the stream's stages from the properties; a bad value raises one clear error."""
@@ -173,8 +200,20 @@ class VidpipeDetect(GstBase.BaseTransform):
         self._pipeline.chain(p["stream"])
         self._annotator = Annotator() if p["draw"] else None
         if p["json"]:
-            self._json = WholeLinesFile(Path(p["json"]))
-            self._json.open()
+            self._claim_json(Path(p["json"]))
+            try:
+                self._json = WholeLinesFile(Path(p["json"]))
+                self._json.open()
+            except BaseException:
+                self._json = None
+                self._release_json()
+                raise
+
+    def _warn(self, text: str) -> None:
+        self.message_full(
+            Gst.MessageType.WARNING, Gst.ResourceError.quark(), Gst.ResourceError.SETTINGS, text, text, __file__,
+            "vidpipe_detect", 0,
+        )  # fmt: skip
 
     def _error(self, code, text: str, debug: str = "") -> None:
         self.message_full(

@@ -7,6 +7,7 @@ first part, and check a local file before GStreamer sees it.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import urllib.parse
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from ..redact import mask_secrets
 from . import Gst
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtspt", "http", "https")
+MAX_TEST_SIDE = 8192  # a test pattern's largest width and height (8K; a larger one only eats memory)
+MAX_TEST_FPS = 1000
 TEST_PATTERNS = ("smpte", "ball", "snow", "black", "white", "gradient", "checkers-8", "colors", "smpte100")
 
 
@@ -55,6 +58,10 @@ def _parse_test_uri(text: str) -> SourceSpec:
         raise UnsupportedSourceError(
             f"{text}: unknown test source parameter(s) {', '.join(query)} (known: width, height, fps, frames, live)"
         )
+    if not (1 <= width <= MAX_TEST_SIDE and 1 <= height <= MAX_TEST_SIDE):
+        raise UnsupportedSourceError(f"{text}: width and height must be 1 to {MAX_TEST_SIDE}, got {width}x{height}")
+    if not 0 < fps <= MAX_TEST_FPS:
+        raise UnsupportedSourceError(f"{text}: fps must be above 0 and at most {MAX_TEST_FPS}, got {fps:g}")
     rate = Gst.util_double_to_fraction(fps)
     description = (
         f"videotestsrc pattern={pattern} num-buffers={frames} is-live={str(live).lower()} "
@@ -63,11 +70,30 @@ def _parse_test_uri(text: str) -> SourceSpec:
     return SourceSpec(text, "test", description, live=live)
 
 
+_SPECIAL = (
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+)
+_PSEUDO = ("/proc/", "/sys/")  # the kernel's files: their size says nothing, reading them may never end
+
+
 def _check_file(text: str, path: Path) -> None:
-    if path.is_dir():
+    """One line naming ``text`` and the cause when the file cannot be a video (never an OSError)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SourceNotFoundError(f"{text}: no such file") from None
+    except OSError as exc:  # a name too long, a loop of links, a folder that cannot be searched...
+        raise SourceNotFoundError(f"{text}: cannot open ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
         raise SourceNotFoundError(f"{text}: is a directory, not a video file")
-    if not path.exists():
-        raise SourceNotFoundError(f"{text}: no such file")
+    for test, kind in _SPECIAL:
+        if test(mode):
+            raise NotAVideoError(f"{text}: not a regular file ({kind})")
+    if str(path.resolve()).startswith(_PSEUDO):
+        raise NotAVideoError(f"{text}: not a regular file (a kernel pseudo-file)")
     if not os.access(path, os.R_OK):
         raise SourceNotFoundError(f"{text}: permission denied")
     if path.stat().st_size == 0:

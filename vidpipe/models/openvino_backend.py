@@ -26,7 +26,7 @@ import torch
 from ..errors import ModelError
 from ..unwinder import MIXED_MESSAGE, mixed_unwinders
 from .base import Detector, choose_precision
-from .ssd_mobilenet_v2 import cache_dir
+from .ssd_mobilenet_v2 import cache_dir, warn_uncached
 
 log = logging.getLogger(__name__)
 HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -36,11 +36,18 @@ CALIBRATION = Path(__file__).with_name("calibration")  # frames of the bundled c
 def _openvino():
     if mixed_unwinders():
         raise ModelError(f"--backend openvino: {MIXED_MESSAGE}")
+    logging.getLogger().addFilter(_not_telemetry)  # (before the import, which speaks already; added once)
     try:
         import openvino
     except ImportError:
         raise ModelError("--backend openvino needs OpenVINO: pip install 'vidpipe[openvino]'") from None
     return openvino
+
+
+def _not_telemetry(record: logging.LogRecord) -> bool:
+    """False for OpenVINO's telemetry messages: it logs on the root logger, several times a conversion,
+    whenever it cannot write its files in HOME; nothing the user asked for."""
+    return "openvino_telemetry" not in record.pathname
 
 
 def _fingerprint(module: torch.nn.Module, size: tuple[int, int], version: str) -> str:
@@ -73,6 +80,7 @@ class OpenVinoNetwork:
         config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
         self.compiled = _compile_cached(core, xml, config)
         self.converted: float | None = None  # seconds spent converting (None: read from the cache)
+        self.cached = True  # False: converted here, and the cache could not keep it
         if self.compiled is None:
             nncf = _nncf() if int8 else None
             started = time.perf_counter()
@@ -95,7 +103,8 @@ class OpenVinoNetwork:
                     tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
                     tmp.replace(xml)
             except (OSError, RuntimeError) as exc:  # a full or read-only disk: run it uncached
-                log.warning("cannot cache the OpenVINO model in %s (%s); converting again next time", folder, exc)
+                warn_uncached(exc)
+                self.cached = False
             self.compiled = core.compile_model(model, "CPU", config)
             self.converted = time.perf_counter() - started
         self.request = self.compiled.create_infer_request()

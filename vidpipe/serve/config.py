@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ..analytics import parse_line, parse_zone
 from ..errors import VidpipeError
+from ..gst.uri import parse_source
 from ..models import DEFAULT_MODEL
 from ..pipeline.streams import check_stream_name
 
@@ -53,17 +54,41 @@ class Record(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class StreamConfig(_Strict):
-    """One stream: its source and how it is analysed and recorded."""
+MAX_URI = 4096  # characters of a stream's uri
+MAX_SHAPES = 64  # counting lines, and zones, of one stream
+MAX_ZONE_POINTS = 256
+MAX_SHAPE_TEXT = 8192  # characters of one line or zone
+Shape = Annotated[str, Field(max_length=MAX_SHAPE_TEXT)]
 
-    uri: str = Field(min_length=1, description="a file, rtsp://, http(s)://, /dev/videoN or testsrc:// source")
+
+class StreamConfig(_Strict):
+    """One stream: its source and how it is analysed and recorded (within the limits above: a body
+    that asks for more is refused before anything is built)."""
+
+    uri: str = Field(
+        min_length=1, max_length=MAX_URI, description="a file, rtsp://, http(s)://, /dev/videoN or testsrc:// source"
+    )
     detect_fps: Annotated[float, Field(gt=0)] | None = None
     max_latency: Annotated[float, Field(gt=0)] | None = None
     track: bool = False
-    lines: list[str] = Field(default_factory=list, description="NAME=x1,y1,x2,y2 counting lines")
-    zones: list[str] = Field(default_factory=list, description="NAME=x1,y1,x2,y2,x3,y3,... zones")
+    lines: list[Shape] = Field(
+        default_factory=list, max_length=MAX_SHAPES, description="NAME=x1,y1,x2,y2 counting lines"
+    )
+    zones: list[Shape] = Field(
+        default_factory=list, max_length=MAX_SHAPES, description="NAME=x1,y1,x2,y2,x3,y3,... zones"
+    )
     loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
     record: Record = Field(default_factory=Record)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        if value.startswith("testsrc://"):  # its parameters are checked now (a frame size among them)
+            try:
+                parse_source(value)
+            except VidpipeError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("lines")
     @classmethod
@@ -78,6 +103,9 @@ class StreamConfig(_Strict):
 
 def _own_shapes(texts: list[str], parse, kind: str) -> list[str]:
     for text in texts:
+        points = (text.count(",") + 2) // 2  # counted before parsing: a zone's checks grow as points²
+        if kind == "zone" and points > MAX_ZONE_POINTS:
+            raise ValueError(f"zone {text.split('=', 1)[0]!r}: {points} points, more than {MAX_ZONE_POINTS}")
         try:
             shape = parse(text)
         except VidpipeError as exc:
@@ -119,6 +147,9 @@ class AuthConfig(_Strict):
 
 
 class WebConfig(_Strict):
+    hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")]] = Field(
+        default_factory=list, description="names the service is reached by, besides IP addresses and localhost"
+    )
     fps: Annotated[float, Field(gt=0, le=30)] = 5.0
     height: Annotated[int, Field(ge=64, le=2160)] = 360
     quality: Annotated[int, Field(ge=10, le=95)] = 80
@@ -209,6 +240,10 @@ def load_config(path: str | Path | None) -> ServeConfig:
         raise ConfigError([f"{file}: {exc}"]) from None
 
 
+class StateFileError(VidpipeError):
+    """The state file cannot be written: the change asked for was not made."""
+
+
 class StateFile:
     """The streams added, replaced or removed over the API, kept beside the configuration (written
     atomically) and laid over it at the next start: ``{"streams": {name: config or null}}`` (null: a
@@ -230,6 +265,7 @@ class StateFile:
             raise ConfigError([f"{self.path}: unusable state file ({exc}); move it away to start afresh"]) from None
 
     def save(self, changes: dict[str, StreamConfig | None]) -> None:
+        """Write ``changes`` (atomically); :class:`StateFileError` naming the file when it cannot be."""
         if self.path is None:
             return
         data = {
@@ -238,16 +274,21 @@ class StateFile:
                 for name, value in changes.items()
             }
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        except OSError as exc:
+            raise StateFileError(f"{self.path}: cannot save the state file ({exc.strerror})") from None
         try:
             with os.fdopen(fd, "w") as out:
                 json.dump(data, out, indent=2)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temp, self.path)
-        except BaseException:
+        except BaseException as exc:
             Path(temp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StateFileError(f"{self.path}: cannot save the state file ({exc.strerror})") from None
             raise
 
 

@@ -18,7 +18,7 @@ from ..redact import mask_secrets
 from ..sinks import CsvSink, JsonlSink, VideoSink
 from ..sinks.base import BaseSink, finish_each
 from ..types import Event, Result, SourceInfo
-from .config import ConfigError, Record, ServeConfig, StateFile, StreamConfig, load_config
+from .config import ConfigError, Record, ServeConfig, StateFile, StateFileError, StreamConfig, load_config
 from .live import LiveView, RemoteLiveView
 from .metrics import Metrics
 from .mqtt import MqttPublisher
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 PENDING_EVENTS = 100  # events of a stream kept until its recordings open (its first frame)
 KINDS = ("json", "csv", "video")
 NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster")  # settings a reload does not change
+STOP_WAIT = 8.0  # seconds a stop waits for the streams' ends (a stuck stream never holds the exit longer)
 _FIELDS = {"json": "json_lines", "csv": "csv", "video": "video"}  # Record's field of each kind
 
 
@@ -174,9 +175,13 @@ class Service:
         self.stopping.set()
         self.pipeline.stop()
         try:
-            self.pipeline.wait(timeout=60)
+            self.pipeline.wait(timeout=STOP_WAIT if self.config.cluster is None else 60)
         except VidpipeError as exc:  # streams that failed: said already, as events
             log.info("%s", exc)
+        except TimeoutError:  # a stream stuck where it cannot be stopped (a hung disk): the others are done
+            busy = ("starting", "running", "reconnecting")
+            stuck = [f["name"] for f in self.pipeline.streams() if f["state"] in busy]
+            log.error("stopped %g s after the stop without the end of stream(s) %s", STOP_WAIT, ", ".join(stuck))
         finally:
             if self.mqtt is not None:
                 self.mqtt.close()
@@ -198,27 +203,46 @@ class Service:
         return wanted
 
     def put_stream(self, name: str, spec: StreamConfig) -> bool:
-        """Create or replace a stream (only it restarts); True when it is new. Kept in the state file."""
+        """Create or replace a stream (only it restarts); True when it is new. Kept in the state file,
+        written first: :class:`StateFileError` when it cannot be, and nothing changed."""
         with self._lock:
-            created = name not in self.streams
-            if not created:
+            self._save({**self.changes, name: spec})
+            old = self.streams.get(name)
+            if old is not None:
                 self._remove(name)
-            self._add(name, spec)
+            try:
+                self._add(name, spec)
+            except VidpipeError:  # as it was: the state file and the stream it replaced
+                with contextlib.suppress(StateFileError):
+                    self.state.save(self.changes)
+                if old is not None:
+                    with contextlib.suppress(VidpipeError):
+                        self._add(name, old)
+                raise
             self.changes[name] = spec
-            self.state.save(self.changes)
-            return created
+            return old is None
 
     def delete_stream(self, name: str) -> None:
-        """Remove a stream, its outputs finalised; ``KeyError`` when unknown. Kept in the state file."""
+        """Remove a stream, its outputs finalised; ``KeyError`` when unknown. Kept in the state file,
+        written first: :class:`StateFileError` when it cannot be, and the stream runs on."""
         with self._lock:
             if name not in self.streams:
                 raise KeyError(name)
-            self._remove(name)
+            changes = dict(self.changes)
             if name in self.config.streams:
-                self.changes[name] = None
+                changes[name] = None
             else:
-                self.changes.pop(name, None)
-            self.state.save(self.changes)
+                changes.pop(name, None)
+            self._save(changes)
+            self._remove(name)
+            self.changes = changes
+
+    def _save(self, changes: dict[str, StreamConfig | None]) -> None:
+        try:
+            self.state.save(changes)
+        except StateFileError as exc:
+            log.error("%s; the change was not made", exc)
+            raise
 
     def reload(self) -> list[str]:
         """Read the configuration again and apply only the differences in its streams: a changed stream
