@@ -236,7 +236,7 @@ def test_a_detector_made_by_hand_cannot_go_to_a_cluster():
     detector.load_args = None
     with pytest.raises(VidpipeError, match=r"made by vidpipe\.models\.load"):
         vidpipe.Pipeline(str(SAMPLE), detector, cluster="ray")
-    from vidpipe.serve.live import LiveView
+    from vidpipe.sinks.live import LiveView
 
     with pytest.raises(VidpipeError, match="LiveView needs the frames' pixels"):
         vidpipe.Pipeline(str(SAMPLE), models.load("ssd_mobilenet_v2_coco"), cluster="ray", sinks=[LiveView()])

@@ -108,7 +108,7 @@ def test_gst_launch_json_equals_vidpipe_detect(clip, registry, tmp_path):
 def _run(description: str, on_buffer=None, probe_element: str = "sink") -> list:
     """Run a Gst.parse_launch pipeline to its end with the element registered in this process; call
     ``on_buffer(buf)`` for every buffer reaching the sink pad of ``probe_element``."""
-    from vidpipe.gst.element import register
+    from vidpipe.element import register
 
     register()
     pipeline = Gst.parse_launch(description)
@@ -199,7 +199,7 @@ def test_draw_writes_boxes_into_the_frames_and_a_tee_branch_keeps_its_pixels(cli
     out = tmp_path / "tee.jsonl"
     drawn: list[torch.Tensor] = []
     plain: list[torch.Tensor] = []
-    from vidpipe.gst.element import register
+    from vidpipe.element import register
 
     register()
     pipeline = Gst.parse_launch(
@@ -270,7 +270,7 @@ def test_batches_are_released_within_max_latency(tmp_path):
     would wait 600 ms for three more."""
     arrived: dict[int, float] = {}
     left: dict[int, float] = {}
-    from vidpipe.gst.element import register
+    from vidpipe.element import register
 
     register()
     pipeline = Gst.parse_launch(
@@ -343,7 +343,7 @@ def test_frames_in_every_format_give_the_same_detections(tmp_path):
         rois: list = []
         _run(
             f"filesrc location={clip} ! decodebin ! videoconvert ! video/x-raw,format={fmt} ! "
-            f"vidpipe_detect {EXACT} ! fakesink name=sink",
+            f"vidpipe_detect {EXACT} threshold=0.3 ! fakesink name=sink",
             lambda buf, rois=rois: rois.append([(r["label"], tuple(r["box"])) for r in _rois(buf)]),
         )
         results[fmt] = rois

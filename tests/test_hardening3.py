@@ -273,8 +273,8 @@ def test_4_bodies_beyond_the_documented_limits_are_refused(served):
 
 def _play(description: str) -> str | None:
     """Run a pipeline with the element registered in this process; its error message, None at EOS."""
+    from vidpipe.element import register
     from vidpipe.gst import Gst
-    from vidpipe.gst.element import register
 
     register()
     pipeline = Gst.parse_launch(description)
@@ -415,8 +415,8 @@ def test_13_a_read_only_home_is_one_line_and_no_telemetry_noise(tmp_path):
 
 @pytest.mark.slow
 def test_15_properties_that_cannot_change_while_playing_say_so(tmp_path):
+    from vidpipe.element import register
     from vidpipe.gst import Gst
-    from vidpipe.gst.element import register
 
     register()
     pipeline = Gst.parse_launch(

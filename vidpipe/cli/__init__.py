@@ -135,7 +135,7 @@ def _gst_env(args: argparse.Namespace) -> int:
     import site
 
     package = Path(__file__).resolve().parent.parent
-    plugins = package / "gst" / "plugins"
+    plugins = package / "element" / "plugins"
     paths = [str(package.parent), *site.getsitepackages()]
     print(f'export GST_PLUGIN_PATH={shlex.quote(str(plugins))}"${{GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}}"')
     print(f'export PYTHONPATH={shlex.quote(":".join(paths))}"${{PYTHONPATH:+:$PYTHONPATH}}"')

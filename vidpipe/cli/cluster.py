@@ -12,13 +12,13 @@ from ..options import default_batch
 from ..pipeline.streams import StreamSpec
 from ..sinks import JsonlSink
 from ..types import Event
+from .arguments import pixel_free_sinks, stream_options
+from .signals import install_stop_signals
 
 
 def settings_of(args: argparse.Namespace) -> dict:
     """What every worker needs to build the same pipeline as ``vidpipe detect`` would."""
-    from .detect import stream_options
-
-    options = dataclasses.asdict(stream_options(args))  # (frames scaled for the model as one process would)
+    options = dataclasses.asdict(stream_options(args))
     return {
         "model": {
             "name": args.model, "weights": args.weights, "device": args.device, "precision": args.precision,
@@ -36,7 +36,6 @@ def settings_of(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace, specs: list[StreamSpec]) -> int:
     from ..cluster import ClusterRun, connect
-    from .detect import install_stop_signals, pixel_free_sinks
 
     if args.graph or args.summary_out:
         raise VidpipeError("--graph and --summary are not available with --cluster (each worker runs its own pipeline)")

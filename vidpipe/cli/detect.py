@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from .. import models
@@ -22,7 +19,7 @@ from ..gst.graph import compact_dot, write_graph
 from ..gst.source import Source
 from ..gst.uri import source_path
 from ..models.base import check_threshold
-from ..options import StreamOptions, default_batch
+from ..options import default_batch
 from ..pipeline import StreamsFailedError
 from ..pipeline.graph import flow_graph
 from ..pipeline.streams import StreamSpec, check_open_files, open_streams, read_sources_file, stream_specs
@@ -30,32 +27,12 @@ from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink, VideoSink, check_ou
 from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..sinks.video import MAX_TRAILS
 from ..types import Event
+from .arguments import pixel_free_sinks, stream_options
 from .progress import FrameProgress, expected_frames
+from .signals import install_stop_signals
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 QUIET_EVENTS = ("connected", "ended")  # said on stderr for live streams only
-
-
-def install_stop_signals(
-    stop: Callable[[], None], received: list[int] | None = None
-) -> tuple[Callable[[], None], list[int]]:
-    """First SIGINT (Ctrl-C), SIGTERM (docker, systemd, Kubernetes, ``timeout``) or SIGHUP: ``stop()``
-    (stop reading, finish the frames in flight, finalise every output). A second one: exit at once.
-    Returns a function that restores the previous handlers, and the list the signal numbers go to
-    (``received``: the list of handlers installed before, so that no signal is forgotten)."""
-    received = [] if received is None else received
-
-    def handler(signum: int, _frame: object) -> None:
-        received.append(signum)
-        if len(received) > 1:
-            os._exit(128 + received[0])
-        name = signal.Signals(signum).name
-        print(f"\nvidpipe: {name}: stopping, finishing the outputs (again to quit at once)", file=sys.stderr)
-        stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    return lambda: [signal.signal(sig, old) for sig, old in previous.items()], received
 
 
 def sources_of(args: argparse.Namespace) -> list[str]:
@@ -247,16 +224,6 @@ def outputs_summary(sinks: list[Sink], graph: str | None, summary: str | None = 
     return "outputs     " + "\n            ".join(lines)
 
 
-def stream_options(args: argparse.Namespace) -> StreamOptions:
-    """How the streams are read: rate, latency bound, frame limit, GPU decoding."""
-    return StreamOptions(
-        detect_fps=args.detect_fps,
-        max_latency=args.max_latency,
-        max_frames=args.max_frames,
-        gpu_decode=args.device.startswith("cuda"),  # decode where the model runs, when GStreamer can
-    )
-
-
 def print_summary(pipeline: Pipeline, detector, decoding: str | None, sinks: list[Sink], args, several: bool) -> None:
     """The summary on stderr: the model, the figures, counts, drops, the outputs written."""
     print(model_summary(detector), file=sys.stderr)
@@ -271,19 +238,6 @@ def print_summary(pipeline: Pipeline, detector, decoding: str | None, sinks: lis
     written = outputs_summary(sinks, args.graph, args.summary_out)
     if written:
         print(written, file=sys.stderr)
-
-
-def pixel_free_sinks(args: argparse.Namespace) -> list[Sink]:
-    """The outputs that need no pixels (``--json``, ``--csv``, ``--events-csv``): those a driver can write
-    from records as well as a pipeline from results."""
-    sinks: list[Sink] = []
-    if args.json_out:
-        sinks.append(JsonlSink(args.json_out))
-    if args.csv_out:
-        sinks.append(CsvSink(args.csv_out))
-    if args.events_csv:
-        sinks.append(EventsCsvSink(args.events_csv))
-    return sinks
 
 
 def run(args: argparse.Namespace) -> int:

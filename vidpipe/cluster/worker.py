@@ -42,12 +42,12 @@ class StreamWorker:
         sinks: list = [VideoSink(settings["video"])] if settings.get("video") else []
         self.recorder = self.live = None
         if settings.get("output_dir"):
-            from ..serve.service import Recorder
+            from ..sinks.recorder import Recorder
 
             self.recorder = Recorder(Path(settings["output_dir"]), kinds=("video",))
             sinks.append(self.recorder)
         if settings.get("live"):
-            from ..serve.live import LiveView
+            from ..sinks.live import LiveView
 
             self.live = LiveView(settings["live"])
             sinks.append(self.live)

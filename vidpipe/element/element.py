@@ -8,7 +8,7 @@ with the same lines as ``vidpipe detect --json``. Buffers may be held to fill a 
 each released within ``max-latency`` seconds of its arrival (a timer releases them when no further
 buffer comes). ``interval=N`` detects in every Nth frame and gives the others the last results.
 
-Registered for GStreamer's Python plugin loader by ``vidpipe/gst/plugins/python/vidpipe_detect.py``
+Registered for GStreamer's Python plugin loader by ``vidpipe/element/plugins/python/vidpipe_detect.py``
 (``eval "$(vidpipe gst-env)"`` makes GStreamer find it).
 """
 
@@ -25,7 +25,7 @@ import gi
 import numpy as np
 import torch
 
-from . import Gst, GstVideo
+from ..gst import Gst, GstVideo
 
 gi.require_version("GstBase", "1.0")
 from gi.repository import GObject, GstBase  # noqa: E402

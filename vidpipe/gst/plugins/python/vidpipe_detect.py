@@ -1,6 +1,0 @@
-"""GStreamer's Python plugin loader (libgstpython) imports this file from ``GST_PLUGIN_PATH/python/``;
-``eval "$(vidpipe gst-env)"`` sets the paths. The element itself: :mod:`vidpipe.gst.element`."""
-
-from vidpipe.gst.element import VidpipeDetect, __gstelementfactory__
-
-__all__ = ["VidpipeDetect", "__gstelementfactory__"]
