@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -111,3 +113,20 @@ def run_on_small_disk(folder: Path, size: str, command: str) -> subprocess.Compl
     if result.returncode == 99:
         pytest.skip("cannot mount a tmpfs here")
     return result
+
+
+def stop_time(proc: subprocess.Popen) -> tuple[float, str]:
+    """Seconds from Ctrl-C until vidpipe has finished its outputs and printed its last line; the process
+    must have exited within 2 s more (the Python interpreter's own teardown with PyTorch loaded takes
+    0.4 to 0.9 s on the project's machines, measured with ``import torch, torchvision`` alone)."""
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line) for line in proc.stderr))
+    reader.start()
+    proc.wait(timeout=30)
+    exited = time.monotonic() - start
+    reader.join(10)
+    stopped = (lines[-1][0] if lines else time.monotonic()) - start
+    assert exited < stopped + 2.0, f"stopped after {stopped:.2f} s, but exited only after {exited:.2f} s"
+    return stopped, "".join(line for _, line in lines)

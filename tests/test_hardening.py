@@ -18,7 +18,7 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
-from conftest import run_on_small_disk, start_detect, start_server, vidpipe_cli
+from conftest import run_on_small_disk, start_detect, start_server, stop_time, vidpipe_cli
 
 import vidpipe
 from media import damage, encode, first_frames, gst_launch, rotate_mp4, variable_rate
@@ -100,10 +100,7 @@ def test_ctrl_c_with_a_frozen_rtsp_server_stops_within_a_second(tmp_path):
         proc = start_detect(url, "--json", str(jsonl), "--video", str(tmp_path / "a.mp4"), lines=10)
         server.send_signal(signal.SIGSTOP)  # the server freezes: no more packets, no error
         time.sleep(1.0)
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
-        stopped_in = time.monotonic() - start
+        stopped_in, stderr = stop_time(proc)
     finally:
         server.send_signal(signal.SIGCONT)
         server.kill()

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yolo_nets
-from conftest import start_detect, start_server, vidpipe_cli
+from conftest import start_detect, start_server, stop_time, vidpipe_cli
 
 import vidpipe
 from media import encode
@@ -195,23 +195,6 @@ def test_sigkill_with_live_streams_leaves_every_video_playable(tmp_path):
 # -- 5: Ctrl-C while opening or reconnecting ------------------------------------------------------------------
 
 
-def _stop_time(proc: subprocess.Popen) -> tuple[float, str]:
-    """Seconds from Ctrl-C until vidpipe has finished its outputs and printed its last line; the process
-    must have exited within 2 s more (the Python interpreter's own teardown with PyTorch loaded takes
-    0.4 to 0.9 s on the project's machines, measured with ``import torch, torchvision`` alone)."""
-    start = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    lines: list[tuple[float, str]] = []
-    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line) for line in proc.stderr))
-    reader.start()
-    proc.wait(timeout=30)
-    exited = time.monotonic() - start
-    reader.join(10)
-    stopped = (lines[-1][0] if lines else time.monotonic()) - start
-    assert exited < stopped + 2.0, f"stopped after {stopped:.2f} s, but exited only after {exited:.2f} s"
-    return stopped, "".join(line for _, line in lines)
-
-
 @pytest.mark.parametrize("server_kind", ["silent", "frozen"])
 def test_ctrl_c_while_opening_stops_within_a_second(server_kind, tmp_path):
     if server_kind == "silent":  # a socket that accepts and never answers
@@ -236,7 +219,7 @@ def test_ctrl_c_while_opening_stops_within_a_second(server_kind, tmp_path):
         )  # fmt: skip
         time.sleep(2.0)  # opening: waiting for a first frame that does not come (10 s timeout)
         assert proc.poll() is None
-        took, stderr = _stop_time(proc)
+        took, stderr = stop_time(proc)
     finally:
         cleanup()
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
@@ -253,7 +236,7 @@ def test_ctrl_c_while_reconnecting_stops_within_a_second(tmp_path):
         while "disconnected" not in jsonl.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.5)  # reconnecting: waiting for a first frame
-        took, stderr = _stop_time(proc)
+        took, stderr = stop_time(proc)
     finally:
         server.send_signal(signal.SIGCONT)
         server.kill()

@@ -200,13 +200,13 @@ def test_gpu_chain_is_wired_in_where_nvidia_decoding_is_available(sample, monkey
     """Where NVIDIA decoding is found, the source ranks its decoders first and converts with the CUDA chain
     (here a software stand-in with the same caps, CUDA being absent), and --detect-fps still limits the
     rate before it (caps of any memory)."""
-    from vidpipe.gst import Gst, source
+    from vidpipe.gst import Gst, launch, source
     from vidpipe.gst.decoders import Decoding
 
     preferred = []
     monkeypatch.setattr(source, "nvidia_decoding", lambda: Decoding(True, "NVIDIA decoding (test)", True))
     monkeypatch.setattr(source, "prefer_nvidia_decoders", lambda: preferred.append(True))
-    monkeypatch.setattr(source, "CUDA_CHAIN", "videoconvertscale name=convert ! video/x-raw(ANY),format=RGB")
+    monkeypatch.setattr(launch, "CUDA_CHAIN", "videoconvertscale name=convert ! video/x-raw(ANY),format=RGB")
     with vidpipe.open(sample, gpu_decode=True, max_fps=10) as src:
         assert src.decoding.convert_on_gpu and preferred == [True]
         rate = src.pipeline.get_by_name("rate").get_static_pad("src").get_current_caps()

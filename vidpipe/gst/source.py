@@ -8,10 +8,8 @@ objects from the caller's thread while GStreamer decodes in its own threads. Bus
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
-import resource
 import threading
 import time
 import weakref
@@ -19,79 +17,32 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import (
-    DamagedSourceError,
     DecodeError,
     NoVideoStreamError,
     OpenCancelledError,
     SourceError,
-    SourceOutOfResourcesError,
     StreamUnreachableError,
-    TruncatedSourceError,
 )
-from ..types import Frame, Gap, SourceInfo
+from ..types import Frame, SourceInfo
 from . import GLib, Gst, GstPbutils
 from .buffers import BufferReader
 from .bus import error_from_message
-from .decoders import CUDA_CHAIN, Decoding, nvidia_decoding, prefer_nvidia_decoders, video_decoder
+from .decoders import Decoding, nvidia_decoding, prefer_nvidia_decoders, video_decoder
+from .describe import source_info
+from .launch import (
+    check_fds,
+    configure_element,
+    configure_network_source,
+    decoder_sink,
+    description,
+    discard,
+    teardown,
+    weak,
+)
+from .ledger import DamageLedger, check_length
 from .uri import parse_source
 
 log = logging.getLogger(__name__)
-
-# A frame rate above this is not a rate but a container's time base: the file has a variable rate.
-MAX_PLAUSIBLE_FPS = 1000.0
-# File descriptors one source needs at most (bus, decoder threads, file); checked before building.
-FDS_PER_SOURCE = 32
-_PTS_TOLERANCE = Gst.MSECOND  # decoders may round timestamps
-MIN_RATE = "1/10000"  # the lower end of the frame rates a max_fps lets through
-
-
-def _check_fds(text: str) -> None:
-    """Fail clearly, before GStreamer does with a flood of CRITICAL lines, when fds run out."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return
-    try:
-        used = len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return
-    if soft - used < FDS_PER_SOURCE:
-        raise SourceOutOfResourcesError(
-            f"{text}: too many open files ({used} of the limit {soft}): close sources no longer used, "
-            "or raise the limit (ulimit -n)"
-        )
-
-
-def _weak(method):
-    """A GObject callback that calls ``method`` through a weak reference: a signal handler or pad probe
-    then does not keep its Python owner (and with it the whole pipeline) alive in a reference cycle."""
-    ref = weakref.WeakMethod(method)
-
-    def call(*args):
-        bound = ref()
-        if bound is not None:
-            return bound(*args)
-        return Gst.PadProbeReturn.OK if args and isinstance(args[-1], Gst.PadProbeInfo) else None
-
-    return call
-
-
-def _teardown(pipeline: Gst.Pipeline, handlers: list[tuple[Gst.Object, int]], probes: list[tuple[Gst.Pad, int]]):
-    """Stop a pipeline and cut every link from GStreamer back to Python (runs on close and on collection).
-
-    A source dropped without ``close()`` may be collected in one of GStreamer's own streaming threads
-    (the last reference can go away inside a callback), where changing the pipeline's state would
-    deadlock: the teardown then runs in a short-lived thread of its own."""
-    if isinstance(threading.current_thread(), threading._DummyThread):  # not a thread Python started
-        threading.Thread(target=_teardown, args=(pipeline, handlers, probes), name="vidpipe-teardown").start()
-        return
-    pipeline.set_state(Gst.State.NULL)
-    for element, handler in handlers:
-        if element.handler_is_connected(handler):
-            element.disconnect(handler)
-    for pad, probe in probes:
-        pad.remove_probe(probe)
-    handlers.clear()
-    probes.clear()
 
 
 class Source:
@@ -120,7 +71,7 @@ class Source:
         self.opened_at = time.time()  # when opening began (before any frame of it)
         self._spec = parse_source(source)
         self._cancel = cancel
-        _check_fds(self._spec.text)
+        check_fds(self._spec.text)
         if max_fps is not None and not max_fps > 0:
             raise SourceError(f"{self._spec.text}: max_fps must be above 0, got {max_fps}")
         self.live = self._spec.live if live is None else live
@@ -146,17 +97,15 @@ class Source:
         self._closed = False
         self._stopping = threading.Event()
         self._stream_ends: dict[str, float] = {}  # the end (s) of each decoded stream besides the video
-        self._decoder_input: list[int] = []  # pts (ns) of compressed frames that went into the decoder
-        self._decoder_lock = threading.Lock()
-        self.gaps: list[Gap] = []
-        self._last_decoded: int | None = None
+        self._ledger = DamageLedger(self._spec.text)
+        self.gaps = self._ledger.gaps  # frames the decoder could not decode (damaged data), where and how many
         self._handlers: list[tuple[Gst.Object, int]] = []
         self._probes: list[tuple[Gst.Pad, int]] = []
         self.decoding = nvidia_decoding() if gpu_decode else Decoding(False, "software decoding")
         if self.decoding.gpu:
             prefer_nvidia_decoders()
         self._pipeline = self._build(size, keep_aspect)
-        self._finalizer = weakref.finalize(self, _teardown, self._pipeline, self._handlers, self._probes)
+        self._finalizer = weakref.finalize(self, teardown, self._pipeline, self._handlers, self._probes)
         self._bus = self._pipeline.get_bus()
         self._appsink = self._pipeline.get_by_name("sink")
         try:
@@ -168,48 +117,14 @@ class Source:
     # -- construction -------------------------------------------------------------------------------
 
     def _build(self, size: tuple[int, int] | None, keep_aspect: bool) -> Gst.Pipeline:
-        caps = "video/x-raw,format=RGB"
-        if size is not None:
-            width, height = size
-            caps += f",width={int(width)},height={int(height)},pixel-aspect-ratio=1/1"
-        sink = (
-            f"appsink name=sink sync={str(self._pace).lower()} max-buffers={self._max_buffers} "
-            f"drop={str(self.live).lower()} enable-last-sample=false"
-        )
-        # Frames are turned upright (the orientation tag phones write) after the conversion to RGB and
-        # before scaling, so that ``size`` is the size of the upright picture. Both are pass-through
-        # when there is nothing to do.
-        # --detect-fps: frames above the rate are dropped here, before any conversion, so they cost nothing.
-        # NVIDIA decoding: the frame is converted to RGB on the GPU and comes back once, as RGB.
-        rate = ""
-        if self._max_fps is not None:
-            # a maximum: a stream at or below it passes every frame (a fixed rate above the stream's
-            # own would fail to negotiate, since drop-only never adds frames)
-            num, den = Gst.util_double_to_fraction(self._max_fps)
-            rates = f"[{MIN_RATE},{num}/{den}]" if self._max_fps > 1 / 10_000 else f"{num}/{den}"
-            memory = "(ANY)" if self.decoding.convert_on_gpu else ""  # frames in GPU memory too
-            rate = f"videorate name=rate drop-only=true ! video/x-raw{memory},framerate={rates} ! "
-        convert = (
-            CUDA_CHAIN
-            if self.decoding.convert_on_gpu
-            # (caps negotiation lets this element scale too, in the same pass: it must stretch or
-            # letterbox as asked, like the videoscale after it)
-            else f"videoconvertscale name=convert add-borders={str(keep_aspect).lower()} ! video/x-raw,format=RGB"
-        )
-        description = (
-            f"{self._spec.description} ! queue name=frames max-size-buffers=4 max-size-bytes=0 "
-            f"max-size-time=0 ! {rate}{convert} "
-            "! videoflip name=orient video-direction=auto "
-            f"! videoscale name=scale add-borders={str(keep_aspect).lower()} ! {caps} ! {sink}"
-        )
         decode_in_bin = self._spec.kind in ("file", "network")
-        if decode_in_bin:
-            # uridecodebin's pads appear at run time and are linked by hand (video to the frames chain,
-            # anything else to a fakesink), so the first link is left out of the description.
-            head, _, tail = description.partition(" ! ")
-            description = f"{head} {tail}"
+        text = description(
+            self._spec.description, size=size, keep_aspect=keep_aspect, max_fps=self._max_fps,
+            convert_on_gpu=self.decoding.convert_on_gpu, max_buffers=self._max_buffers, live=self.live,
+            pace=self._pace, decode_in_bin=decode_in_bin,
+        )  # fmt: skip
         try:
-            pipeline = Gst.parse_launch(description)
+            pipeline = Gst.parse_launch(text)
         except GLib.Error as exc:
             raise SourceError(f"{self._spec.text}: cannot build the pipeline ({exc.message})") from None
         if decode_in_bin:
@@ -218,18 +133,18 @@ class Source:
                 ("pad-added", self._on_pad_added),
                 ("no-more-pads", self._on_no_more_pads),
                 ("source-setup", self._on_source_setup),
-                ("deep-element-added", self._on_element_added),
             ):
-                self._handlers.append((decode, decode.connect(signal_name, _weak(method))))
+                self._handlers.append((decode, decode.connect(signal_name, weak(method))))
+            self._handlers.append((decode, decode.connect("deep-element-added", configure_element)))
         else:
             self._video_linked = True
         self._numbered = self.live or self._maybe_live or self._max_fps is not None  # frames may be dropped
         if self._numbered:  # (a Python callback per frame: only where needed)
             decoded = pipeline.get_by_name("frames").get_static_pad("sink")
-            self._probes.append((decoded, decoded.add_probe(Gst.PadProbeType.BUFFER, _weak(self._on_decoded))))
+            self._probes.append((decoded, decoded.add_probe(Gst.PadProbeType.BUFFER, weak(self._on_decoded))))
         if self.live or self._maybe_live:
             pad = pipeline.get_by_name("sink").get_static_pad("sink")
-            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._count_arrival))))
+            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, weak(self._count_arrival))))
         return pipeline
 
     def _on_decoded(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
@@ -244,15 +159,8 @@ class Source:
         return Gst.PadProbeReturn.OK
 
     def _count_lost(self, pts: int, index: int) -> None:
-        """Count the frames the decoder took in but could not decode (damaged data) before this one."""
-        if self._spec.kind != "file":
-            return
-        lost = self._lost_before(pts)
-        if lost and self._last_decoded is not None:
-            gap = Gap(index - 1, self._last_decoded / Gst.SECOND, pts / Gst.SECOND, lost)
-            self.gaps.append(gap)
-            log.info("%s: %s", self._spec.text, gap.describe())
-        self._last_decoded = pts
+        if self._spec.kind == "file":  # (only a file's every compressed frame is seen going in)
+            self._ledger.decoded(pts, index)
 
     def _count_arrival(self, _pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         self._arrived += 1
@@ -266,21 +174,7 @@ class Source:
         return Gst.PadProbeReturn.OK
 
     def _on_source_setup(self, _bin: Gst.Element, element: Gst.Element) -> None:
-        factory = element.get_factory().get_name() if element.get_factory() else ""
-        if factory == "rtspsrc":
-            # RTP over the RTSP TCP connection: a server that goes away is noticed at once (over UDP
-            # only by a timeout), and no packet is lost to a full socket buffer.
-            element.set_property("protocols", "tcp")
-            element.set_property("latency", 200)
-            element.set_property("tcp-timeout", int(self._timeout * 1_000_000))
-            element.set_property("timeout", int(self._timeout * 1_000_000))
-
-    def _on_element_added(self, _bin: Gst.Bin, _parent: Gst.Bin, element: Gst.Element) -> None:
-        factory = element.get_factory()
-        if factory is not None and factory.get_name() == "multipartdemux":
-            # an MJPEG camera's multipart reply holds one stream: say so, or decodebin waits for more
-            # streams, holding every frame back until the connection ends
-            element.set_property("single-stream", True)
+        configure_network_source(element, self._timeout)
 
     def _on_pad_added(self, _bin: Gst.Element, pad: Gst.Pad) -> None:
         pipeline = self._pipeline
@@ -289,43 +183,13 @@ class Source:
         if name.startswith("video/x-raw") and not self._video_linked:
             pad.link(pipeline.get_by_name("frames").get_static_pad("sink"))
             self._video_linked = True
-            if self._spec.kind == "file":
-                self._watch_decoder_input(pad)
+            sink = decoder_sink(pad) if self._spec.kind == "file" else None
+            if sink is not None:  # (every compressed frame into the decoder: the damaged ones are counted)
+                self._probes.append((sink, sink.add_probe(Gst.PadProbeType.BUFFER, weak(self._ledger.note_input))))
         else:
             if self._spec.kind == "file":  # the other streams' ends count too, for the truncation check
-                self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, _weak(self._note_stream_end))))
-            sink = Gst.ElementFactory.make("fakesink", None)
-            sink.set_property("sync", False)
-            sink.set_property("async", False)
-            pipeline.add(sink)
-            sink.sync_state_with_parent()
-            pad.link(sink.get_static_pad("sink"))
-
-    def _watch_decoder_input(self, pad: Gst.Pad) -> None:
-        """Record the pts of every compressed frame that enters the video decoder, so that frames the
-        decoder could not decode (damaged data) are counted, wherever they were in the file."""
-        while isinstance(pad, Gst.GhostPad) and pad.get_target() is not None:
-            pad = pad.get_target()
-        decoder = pad.get_parent_element()
-        klass = decoder.get_factory().get_metadata("klass") if decoder and decoder.get_factory() else ""
-        sink = decoder.get_static_pad("sink") if "Decoder" in (klass or "") else None
-        if sink is not None:
-            self._probes.append((sink, sink.add_probe(Gst.PadProbeType.BUFFER, _weak(self._note_decoder_input))))
-
-    def _note_decoder_input(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
-        buf = info.get_buffer()
-        if buf is not None and buf.pts != Gst.CLOCK_TIME_NONE:
-            with self._decoder_lock:
-                bisect.insort(self._decoder_input, buf.pts)
-        return Gst.PadProbeReturn.OK
-
-    def _lost_before(self, pts_ns: int) -> int:
-        """Forget the decoder inputs up to this output frame; return how many of them never came out."""
-        with self._decoder_lock:
-            done = bisect.bisect_right(self._decoder_input, pts_ns + _PTS_TOLERANCE)
-            lost = bisect.bisect_left(self._decoder_input, pts_ns - _PTS_TOLERANCE, 0, done)
-            del self._decoder_input[:done]
-        return lost
+                self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, weak(self._note_stream_end))))
+            discard(pipeline, pad)
 
     def _on_no_more_pads(self, _bin: Gst.Element) -> None:
         self._no_more_pads = True
@@ -373,66 +237,10 @@ class Source:
         self._appsink.set_property("drop", True)
 
     def _make_info(self, caps: Gst.Caps) -> SourceInfo:
-        structure = caps.get_structure(0)
-        ok, num, den = structure.get_fraction("framerate")
-        fps = num / den if ok and num > 0 and den > 0 else None
-        if fps is not None and fps > MAX_PLAUSIBLE_FPS:  # e.g. 1000000000/1 from a variable-rate MP4
-            fps = None
-        duration = None
-        if not self.live:
-            ok, nanos = self._pipeline.query_duration(Gst.Format.TIME)
-            duration = nanos / Gst.SECOND if ok and nanos > 0 else None
-        if self._spec.kind == "test" and not self.live:
-            frames = self._test_frames()
-            duration = frames / fps if fps else None
-        else:
-            frames = round(duration * fps) if duration and fps else None
-        codec, container = self._describe_streams()
-        width, height = self._reader.width, self._reader.height
-        return SourceInfo(
-            source=self._spec.text,
-            width=width,
-            height=height,
-            fps=fps,
-            duration=duration,
-            frames=frames,
-            codec=codec,
-            container=container,
-            live=self.live,
+        return source_info(
+            self._pipeline, caps, self._spec, width=self._reader.width, height=self._reader.height, live=self.live,
             stream=self.stream,
-        )
-
-    def _test_frames(self) -> int:
-        for element in self._pipeline.iterate_elements():
-            if element.get_factory() and element.get_factory().get_name() == "videotestsrc":
-                return int(element.get_property("num-buffers"))
-        return 0
-
-    def _describe_streams(self) -> tuple[str | None, str | None]:
-        codec = container = None
-        iterator = self._pipeline.iterate_recurse()
-        while True:
-            result, element = iterator.next()
-            if result != Gst.IteratorResult.OK:
-                break
-            factory = element.get_factory()
-            if factory is None:
-                continue
-            klass = factory.get_metadata("klass") or ""
-            if factory.get_name() == "typefind" and container is None:
-                found = element.get_property("caps")
-                if found is not None and not found.get_structure(0).get_name().startswith("video/x-raw"):
-                    container = GstPbutils.pb_utils_get_codec_description(found)
-                continue
-            pad = element.get_static_pad("sink")
-            caps = pad.get_current_caps() if pad else None
-            if caps is None:
-                continue
-            if "Decoder" in klass and ("Video" in klass or "Image" in klass) and codec is None:
-                codec = GstPbutils.pb_utils_get_codec_description(caps)
-        if self._spec.kind == "test":
-            codec = "raw video (test pattern)"
-        return codec, container
+        )  # fmt: skip
 
     def __iter__(self) -> Iterator[Frame]:
         if self._closed:
@@ -546,30 +354,11 @@ class Source:
         if self._delivered == 0:
             self._raise_no_frames()
         info = self.info
-        self._check_gaps()
+        self._ledger.check()
         if self._spec.kind != "file" or not info.duration or not info.fps:
             return
         self._wait_for_other_streams()
-        # The video stream may end before the file does (a shorter second track, a longer audio
-        # track): only when no stream reached the container's end was the file cut off.
-        end = max([self._last_pts or 0.0, *self._stream_ends.values()])
-        missing = (info.duration - end) * info.fps - 1  # frame times not covered
-        if missing > 2:
-            raise TruncatedSourceError(
-                f"{self._spec.text}: stream ended after {self._delivered} frames at {self._last_pts:.2f} s of "
-                f"{info.duration:.2f} s (about {round(missing)} frames missing: file truncated or damaged)",
-                frames_decoded=self._delivered,
-            )
-
-    def _check_gaps(self) -> None:
-        if self.gaps:
-            total = sum(g.missing for g in self.gaps)
-            where = "; ".join(g.describe() for g in self.gaps[:3]) + ("; ..." if len(self.gaps) > 3 else "")
-            raise DamagedSourceError(
-                f"{self._spec.text}: {total} frame(s) could not be decoded, in {len(self.gaps)} place(s) "
-                f"({where}): file damaged; every other frame was delivered",
-                gaps=tuple(self.gaps),
-            )
+        check_length(info, self._delivered, self._last_pts or 0.0, self._stream_ends.values())
 
     def _wait_for_other_streams(self, timeout: float = 5.0) -> None:
         """Let the pipeline's other branches (fakesinks) reach their end, so their last pts are known."""
@@ -665,16 +454,6 @@ def open(
     Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
     """
     return Source(
-        source,
-        size=size,
-        keep_aspect=keep_aspect,
-        live=live,
-        max_buffers=max_buffers,
-        timeout=timeout,
-        max_fps=max_fps,
-        stream=stream,
-        stall_timeout=stall_timeout,
-        gpu_decode=gpu_decode,
-        cancel=cancel,
-        pace=pace,
-    )
+        source, size=size, keep_aspect=keep_aspect, live=live, max_buffers=max_buffers, timeout=timeout,
+        max_fps=max_fps, stream=stream, stall_timeout=stall_timeout, gpu_decode=gpu_decode, cancel=cancel, pace=pace,
+    )  # fmt: skip
