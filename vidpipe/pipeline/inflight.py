@@ -94,6 +94,7 @@ class InFlight:
             batch = det.preprocess(frames)
             if sizes is not None:
                 batch.sizes = sizes
+            batch = det.pad(batch)  # up to a fixed batch size where the detector has them (CUDA)
             t1 = time.perf_counter()
             outputs = det.forward(batch)
             if self.count == 1 and det.device.type == "cuda":

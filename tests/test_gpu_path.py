@@ -1,0 +1,100 @@
+"""The GPU path's logic, tested without a GPU: fixed batch shapes and warm-up, continuous batching, the
+precision table, the decoder check and its fallback, and the device script's CPU mode. CUDA-only
+decisions are faked (``wants_fixed_shapes``, ``continuous_batching``) to run the same code on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vidpipe
+from vidpipe import models
+from vidpipe.models import base
+from vidpipe.models.base import batch_shapes, padded_size
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return models.load("ssd_mobilenet_v2_coco")
+
+
+@pytest.fixture(scope="module")
+def footage(sample):
+    """Every 60th frame of the bundled clip."""
+    with vidpipe.open(sample) as src:
+        return [f.tensor for f in src if f.index % 60 == 0][:12]
+
+
+def _network_batches(det, monkeypatch) -> list[int]:
+    """The batch sizes the detector's network is called with, from here on."""
+    seen: list[int] = []
+    forward = type(det).forward
+
+    def counting(self, batch):
+        seen.append(int(batch.images.shape[0]))
+        return forward(self, batch)
+
+    monkeypatch.setattr(type(det), "forward", counting)
+    return seen
+
+
+# -- fixed batch shapes and warm-up ----------------------------------------------------------------------------
+
+
+def test_batch_shapes_are_powers_of_two_up_to_the_batch():
+    assert batch_shapes(32) == (1, 2, 4, 8, 16, 32)
+    assert batch_shapes(12) == (1, 2, 4, 8, 12)
+    assert batch_shapes(1) == (1,)
+    assert batch_shapes(2) == (1, 2)
+    shapes = batch_shapes(32)
+    assert [padded_size(n, shapes) for n in (1, 2, 3, 5, 9, 17, 31, 32)] == [1, 2, 4, 8, 16, 32, 32, 32]
+    assert padded_size(40, shapes) == 40  # above every shape: as it is
+    assert padded_size(5, ()) == 5
+    with pytest.raises(vidpipe.errors.ModelError):
+        batch_shapes(0)
+
+
+def test_fixed_shapes_only_on_cuda():
+    assert base.wants_fixed_shapes(torch.device("cuda")) is True
+    assert base.wants_fixed_shapes(torch.device("cpu")) is False
+
+
+def test_warm_up_runs_each_shape_once_and_padding_changes_no_detection(footage, monkeypatch):
+    det = models.load("ssd_mobilenet_v2_coco")
+    expected = det(footage[:5])
+    assert det.prepare(8) == 0.0 and det.shapes == ()  # on the CPU: nothing fixed, nothing warmed
+    seen = _network_batches(det, monkeypatch)
+    assert det.prepare(8, fixed=True) > 0  # the CUDA path, forced
+    assert seen == [1, 2, 4, 8] and det.shapes == (1, 2, 4, 8)
+    assert det.prepare(8, fixed=True) == 0.0 and seen == [1, 2, 4, 8]  # once per batch size
+    seen.clear()
+    found = det(footage[:5])  # 5 frames run as 8, the 3 blank ones' results dropped
+    assert seen == [8] and len(found) == 5
+    for a, b in zip(expected, found, strict=True):
+        assert torch.equal(a.class_ids, b.class_ids)
+        assert torch.allclose(a.boxes, b.boxes, atol=1e-3) and torch.allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_padding_keeps_the_memory_layout(detector):
+    det = models.load("ssd_mobilenet_v2_coco")
+    det.shapes = (1, 2, 4)
+    batch = det.preprocess([torch.zeros((30, 40, 3), dtype=torch.uint8)] * 3)
+    padded = det.pad(batch)
+    assert padded.images.shape[0] == 4 and padded.sizes == batch.sizes
+    assert padded.images.is_contiguous(memory_format=torch.channels_last) == det.channels_last
+    assert torch.equal(padded.images[:3], batch.images) and not padded.images[3].any()
+
+
+def test_a_pipeline_on_cuda_warms_up_before_its_clock_starts(sample, footage, monkeypatch):
+    """With CUDA's decision faked: the pipeline warms every shape before ``stats.started``, then runs
+    only those shapes; the detections are those of an unpadded run."""
+    reference = vidpipe.Pipeline(sample, models.load("ssd_mobilenet_v2_coco"), batch=4, max_frames=7)
+    plain = [len(r.detections) for r in reference]
+    monkeypatch.setattr(base, "wants_fixed_shapes", lambda device: True)
+    det = models.load("ssd_mobilenet_v2_coco")
+    seen = _network_batches(det, monkeypatch)
+    pipeline = vidpipe.Pipeline(sample, det, batch=4, max_frames=7)
+    counts = [len(r.detections) for r in pipeline]
+    assert counts == plain
+    assert seen[:3] == [1, 2, 4] and set(seen) <= {1, 2, 4}  # warm-up first, then fixed shapes only
+    assert det.warmed is not None
