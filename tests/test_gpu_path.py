@@ -4,6 +4,9 @@ decisions are faked (``wants_fixed_shapes``, ``continuous_batching``) to run the
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -11,6 +14,13 @@ import vidpipe
 from vidpipe import models
 from vidpipe.models import base
 from vidpipe.models.base import batch_shapes, padded_size
+from vidpipe.options import FILE_QUEUE
+from vidpipe.pipeline import engine
+from vidpipe.pipeline.batcher import Batcher, End
+from vidpipe.pipeline.engine import Engine
+from vidpipe.pipeline.inflight import InFlight, continuous_batching
+from vidpipe.pipeline.stats import Stats, StreamStats
+from vidpipe.types import Frame
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +96,12 @@ def test_padding_keeps_the_memory_layout(detector):
 
 
 def test_a_pipeline_on_cuda_warms_up_before_its_clock_starts(sample, footage, monkeypatch):
-    """With CUDA's decision faked: the pipeline warms every shape before ``stats.started``, then runs
-    only those shapes; the detections are those of an unpadded run."""
+    """With CUDA's decisions faked: the pipeline warms every shape before its clock starts, then runs
+    only those shapes, continuously batched; the detections are those of a CPU run."""
     reference = vidpipe.Pipeline(sample, models.load("ssd_mobilenet_v2_coco"), batch=4, max_frames=7)
     plain = [len(r.detections) for r in reference]
     monkeypatch.setattr(base, "wants_fixed_shapes", lambda device: True)
+    monkeypatch.setattr(engine, "continuous_batching", lambda device: True)
     det = models.load("ssd_mobilenet_v2_coco")
     seen = _network_batches(det, monkeypatch)
     pipeline = vidpipe.Pipeline(sample, det, batch=4, max_frames=7)
@@ -98,3 +109,72 @@ def test_a_pipeline_on_cuda_warms_up_before_its_clock_starts(sample, footage, mo
     assert counts == plain
     assert seen[:3] == [1, 2, 4] and set(seen) <= {1, 2, 4}  # warm-up first, then fixed shapes only
     assert det.warmed is not None
+
+
+# -- continuous batching ---------------------------------------------------------------------------------------
+
+
+def _frame(stream: str, index: int) -> Frame:
+    return Frame(torch.zeros((24, 32, 3), dtype=torch.uint8), index, index / 30, stream=stream, wall=time.time())
+
+
+def _file_batcher(batch: int, max_wait: float, capacity: int = FILE_QUEUE) -> Batcher:
+    batcher = Batcher(batch=batch, max_wait=max_wait, abandon=threading.Event())
+    batcher.add_stream(StreamStats("f"))
+    batcher.configure("f", live=False, max_latency=None, capacity=capacity)
+    return batcher
+
+
+def test_continuous_batching_only_on_cuda(detector):
+    assert continuous_batching(torch.device("cuda")) and not continuous_batching(torch.device("cpu"))
+    assert Engine(detector, 1, Stats()).continuous is False  # the CPU keeps waiting for full batches
+
+
+def test_a_files_queue_holds_a_batch_and_an_idle_device_takes_what_is_queued():
+    batcher = _file_batcher(batch=32, max_wait=5.0, capacity=8)
+    for i in range(20):  # a file's queue holds a whole batch, not 8 frames
+        assert batcher.put("f", _frame("f", i))
+    assert not batcher.ready(full=True)
+    start = time.perf_counter()
+    items, _ = batcher.take(fill=False)  # nothing waits for the 12 frames missing
+    assert [item.index for item in items] == list(range(20)) and time.perf_counter() - start < 1.0
+    for i in range(20, 52):
+        batcher.put("f", _frame("f", i))
+    assert batcher.ready(full=True)
+
+
+def test_continuous_engine_launches_at_once_and_overlaps_only_full_batches(detector, monkeypatch):
+    """Three frames queued, batch 4, max_wait 5 s: launched at once (the device is idle). Then with a
+    batch in flight, a whole batch queued is launched before the first is collected; a partial one
+    waits for the collection."""
+    order: list[tuple[str, int]] = []
+    launch, collect = InFlight.launch, InFlight.collect
+
+    def launching(self, frames, tag=None, sizes=None):
+        order.append(("launch", len(frames)))
+        return launch(self, frames, tag, sizes)
+
+    def collecting(self):
+        tag, found = collect(self)
+        order.append(("collect", len(found)))
+        return tag, found
+
+    monkeypatch.setattr(InFlight, "launch", launching)
+    monkeypatch.setattr(InFlight, "collect", collecting)
+    batcher = _file_batcher(batch=4, max_wait=5.0, capacity=16)
+    for i in range(3):
+        batcher.put("f", _frame("f", i))
+    results = Engine(detector, 2, Stats(), continuous=True).run(batcher)
+    start = time.perf_counter()
+    assert next(results).frame.index == 0 and time.perf_counter() - start < 2.5
+    assert order == [("launch", 3), ("collect", 3)]
+    assert [next(results).frame.index for _ in range(2)] == [1, 2]
+    for i in range(3, 13):
+        batcher.put("f", _frame("f", i))
+    batcher.put("f", End("f"))
+    rest = list(results)
+    assert [r.frame.index for r in rest if not isinstance(r, End)] == list(range(3, 13))
+    assert isinstance(rest[-1], End)
+    # 10 frames: 4 launched, 4 more (a whole batch) launched before collecting, then the last 2
+    assert order[2:6] == [("launch", 4), ("launch", 4), ("collect", 4), ("collect", 4)]
+    assert order[6:] == [("launch", 2), ("collect", 2)]
