@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -178,3 +179,43 @@ def test_continuous_engine_launches_at_once_and_overlaps_only_full_batches(detec
     # 10 frames: 4 launched, 4 more (a whole batch) launched before collecting, then the last 2
     assert order[2:6] == [("launch", 4), ("launch", 4), ("collect", 4), ("collect", 4)]
     assert order[6:] == [("launch", 2), ("collect", 2)]
+
+
+# -- precision and layout on CUDA --------------------------------------------------------------------------------
+
+
+def test_precision_auto_on_cuda_reads_the_measured_table(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    chosen, why = base.choose_precision("auto", torch.device("cuda"))
+    assert chosen == "fp32" and "3,114" in why and "H200" in why  # measured: fp32 wins at batch 32
+    for batch in (1, 8, 32, 128, 4, 1000):  # fp32 at every batch size (the nearest measured one)
+        assert base.cuda_precision(batch)[0] == "fp32"
+    assert base.choose_precision("fp16", torch.device("cuda")) == ("fp16", "as asked")
+    # a table where channels-last bf16 wins at batch 32: chosen, and run channels-last
+    table = dict(base.CUDA_PRECISION_TABLE)
+    table["bf16", "nhwc"] = {1: 100, 8: 900, 32: 4000, 128: 5000}
+    monkeypatch.setattr(base, "CUDA_PRECISION_TABLE", table)
+    assert base.cuda_precision(32)[0] == "bf16" and base.cuda_precision(1)[0] == "fp32"
+    assert base.cuda_precision(32, bf16=False)[0] == "fp32"  # a device without bf16
+    assert base.default_channels_last("bf16", torch.device("cuda"))
+    table["bf16", "nhwc"] = {32: 1000}  # measured slower than NCHW: NCHW
+    assert not base.default_channels_last("bf16", torch.device("cuda"))
+    monkeypatch.setattr(base, "CUDA_PRECISION_TABLE", {})
+    assert base.cuda_precision(32, bf16=False)[0] == "fp16"  # nothing measured: half precision
+
+
+def test_layout_channels_last_for_half_precision_on_cuda():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert base.default_channels_last("fp16", cuda) and base.default_channels_last("bf16", cuda)
+    assert not base.default_channels_last("fp32", cuda)  # fp32 stays NCHW (TF32, measured)
+    assert base.default_channels_last("fp32", cpu) and base.default_channels_last("bf16", cpu)
+
+
+def test_the_precision_table_is_the_one_in_the_docs():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "performance.md").read_text()
+    names = {"fp32": "fp32 (TF32)", "fp16": "fp16", "bf16": "bf16"}
+    for (precision, layout), row in base.CUDA_PRECISION_TABLE.items():
+        shown = "NCHW" if layout == "nchw" else "channels-last"
+        figures = [f"{row[b]:,.0f}" if b in row else "–" for b in (1, 8, 32, 128)]
+        line = f"| {names[precision] if layout == 'nchw' else precision} | {shown} | " + " | ".join(figures) + " |"
+        assert line in text, line

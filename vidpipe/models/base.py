@@ -76,16 +76,75 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# Model-only speed on CUDA, the table ``--precision auto`` chooses from (and docs/performance.md shows):
+# frames per second of ssd_mobilenet_v2_coco called on uint8 frames in host memory (pre- and
+# post-processing included), by (precision, layout) and batch size; layout "nchw" or "nhwc"
+# (channels-last). Measured on one NVIDIA H200, PyTorch 2.11+cu130, main f251290, benchmarks/gpu.py
+# (CUDA_PRECISION_SOURCE). An empty row is still to be measured: benchmarks/gpu_on_device.sh prints every
+# row; copy its figures here and into docs/performance.md. Until then half precision is compared by
+# its NCHW figures and runs channels-last (what tensor cores want), fp32 runs NCHW (TF32, measured).
+CUDA_PRECISION_SOURCE = "one H200, torch 2.11, main f251290"
+CUDA_PRECISION_TABLE: dict[tuple[str, str], dict[int, float]] = {
+    ("fp32", "nchw"): {1: 152, 8: 1033, 32: 3114, 128: 3202},
+    ("fp16", "nchw"): {1: 88, 8: 606, 32: 1125, 128: 1886},
+    ("bf16", "nchw"): {1: 61, 8: 470, 32: 1178, 128: 2874},
+    ("fp32", "nhwc"): {},  # to be measured
+    ("fp16", "nhwc"): {},  # to be measured
+    ("bf16", "nhwc"): {},  # to be measured
+}
+CUDA_AUTO_BATCH = 32  # the batch the table is read at for --precision auto (the default batch on CUDA)
+
+
+def _measured(precision: str, batch: int) -> tuple[float, str] | None:
+    """The table's best figure for ``precision`` at the measured batch nearest ``batch`` (by ratio), and
+    the layout it was measured with; None when the precision has no measured row."""
+    best: tuple[float, str] | None = None
+    for (name, layout), row in CUDA_PRECISION_TABLE.items():
+        if name != precision or not row:
+            continue
+        nearest = min(row, key=lambda b: (abs(math.log(b / batch)), -b))
+        if best is None or row[nearest] > best[0]:
+            best = (row[nearest], layout)
+    return best
+
+
+def cuda_precision(batch: int = CUDA_AUTO_BATCH, bf16: bool = True) -> tuple[str, str]:
+    """``--precision auto`` on CUDA: the fastest measured precision at ``batch`` in
+    :data:`CUDA_PRECISION_TABLE` (``bf16``: whether the device computes bf16), and why."""
+    figures = {p: m for p in PRECISIONS if (p != "bf16" or bf16) and (m := _measured(p, batch)) is not None}
+    if not figures:
+        return ("bf16" if bf16 else "fp16"), "auto: no measured figure for CUDA (half precision by default)"
+    ranked = sorted(figures, key=lambda p: -figures[p][0])
+    listed = ", ".join(f"{p} {figures[p][0]:,.0f}" for p in ranked)
+    return ranked[0], f"auto: fastest measured on CUDA at batch {batch} (FPS {listed}; {CUDA_PRECISION_SOURCE})"
+
+
+def default_channels_last(precision: str, device: torch.device) -> bool:
+    """The memory layout a precision runs in: channels-last on the CPU (faster MobileNet/ResNet
+    convolutions, see benchmarks/models.py); on CUDA, channels-last for half precision (the layout
+    tensor-core convolutions take without a transpose) and NCHW for fp32, unless
+    :data:`CUDA_PRECISION_TABLE` has both layouts measured for the precision and the other one wins."""
+    if device.type != "cuda":
+        return True
+    rows = {layout: CUDA_PRECISION_TABLE.get((precision, layout)) for layout in ("nchw", "nhwc")}
+    if all(rows.values()):
+        nchw, nhwc = rows["nchw"], rows["nhwc"]
+        common = set(nchw) & set(nhwc)
+        at = CUDA_AUTO_BATCH if CUDA_AUTO_BATCH in common else max(common, default=0)
+        if at:
+            return nhwc[at] > nchw[at]
+    return precision in ("fp16", "bf16")
+
+
 def choose_precision(precision: str, device: torch.device) -> tuple[str, str]:
     """The precision to run and why. ``auto``: on the CPU bf16 where it computes bf16 natively
     (AVX512-BF16 or AMX: measured 1.9x faster than fp32 there) and fp32 elsewhere (bf16 is emulated
-    there, measured 2.5x slower); on CUDA bf16 where supported, else fp16."""
+    there, measured 2.5x slower); on CUDA the fastest in the measurement table (:func:`cuda_precision`;
+    fp32 on an H200 today, at every batch size)."""
     if precision != "auto":
         return precision, "as asked"
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bf16", "auto: the CUDA device computes bf16"
-        return "fp16", "auto: the CUDA device has no bf16"
+        return cuda_precision(CUDA_AUTO_BATCH, bf16=torch.cuda.is_bf16_supported())
     native = [flag for flag in CPU_BF16_FLAGS if flag in cpu_flags()]
     if native:
         return "bf16", f"auto: the CPU computes bf16 natively ({', '.join(native)})"
@@ -211,8 +270,10 @@ class Detector:
         self.dtype = resolve_dtype(self.precision, self.device)
         self.threshold = check_threshold(threshold)
         self.classes = list(classes)
-        # Channels-last speeds up MobileNet/ResNet convolutions on the CPU (see benchmarks/models.py).
-        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        # Channels-last on the CPU, and for half precision on CUDA (see default_channels_last).
+        if channels_last is None:
+            channels_last = default_channels_last(self.precision, self.device)
+        self.channels_last = channels_last
         model = model.eval().to(self.device, self.dtype)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
