@@ -13,6 +13,8 @@ import torch
 
 import vidpipe
 from vidpipe import models
+from vidpipe.cli.detect import decoding_summary
+from vidpipe.gst import decoders
 from vidpipe.models import base
 from vidpipe.models.base import batch_shapes, padded_size
 from vidpipe.options import FILE_QUEUE
@@ -219,3 +221,65 @@ def test_the_precision_table_is_the_one_in_the_docs():
         figures = [f"{row[b]:,.0f}" if b in row else "–" for b in (1, 8, 32, 128)]
         line = f"| {names[precision] if layout == 'nchw' else precision} | {shown} | " + " | ".join(figures) + " |"
         assert line in text, line
+
+
+# -- the decoder check and its fallback ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_check():
+    decoders.forget_check()
+    yield decoders
+    decoders.forget_check()
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == decoders.__name__ and r.levelname == "WARNING"]
+
+
+def test_the_check_decodes_a_test_frame():
+    assert decoders.probe_decoder("openh264dec") is None  # the test frame decodes (a software stand-in)
+    assert decoders.probe_decoder("avdec_h264", "videoconvertscale ! video/x-raw,format=RGB") is None
+    assert "jpegdec" in decoders.probe_decoder("jpegdec") or "link" in decoders.probe_decoder("jpegdec")
+    assert decoders.probe_decoder("no_such_element") is not None
+
+
+def test_no_nvidia_decoder_here_falls_back_in_one_line(fresh_check, sample, caplog):
+    caplog.set_level("WARNING")
+    found = decoders.nvidia_decoding()
+    assert not found.gpu and found.note.startswith("software decoding: GStreamer has no NVIDIA decoder")
+    assert decoders.nvidia_decoding() is found  # decided once per process
+    assert _warnings(caplog) == [found.note]  # one line
+    with vidpipe.open(sample, gpu_decode=True) as src:
+        assert src.decoder == "avdec_h264" and not src.decoding.gpu
+        assert decoding_summary([src]).startswith("decoding    avdec_h264 (software decoding: ")
+    assert len(_warnings(caplog)) == 1
+
+
+def test_a_decoder_that_fails_the_test_frame_is_not_used(fresh_check, monkeypatch, caplog):
+    caplog.set_level("WARNING")
+    monkeypatch.setattr(decoders, "NVIDIA_DECODERS", ("jpegdec",))  # present, cannot decode H.264
+    found = decoders.nvidia_decoding()
+    assert not found.gpu and "could not decode a test frame (jpegdec: " in found.note
+    assert _warnings(caplog) == [found.note]
+
+
+def test_a_decoder_that_decodes_the_test_frame_is_used(fresh_check, monkeypatch, caplog):
+    caplog.set_level("WARNING")
+    monkeypatch.setattr(decoders, "NVIDIA_DECODERS", ("openh264dec",))  # a stand-in that works
+    found = decoders.nvidia_decoding()
+    assert found.gpu and not found.convert_on_gpu  # no CUDA converters here
+    assert (
+        found.note
+        == "NVIDIA decoding (openh264dec), converted on the CPU: no cudaupload, cudaconvertscale, cudadownload"
+    )
+    assert _warnings(caplog) == []
+
+
+def test_software_decoding_as_asked(fresh_check, monkeypatch, caplog):
+    caplog.set_level("WARNING")
+    monkeypatch.setenv("VIDPIPE_NVDEC", "0")
+    monkeypatch.setattr(decoders, "NVIDIA_DECODERS", ("openh264dec",))
+    found = decoders.nvidia_decoding()
+    assert not found.gpu and found.note == "software decoding: as asked (VIDPIPE_NVDEC=0)"
+    assert _warnings(caplog) == []
