@@ -4,6 +4,10 @@ decisions are faked (``wants_fixed_shapes``, ``continuous_batching``) to run the
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -283,3 +287,26 @@ def test_software_decoding_as_asked(fresh_check, monkeypatch, caplog):
     found = decoders.nvidia_decoding()
     assert not found.gpu and found.note == "software decoding: as asked (VIDPIPE_NVDEC=0)"
     assert _warnings(caplog) == []
+
+
+# -- the device script ------------------------------------------------------------------------------------------
+
+
+def test_the_device_script_runs_on_the_cpu(tmp_path):
+    """``bash benchmarks/gpu_on_device.sh --device cpu``: the same script and table as on the GPU
+    machine, on a few frames with this machine's GStreamer."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path))
+    done = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_on_device.sh"), "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    text = (tmp_path / "gpu.txt").read_text()
+    assert text == done.stdout
+    model = [line for line in text.splitlines() if line.startswith("| fp32 | nhwc |")]
+    assert len(model) == 1 and re.search(r"\| (\d+)/\1 \(IoU", model[0])  # fp32 agrees with itself
+    runs = [line.split(" | ") for line in text.splitlines() if re.match(r"\| [12] \| 4 \| software \|", line)]
+    assert [int(row[4]) for row in runs] == [4, 8]  # frames: 1 and 2 streams of 4
+    assert all(float(row[5].replace(",", "")) > 0 for row in runs)
+    assert "out of time" not in text and "failed" not in text
