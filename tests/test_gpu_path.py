@@ -17,7 +17,7 @@ import torch
 
 import vidpipe
 from vidpipe import models
-from vidpipe.cli.detect import decoding_summary
+from vidpipe.cli.detect import decoding_summary, model_summary
 from vidpipe.gst import decoders
 from vidpipe.models import base
 from vidpipe.models.base import batch_shapes, padded_size
@@ -84,6 +84,7 @@ def test_warm_up_runs_each_shape_once_and_padding_changes_no_detection(footage, 
     assert det.prepare(8, fixed=True) > 0  # the CUDA path, forced
     assert seen == [1, 2, 4, 8] and det.shapes == (1, 2, 4, 8)
     assert det.prepare(8, fixed=True) == 0.0 and seen == [1, 2, 4, 8]  # once per batch size
+    assert "batches padded to 1, 2, 4, 8, each warmed up before the run" in model_summary(det)
     seen.clear()
     found = det(footage[:5])  # 5 frames run as 8, the 3 blank ones' results dropped
     assert seen == [8] and len(found) == 5
