@@ -40,7 +40,7 @@ PROBE_H264 = base64.b64decode(
     "dGU9MjA0OCB2YnZfYnVmc2l6ZT0xMjI4IG5hbF9ocmQ9bm9uZSBmaWxsZXI9MCBpcF9yYXRpbz0xLjQwIGFxPTE6MS4wMACAAAAA"
     "AWWIhAa///8PRQABV58nJycnJycnXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXgA=="
 )
-PROBE_TIMEOUT = 5.0  # seconds the test frame may take to come out
+PROBE_TIMEOUT = 10.0  # seconds the test frame may take to come out (a first CUDA context, NVRTC)
 NVDEC_ENV = "VIDPIPE_NVDEC"  # "0": never decode on the GPU (software decoding, as asked)
 
 _lock = threading.Lock()
