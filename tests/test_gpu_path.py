@@ -21,6 +21,7 @@ from vidpipe.cli.detect import decoding_summary, model_summary
 from vidpipe.gst import decoders
 from vidpipe.models import base
 from vidpipe.models.base import batch_shapes, padded_size
+from vidpipe.models.detections import Detections
 from vidpipe.options import FILE_QUEUE
 from vidpipe.pipeline import engine
 from vidpipe.pipeline.batcher import Batcher, End
@@ -311,3 +312,39 @@ def test_the_device_script_runs_on_the_cpu(tmp_path):
     assert [int(row[4]) for row in runs] == [4, 8]  # frames: 1 and 2 streams of 4
     assert all(float(row[5].replace(",", "")) > 0 for row in runs)
     assert "out of time" not in text and "failed" not in text
+
+
+# -- per-frame host work: one safety check for the batch ------------------------------------------------------
+
+
+def _found(boxes, scores=None, dtype=torch.float32) -> Detections:
+    boxes = torch.tensor(boxes, dtype=dtype).reshape(-1, 4)
+    scores = torch.full((len(boxes),), 0.9, dtype=dtype) if scores is None else torch.tensor(scores, dtype=dtype)
+    return Detections(boxes, scores, torch.ones(len(boxes), dtype=torch.long), ["person"] * len(boxes))
+
+
+@pytest.mark.parametrize(
+    ("frames", "safe"),
+    [
+        ([[[0, 0, 320, 240]], [[10, 20, 30, 40], [1, 1, 2, 2]], []], True),
+        ([[], []], True),
+        ([[[0, 0, 320, 240]], [[10, 20, 330, 40]]], False),  # past the frame's right edge
+        ([[[0, 0, 320, 240]], [[30, 20, 10, 40]]], False),  # corners the wrong way
+        ([[[-1, 0, 10, 10]]], False),
+        ([[[0, 0, float("nan"), 10]]], False),
+        ([[[0, 0, float("inf"), 10]]], False),
+    ],
+)
+def test_one_check_tells_a_batch_that_needs_no_sanitizing(frames, safe):
+    found = [_found(f) for f in frames]
+    sizes = [(240, 320)] * len(found)
+    assert base.all_safe(found, sizes) is safe
+    per_frame = [base.sanitize(d, s)[0] for d, s in zip(found, sizes, strict=True)]
+    if safe:  # the per-frame path would change nothing either
+        assert all(a is b for a, b in zip(per_frame, found, strict=True))
+
+
+def test_one_check_falls_back_for_scores_and_dtypes():
+    assert not base.all_safe([_found([[0, 0, 1, 1]], [float("nan")])], [(10, 10)])
+    assert not base.all_safe([_found([[0, 0, 1, 1]], dtype=torch.float16)], [(10, 10)])
+    assert base.all_safe([_found([], dtype=torch.float16)], [(10, 10)])  # empty: nothing to change

@@ -226,6 +226,27 @@ def sanitize(found: Detections, size: tuple[int, int]) -> tuple[Detections, int]
     return found, dropped
 
 
+def all_safe(found: Sequence[Detections], sizes: Sequence[tuple[int, int]]) -> bool:
+    """Whether :func:`sanitize` would leave every frame's detections as they are (float32, finite
+    scores, boxes inside their frame of (h, w) ``sizes`` with ordered corners): one check for a whole
+    batch instead of a few tensor operations per frame (measured: 0.7 ms per frame on 2 busy cores)."""
+    present = [(d, size) for d, size in zip(found, sizes, strict=True) if len(d)]
+    if not present:
+        return True
+    if any(d.boxes.dtype != torch.float32 or d.scores.dtype != torch.float32 for d, _ in present):
+        return False
+    boxes = torch.cat([d.boxes for d, _ in present])
+    scores = torch.cat([d.scores for d, _ in present])
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        return False
+    counts = torch.tensor([len(d) for d, _ in present], device=boxes.device)
+    limits = torch.tensor([(w, h) for _, (h, w) in present], dtype=torch.float32, device=boxes.device)
+    limits = limits.repeat_interleave(counts, dim=0)
+    x1, y1, x2, y2 = boxes.unbind(1)  # (NaN and infinities fail the comparisons)
+    ok = (x1 >= 0) & (y1 >= 0) & (x1 <= x2) & (y1 <= y2) & (x2 <= limits[:, 0]) & (y2 <= limits[:, 1])
+    return bool(ok.all() & torch.isfinite(scores).all())
+
+
 @dataclass(slots=True)
 class Batch:
     """Model input for a list of frames: ``images`` on the model's device, and each frame's (h, w)."""
@@ -355,6 +376,8 @@ class Detector:
         found = self.postprocess(outputs, batch)
         if len(found) != len(batch.sizes):
             raise ModelError(f"{self.name}: returned {len(found)} results for {len(batch.sizes)} frames")
+        if all_safe(found, batch.sizes):  # one check for the batch: nothing to change (the usual case)
+            return list(found)
         safe = []
         for detections, size in zip(found, batch.sizes, strict=True):
             detections, dropped = sanitize(detections, size)
