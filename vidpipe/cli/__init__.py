@@ -390,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     perf.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8"),
                       help="number format of the model; auto: bf16 where the CPU computes it natively "
-                      "(avx512_bf16, AMX), else fp32; fp16 on CUDA only; int8: OpenVINO only, quantised "
-                      "once (see docs/performance.md for how it agrees with fp32)")  # fmt: skip
+                      "(avx512_bf16, AMX), else fp32; on CUDA the fastest measured (fp32 on an H200); "
+                      "fp16 on CUDA only; int8: OpenVINO only, quantised once (see docs/performance.md "
+                      "for both)")  # fmt: skip
     perf.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto",
                       help="what runs a built-in model's network: PyTorch, or OpenVINO (converted once, "
                       "cached); auto: OpenVINO on the CPU where it is installed, else PyTorch")  # fmt: skip

@@ -18,7 +18,7 @@ from ..gst.graph import FORMATS as GRAPH_FORMATS
 from ..gst.graph import compact_dot, write_graph
 from ..gst.source import Source
 from ..gst.uri import source_path
-from ..models.base import check_threshold
+from ..models.base import check_threshold, wants_fixed_shapes
 from ..options import default_batch
 from ..pipeline import StreamsFailedError
 from ..pipeline.graph import flow_graph
@@ -161,6 +161,9 @@ def model_summary(detector) -> str:
     if detector.converted is not None:
         kept = "cached for the next runs" if getattr(detector.model, "cached", True) else "not cached"
         why.append(f"converted for {detector.backend} in {detector.converted:.1f} s, {kept}")
+    if getattr(detector, "shapes", ()) and detector.warmed is not None:
+        sizes = ", ".join(map(str, detector.shapes))
+        why.append(f"batches padded to {sizes}, each warmed up before the run ({detector.warmed:.1f} s)")
     return f"model       {detector.name}, {detector.precision} on {detector.device}{runner} ({'; '.join(why)})"
 
 
@@ -323,6 +326,9 @@ def _run_streams(
         running.append(pipeline)
         if stopping.is_set():  # stopped while the model loaded: finish at once, outputs finalised
             pipeline.stop()
+        elif wants_fixed_shapes(detector.device):
+            progress.status("warming up")  # every batch size once, before the first frame is timed
+            pipeline.warm_up()
     except BaseException:
         progress.close()
         for spec in opened:

@@ -198,6 +198,7 @@ class VidpipeDetect(GstBase.BaseTransform):
             anchor=p["anchor"], batch=p["batch-size"],
         )  # fmt: skip
         self._pipeline.chain(p["stream"])
+        self._pipeline.warm_up()  # on CUDA: each batch size once, before the first buffer (nothing on the CPU)
         self._annotator = Annotator() if p["draw"] else None
         if p["json"]:
             self._claim_json(Path(p["json"]))

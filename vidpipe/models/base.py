@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,29 @@ from .detections import Detections
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def batch_shapes(batch: int) -> tuple[int, ...]:
+    """The batch sizes a network runs at when its shapes are fixed: the powers of two below ``batch``,
+    and ``batch`` itself (batch 32: 1, 2, 4, 8, 16, 32; batch 12: 1, 2, 4, 8, 12)."""
+    if batch < 1:
+        raise ModelError(f"batch must be at least 1, got {batch}")
+    shapes = [1 << k for k in range(batch.bit_length()) if 1 << k < batch]
+    return (*shapes, batch)
+
+
+def padded_size(frames: int, shapes: Sequence[int]) -> int:
+    """The batch size ``frames`` frames run at: the smallest of ``shapes`` that holds them (``frames``
+    itself when there are no shapes or none is large enough)."""
+    return min((s for s in shapes if s >= frames), default=frames)
+
+
+def wants_fixed_shapes(device: torch.device) -> bool:
+    """Whether batches are padded to fixed sizes (:func:`batch_shapes`), each warmed up at load: on
+    CUDA, where every new input shape costs kernel loading and cuDNN's plan building inside the timed
+    run (measured on an H200: inference p95 219 ms with varying batches, 0.32 ms with full ones). Not
+    on the CPU, where padding would only add work (oneDNN has no per-shape set-up worth avoiding)."""
+    return device.type == "cuda"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -52,16 +76,75 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# Model-only speed on CUDA, the table ``--precision auto`` chooses from (and docs/performance.md shows):
+# frames per second of ssd_mobilenet_v2_coco called on uint8 frames in host memory (pre- and
+# post-processing included), by (precision, layout) and batch size; layout "nchw" or "nhwc"
+# (channels-last). Measured on one NVIDIA H200, PyTorch 2.11+cu130, main f251290, benchmarks/gpu.py
+# (CUDA_PRECISION_SOURCE). An empty row is still to be measured: benchmarks/gpu_on_device.sh prints every
+# row; copy its figures here and into docs/performance.md. Until then half precision is compared by
+# its NCHW figures and runs channels-last (what tensor cores want), fp32 runs NCHW (TF32, measured).
+CUDA_PRECISION_SOURCE = "one H200, torch 2.11, main f251290"
+CUDA_PRECISION_TABLE: dict[tuple[str, str], dict[int, float]] = {
+    ("fp32", "nchw"): {1: 152, 8: 1033, 32: 3114, 128: 3202},
+    ("fp16", "nchw"): {1: 88, 8: 606, 32: 1125, 128: 1886},
+    ("bf16", "nchw"): {1: 61, 8: 470, 32: 1178, 128: 2874},
+    ("fp32", "nhwc"): {},  # to be measured
+    ("fp16", "nhwc"): {},  # to be measured
+    ("bf16", "nhwc"): {},  # to be measured
+}
+CUDA_AUTO_BATCH = 32  # the batch the table is read at for --precision auto (the default batch on CUDA)
+
+
+def _measured(precision: str, batch: int) -> tuple[float, str] | None:
+    """The table's best figure for ``precision`` at the measured batch nearest ``batch`` (by ratio), and
+    the layout it was measured with; None when the precision has no measured row."""
+    best: tuple[float, str] | None = None
+    for (name, layout), row in CUDA_PRECISION_TABLE.items():
+        if name != precision or not row:
+            continue
+        nearest = min(row, key=lambda b: (abs(math.log(b / batch)), -b))
+        if best is None or row[nearest] > best[0]:
+            best = (row[nearest], layout)
+    return best
+
+
+def cuda_precision(batch: int = CUDA_AUTO_BATCH, bf16: bool = True) -> tuple[str, str]:
+    """``--precision auto`` on CUDA: the fastest measured precision at ``batch`` in
+    :data:`CUDA_PRECISION_TABLE` (``bf16``: whether the device computes bf16), and why."""
+    figures = {p: m for p in PRECISIONS if (p != "bf16" or bf16) and (m := _measured(p, batch)) is not None}
+    if not figures:
+        return ("bf16" if bf16 else "fp16"), "auto: no measured figure for CUDA (half precision by default)"
+    ranked = sorted(figures, key=lambda p: -figures[p][0])
+    listed = ", ".join(f"{p} {figures[p][0]:,.0f}" for p in ranked)
+    return ranked[0], f"auto: fastest measured on CUDA at batch {batch} (FPS {listed}; {CUDA_PRECISION_SOURCE})"
+
+
+def default_channels_last(precision: str, device: torch.device) -> bool:
+    """The memory layout a precision runs in: channels-last on the CPU (faster MobileNet/ResNet
+    convolutions, see benchmarks/models.py); on CUDA, channels-last for half precision (the layout
+    tensor-core convolutions take without a transpose) and NCHW for fp32, unless
+    :data:`CUDA_PRECISION_TABLE` has both layouts measured for the precision and the other one wins."""
+    if device.type != "cuda":
+        return True
+    rows = {layout: CUDA_PRECISION_TABLE.get((precision, layout)) for layout in ("nchw", "nhwc")}
+    if all(rows.values()):
+        nchw, nhwc = rows["nchw"], rows["nhwc"]
+        common = set(nchw) & set(nhwc)
+        at = CUDA_AUTO_BATCH if CUDA_AUTO_BATCH in common else max(common, default=0)
+        if at:
+            return nhwc[at] > nchw[at]
+    return precision in ("fp16", "bf16")
+
+
 def choose_precision(precision: str, device: torch.device) -> tuple[str, str]:
     """The precision to run and why. ``auto``: on the CPU bf16 where it computes bf16 natively
     (AVX512-BF16 or AMX: measured 1.9x faster than fp32 there) and fp32 elsewhere (bf16 is emulated
-    there, measured 2.5x slower); on CUDA bf16 where supported, else fp16."""
+    there, measured 2.5x slower); on CUDA the fastest in the measurement table (:func:`cuda_precision`;
+    fp32 on an H200 today, at every batch size)."""
     if precision != "auto":
         return precision, "as asked"
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bf16", "auto: the CUDA device computes bf16"
-        return "fp16", "auto: the CUDA device has no bf16"
+        return cuda_precision(CUDA_AUTO_BATCH, bf16=torch.cuda.is_bf16_supported())
     native = [flag for flag in CPU_BF16_FLAGS if flag in cpu_flags()]
     if native:
         return "bf16", f"auto: the CPU computes bf16 natively ({', '.join(native)})"
@@ -143,6 +226,27 @@ def sanitize(found: Detections, size: tuple[int, int]) -> tuple[Detections, int]
     return found, dropped
 
 
+def all_safe(found: Sequence[Detections], sizes: Sequence[tuple[int, int]]) -> bool:
+    """Whether :func:`sanitize` would leave every frame's detections as they are (float32, finite
+    scores, boxes inside their frame of (h, w) ``sizes`` with ordered corners): one check for a whole
+    batch instead of a few tensor operations per frame (measured: 0.7 ms per frame on 2 busy cores)."""
+    present = [(d, size) for d, size in zip(found, sizes, strict=True) if len(d)]
+    if not present:
+        return True
+    if any(d.boxes.dtype != torch.float32 or d.scores.dtype != torch.float32 for d, _ in present):
+        return False
+    boxes = torch.cat([d.boxes for d, _ in present])
+    scores = torch.cat([d.scores for d, _ in present])
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        return False
+    counts = torch.tensor([len(d) for d, _ in present], device=boxes.device)
+    limits = torch.tensor([(w, h) for _, (h, w) in present], dtype=torch.float32, device=boxes.device)
+    limits = limits.repeat_interleave(counts, dim=0)
+    x1, y1, x2, y2 = boxes.unbind(1)  # (NaN and infinities fail the comparisons)
+    ok = (x1 >= 0) & (y1 >= 0) & (x1 <= x2) & (y1 <= y2) & (x2 <= limits[:, 0]) & (y2 <= limits[:, 1])
+    return bool(ok.all() & torch.isfinite(scores).all())
+
+
 @dataclass(slots=True)
 class Batch:
     """Model input for a list of frames: ``images`` on the model's device, and each frame's (h, w)."""
@@ -168,6 +272,9 @@ class Detector:
     backend_reason: str = "as asked"  # why this backend runs the network (see models.choose_backend)
     converted: float | None = None  # seconds this run spent converting the model (None: none, or cached)
     load_args: dict | None = None  # the arguments of models.load that made it (None: made by hand)
+    can_pad: bool = False  # its postprocess drops the results of padding frames (see pad)
+    shapes: tuple[int, ...] = ()  # the batch sizes its network runs at (empty: as many as frames given)
+    warmed: float | None = None  # seconds the last warm-up took (None: not warmed up)
 
     def __init__(
         self,
@@ -184,8 +291,10 @@ class Detector:
         self.dtype = resolve_dtype(self.precision, self.device)
         self.threshold = check_threshold(threshold)
         self.classes = list(classes)
-        # Channels-last speeds up MobileNet/ResNet convolutions on the CPU (see benchmarks/models.py).
-        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        # Channels-last on the CPU, and for half precision on CUDA (see default_channels_last).
+        if channels_last is None:
+            channels_last = default_channels_last(self.precision, self.device)
+        self.channels_last = channels_last
         model = model.eval().to(self.device, self.dtype)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -215,8 +324,50 @@ class Detector:
         if len(frames) == 0:
             return []
         with self.threads():
-            batch = self.preprocess(frames)
+            batch = self.pad(self.preprocess(frames))
             return self.results(self.forward(batch), batch)
+
+    def pad(self, batch: Batch) -> Batch:
+        """``batch`` with its images padded with blank ones up to the next of :attr:`shapes` (their
+        results are dropped by :meth:`postprocess`); unchanged without fixed shapes."""
+        images = batch.images
+        if not self.shapes or not isinstance(images, torch.Tensor):
+            return batch
+        count = images.shape[0]
+        size = padded_size(count, self.shapes)
+        if size == count:
+            return batch
+        fmt = torch.channels_last if self.channels_last and images.dim() == 4 else torch.contiguous_format
+        padded = torch.empty((size, *images.shape[1:]), dtype=images.dtype, device=images.device, memory_format=fmt)
+        padded[:count] = images
+        padded[count:] = 0
+        return Batch(padded, batch.sizes)
+
+    def prepare(self, batch: int, *, fixed: bool | None = None, frame: tuple[int, int] | None = None) -> float:
+        """Fix the network's batch sizes for runs of up to ``batch`` frames (:func:`batch_shapes`) and
+        warm each one up (kernels loaded, cuDNN plans built) before any frame is timed; returns the
+        seconds it took. ``fixed``: whether to (default: :func:`wants_fixed_shapes`, on CUDA; True runs
+        the same path on the CPU). ``frame``: the (h, w) of the warm-up frames (default: the network's
+        input size). Detectors that cannot drop padding results (``can_pad`` False) are left as they
+        are. Calling it again for the same batch does nothing."""
+        fixed = wants_fixed_shapes(self.device) if fixed is None else fixed
+        if not fixed or not self.can_pad:
+            self.shapes = ()
+            return 0.0
+        shapes = batch_shapes(batch)
+        if shapes == self.shapes and self.warmed is not None:
+            return 0.0
+        self.shapes = shapes
+        height, width = frame or getattr(self, "input_size", (300, 300))
+        blank = torch.zeros((height, width, 3), dtype=torch.uint8)
+        start = time.perf_counter()
+        for size in shapes:
+            self([blank] * size)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.warmed = time.perf_counter() - start
+        log.debug("%s: warmed up batch sizes %s in %.2f s", self.name, shapes, self.warmed)
+        return self.warmed
 
     def results(self, outputs: Any, batch: Batch) -> list[Detections]:
         """:meth:`postprocess`, then every box made safe, whatever the model returned: detections with a
@@ -225,6 +376,8 @@ class Detector:
         found = self.postprocess(outputs, batch)
         if len(found) != len(batch.sizes):
             raise ModelError(f"{self.name}: returned {len(found)} results for {len(batch.sizes)} frames")
+        if all_safe(found, batch.sizes):  # one check for the batch: nothing to change (the usual case)
+            return list(found)
         safe = []
         for detections, size in zip(found, batch.sizes, strict=True):
             detections, dropped = sanitize(detections, size)
@@ -270,6 +423,7 @@ class FixedInputDetector(Detector):
     input_size: tuple[int, int]
     iou: float
     max_detections: int
+    can_pad = True
 
     def set_iou(self, iou: float) -> None:
         self.iou = check_threshold(iou)
@@ -290,6 +444,9 @@ class FixedInputDetector(Detector):
         from .boxes import select_per_frame  # (torchvision loads with the first model, not with vidpipe)
 
         boxes, scores = self.decode(outputs)
+        count = len(batch.sizes)
+        if boxes.shape[0] > count:  # padding frames (see pad): their results go
+            boxes, scores = boxes[:count], scores[:count]
         return select_per_frame(
             boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
             max_detections=self.max_detections, label=self.label,

@@ -83,7 +83,10 @@ class Batcher:
             self._cond.notify_all()
 
     def configure(self, stream: str, *, live: bool, max_latency: float | None, capacity: int) -> None:
-        """Set a stream's queue size and drop policy once its source is open."""
+        """Set a stream's queue size and drop policy once its source is open. A file's queue holds at
+        least one batch (one file alone can then fill a batch while the previous one runs)."""
+        if not live:
+            capacity = max(capacity, self.batch)
         with self._cond:
             lane = self._lanes[stream]
             lane.live, lane.max_latency, lane.capacity = live, max_latency, capacity
@@ -120,15 +123,21 @@ class Batcher:
                 lane.stats.drop("queue")
                 return
 
-    def ready(self) -> bool:
-        """Whether any stream has something queued (a batch taken now would not wait for it)."""
+    def ready(self, full: bool = False) -> bool:
+        """Whether any stream has something queued (a batch taken now would not wait for it); with
+        ``full``, whether a whole batch of frames is queued."""
         with self._cond:
+            if full:
+                return sum(lane.frames for lane in self._lanes.values()) >= self.batch
             return any(lane.queue for lane in self._lanes.values())
 
-    def take(self) -> tuple[list[Item], float] | None:
+    def take(self, fill: bool = True) -> tuple[list[Item], float] | None:
         """The next batch: up to ``batch`` frames, with the events and ends queued before them, in
         each stream's order; and the seconds spent waiting for the first item. None when every stream
-        has ended and all was taken, and no stream can come any more (or the run was abandoned)."""
+        has ended and all was taken, and no stream can come any more (or the run was abandoned).
+        ``fill``: wait up to ``max_wait`` after the first frame for the batch to fill; without it, the
+        frames queued are taken at once (continuous batching: the device is idle, so whatever is there
+        goes now, and the frames that come meanwhile make the next batch)."""
         started = time.perf_counter()
         items: list[Item] = []
         frames = 0
@@ -138,8 +147,8 @@ class Batcher:
                 frames += self._take_round(items, self.batch - frames)
                 if frames >= self.batch:
                     break
-                if frames == 0 and items:
-                    break  # only events: pass them on at once
+                if items and (frames == 0 or not fill):
+                    break  # only events: pass them on at once (or, not filling, whatever there is)
                 if frames and first_at is None:
                     first_at = time.perf_counter()
                 if not items and not self._lanes and (self._closed or not self.keep_alive):

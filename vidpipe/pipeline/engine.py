@@ -11,7 +11,7 @@ import torch
 from ..models.base import Detector
 from ..types import Detections, Event, Frame, Result
 from .batcher import Batcher, End
-from .inflight import InFlight
+from .inflight import InFlight, continuous_batching
 from .stats import Stats
 
 
@@ -19,18 +19,25 @@ class Engine:
     """Runs ``detector`` with ``in_flight`` batches started before the oldest one's results are
     collected, recording each step's time in ``stats``."""
 
-    def __init__(self, detector: Detector, in_flight: int, stats: Stats) -> None:
+    def __init__(self, detector: Detector, in_flight: int, stats: Stats, continuous: bool | None = None) -> None:
         self.detector = detector
         self.in_flight = in_flight
         self.stats = stats
+        # continuous batching (default: on CUDA, see continuous_batching)
+        self.continuous = continuous_batching(detector.device) if continuous is None else continuous
 
     def run(self, batcher: Batcher) -> Iterator[Result | Event | End]:
         """Fair batches across streams, detected in the calling thread: results, events and stream
         ends, each stream's in its own order. Up to ``in_flight`` batches are started before the oldest
         is collected; one is collected at once when no frame is waiting, so latency does not grow. The
         batcher learns how long a batch took from being taken to its results (so live frames that
-        cannot make their latency bound are dropped before inference)."""
+        cannot make their latency bound are dropped before inference).
+
+        Continuously batched (on CUDA), a batch is taken as soon as the device is idle (nothing in
+        flight), with the frames queued then; while batches are in flight, another is launched only when
+        a whole one is queued, else the oldest is collected first."""
         flight = InFlight(self.detector, self.in_flight, self.stats.add)
+        continuous = self.continuous
 
         def collected(tag: tuple[list, float], detections: list[Detections]) -> Iterator[Result | Event | End]:
             items, taken_at = tag
@@ -38,10 +45,10 @@ class Engine:
             return _merged(items, detections)
 
         while True:
-            if len(flight) and (flight.full or not batcher.ready()):
+            if len(flight) and (flight.full or not batcher.ready(full=continuous)):
                 yield from collected(*flight.collect())
                 continue
-            taken = batcher.take()
+            taken = batcher.take(fill=not continuous)
             if taken is None:
                 break
             items, waited = taken

@@ -25,6 +25,15 @@ def default_in_flight(device: torch.device) -> int:
     return DEFAULT_CUDA_IN_FLIGHT if device.type == "cuda" else 1
 
 
+def continuous_batching(device: torch.device) -> bool:
+    """Whether batches are launched as soon as the device is idle, with the frames queued then, rather
+    than after waiting up to ``max_wait`` for a full batch: on CUDA, where a batch of any size costs about
+    the same short time and waiting only adds latency (the batch sizes are fixed by padding, see
+    :meth:`vidpipe.models.Detector.prepare`). Not on the CPU, where a batch's time grows with its frames
+    and full batches are the measured optimum."""
+    return device.type == "cuda"
+
+
 class Lanes:
     """``count`` CUDA streams used in turn, one per batch in flight; on the CPU, contexts that do
     nothing. Work queued in one lane overlaps work queued in another on the device."""
@@ -90,6 +99,7 @@ class InFlight:
         with self.lanes.use(lane), det.threads():
             t0 = time.perf_counter()
             batch = det.preprocess(frames)
+            batch = det.pad(batch)  # up to a fixed batch size where the detector has them (CUDA)
             t1 = time.perf_counter()
             outputs = det.forward(batch)
             if self.count == 1 and det.device.type == "cuda":

@@ -356,9 +356,18 @@ class Pipeline:
                 [path for path in sources if path is not None], expand_streams(outputs, list(self._readers))
             )
             check_open_files(sum(1 for r in self.readers if r.source is None))
+            self.warm_up()
             self.stats.started = time.perf_counter()
             for reader in self._readers.values():
                 reader.start()
+
+    def warm_up(self) -> float:
+        """Fix the detector's batch sizes for this pipeline's batch and run each once (on CUDA: see
+        :meth:`Detector.prepare`), so that no frame's time includes loading kernels; returns the seconds
+        it took. Done before the run starts (by :meth:`run` and :meth:`start`, once); call it earlier to
+        do it at a time of your choosing."""
+        prepare = getattr(self.detector, "prepare", None)  # (a stand-in detector may have none)
+        return prepare(self.batch) if prepare is not None else 0.0
 
     def start(self) -> Pipeline:
         """Start in the background and return at once: the streams open in their own threads, batches
