@@ -159,9 +159,9 @@ def test_continuous_engine_launches_at_once_and_overlaps_only_full_batches(detec
     order: list[tuple[str, int]] = []
     launch, collect = InFlight.launch, InFlight.collect
 
-    def launching(self, frames, tag=None, sizes=None):
+    def launching(self, frames, tag=None):
         order.append(("launch", len(frames)))
-        return launch(self, frames, tag, sizes)
+        return launch(self, frames, tag)
 
     def collecting(self):
         tag, found = collect(self)
