@@ -470,3 +470,35 @@ def test_16_a_failed_stream_holds_no_sockets(served):
     for name in names:
         served.client.delete(f"/api/streams/{name}")
     assert after - before <= 2, (before, after)  # 2 a failed stream before: its GStreamer bus's socket pair
+
+
+# -- 10: the driver killed -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_10_a_killed_driver_leaves_no_ray_process_behind(tmp_path):
+    pytest.importorskip("ray")
+    import psutil
+
+    out = tmp_path / "k.jsonl"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("vidpipe")), "detect", PATTERN, "--json", str(out), "--cluster", "ray",
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and len(out.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.2)
+        family = psutil.Process(proc.pid).children(recursive=True)  # the local Ray this run started
+        assert any("DashboardAgent" in p.name() or "Agent" in " ".join(p.cmdline()) for p in family), family
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    alive = family
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.2)
+    assert not alive, [(p.pid, p.name()) for p in alive]

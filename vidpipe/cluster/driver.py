@@ -14,6 +14,8 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -21,6 +23,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import VidpipeError
 from ..gst.uri import parse_source
@@ -64,6 +67,7 @@ def connect(cluster: str) -> bool:
     try:
         if cluster == "ray":
             ray.init(num_cpus=os.cpu_count(), **quiet)
+            _supervise(ray)
             return True
         if cluster == "auto":
             ray.init(address="auto", **{k: v for k, v in quiet.items() if k != "include_dashboard"})
@@ -76,6 +80,24 @@ def connect(cluster: str) -> bool:
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(f"--cluster {cluster}: cannot connect ({first})") from None
+
+
+_SUPERVISORS: list[subprocess.Popen] = []
+
+
+def _supervise(ray) -> None:
+    """A process of its own that ends the local Ray just started if this one dies without stopping it
+    (SIGKILL, a crash): its agents would otherwise linger for minutes (see ``supervisor.py``)."""
+    try:
+        session = ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:  # (another Ray version: its own timeouts apply)
+        return
+    for done in [p for p in _SUPERVISORS if p.poll() is not None]:
+        _SUPERVISORS.remove(done)
+    script = Path(__file__).with_name("supervisor.py")
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    command = [sys.executable, str(script), str(os.getpid()), session]
+    _SUPERVISORS.append(subprocess.Popen(command, start_new_session=True, **quiet))
 
 
 def _check_reachable(address: str) -> None:
