@@ -114,3 +114,12 @@ class FrameInputError(VidpipeError, ValueError):
 
 class OutputError(VidpipeError):
     """An output (JSONL, video, graph) cannot be written."""
+
+
+class StreamsFailedError(VidpipeError):
+    """Some streams of a run failed (the others finished); ``errors`` maps each stream to its error."""
+
+    def __init__(self, errors: dict[str, BaseException]) -> None:
+        self.errors = errors
+        lines = [f"stream {name}: {error}" for name, error in errors.items()]
+        super().__init__(f"{len(errors)} stream(s) failed: " + "; ".join(lines))

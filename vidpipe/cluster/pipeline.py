@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import VidpipeError
 from ..options import DEFAULT_BATCH, StreamOptions
+from ..pipeline.specs import check_arguments
 from ..pipeline.stats import Stats
 from ..pipeline.streams import check_stream_name, split_name, stream_specs
 from ..sinks import Sink, VideoSink
@@ -93,14 +94,10 @@ class ClusterPipeline:
         live: int | None = None,
         output_dir: str | os.PathLike | None = None,
     ) -> None:
-        if detector is None:
-            raise VidpipeError("a pipeline needs a detector")
-        if source is not None and sources is not None:
-            raise VidpipeError("give one source, or sources=[...], not both")
-        if source is None and sources is None and not keep_alive:
-            raise VidpipeError("give one source, or sources=[...] (or keep_alive=True to add streams later)")
-        if sink_errors not in ("stop", "isolate"):
-            raise VidpipeError(f"sink_errors must be one of stop, isolate, got {sink_errors!r}")
+        check_arguments(
+            detector, source, sources, keep_alive=keep_alive, batch=batch, max_frames=max_frames,
+            sink_errors=sink_errors,
+        )  # fmt: skip
         specs = stream_specs([source] if sources is None else sources) if (source or sources) else []
         for spec in specs:
             if not isinstance(spec.source, (str, os.PathLike)):
@@ -278,16 +275,7 @@ class ClusterPipeline:
                     ray.shutdown()
 
     def _result(self, result: Result) -> None:
-        stats, name = self.stats, result.frame.stream
-        stats.frames += 1
-        stream = stats.stream(name)
-        stream.frames += 1
-        stream.status = "running"
-        stream.last_frame = time.time()
-        stream.delivered(time.monotonic())
-        for label in result.detections.labels:
-            stats.labels[label] += 1
-            stream.labels[label] += 1
+        self.stats.count(result, latency=False).status = "running"  # (latency: the workers' figures)
         for callback in self.on_result:
             callback(result)
         if self._results is not None:

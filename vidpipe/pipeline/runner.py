@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import queue
 import threading
@@ -24,37 +23,26 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..analytics import Line, Zone
 from ..analytics.plan import Analysis, Chain, Stage
-from ..errors import VidpipeError
+from ..errors import StreamsFailedError, VidpipeError
 from ..gst.source import Source
 from ..gst.uri import source_path
 from ..memory import bound_arenas
 from ..models.base import Detector
 from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
 from ..sinks import Sink, check_output_paths, expand_streams
-from ..types import Event, Frame, Result, SourceInfo
-from .batcher import Batcher, End
+from ..types import Event, Frame, Result
+from .batcher import Batcher
+from .delivery import Delivery
 from .engine import Engine
 from .inflight import default_in_flight
 from .outputs import Outputs
+from .specs import check_arguments, stream_options
 from .stats import Stats
 from .streams import StreamReader, StreamSpec, check_open_files, check_stream_name, split_name, stream_specs
 
 log = logging.getLogger(__name__)
 
-_POLL = 0.1  # seconds between checks of the stop flags while blocked on a queue
-SINK_ERRORS = ("stop", "isolate")
-
-
-class StreamsFailedError(VidpipeError):
-    """Some streams of a run failed (the others finished); ``errors`` maps each stream to its error."""
-
-    def __init__(self, errors: dict[str, BaseException]) -> None:
-        self.errors = errors
-        lines = [f"stream {name}: {error}" for name, error in errors.items()]
-        super().__init__(f"{len(errors)} stream(s) failed: " + "; ".join(lines))
-
-
-class Pipeline:
+class Pipeline(Delivery):
     """Runs a detector over every frame of its streams and feeds the results to sinks.
 
     ``Pipeline(source, detector)`` takes one source (an opened :class:`~vidpipe.Source` or a source
@@ -107,20 +95,10 @@ class Pipeline:
         keep_alive: bool = False,
         sink_errors: str = "stop",
     ) -> None:
-        if detector is None:
-            raise VidpipeError("a pipeline needs a detector")
-        if source is not None and sources is not None:
-            raise VidpipeError("give one source, or sources=[...], not both")
-        if source is None and sources is None and not keep_alive:
-            raise VidpipeError("give one source, or sources=[...] (or keep_alive=True to add streams later)")
-        if not isinstance(batch, int) or batch < 1:
-            raise VidpipeError(f"batch must be at least 1, got {batch!r}")
-        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-            raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
-        if in_flight is not None and (not isinstance(in_flight, int) or in_flight < 1):
-            raise VidpipeError(f"in_flight must be at least 1, got {in_flight!r}")
-        if sink_errors not in SINK_ERRORS:
-            raise VidpipeError(f"sink_errors must be one of {', '.join(SINK_ERRORS)}, got {sink_errors!r}")
+        check_arguments(
+            detector, source, sources, keep_alive=keep_alive, batch=batch, max_frames=max_frames,
+            sink_errors=sink_errors, in_flight=in_flight,
+        )  # fmt: skip
         bound_arenas()  # a pipeline may run for months, its streams reconnecting (see vidpipe.memory)
         options = options or StreamOptions()
         if max_frames is not None:
@@ -210,7 +188,7 @@ class Pipeline:
         else:
             given, text = split_name(os.fspath(source))
             name = name if name is not None else given
-        options = self._stream_options(detect_fps, max_latency, max_frames)
+        options = stream_options(self.options, detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames)
         if loop:
             options = dataclasses.replace(options, loop=True)
         with self._lock:
@@ -224,24 +202,6 @@ class Pipeline:
             if self._started:
                 reader.start()
         return name
-
-    def _stream_options(
-        self, detect_fps: float | None, max_latency: float | None, max_frames: int | None
-    ) -> StreamOptions:
-        changes = {}
-        if detect_fps is not None:
-            if not (isinstance(detect_fps, int | float) and math.isfinite(detect_fps) and detect_fps > 0):
-                raise VidpipeError(f"detect_fps must be a number above 0, got {detect_fps!r}")
-            changes["detect_fps"] = float(detect_fps)
-        if max_latency is not None:
-            if not (isinstance(max_latency, int | float) and math.isfinite(max_latency) and max_latency > 0):
-                raise VidpipeError(f"max_latency must be a number of seconds above 0, got {max_latency!r}")
-            changes["max_latency"] = float(max_latency)
-        if max_frames is not None:
-            if not isinstance(max_frames, int) or max_frames < 1:
-                raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
-            changes["max_frames"] = max_frames
-        return dataclasses.replace(self.options, **changes)
 
     def _free_name(self) -> str:
         number = 0
@@ -466,118 +426,6 @@ class Pipeline:
             self._shutdown()
         self._raise_failures(dict(self._errors))
 
-    # -- the output thread --------------------------------------------------------------------------
-
-    def _put(self, item: object) -> bool:
-        while not self._abandon.is_set():
-            try:
-                self._results.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _get(self) -> object:
-        while not self._abandon.is_set():
-            try:
-                return self._results.get(timeout=_POLL)
-            except queue.Empty:
-                continue
-        return None
-
-    def _write_outputs(self) -> None:
-        try:
-            while True:
-                item = self._get()
-                if item is None:
-                    return
-                self._handle(item, write=True)
-        except BaseException as exc:
-            self._failure.append(exc)
-            self._abandon.set()  # nobody takes results any more: stop the other stages
-
-    def _handle(self, item: Result | Event | End, *, write: bool) -> Result | None:
-        """One item of the engine's output: a result through its stream's stages, into the figures and
-        callbacks (and the outputs, with ``write``); an event told; a stream's end closing its outputs.
-        Returns the finished result."""
-        stream = item.frame.stream if isinstance(item, Result) else item.stream
-        if write and self._untold:  # streams that failed before the run: first in the outputs
-            for event in self._untold:
-                self.outputs.event(event)
-            self._untold.clear()
-        if isinstance(item, End):
-            self._ended_stream(item, write)
-            return None
-        if isinstance(item, Event):
-            self._tell(item, write)
-            return None
-        chain = self._chains.get(stream) or self.chain(stream)
-        result = self._finish_result(chain, item)
-        if write:
-            if not self.outputs.is_open(stream):
-                reader = self._readers.get(stream)
-                self.outputs.open_stream(reader.info if reader is not None and reader.info else _info_of(item))
-            t0 = time.perf_counter()
-            self.outputs.write(result)
-            self.stats.add("output", time.perf_counter() - t0)
-        for event in result.events:  # what the stages saw happen at this frame
-            self._tell(event, write)
-        for callback in self.on_result:
-            callback(result)
-        if self._progress is not None:
-            self._progress.advance()
-        return result
-
-    def _finish_result(self, chain: Chain, result: Result) -> Result:
-        if chain.stages:
-            t0 = time.perf_counter()
-            result = chain(result)
-            self.stats.add("stages", time.perf_counter() - t0)
-        stats = self.stats.stream(result.frame.stream)
-        stats.frames += 1
-        stats.labels.update(result.detections.labels)
-        now = time.time()
-        stats.latency.append(now - result.frame.wall)
-        stats.last_frame = now
-        stats.delivered(time.monotonic())
-        if chain.lines is not None or chain.zones is not None:
-            stats.counts = chain.totals()
-        self.stats.frames += 1
-        self.stats.labels.update(result.detections.labels)
-        return result
-
-    def _tell(self, event: Event, write: bool) -> None:
-        self.stats.note_event(event)
-        if write:
-            self.outputs.event(event)
-        for callback in self.on_event:
-            callback(event)
-
-    def _ended_stream(self, end: End, write: bool) -> None:
-        reader = self._readers.get(end.stream)
-        if end.error is not None:
-            self._errors[end.stream] = end.error
-        if reader is not None and reader.removed:
-            self._tell(Event(end.stream, "removed", f"{end.stream}: removed"), write)
-        if write:
-            self.outputs.close_stream(end.stream)
-        if reader is not None:
-            reader.close()
-            if reader.removed:
-                self._forget(end.stream)
-            reader.done.set()
-
-    def _sink_failed(self, event: Event) -> None:
-        """An isolated sink's first failure: in the figures and callbacks now, in the outputs (the other
-        sinks) with the next item."""
-        self.stats.note_event(event)
-        self._untold.append(event)
-        for callback in self.on_event:
-            callback(event)
-
-    def _count_sink_error(self, name: str) -> None:
-        self.stats.sink_errors[name] += 1
-
     # -- figures ------------------------------------------------------------------------------------
 
     def summary(self) -> list[str]:
@@ -586,9 +434,3 @@ class Pipeline:
 
         with self._lock:
             return summary(dict(self._chains))
-
-
-def _info_of(result: Result) -> SourceInfo:
-    """What is known of a stream from one of its results (for a stream handed in by the caller)."""
-    frame = result.frame
-    return SourceInfo(frame.stream, frame.width, frame.height, None, None, None, None, None, False, frame.stream)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..types import Event
+from ..types import Event, Result
 
 STAGES = ("decode wait", "preprocess", "inference", "postprocess", "stages", "output")
 _SAMPLES = 20_000  # latency samples kept per series (the most recent), so a run of days stays bounded
@@ -118,6 +118,21 @@ class Stats:
         if name not in self.streams:
             self.streams[name] = StreamStats(name)
         return self.streams[name]
+
+    def count(self, result: Result, latency: bool = True) -> StreamStats:
+        """One more result in the run's and its stream's figures (frames, labels, last frame, rate; its
+        latency from the decoder with ``latency``); returns the stream's figures."""
+        stream = self.stream(result.frame.stream)
+        stream.frames += 1
+        stream.labels.update(result.detections.labels)
+        now = time.time()
+        if latency:
+            stream.latency.append(now - result.frame.wall)
+        stream.last_frame = now
+        stream.delivered(time.monotonic())
+        self.frames += 1
+        self.labels.update(result.detections.labels)
+        return stream
 
     def note_event(self, event: Event) -> None:
         """Keep an event (the most recent ``EVENTS_KEPT``) and count what the summary reports."""
