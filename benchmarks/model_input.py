@@ -36,8 +36,9 @@ from _common import ROOT, SAMPLE, opencv_net
 
 import vidpipe
 from vidpipe import models
-from vidpipe.models.base import Batch, stack_resized
+from vidpipe.models.base import Batch
 from vidpipe.models.detections import Detections
+from vidpipe.models.resize import stack_resized
 from vidpipe.sinks import JsonlSink
 
 CACHE = ROOT / "out" / "bench-model-input"

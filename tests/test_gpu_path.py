@@ -21,7 +21,7 @@ from vidpipe.cli.detect import decoding_summary, model_summary
 from vidpipe.gst import decoders
 from vidpipe.models import base
 from vidpipe.models.base import batch_shapes, padded_size
-from vidpipe.models.detections import Detections
+from vidpipe.models.detections import Detections, all_safe, sanitize
 from vidpipe.options import FILE_QUEUE
 from vidpipe.pipeline import engine
 from vidpipe.pipeline.batcher import Batcher, End
@@ -338,13 +338,13 @@ def _found(boxes, scores=None, dtype=torch.float32) -> Detections:
 def test_one_check_tells_a_batch_that_needs_no_sanitizing(frames, safe):
     found = [_found(f) for f in frames]
     sizes = [(240, 320)] * len(found)
-    assert base.all_safe(found, sizes) is safe
-    per_frame = [base.sanitize(d, s)[0] for d, s in zip(found, sizes, strict=True)]
+    assert all_safe(found, sizes) is safe
+    per_frame = [sanitize(d, s)[0] for d, s in zip(found, sizes, strict=True)]
     if safe:  # the per-frame path would change nothing either
         assert all(a is b for a, b in zip(per_frame, found, strict=True))
 
 
 def test_one_check_falls_back_for_scores_and_dtypes():
-    assert not base.all_safe([_found([[0, 0, 1, 1]], [float("nan")])], [(10, 10)])
-    assert not base.all_safe([_found([[0, 0, 1, 1]], dtype=torch.float16)], [(10, 10)])
-    assert base.all_safe([_found([], dtype=torch.float16)], [(10, 10)])  # empty: nothing to change
+    assert not all_safe([_found([[0, 0, 1, 1]], [float("nan")])], [(10, 10)])
+    assert not all_safe([_found([[0, 0, 1, 1]], dtype=torch.float16)], [(10, 10)])
+    assert all_safe([_found([], dtype=torch.float16)], [(10, 10)])  # empty: nothing to change

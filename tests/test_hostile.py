@@ -27,7 +27,7 @@ from media import encode
 from vidpipe import models
 from vidpipe.errors import OutputError, VidpipeError
 from vidpipe.pipeline import Batcher, StreamStats, stream_specs
-from vidpipe.pipeline.streams import read_sources_file
+from vidpipe.pipeline.specs import read_sources_file
 from vidpipe.redact import mask_secrets
 from vidpipe.sinks import VideoSink
 from vidpipe.types import Frame

@@ -7,145 +7,19 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib.util
-import json
 import logging
 import signal
 import sys
-import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 
 from .. import __version__
 from ..errors import VidpipeError
-from ..gst import source as _source
-from ..gst.graph import write_graph
 from ..memory import bound_arenas
 from ..models import DEFAULT_MODEL
 from ..options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, DEFAULT_LIVE_MAX_LATENCY
 from ..redact import mask_secrets
-from .progress import FrameProgress, expected_frames
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
-
-
-def _probe(args: argparse.Namespace) -> int:
-    with _source.open(args.source) as src:
-        info = src.info
-    if args.json:
-        print(json.dumps(info.to_dict()))
-        return 0
-    duration = f"{info.duration:.3f} s" if info.duration is not None else "unknown"
-    fps = f"{info.fps:.3f}" if info.fps is not None else "variable"
-    rows = [
-        ("source", info.source),
-        ("container", info.container or "none"),
-        ("codec", info.codec or "unknown"),
-        ("resolution", f"{info.width}x{info.height}"),
-        ("fps", fps),
-        ("duration", duration),
-        ("frames", str(info.frames) if info.frames is not None else "unknown"),
-        ("live", "yes" if info.live else "no"),
-    ]
-    for key, value in rows:
-        print(f"{key:<11} {value}")
-    return 0
-
-
-def _decode(args: argparse.Namespace) -> int:
-    with _source.open(args.source, size=args.size, keep_aspect=args.keep_aspect) as src:
-        total = expected_frames(src.info.frames, args.max_frames)
-        progress = FrameProgress(total, enabled=not args.quiet, description="decode")
-        try:
-            with progress:
-                if args.graph:
-                    write_graph(src.graph_dot(), args.graph)
-                for frame in src:
-                    progress.advance()
-                    if args.max_frames is not None and frame.index + 1 >= args.max_frames:
-                        break
-        finally:
-            if not args.quiet:  # -q: errors only
-                print(
-                    f"decoded {progress.count} frames in {progress.elapsed:.2f} s ({progress.fps:.1f} FPS)",
-                    file=sys.stderr,
-                )
-    return 0
-
-
-def _models(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..models import available, choose_backend
-    from ..models.base import choose_precision
-
-    for name, summary in available().items():  # a table that fits 100 columns
-        if len(name) > NAME_COLUMN:
-            print(name)
-            name = ""
-        lines = textwrap.wrap(summary, width=TABLE_WIDTH - NAME_COLUMN - 1) or [""]
-        print(f"{name:<{NAME_COLUMN}} {lines[0]}")
-        for line in lines[1:]:
-            print(f"{'':<{NAME_COLUMN}} {line}")
-    precision, why = choose_precision("auto", torch.device("cpu"))
-    print(f"\n--precision auto on this CPU: {precision} ({why.removeprefix('auto: ')})")
-    backend, why = choose_backend("auto", DEFAULT_MODEL)
-    print(f"--backend auto for {DEFAULT_MODEL} on this CPU: {backend} ({why.removeprefix('auto: ')})")
-    optional = (("--backend openvino", "openvino", "openvino"), ("FILE.onnx", "onnxruntime", "onnx"))
-    for backend, package, extra in optional:
-        found = importlib.util.find_spec(package) is not None
-        print(f"{backend}: {'available' if found else f'needs {package}: pip install vidpipe[{extra}]'}")
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from .. import models
-    from ..models.export import export_onnx
-
-    out = Path(args.out)
-    if out.suffix.lower() != ".onnx":
-        raise VidpipeError(f"{args.out}: an ONNX file needs a name ending in .onnx")
-    detector = models.load(args.model, weights=args.weights, precision="fp32")
-    export_onnx(detector, out)
-    size = out.stat().st_size / 1e6
-    print(
-        f"wrote {out} ({size:.1f} MB): {detector.name}, one RGB image float[3, H, W] in 0..1 in; boxes, "
-        f"scores, labels out; run it with: vidpipe detect SOURCE --model {out}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def _snapshot(args: argparse.Namespace) -> int:
-    from .snapshot import run
-
-    return run(args)
-
-
-def _gst_env(args: argparse.Namespace) -> int:
-    """The shell lines that make GStreamer find the vidpipe_detect element, and its Python loader find
-    vidpipe and its packages."""
-    import shlex
-    import site
-
-    package = Path(__file__).resolve().parent.parent
-    plugins = package / "element" / "plugins"
-    paths = [str(package.parent), *site.getsitepackages()]
-    print(f'export GST_PLUGIN_PATH={shlex.quote(str(plugins))}"${{GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}}"')
-    print(f'export PYTHONPATH={shlex.quote(":".join(paths))}"${{PYTHONPATH:+:$PYTHONPATH}}"')
-    if _source.Gst.Registry.get().find_plugin("python") is None:
-        print(
-            "vidpipe: warning: GStreamer's Python plugin loader is missing: "
-            "sudo apt-get install gstreamer1.0-python3-plugin-loader",
-            file=sys.stderr,
-        )
-    return 0
+from .tools import decode, export, gst_env, probe, size, snapshot
+from .tools import models as list_models
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -206,7 +80,6 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-TABLE_WIDTH, NAME_COLUMN = 100, 28  # `vidpipe models`
 SOURCE_HELP = "a file, file://, rtsp://, http(s):// URL, /dev/videoN, or testsrc://PATTERN?width=W&height=H&fps=F"
 
 EXAMPLES = {
@@ -288,15 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("probe", "print container, codec, resolution, fps, duration and frame count of a source")
     p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=_probe)
+    p.set_defaults(func=probe)
 
     p = command("decode", "decode a source into tensors and discard them (measures decoding speed)")
     p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (default: all)")
-    p.add_argument("--size", type=_size, metavar="WxH", help="scale inside GStreamer (default: the source's size)")
+    p.add_argument("--size", type=size, metavar="WxH", help="scale inside GStreamer (default: the source's size)")
     p.add_argument("--keep-aspect", action="store_true", help="letterbox instead of stretching with --size")
     p.add_argument("--graph", metavar="FILE", help="write the pipeline graph (.dot, .png, .svg, .pdf)")
-    p.set_defaults(func=_decode)
+    p.set_defaults(func=decode)
 
     p = command("snapshot", "one frame with a pixel grid and the lines and zones drawn, to place them")
     p.add_argument("source", help=SOURCE_HELP)
@@ -309,20 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", action="append", default=[], metavar="NAME=x1,y1,x2,y2,x3,y3,...",
                    help="a zone to draw (repeatable)")  # fmt: skip
     p.add_argument("--grid", action="store_true", help="draw a pixel grid labelled with coordinates")
-    p.set_defaults(func=_snapshot)
+    p.set_defaults(func=snapshot)
 
     p = command("gst-env", "print the shell lines that let gst-launch-1.0 use the vidpipe_detect element")
-    p.set_defaults(func=_gst_env)
+    p.set_defaults(func=gst_env)
 
     p = command("models", "list the available detectors")
-    p.set_defaults(func=_models)
+    p.set_defaults(func=list_models)
 
     p = command("export", "write a detector as an ONNX graph with its pre- and post-processing inside")
     p.add_argument("--model", default=DEFAULT_MODEL, help="detector name (built-in or torchvision:<builder>)")
     p.add_argument("--weights", metavar="FILE", help="weights file for the model (default: the model's own)")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
     p.add_argument("out", metavar="OUT.onnx", help="the file to write")
-    p.set_defaults(func=_export)
+    p.set_defaults(func=export)
 
     p = command("detect", "detect objects in every frame of one or more sources; write JSON Lines and videos")
     inp = p.add_argument_group("input")

@@ -9,7 +9,7 @@ import threading
 
 from ..errors import VidpipeError
 from ..options import default_batch
-from ..pipeline.streams import StreamSpec
+from ..pipeline.specs import StreamSpec
 from ..sinks import JsonlSink
 from ..types import Event
 from .arguments import pixel_free_sinks, stream_options

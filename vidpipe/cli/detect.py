@@ -22,7 +22,8 @@ from ..models.base import check_threshold, wants_fixed_shapes
 from ..options import default_batch
 from ..pipeline import StreamsFailedError
 from ..pipeline.graph import flow_graph
-from ..pipeline.streams import StreamSpec, check_open_files, open_streams, read_sources_file, stream_specs
+from ..pipeline.specs import StreamSpec, read_sources_file, stream_specs
+from ..pipeline.streams import check_open_files, open_streams
 from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink, VideoSink, check_output_paths, expand_streams
 from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..sinks.video import MAX_TRAILS

@@ -1,7 +1,8 @@
 """Scale-out on Ray: a driver (:mod:`.driver`) spreads streams over worker actors (:mod:`.worker`), each a
 vidpipe pipeline; only pixel-free records come back. Needs the ``ray`` extra."""
 
-from .driver import ClusterError, ClusterFigures, ClusterRun, connect
+from .connect import ClusterError, connect
+from .driver import ClusterFigures, ClusterRun
 from .pipeline import ClusterPipeline
 
 __all__ = ["ClusterError", "ClusterFigures", "ClusterPipeline", "ClusterRun", "connect"]

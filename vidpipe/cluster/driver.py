@@ -12,18 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.parse
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import VidpipeError
 from ..gst.uri import parse_source
@@ -32,6 +25,7 @@ from ..pipeline.stats import StreamStats
 from ..redact import mask_secrets
 from ..sinks import Sink
 from ..types import Event, Result, SourceInfo
+from .connect import ANSWER_TIMEOUT, ClusterError, import_ray
 from .worker import StreamWorker
 
 log = logging.getLogger(__name__)
@@ -39,91 +33,6 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 300.0  # seconds for the workers to start and load their model
 STOP_TIMEOUT = 120.0  # seconds for the workers to finish their outputs
 FIGURES_EVERY = 1.0  # seconds between asking each worker for its streams' figures
-
-
-ANSWER_TIMEOUT = 3.0  # seconds for a cluster's address to accept a connection, and then to answer
-
-
-class ClusterError(VidpipeError):
-    """The cluster cannot be used (Ray missing, an address that does not answer, every worker gone)."""
-
-
-def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise ClusterError("--cluster needs Ray: pip install 'vidpipe[ray]'") from None
-    return ray
-
-
-def connect(cluster: str) -> bool:
-    """Join (``auto``, ``ray://HOST:PORT``, ``HOST:PORT``) or start (``ray``) a Ray cluster; True when
-    this process started it (and stops it at the end)."""
-    ray = _ray()
-    if ray.is_initialized():
-        return False
-    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True,
-             "logging_level": logging.ERROR}  # fmt: skip
-    try:
-        if cluster == "ray":
-            ray.init(num_cpus=os.cpu_count(), **quiet)
-            _supervise(ray)
-            return True
-        if cluster == "auto":
-            ray.init(address="auto", **{k: v for k, v in quiet.items() if k != "include_dashboard"})
-            return False
-        _check_reachable(cluster)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ray.init(address=cluster, **{k: v for k, v in quiet.items() if k not in ("include_dashboard",)})
-        return False
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ClusterError(f"--cluster {cluster}: cannot connect ({first})") from None
-
-
-_SUPERVISORS: list[subprocess.Popen] = []
-
-
-def _supervise(ray) -> None:
-    """A process of its own that ends the local Ray just started if this one dies without stopping it
-    (SIGKILL, a crash): its agents would otherwise linger for minutes (see ``supervisor.py``)."""
-    try:
-        session = ray._private.worker._global_node.get_session_dir_path()
-    except AttributeError:  # (another Ray version: its own timeouts apply)
-        return
-    for done in [p for p in _SUPERVISORS if p.poll() is not None]:
-        _SUPERVISORS.remove(done)
-    script = Path(__file__).with_name("supervisor.py")
-    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    command = [sys.executable, str(script), str(os.getpid()), session]
-    _SUPERVISORS.append(subprocess.Popen(command, start_new_session=True, **quiet))
-
-
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, in one line, when nothing listens at a ``ray://HOST:PORT`` address."""
-    parts = urllib.parse.urlsplit(address if "://" in address else f"ray://{address}")
-    try:
-        host, port = parts.hostname, parts.port or 10001
-    except ValueError:
-        raise ClusterError(f"--cluster {address}: not an address (expected ray://HOST:PORT)") from None
-    if not host:
-        raise ClusterError(f"--cluster {address}: not an address (expected ray://HOST:PORT)")
-    try:
-        socket.create_connection((host, port), timeout=ANSWER_TIMEOUT).close()
-    except OSError as exc:
-        raise ClusterError(f"--cluster {address}: cannot connect ({exc.strerror or exc})") from None
-    import grpc  # (Ray's own dependency) Ray's client retries a silent server for 30 s: 5 are enough
-
-    channel = grpc.insecure_channel(f"{host}:{port}")
-    try:
-        grpc.channel_ready_future(channel).result(timeout=ANSWER_TIMEOUT)
-    except grpc.FutureTimeoutError:
-        raise ClusterError(
-            f"--cluster {address}: no answer in {ANSWER_TIMEOUT:g} s (the port is open, but no Ray answers there)"
-        ) from None
-    finally:
-        channel.close()
 
 
 @dataclass
@@ -294,7 +203,7 @@ class ClusterRun:
         if actor is None:
             return None
         try:
-            return _ray().get(actor.jpeg.remote(name, height), timeout=timeout)
+            return import_ray().get(actor.jpeg.remote(name, height), timeout=timeout)
         except Exception as exc:  # a worker gone or busy: the viewer skips a picture
             log.debug("stream %s: no picture from its worker (%s)", name, _cause(exc))
             return None
@@ -303,7 +212,7 @@ class ClusterRun:
 
     def run(self, stop: threading.Event | None = None) -> ClusterFigures:
         """Run to the end (or until ``stop`` is set): every output finished, every actor gone."""
-        ray = _ray()
+        ray = import_ray()
         stop = stop or threading.Event()
         try:
             self._start(ray)
@@ -471,7 +380,7 @@ class ClusterRun:
         if actor is None:
             return False
         try:
-            _ray().get(actor.ready.remote(), timeout=ANSWER_TIMEOUT)
+            import_ray().get(actor.ready.remote(), timeout=ANSWER_TIMEOUT)
         except Exception:  # dead, or as good as
             return False
         return True

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import VidpipeError
 from ..options import DEFAULT_BATCH, StreamOptions
-from ..pipeline.specs import check_arguments
+from ..pipeline.specs import check_arguments, check_stream_name, split_name, stream_specs
 from ..pipeline.stats import Stats
-from ..pipeline.streams import check_stream_name, split_name, stream_specs
 from ..sinks import Sink, VideoSink
 from ..types import Event, Result
-from .driver import ClusterError, ClusterRun, connect
+from .connect import ClusterError, connect
+from .driver import ClusterRun
 
 _END_KINDS = ("ended", "failed", "stopped", "removed")
 

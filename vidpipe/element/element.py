@@ -179,7 +179,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         """The detector and the stream's stages from the properties; a bad value raises one clear error."""
         from .. import models
         from ..pipeline import Pipeline
-        from ..pipeline.streams import check_stream_name
+        from ..pipeline.specs import check_stream_name
         from ..sinks.draw import Annotator
         from ..sinks.textfile import WholeLinesFile
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
 from . import Gst, GstVideo
 
-__all__ = ["BufferReader"]
+__all__ = ["BufferReader", "arrival"]
 
 try:  # gst-python's overrides (python3-gst-1.0) map a buffer to a memoryview without copying
     from gi.overrides import _gi_gst  # noqa: F401
@@ -52,3 +54,13 @@ class BufferReader:
                 data[self.offset :], shape=(self.height, self.width, 3), strides=(self.stride, 3, 1), writeable=False
             )
         np.copyto(out.numpy(), src)
+
+
+def arrival(pipeline: Gst.Pipeline | None, buf: Gst.Buffer, pulled: float) -> float:
+    """UNIX time at which a frame left the decoder: for a live source (its ``pipeline`` given: the pts is
+    running time on its clock), when it arrived; else when it was pulled (``pulled``)."""
+    clock = pipeline.get_clock() if pipeline is not None else None
+    if clock is None or buf.pts == Gst.CLOCK_TIME_NONE:
+        return pulled
+    age = clock.get_time() - pipeline.get_base_time() - buf.pts
+    return time.time() - max(0, age) / Gst.SECOND

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..types import Frame, SourceInfo
 from . import GLib, Gst, GstPbutils
-from .buffers import BufferReader
+from .buffers import BufferReader, arrival
 from .bus import error_from_message
 from .decoders import Decoding, nvidia_decoding, prefer_nvidia_decoders, video_decoder
 from .describe import source_info
@@ -275,15 +275,6 @@ class Source:
             sample = self._appsink.try_pull_sample(50 * Gst.MSECOND)
             wall = time.time()
 
-    def _arrival(self, buf: Gst.Buffer, pulled: float) -> float:
-        """UNIX time at which a frame left the decoder: for a live source, when it arrived (its pts is
-        running time on the pipeline clock), else when it was pulled."""
-        clock = self._pipeline.get_clock() if self._clocked else None
-        if clock is None or buf.pts == Gst.CLOCK_TIME_NONE:
-            return pulled
-        age = clock.get_time() - self._pipeline.get_base_time() - buf.pts
-        return time.time() - max(0, age) / Gst.SECOND
-
     def _frame(self, buf: Gst.Buffer, pulled: float) -> Frame:
         """The frame of a pulled buffer; its index is the one the source gave it (live drops and
         ``max_fps`` leave gaps in the indices, damaged data does not)."""
@@ -302,8 +293,8 @@ class Source:
         fps = self.info.fps
         pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else (index / fps if fps else 0.0)
         self._last_pts = pts
-        tensor = self._reader.to_tensor(buf)
-        return Frame(tensor, index, pts, stream=self.stream, wall=self._arrival(buf, pulled))
+        wall = arrival(self._pipeline if self._clocked else None, buf, pulled)
+        return Frame(self._reader.to_tensor(buf), index, pts, stream=self.stream, wall=wall)
 
     @property
     def name(self) -> str:

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import FrameInputError, ModelError
-from .detections import Detections
+from .detections import Detections, all_safe, sanitize
+from .resize import stack_resized
 
 log = logging.getLogger(__name__)
 
@@ -205,46 +206,6 @@ def as_frames(frames: Any) -> list[torch.Tensor]:
             raise FrameInputError(f"frame {i}: empty frame of shape {list(frame.shape)}")
         checked.append(frame)
     return checked
-
-
-def sanitize(found: Detections, size: tuple[int, int]) -> tuple[Detections, int]:
-    """``found`` without detections whose box or score is not finite, boxes clipped to a frame of
-    ``size`` = (h, w) with ordered corners, as float32; and how many were dropped."""
-    if len(found) == 0:
-        return found, 0
-    boxes, scores = found.boxes.float(), found.scores.float()
-    finite = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
-    dropped = len(found) - int(finite.sum())
-    if dropped:
-        found = found[finite]
-        boxes, scores = boxes[finite], scores[finite]
-    height, width = size
-    xs, ys = boxes[:, 0::2].clamp(0, width), boxes[:, 1::2].clamp(0, height)
-    ordered = torch.stack((xs.min(1).values, ys.min(1).values, xs.max(1).values, ys.max(1).values), dim=1)
-    if dropped or not torch.equal(ordered, found.boxes) or found.scores.dtype != torch.float32:
-        found = Detections(ordered, scores, found.class_ids, found.labels, found.track_ids)
-    return found, dropped
-
-
-def all_safe(found: Sequence[Detections], sizes: Sequence[tuple[int, int]]) -> bool:
-    """Whether :func:`sanitize` would leave every frame's detections as they are (float32, finite
-    scores, boxes inside their frame of (h, w) ``sizes`` with ordered corners): one check for a whole
-    batch instead of a few tensor operations per frame (measured: 0.7 ms per frame on 2 busy cores)."""
-    present = [(d, size) for d, size in zip(found, sizes, strict=True) if len(d)]
-    if not present:
-        return True
-    if any(d.boxes.dtype != torch.float32 or d.scores.dtype != torch.float32 for d, _ in present):
-        return False
-    boxes = torch.cat([d.boxes for d, _ in present])
-    scores = torch.cat([d.scores for d, _ in present])
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        return False
-    counts = torch.tensor([len(d) for d, _ in present], device=boxes.device)
-    limits = torch.tensor([(w, h) for _, (h, w) in present], dtype=torch.float32, device=boxes.device)
-    limits = limits.repeat_interleave(counts, dim=0)
-    x1, y1, x2, y2 = boxes.unbind(1)  # (NaN and infinities fail the comparisons)
-    ok = (x1 >= 0) & (y1 >= 0) & (x1 <= x2) & (y1 <= y2) & (x2 <= limits[:, 0]) & (y2 <= limits[:, 1])
-    return bool(ok.all() & torch.isfinite(scores).all())
 
 
 @dataclass(slots=True)
@@ -451,40 +412,3 @@ class FixedInputDetector(Detector):
             boxes, scores, batch.sizes, threshold=self.threshold, iou=self.iou,
             max_detections=self.max_detections, label=self.label,
         )  # fmt: skip
-
-
-def stack_resized(frames: Sequence[torch.Tensor], size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """The model's input, made one way for every caller: ``uint8[H, W, 3]`` RGB frames (any sizes) resized
-    to ``size=(h, w)``, bilinear with half-pixel centres and no antialiasing, on their uint8 pixels (as
-    ``cv2.dnn.blobFromImage``, the reference, does); float ``[N, 3, h, w]`` in 0..255, contiguous. Frames
-    of equal size are resized as one batch. (On CUDA, whose resize takes no uint8, in float, rounded.)"""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, frame in enumerate(frames):
-        groups.setdefault(tuple(frame.shape), []).append(i)
-    parts = [_resize(_stacked([frames[i] for i in group], device), size) for group in groups.values()]
-    if len(parts) == 1:
-        return parts[0]
-    order = torch.tensor([i for group in groups.values() for i in group], device=device)
-    return torch.cat(parts).index_select(0, torch.argsort(order))
-
-
-def _stacked(frames: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """``uint8[N, 3, H, W]`` (channels-last in memory) on ``device``."""
-    if device.type == "cuda":  # one upload of the uint8 batch, from pinned memory, asynchronous
-        staged = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=True)
-        images = torch.stack(frames, out=staged).to(device, non_blocking=True)
-    else:
-        images = torch.stack(frames)
-    return images.permute(0, 3, 1, 2)
-
-
-def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 ``[N, 3, H, W]`` → float ``[N, 3, h, w]`` in 0..255, contiguous."""
-    if tuple(images.shape[-2:]) != size:
-        if images.device.type == "cpu":
-            images = torch.nn.functional.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        else:
-            images = torch.nn.functional.interpolate(
-                images.float(), size=size, mode="bilinear", align_corners=False
-            ).round_()
-    return images.contiguous().float()

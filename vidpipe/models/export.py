@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from ..errors import ModelError, OutputError
-from .base import Detector, _resize
+from .base import Detector
 from .boxes import multiclass_nms
+from .resize import _resize
 from .torchvision_models import TorchvisionStyleDetector
 
 EXPORT_THRESHOLD = 0.01  # candidates kept in the graph; the runner applies the user's threshold on top

@@ -3,9 +3,10 @@ through stages, written to sinks opened per stream."""
 
 from .batcher import Batcher
 from .runner import Pipeline, StreamsFailedError
+from .specs import StreamSpec, read_sources_file, stream_specs
 from .stages import ClassFilter, Stage
 from .stats import Stats, StreamStats
-from .streams import StreamReader, StreamSpec, read_sources_file, stream_specs
+from .streams import StreamReader
 
 __all__ = [
     "Batcher",

@@ -36,9 +36,9 @@ from .delivery import Delivery
 from .engine import Engine
 from .inflight import default_in_flight
 from .outputs import Outputs
-from .specs import check_arguments, stream_options
+from .specs import StreamSpec, check_arguments, check_stream_name, split_name, stream_options, stream_specs
 from .stats import Stats
-from .streams import StreamReader, StreamSpec, check_open_files, check_stream_name, split_name, stream_specs
+from .streams import StreamReader, check_open_files
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Stre
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import VidpipeError
-from ..pipeline.streams import check_stream_name
+from ..pipeline.specs import check_stream_name
 from .config import StateFileError, StreamConfig
 from .metrics import CONTENT_TYPE
 from .service import Service

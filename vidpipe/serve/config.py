@@ -17,7 +17,7 @@ from ..analytics import parse_line, parse_zone
 from ..errors import VidpipeError
 from ..gst.uri import parse_source
 from ..models import DEFAULT_MODEL
-from ..pipeline.streams import check_stream_name
+from ..pipeline.specs import check_stream_name
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
