@@ -66,7 +66,7 @@ class Pipeline(Delivery):
     failing sink ends the run) or ``"isolate"`` (it is counted and said once; the rest goes on).
     ``in_flight``: batches started before the oldest one's results are collected (default: 2 on CUDA,
     1 on the CPU). Every frame reaches the detector whole and is resized there, one way whatever the
-    outputs (see :func:`vidpipe.models.base.stack_resized`).
+    outputs (see :func:`vidpipe.models.resize.stack_resized`).
 
     :class:`vidpipe.Pipeline` adds ``cluster=``: the same pipeline over Ray workers.
     """
