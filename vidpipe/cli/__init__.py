@@ -24,6 +24,7 @@ from ..memory import bound_arenas
 from ..models import DEFAULT_MODEL
 from ..options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, DEFAULT_LIVE_MAX_LATENCY
 from ..redact import mask_secrets
+from .events import add_command as add_events
 from .progress import FrameProgress, expected_frames
 
 
@@ -422,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the API's stream changes are kept (default: beside --config, NAME.state.json; "
                    "none without --config)")  # fmt: skip
     p.set_defaults(func=_serve)
+    add_events(command, EXAMPLES)
     return parser
 
 
