@@ -38,11 +38,11 @@ def _crossing(stream: str = "cam", wall: float | None = None, track: int = 7) ->
     return Event(stream, "line_crossed", f"person {track} crossed door (in)", wall or time.time(), fields)
 
 
-def _flush(store: EventStore) -> None:
-    deadline = time.monotonic() + 10
-    while not store._queue.empty() and time.monotonic() < deadline:
+def _flush(store: EventStore, told: int) -> None:
+    """Wait until the writer has stored (or dropped) the ``told`` events."""
+    deadline = time.monotonic() + 20
+    while store.stored + store.dropped < told and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(0.2)
 
 
 def test_times_are_iso_8601_utc_with_milliseconds_or_epochs():
@@ -60,7 +60,7 @@ def test_the_store_keeps_rows_and_snapshots_and_filters_them(tmp_path):
     store.event(_crossing("../evil", now - 100))
     store.event(Event("../evil", "disconnected", "gone", now - 50))
     store.event(_crossing("../evil", now, track=9))  # not in the frame: no box, no snapshot
-    _flush(store)
+    _flush(store, 3)
     rows = store.query()
     assert [r["type"] for r in rows] == ["line_crossed", "disconnected", "line_crossed"]  # newest first
     first = rows[-1]
@@ -91,7 +91,7 @@ def test_a_full_queue_drops_and_counts_never_waits(tmp_path):
         for _ in range(50):
             store.event(_crossing())
         assert time.monotonic() - started < 0.5
-    _flush(store)
+    _flush(store, 50)
     assert store.dropped >= 45 and store.stored + store.dropped == 50
     store.close()
 
@@ -190,3 +190,20 @@ def test_a_locked_database_is_one_line_and_no_store(tmp_path, caplog):
         holder.close()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "locked" in lines[0], lines
+
+
+def test_snapshots_that_cannot_be_written_leave_the_rows_and_resume(tmp_path, caplog):
+    store = EventStore(tmp_path)
+    (tmp_path / "snapshots").write_text("in the way")  # (as a full disk: the writes fail)
+    store.write(_result())
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            store.event(_crossing())
+        _flush(store, 3)
+    assert [r["snapshot"] for r in store.query()] == [None] * 3 and store.stored == 3
+    assert len([r for r in caplog.records if "snapshots not written" in r.getMessage()]) == 1
+    (tmp_path / "snapshots").unlink()
+    store.event(_crossing())
+    _flush(store, 4)
+    assert store.snapshot_file(store.query(limit=1)[0]) is not None
+    store.close()

@@ -10,6 +10,7 @@ once and the store resumes when writes work again.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import queue
@@ -147,6 +148,7 @@ class EventStore(BaseSink):
         self.dropped = 0  # events not stored: the queue was full, or the write failed
         self.stored = 0
         self._failing = False
+        self._snapshots_failing = False
         self._lock = threading.Lock()  # the writer's connection, shared with readers
         self._thread = threading.Thread(target=self._run, name="vidpipe-events", daemon=True)
         self._thread.start()
@@ -223,10 +225,11 @@ class EventStore(BaseSink):
                 return
 
     def _store(self, items: list[tuple[Event, Result | None]]) -> None:
+        prepared = [self._prepare(event, result) for event, result in items]  # drawn before the lock: reads go on
         try:
             with self._lock, self._db:
-                for event, result in items:
-                    self._insert(event, result)
+                for event, found, picture in prepared:
+                    self._insert(event, found, picture)
         except (sqlite3.Error, OSError) as exc:
             self.dropped += len(items)
             if not self._failing:
@@ -238,9 +241,21 @@ class EventStore(BaseSink):
             log.warning("event store: %s: storing again", self.path)
             self._failing = False
 
-    def _insert(self, event: Event, result: Result | None) -> None:
+    def _prepare(self, event: Event, result: Result | None) -> tuple[Event, tuple | None, bytes | None]:
+        """The event, its object (index, score, box) in its frame, and its snapshot as JPEG bytes."""
+        found = _object(result, event.fields.get("track_id")) if result is not None else None
+        if found is None or not self.snapshots:
+            return event, found, None
+        frame = result.frame
+        if frame.picture is not None or frame.tensor.numel() == 0:  # no pixels here (a cluster's worker has them)
+            return event, found, None
+        picked = Result(frame, result.detections[slice(found[0], found[0] + 1)], shapes=result.shapes)
+        out = io.BytesIO()
+        Image.fromarray(self._annotator.draw(picked).numpy()).save(out, "JPEG", quality=self.quality)
+        return event, found, out.getvalue()
+
+    def _insert(self, event: Event, found: tuple | None, picture: bytes | None) -> None:
         fields = event.fields
-        found = _object(result, fields.get("track_id")) if result is not None else None
         score, box = (round(found[1], 4), [round(v, 2) for v in found[2]]) if found else (None, None)
         extra = {k: v for k, v in event.to_dict().items() if k not in _OWN}
         cursor = self._db.execute(
@@ -250,28 +265,27 @@ class EventStore(BaseSink):
              fields.get("line"), fields.get("zone"), fields.get("direction"), score,
              json.dumps(box) if box else None, event.message, json.dumps(extra, default=str)),
         )  # fmt: skip
-        if found is not None and self.snapshots:
-            try:
-                name = self._snapshot(event, result, found[0], cursor.lastrowid)
-            except OSError as exc:  # the row is kept without its picture
-                name = None
-                log.warning("event store: snapshot of event %s not written: %s", cursor.lastrowid, exc)
-            if name is not None:
-                self._db.execute("UPDATE events SET snapshot = ? WHERE id = ?", (name, cursor.lastrowid))
+        if picture is None:
+            return
+        try:
+            name = self._write_snapshot(event, picture, cursor.lastrowid)
+        except OSError as exc:  # (disk full) the row is kept without its picture
+            if not self._snapshots_failing:
+                log.error("event store: snapshots not written until it works again: %s", exc)
+            self._snapshots_failing = True
+            return
+        self._snapshots_failing = False
+        self._db.execute("UPDATE events SET snapshot = ? WHERE id = ?", (name, cursor.lastrowid))
 
-    def _snapshot(self, event: Event, result: Result, index: int, event_id: int) -> str | None:
-        """The frame with the object's box (and the lines, zones) drawn, as JPEG; its path in output_dir."""
-        frame = result.frame
-        if frame.picture is not None or frame.tensor.numel() == 0:  # no pixels here (a cluster's worker has them)
-            return None
-        picked = Result(frame, result.detections[slice(index, index + 1)], shapes=result.shapes)
+    def _write_snapshot(self, event: Event, picture: bytes, event_id: int) -> str:
+        """The snapshot's file under ``output_dir/snapshots/STREAM/``; its path relative to output_dir."""
         folder = self.output_dir / SNAPSHOTS / safe_part(event.stream)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(event.wall))
         file = folder / f"{stamp}-{event_id}.jpg"
         if not file.resolve().is_relative_to(self.output_dir.resolve()):
-            return None
+            raise OSError(f"{file}: outside {self.output_dir}")
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(self._annotator.draw(picked).numpy()).save(file, "JPEG", quality=self.quality)
+        file.write_bytes(picture)
         return file.relative_to(self.output_dir).as_posix()
 
 
