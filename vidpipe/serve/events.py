@@ -165,8 +165,7 @@ class EventStore(BaseSink):
     # -- the sink side (never waits) ----------------------------------------------------------------
 
     def write(self, result: Result) -> None:
-        if self.snapshots:
-            self._last[result.frame.stream] = result
+        self._last[result.frame.stream] = result  # (a reference: an analytics event's object is in it)
 
     def event(self, event: Event) -> None:
         result = self._last.get(event.stream) if event.kind in ANALYTICS else None
