@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import time
 
+import httpx
 import pytest
 import torch
 from conftest import SAMPLE, vidpipe_cli
@@ -168,11 +169,13 @@ def test_a_service_keeps_events_with_snapshots_across_a_restart(tmp_path):
 def test_a_damaged_database_file_is_one_line_and_the_service_runs(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "events.db").write_bytes(b"garbage " * 1000)
-    served = Served(tmp_path, CONFIG).wait_ready()
+    served = Served(tmp_path, CONFIG, "--token", "events-token-33", token="events-token-33").wait_ready()
     try:
         served.wait_frames("door", 5)
         assert served.client.get("/api/events").status_code == 200  # the recent events kept in memory
         assert served.client.get("/api/events/1").status_code == 404
+        for path in ("/api/events", "/api/events/1", "/api/events/1/snapshot.jpg"):  # the token as for the rest
+            assert httpx.get(served.url + path).status_code == 401
     finally:
         served.stop()
     lines = [line for line in served.output().splitlines() if "event store" in line]
