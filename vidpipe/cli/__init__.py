@@ -18,6 +18,7 @@ from ..memory import bound_arenas
 from ..models import DEFAULT_MODEL
 from ..options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, DEFAULT_LIVE_MAX_LATENCY
 from ..redact import mask_secrets
+from .events import add_command as add_events
 from .tools import decode, export, gst_env, probe, size, snapshot
 from .tools import models as list_models
 
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the API's stream changes are kept (default: beside --config, NAME.state.json; "
                    "none without --config)")  # fmt: skip
     p.set_defaults(func=_serve)
+    add_events(command, EXAMPLES)
     return parser
 
 

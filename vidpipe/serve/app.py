@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import VidpipeError
 from ..pipeline.specs import check_stream_name
 from .config import StateFileError, StreamConfig
+from .events_api import add_event_routes
 from .metrics import CONTENT_TYPE
 from .service import Service
 
@@ -277,10 +278,7 @@ def create_app(
 
         return _multipart(frames())
 
-    @app.get("/api/events")
-    def events(limit: int = Query(200, ge=1, le=1000)) -> list[dict]:
-        """Recent events (bounded), newest last."""
-        return service.events(limit)
+    add_event_routes(app, service)
 
     @app.post("/api/reload")
     def reload() -> dict:

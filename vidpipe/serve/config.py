@@ -164,6 +164,14 @@ class ClusterConfig(_Strict):
     cpus_per_worker: Annotated[int, Field(ge=1)] = 1
 
 
+class EventsConfig(_Strict):
+    """The event store (``output_dir/events.db``) and each analytics event's snapshot."""
+
+    store: bool = Field(True, description="keep every event in output_dir/events.db (SQLite)")
+    snapshots: bool = Field(True, description="a JPEG per line crossed, zone entered or left")
+    queue: Annotated[int, Field(ge=1)] = 1000
+
+
 class ServeConfig(_Strict):
     """The whole configuration file."""
 
@@ -173,6 +181,7 @@ class ServeConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     output_dir: str = "recordings"
+    events: EventsConfig = Field(default_factory=EventsConfig)
     cluster: ClusterConfig | None = None
 
 

@@ -19,13 +19,14 @@ from ..sinks.base import BaseSink
 from ..sinks.live import LiveView
 from ..sinks.recorder import Recorder
 from .config import ConfigError, ServeConfig, StateFile, StateFileError, StreamConfig, load_config
+from .events import EventStore, StoreCollector
 from .live import RemoteLiveView
 from .metrics import Metrics
 from .mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
 
-NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster")  # settings a reload does not change
+NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster", "events")  # settings a reload does not change
 STOP_WAIT = 8.0  # seconds a stop waits for the streams' ends (a stuck stream never holds the exit longer)
 
 
@@ -46,6 +47,7 @@ class Service:
         cluster = config.cluster
         self.mqtt = MqttPublisher(config.mqtt, self.figures, self._counts_of) if config.mqtt is not None else None
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
+        self.store = self._store()
         common = {"keep_alive": True, "sink_errors": "isolate", "classes": m.classes,
                   "batch": m.batch or default_batch(m.device)}  # fmt: skip
         if cluster is None:
@@ -68,7 +70,21 @@ class Service:
 
     def _sinks(self) -> list[BaseSink]:
         sinks: list[BaseSink] = [self.recorder, self.live, self.metrics]
+        sinks += [self.store] if self.store is not None else []
         return sinks + ([self.mqtt] if self.mqtt is not None else [])
+
+    def _store(self) -> EventStore | None:
+        """The event store under ``output_dir`` (None: switched off, or its database unusable: said)."""
+        events = self.config.events
+        if not events.store:
+            return None
+        store = EventStore.open(
+            Path(self.config.output_dir), snapshots=events.snapshots, queue_size=events.queue,
+            quality=self.config.web.quality,
+        )  # fmt: skip
+        if store is not None:
+            self.metrics.registry.register(StoreCollector(store))
+        return store
 
     # -- lifetime -----------------------------------------------------------------------------------
 
@@ -101,6 +117,8 @@ class Service:
         finally:
             if self.mqtt is not None:
                 self.mqtt.close()
+            if self.store is not None:
+                self.store.close()
 
     @property
     def running(self) -> bool:
