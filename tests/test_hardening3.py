@@ -268,6 +268,18 @@ def test_4_bodies_beyond_the_documented_limits_are_refused(served):
     assert served.client.delete("/api/streams/big").status_code == 204
 
 
+def test_4_real_frames_beyond_the_decoded_frame_budget_are_refused(tmp_path):
+    from media import gst_launch
+
+    big = tmp_path / "big.jpg"
+    gst_launch(f"videotestsrc num-buffers=1 ! video/x-raw,width=8200,height=8200 ! jpegenc ! filesink location={big}")
+    result = vidpipe_cli("detect", str(big))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"vidpipe: error: {big}: frames of 8200x8200 pixels, more than the decoded-frame budget (67,108,864 pixels, "
+        "8192x8192)"
+    ]
+
+
 # -- 9: two elements, one json= file -------------------------------------------------------------------------
 
 

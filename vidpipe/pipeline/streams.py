@@ -8,7 +8,7 @@ import os
 import resource
 import threading
 
-from ..errors import SourceError, VidpipeError
+from ..errors import SourceError, UnsupportedSourceError, VidpipeError
 from ..gst.source import Source
 from ..gst.source import open as open_source
 from ..memory import trim_heap
@@ -20,6 +20,8 @@ from .specs import StreamSpec
 from .stats import StreamStats
 
 log = logging.getLogger(__name__)
+
+MAX_FRAME_PIXELS = 8192 * 8192  # a stream's decoded-frame budget (8K UHD is half of it)
 
 
 
@@ -59,8 +61,9 @@ def check_open_files(streams: int, videos: int = 0) -> None:
 
 def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: threading.Event | None = None) -> Source:
     """Open one stream's source as the options say (rate limit, timeouts), its frames named ``name``;
-    ``cancel`` gives up the opening (see :func:`vidpipe.open`)."""
-    return open_source(
+    ``cancel`` gives up the opening (see :func:`vidpipe.open`). Frames over ``MAX_FRAME_PIXELS`` are
+    refused (closed after the first)."""
+    source = open_source(
         uri,
         timeout=options.open_timeout,
         stall_timeout=options.stall_timeout,
@@ -70,6 +73,14 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: t
         cancel=cancel,
         pace=options.loop,
     )
+    info = source.info
+    if info is not None and info.width * info.height > MAX_FRAME_PIXELS:
+        source.close()
+        raise UnsupportedSourceError(
+            f"{source.name}: frames of {info.width}x{info.height} pixels, more than the decoded-frame budget "
+            f"({MAX_FRAME_PIXELS:,} pixels, 8192x8192)"
+        )
+    return source
 
 
 def stream_error(uri: object, exc: BaseException) -> VidpipeError:
