@@ -18,6 +18,7 @@ from ..errors import VidpipeError
 from ..gst.uri import parse_source
 from ..models import DEFAULT_MODEL
 from ..pipeline.streams import check_stream_name
+from .confighelp import hint
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -176,12 +177,16 @@ class ServeConfig(_Strict):
     cluster: ClusterConfig | None = None
 
 
-def problems_of(error: ValidationError, where: str = "") -> list[str]:
-    """One line per problem: ``where: key.path: what is wrong``."""
+def problems_of(error: ValidationError, where: str = "", model: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem: ``where: key.path: what is wrong`` (with a hint where one helps: "did you
+    mean" for an unknown key of ``model``, the mapping a place expects)."""
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
+        extra = hint(model, tuple(item["loc"]), item["type"]) if model is not None else ""
+        if extra:
+            message = f"{message}; {extra}"
         lines.append(f"{where}: {key}: {message}" if where else f"{key}: {message}")
     return lines
 
@@ -235,7 +240,7 @@ def load_config(path: str | Path | None) -> ServeConfig:
     try:
         return ServeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_of(exc, str(file))) from None
+        raise ConfigError(problems_of(exc, str(file), ServeConfig)) from None
     except VidpipeError as exc:
         raise ConfigError([f"{file}: {exc}"]) from None
 
