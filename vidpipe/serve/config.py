@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..analytics import parse_line, parse_zone
 from ..errors import VidpipeError
@@ -80,6 +81,26 @@ class StreamConfig(_Strict):
     )
     loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
     record: Record = Field(default_factory=Record)
+    loitering: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="ZONE: SECONDS: one loitering event per track and visit that stays longer"
+    )
+
+    @model_validator(mode="after")
+    def _loitering_zones(self) -> StreamConfig:
+        names = [text.split("=", 1)[0].strip() for text in self.zones]
+        for zone in self.loitering:
+            if zone not in names:
+                known = ", ".join(names) or "none"
+                raise ValueError(f"loitering: {zone!r} is not one of this stream's zones ({known})")
+        return self
+
+    def zone_shapes(self) -> list:
+        """The stream's zones for the pipeline, each with its loitering time."""
+        zones = []
+        for text in self.zones:
+            zone = parse_zone(text)
+            zones.append(dataclasses.replace(zone, loiter=self.loitering.get(zone.name)))
+        return zones
 
     @field_validator("uri")
     @classmethod

@@ -28,7 +28,7 @@ from .config import MqttConfig
 log = logging.getLogger(__name__)
 
 STREAM_EVENTS = {"connected", "reconnected", "disconnected", "failed", "ended", "removed", "stopped"}
-ANALYTICS_EVENTS = {"line_crossed", "zone_entered", "zone_left"}
+ANALYTICS_EVENTS = {"line_crossed", "zone_entered", "zone_left", "loitering"}
 
 
 @dataclass(slots=True)

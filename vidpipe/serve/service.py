@@ -200,12 +200,13 @@ class Service:
         try:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, lines=spec.lines,
-                zones=spec.zones, track=spec.track, loop=spec.loop, **video,
+                zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, **video,
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)
             raise
         self.streams[name] = spec
+        self.metrics.zones(name, [zone.name for zone in spec.zone_shapes()])
         log.info("stream %s: added (%s)", name, mask_secrets(spec.uri))
 
     def _remove(self, name: str) -> None:
