@@ -20,6 +20,7 @@ from ..gst.uri import parse_source
 from ..models import DEFAULT_MODEL
 from ..pipeline.streams import check_stream_name
 from .confighelp import hint
+from .webhooks import WebhookConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -196,6 +197,7 @@ class ServeConfig(_Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     output_dir: str = "recordings"
     cluster: ClusterConfig | None = None
+    webhooks: list[WebhookConfig] = Field(default_factory=list, max_length=32)
 
 
 def problems_of(error: ValidationError, where: str = "", model: type[BaseModel] | None = None) -> list[str]:

@@ -22,10 +22,11 @@ from .config import ConfigError, ServeConfig, StateFile, StateFileError, StreamC
 from .live import RemoteLiveView
 from .metrics import Metrics
 from .mqtt import MqttPublisher
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster")  # settings a reload does not change
+NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster", "webhooks")  # settings a reload does not change
 STOP_WAIT = 8.0  # seconds a stop waits for the streams' ends (a stuck stream never holds the exit longer)
 
 
@@ -46,6 +47,9 @@ class Service:
         cluster = config.cluster
         self.mqtt = MqttPublisher(config.mqtt, self.figures, self._counts_of) if config.mqtt is not None else None
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
+        self.webhooks = Webhooks(config.webhooks) if config.webhooks else None
+        if self.webhooks is not None:
+            self.metrics.registry.register(self.webhooks.collector())
         common = {"keep_alive": True, "sink_errors": "isolate", "classes": m.classes,
                   "batch": m.batch or default_batch(m.device)}  # fmt: skip
         if cluster is None:
@@ -68,6 +72,7 @@ class Service:
 
     def _sinks(self) -> list[BaseSink]:
         sinks: list[BaseSink] = [self.recorder, self.live, self.metrics]
+        sinks += [self.webhooks] if self.webhooks is not None else []
         return sinks + ([self.mqtt] if self.mqtt is not None else [])
 
     # -- lifetime -----------------------------------------------------------------------------------
@@ -81,6 +86,8 @@ class Service:
     def start(self) -> Service:
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self.pipeline.start()
         for name, spec in self.desired().items():
             self._add(name, spec)
@@ -101,6 +108,8 @@ class Service:
         finally:
             if self.mqtt is not None:
                 self.mqtt.close()
+            if self.webhooks is not None:
+                self.webhooks.close()
 
     @property
     def running(self) -> bool:
