@@ -163,6 +163,8 @@ class MqttConfig(_Strict):
     client_id: str | None = None
     queue: Annotated[int, Field(ge=1)] = 10_000
     stats_interval: Annotated[float, Field(gt=0)] = 60.0
+    discovery: bool = Field(True, description="Home Assistant MQTT discovery: a device per stream")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_\-/]+$")
 
 
 class AuthConfig(_Strict):

@@ -216,6 +216,8 @@ class Service:
             raise
         self.streams[name] = spec
         self.metrics.zones(name, [zone.name for zone in spec.zone_shapes()])
+        if self.mqtt is not None:
+            self.mqtt.added(name, spec.lines, spec.zones)
         log.info("stream %s: added (%s)", name, mask_secrets(spec.uri))
 
     def _remove(self, name: str) -> None:
