@@ -119,6 +119,9 @@ def test_occupancy_loitering_and_dwell_in_the_service(tmp_path):
         finally:
             late.close()
         api = served.stream("lab")["counts"]["zones"]
+        bad = {"uri": str(SAMPLE), "zones": ["desk=0,150,150,150,150,288,0,288"], "loitering": {"till": 5}}
+        refused = served.client.put("/api/streams/other", json=bad)  # the API's bodies share the model
+        assert refused.status_code == 422 and "'till' is not one of this stream's zones" in refused.text
         assert set(api) == {"desk", "all"} and api["all"]["loitering"] >= 1 and "occupancy" in api["desk"]
         left = json.loads(listener.wait_for("vidpipe/events", lambda p: json.loads(p)["event"] == "zone_left", 60))
         assert left["dwell"] >= 0
