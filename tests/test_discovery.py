@@ -76,6 +76,16 @@ def test_home_assistant_discovers_each_stream_and_forgets_a_removed_one(tmp_path
             assert {m[0] for m in late.messages if m[2]} == set(configs), retained
         finally:
             late.close()
+        # Home Assistant restarts: its birth message has every config published again
+        before = len(listener.messages)
+        listener.client.publish("homeassistant/status", "online", qos=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            again = {m[0] for m in listener.messages[before:] if m[0].endswith("/config") and m[1]}
+            if again == set(configs):
+                break
+            time.sleep(0.1)
+        assert again == set(configs)
         # the states HA shows, rendered with the configs' templates from the retained counts and status
         status = listener.wait_for("vidpipe/lab/status", lambda p: bool(p))
         occupied = next(c for c in lab.values() if c["name"] == "desk occupied")

@@ -72,6 +72,7 @@ class MqttPublisher(BaseSink):
         self.client.will_set(self.topic("available"), "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self._thread = threading.Thread(target=self._publish_loop, name="vidpipe-mqtt", daemon=True)
 
@@ -197,9 +198,16 @@ class MqttPublisher(BaseSink):
             client.publish(self.topic(stream, "status"), payload, qos=1, retain=True)
         for topic, payload in self.discovery.current() if self.discovery is not None else ():
             client.publish(topic, payload, qos=1, retain=True)
+        if self.discovery is not None:  # Home Assistant's birth message: announce everything again
+            client.subscribe(f"{self.discovery.root}/status", qos=1)
         self._connected.set()
         with self._cond:
             self._cond.notify_all()
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        if self.discovery is not None and message.payload == b"online" and not message.retain:
+            for topic, payload in self.discovery.current():
+                self.put(_Message(topic, payload, retain=True, qos=1))
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         if self._connected.is_set():
