@@ -351,8 +351,10 @@ def test_results_arrive_over_mqtt_and_the_api_and_a_removed_video_plays(tmp_path
         entered = json.loads(listener.wait_for("vidpipe/events", lambda p: json.loads(p)["event"] == "zone_entered"))
         assert entered["stream"] == "people" and entered["label"] == "person"
         assert {"track_id", "score", "box", "wall", "zone"} <= set(entered)
-        counts = json.loads(listener.wait_for("vidpipe/people/counts"))
-        assert counts["zones"]["all"]["entered"] >= 1
+        assert json.loads(listener.on("vidpipe/people/counts")[0][1])["zones"]["all"]["entered"] == 0  # at start
+        counts = json.loads(
+            listener.wait_for("vidpipe/people/counts", lambda p: json.loads(p)["zones"]["all"]["entered"] >= 1)
+        )
         api = served.stream("people")["counts"]["zones"]["all"]
         assert api["entered"] >= counts["zones"]["all"]["entered"]
         assert "frames" in json.loads(listener.wait_for("vidpipe/stats"))

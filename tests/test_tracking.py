@@ -145,7 +145,7 @@ def test_zone_enter_leave_occupancy_dwell_and_lost_tracks():
     # its 2nd frame outside (x=310)
     assert events == [(0, "zone_entered", 2), (6, "zone_entered", 1), (26, "zone_left", 1)]
     assert occupancy == [1] * 6 + [2] * 20 + [1] * 5
-    assert zone.totals() == {"desk": {"entered": 2, "left": 1, "peak": 2}}
+    assert zone.totals() == {"desk": {"entered": 2, "left": 1, "peak": 2, "occupancy": 1, "labels": {"person": 1}}}
     # track 2 disappears inside: after lost_after seconds it has left, as lost, with its dwell time
     left = []
     for i in range(31, 31 + 40):

@@ -19,14 +19,18 @@ class Zone:
     points: tuple[Point, ...]
     stream: str | None = None
     relative: bool = False  # the points are fractions of the frame (see resolved)
+    loiter: float | None = None  # seconds inside after which a track raises one ``loitering`` event per visit
 
     def resolved(self, width: int, height: int) -> Zone:
         """The zone in pixels of a ``width`` × ``height`` frame (itself when it is in pixels already)."""
         if not self.relative:
             return self
-        return Zone(self.name, tuple((x * width, y * height) for x, y in self.points), self.stream)
+        points = tuple((x * width, y * height) for x, y in self.points)
+        return Zone(self.name, points, self.stream, loiter=self.loiter)
 
     def __post_init__(self) -> None:
+        if self.loiter is not None and not self.loiter > 0:
+            raise VidpipeError(f"zone {self.name}: loitering needs a time above 0 seconds, got {self.loiter}")
         if len(self.points) < 3:
             raise VidpipeError(f"zone {self.name}: a polygon needs at least 3 points, got {len(self.points)}")
         start, *rest = self.points
@@ -61,6 +65,7 @@ class _Track:
     entered: float = 0.0  # pts when it entered
     last_seen: float = 0.0
     label: str = ""
+    loitered: bool = False  # this visit raised its loitering event
 
 
 @dataclass
@@ -69,6 +74,7 @@ class _ZoneState:
     entered: int = 0
     left: int = 0
     peak: int = 0
+    loitering: int = 0
     tracks: dict[tuple[str, int], _Track] = field(default_factory=dict)
 
 
@@ -79,7 +85,8 @@ class ZoneCounter:
     A track changes state once its anchor point has been on the other side of the border for
     ``min_frames`` frames in a row (so an object standing on the border does not flicker in and out).
     A track inside that is not seen for ``lost_after`` seconds leaves the zone (``"lost": true``).
-    ``zone_left`` says how long the object stayed (``dwell``, seconds). Needs track ids.
+    ``zone_left`` says how long the object stayed (``dwell``, seconds). A zone with ``loiter`` seconds
+    raises one ``loitering`` event per track and visit once it has been inside that long. Needs track ids.
     """
 
     def __init__(
@@ -98,9 +105,20 @@ class ZoneCounter:
         self._states = [_ZoneState(zone) for zone in self.zones]
         self._checked: set[str] = set()  # streams whose frame size the zones were checked against
 
-    def totals(self) -> dict[str, dict[str, int]]:
-        """``{zone: {"entered": n, "left": m, "peak": most inside at once}}``."""
-        return {s.zone.name: {"entered": s.entered, "left": s.left, "peak": s.peak} for s in self._states}
+    def totals(self) -> dict[str, dict]:
+        """``{zone: {"entered": n, "left": m, "peak": most inside at once, "occupancy": inside now,
+        "labels": {label: inside now}}}`` (and ``"loitering": n`` for a zone with a loitering time)."""
+        totals = {}
+        for s in self._states:
+            labels: dict[str, int] = {}
+            for track in list(s.tracks.values()):
+                if track.inside:
+                    labels[track.label] = labels.get(track.label, 0) + 1
+            totals[s.zone.name] = {"entered": s.entered, "left": s.left, "peak": s.peak,
+                                   "occupancy": sum(labels.values()), "labels": labels}  # fmt: skip
+            if s.zone.loiter is not None:
+                totals[s.zone.name]["loitering"] = s.loitering
+        return totals
 
     def __call__(self, result: Result) -> Result:
         frame = result.frame
@@ -131,6 +149,16 @@ class ZoneCounter:
                 event = self._step(state, key, inside(zone.points, point), label, frame.pts)
                 if event:
                     result.events.append(self._event(result, state, key, event))
+                track_state = state.tracks[key]
+                if (
+                    zone.loiter is not None
+                    and track_state.inside
+                    and not track_state.loitered
+                    and frame.pts - track_state.entered >= zone.loiter
+                ):
+                    track_state.loitered = True
+                    state.loitering += 1
+                    result.events.append(self._event(result, state, key, "loitering"))
             for key, track_state in list(state.tracks.items()):
                 if key[0] != frame.stream or key in present:
                     continue
@@ -164,7 +192,7 @@ class ZoneCounter:
             return None
         track.inside, track.pending = now_inside, 0
         if now_inside:
-            track.entered = pts
+            track.entered, track.loitered = pts, False
             state.entered += 1
             return "zone_entered"
         state.left += 1
@@ -181,7 +209,11 @@ class ZoneCounter:
             "label": track.label,
         }
         verb = "entered"
-        if kind == "zone_left":
+        if kind == "loitering":
+            fields["dwell"] = round(max(0.0, frame.pts - track.entered), 3)
+            fields["loiter"] = state.zone.loiter
+            verb = "is loitering in"
+        elif kind == "zone_left":
             fields["dwell"] = round(max(0.0, (track.last_seen if lost else frame.pts) - track.entered), 3)
             verb = "left"
             if lost:

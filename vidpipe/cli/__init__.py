@@ -110,6 +110,7 @@ every output; a second one exits at once.""",
     "serve": """examples:
   vidpipe serve                                   # no stream yet: add them on the web page or over the API
   vidpipe serve --config vidpipe.yaml             # the streams, model, MQTT and auth of the file
+  vidpipe serve --check --config vidpipe.yaml     # validate the file and exit (0 valid, 2 invalid)
   VIDPIPE_TOKEN=... vidpipe serve --config vidpipe.yaml --host 0.0.0.0   # the API's token from the environment
   vidpipe serve --config vidpipe.yaml --host 0.0.0.0 --token-file /etc/vidpipe/token
   curl -X PUT localhost:8080/api/streams/gate -H 'Content-Type: application/json' \\
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", metavar="FILE",
                    help="where the API's stream changes are kept (default: beside --config, NAME.state.json; "
                    "none without --config)")  # fmt: skip
+    p.add_argument("--check", action="store_true", help="validate --config (and its state file) and exit: 0 or 2")
     p.set_defaults(func=_serve)
     add_events(command, EXAMPLES)
     return parser

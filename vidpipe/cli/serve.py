@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..serve.app import create_app
-        from ..serve.config import ConfigError, load_config, state_path_for
+        from ..serve.config import ConfigError, StateFile, load_config, state_path_for
         from ..serve.service import Service
     except ImportError as exc:
         raise MissingExtraError(
@@ -96,6 +96,17 @@ def run(args: argparse.Namespace) -> int:
         for line in exc.problems:
             print(f"vidpipe: error: {line}", file=sys.stderr)
         return 2
+    if args.check:  # validate (the file, and the API's state file beside it) and exit: nothing starts
+        if args.config is None:
+            raise VidpipeError("--check needs --config FILE")
+        try:
+            StateFile(args.state or state_path_for(args.config)).load()
+        except ConfigError as exc:
+            for line in exc.problems:
+                print(f"vidpipe: error: {line}", file=sys.stderr)
+            return 2
+        print(f"vidpipe: {args.config}: valid ({len(config.streams)} stream(s))", flush=True)
+        return 0
     token = _token(args, config.auth.token)
     if not _loopback(args.host) and token is None and not args.insecure:
         raise VidpipeError(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -11,13 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..analytics import parse_line, parse_zone
 from ..errors import VidpipeError
 from ..gst.uri import parse_source
 from ..models import DEFAULT_MODEL
 from ..pipeline.specs import check_stream_name
+from .confighelp import hint
+from .webhooks import WebhookConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -79,6 +82,26 @@ class StreamConfig(_Strict):
     )
     loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
     record: Record = Field(default_factory=Record)
+    loitering: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="ZONE: SECONDS: one loitering event per track and visit that stays longer"
+    )
+
+    @model_validator(mode="after")
+    def _loitering_zones(self) -> StreamConfig:
+        names = [text.split("=", 1)[0].strip() for text in self.zones]
+        for zone in self.loitering:
+            if zone not in names:
+                known = ", ".join(names) or "none"
+                raise ValueError(f"loitering: {zone!r} is not one of this stream's zones ({known})")
+        return self
+
+    def zone_shapes(self) -> list:
+        """The stream's zones for the pipeline, each with its loitering time."""
+        zones = []
+        for text in self.zones:
+            zone = parse_zone(text)
+            zones.append(dataclasses.replace(zone, loiter=self.loitering.get(zone.name)))
+        return zones
 
     @field_validator("uri")
     @classmethod
@@ -140,6 +163,8 @@ class MqttConfig(_Strict):
     client_id: str | None = None
     queue: Annotated[int, Field(ge=1)] = 10_000
     stats_interval: Annotated[float, Field(gt=0)] = 60.0
+    discovery: bool = Field(True, description="Home Assistant MQTT discovery: a device per stream")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_\-/]+$")
 
 
 class AuthConfig(_Strict):
@@ -183,14 +208,19 @@ class ServeConfig(_Strict):
     output_dir: str = "recordings"
     events: EventsConfig = Field(default_factory=EventsConfig)
     cluster: ClusterConfig | None = None
+    webhooks: list[WebhookConfig] = Field(default_factory=list, max_length=32)
 
 
-def problems_of(error: ValidationError, where: str = "") -> list[str]:
-    """One line per problem: ``where: key.path: what is wrong``."""
+def problems_of(error: ValidationError, where: str = "", model: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem: ``where: key.path: what is wrong`` (with a hint where one helps: "did you
+    mean" for an unknown key of ``model``, the mapping a place expects)."""
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
+        extra = hint(model, tuple(item["loc"]), item["type"]) if model is not None else ""
+        if extra:
+            message = f"{message}; {extra}"
         lines.append(f"{where}: {key}: {message}" if where else f"{key}: {message}")
     return lines
 
@@ -244,7 +274,7 @@ def load_config(path: str | Path | None) -> ServeConfig:
     try:
         return ServeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_of(exc, str(file))) from None
+        raise ConfigError(problems_of(exc, str(file), ServeConfig)) from None
     except VidpipeError as exc:
         raise ConfigError([f"{file}: {exc}"]) from None
 

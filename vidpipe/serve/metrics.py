@@ -20,6 +20,7 @@ from ..types import Event, Result
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+DWELL_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -44,8 +45,18 @@ class Metrics(BaseSink):
             "vidpipe_line_crossings", "Objects that crossed a counting line", ["stream", "line", "direction", "label"],
             registry=self.registry,
         )  # fmt: skip
+        self.dwell = Histogram(
+            "vidpipe_zone_dwell_seconds", "Seconds an object stayed in a zone (at zone_left)", ["stream", "zone"],
+            buckets=DWELL_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.loitering = Counter(
+            "vidpipe_zone_loitering", "Objects that stayed in a zone past its loitering time", ["stream", "zone"],
+            registry=self.registry,
+        )  # fmt: skip
         self._crossing_labels: dict[str, set[tuple]] = defaultdict(set)
         self._inside: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)  # (stream, zone) -> track -> label
+        self._seen: dict[tuple[str, str], set[str]] = defaultdict(set)  # labels a zone's series exist for (0 or more)
+        self._zone_series: set[tuple[str, str]] = set()  # (stream, zone) of the dwell and loitering series
         self.registry.register(_StreamCollector(snapshot, mqtt_connected, self._zone_objects))
 
     def watch(self, stage: str, seconds: float, frames: int) -> None:
@@ -64,13 +75,27 @@ class Metrics(BaseSink):
             with self._lock:
                 self._crossing_labels[event.stream].add(labels)
             self.crossings.labels(*labels).inc()
-        elif event.kind in ("zone_entered", "zone_left"):
+        elif event.kind in ("zone_entered", "zone_left", "loitering"):
+            key = (event.stream, fields["zone"])
             with self._lock:
-                inside = self._inside[(event.stream, fields["zone"])]
+                inside = self._inside[key]
+                self._seen[key].add(fields["label"])
                 if event.kind == "zone_entered":
                     inside[fields["track_id"]] = fields["label"]
-                else:
+                elif event.kind == "zone_left":
                     inside.pop(fields["track_id"], None)
+                if event.kind != "zone_entered":
+                    self._zone_series.add(key)
+            if event.kind == "zone_left":
+                self.dwell.labels(*key).observe(fields.get("dwell", 0.0))
+            elif event.kind == "loitering":
+                self.loitering.labels(*key).inc()
+
+    def zones(self, stream: str, names: list[str]) -> None:
+        """A stream's zones: their occupancy series exist from the start (0 while empty)."""
+        with self._lock:
+            for name in names:
+                self._inside.setdefault((stream, name), {})
 
     def close_stream(self, stream: str) -> None:
         """A stream ended or was removed: its label sets go."""
@@ -82,13 +107,24 @@ class Metrics(BaseSink):
                 self.crossings.remove(*labels)
             for key in [key for key in self._inside if key[0] == stream]:
                 del self._inside[key]
+                self._seen.pop(key, None)
+            for key in [key for key in self._zone_series if key[0] == stream]:
+                self._zone_series.discard(key)
+                for metric in (self.dwell, self.loitering):
+                    with contextlib.suppress(KeyError):
+                        metric.remove(*key)
         with contextlib.suppress(KeyError):
             self.latency.remove(stream)
 
     def _zone_objects(self) -> dict[tuple[str, str, str], int]:
-        counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        """``(stream, zone, label) -> inside now`` for every label seen in the zone (0 when it left) and
+        ``(stream, zone, "") -> all inside`` for every zone (0 while empty): no gaps in a graph."""
+        counts: dict[tuple[str, str, str], int] = {}
         with self._lock:
             for (stream, zone), inside in self._inside.items():
+                counts[(stream, zone, "")] = len(inside)
+                for label in self._seen.get((stream, zone), ()):
+                    counts[(stream, zone, label)] = 0
                 for label in inside.values():
                     counts[(stream, zone, label)] += 1
         return counts
@@ -134,11 +170,18 @@ class _StreamCollector(Collector):
         count.add_metric([], len(streams))
         yield count
         zones = GaugeMetricFamily(
-            "vidpipe_zone_objects", "Tracked objects inside a zone now", labels=["stream", "zone", "label"]
+            "vidpipe_zone_objects", "Tracked objects inside a zone now, by label", labels=["stream", "zone", "label"]
+        )
+        occupancy = GaugeMetricFamily(
+            "vidpipe_zone_occupancy", "Tracked objects inside a zone now, all labels", labels=["stream", "zone"]
         )
         for (stream, zone, label), n in self._zones().items():
-            zones.add_metric([stream, zone, label], n)
+            if label:
+                zones.add_metric([stream, zone, label], n)
+            else:
+                occupancy.add_metric([stream, zone], n)
         yield zones
+        yield occupancy
         errors = CounterMetricFamily(
             "vidpipe_sink_errors", "Failures of an output, isolated from the run", labels=["sink"]
         )

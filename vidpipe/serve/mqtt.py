@@ -1,8 +1,9 @@
 """MQTT: events, counts and status published to a broker (paho-mqtt 2), never in the pipeline's way.
 
 Topics under the prefix (``vidpipe`` by default): ``available`` (``online``/``offline``, retained, the
-last will, QoS 1), ``{stream}/status`` (retained), ``events`` (one message per event), ``{stream}/counts``
-(retained, on change) and ``stats`` (every ``stats_interval`` seconds). The sink side only appends to a
+last will, QoS 1), ``{stream}/status`` (retained), ``events`` and ``{stream}/events`` (one message per
+event), ``{stream}/counts`` (retained, on change) and ``stats`` (every ``stats_interval`` seconds); with
+``discovery``, Home Assistant's config topics (see discovery.py). The sink side only appends to a
 bounded queue (the oldest message is dropped and counted when it is full); a thread of its own publishes
 while the broker is there, and paho reconnects with back-off while it is not.
 """
@@ -24,11 +25,12 @@ from ..redact import mask_secrets
 from ..sinks.base import BaseSink
 from ..types import Event, Result, SourceInfo
 from .config import MqttConfig
+from .discovery import Discovery
 
 log = logging.getLogger(__name__)
 
 STREAM_EVENTS = {"connected", "reconnected", "disconnected", "failed", "ended", "removed", "stopped"}
-ANALYTICS_EVENTS = {"line_crossed", "zone_entered", "zone_left"}
+ANALYTICS_EVENTS = {"line_crossed", "zone_entered", "zone_left", "loitering"}
 
 
 @dataclass(slots=True)
@@ -57,6 +59,7 @@ class MqttPublisher(BaseSink):
         self._last: dict[str, Result] = {}  # each stream's latest result (events name its detections)
         self._counts: dict[str, str] = {}  # each stream's last published counts
         self._status: dict[str, str] = {}  # retained status per stream (published again on reconnect)
+        self.discovery = Discovery(config) if config.discovery else None
         self.dropped = 0  # messages dropped while the queue was full
         self.published = 0
         self.client = mqtt.Client(
@@ -69,6 +72,7 @@ class MqttPublisher(BaseSink):
         self.client.will_set(self.topic("available"), "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self._thread = threading.Thread(target=self._publish_loop, name="vidpipe-mqtt", daemon=True)
 
@@ -117,7 +121,9 @@ class MqttPublisher(BaseSink):
         if event.kind in ANALYTICS_EVENTS:
             self._describe_object(event, record)
         if event.kind in STREAM_EVENTS or event.kind in ANALYTICS_EVENTS:
-            self.put(_Message(self.topic("events"), _json(record)))
+            payload = _json(record)
+            self.put(_Message(self.topic("events"), payload))
+            self.put(_Message(self.topic(event.stream, "events"), payload))
         if event.kind in STREAM_EVENTS:
             state = {"reconnected": "running", "connected": "running", "disconnected": "reconnecting"}
             self._set_status(event.stream, state.get(event.kind, event.kind))
@@ -127,12 +133,22 @@ class MqttPublisher(BaseSink):
     def close_stream(self, stream: str) -> None:
         self._last.pop(stream, None)
 
+    def added(self, stream: str, lines: list[str], zones: list[str]) -> None:
+        """A stream joined the service: its discovery configs, and its counts from the start (zeros)."""
+        if self.discovery is not None:
+            for topic, payload in self.discovery.added(stream, lines, zones):
+                self.put(_Message(topic, payload, retain=True, qos=1))
+        self.counts_changed(stream, self._counts_of(stream))
+
     def removed(self, stream: str) -> None:
-        """A stream left the service: its retained topics are cleared."""
+        """A stream left the service: its retained topics are cleared (its discovery configs too)."""
         self._status.pop(stream, None)
         self._counts.pop(stream, None)
         for topic in ("status", "counts"):
             self.put(_Message(self.topic(stream, topic), "", retain=True))
+        if self.discovery is not None:
+            for topic, payload in self.discovery.removed(stream):
+                self.put(_Message(topic, payload, retain=True, qos=1))
 
     def counts_changed(self, stream: str, counts: dict | None) -> None:
         if not counts:
@@ -180,9 +196,18 @@ class MqttPublisher(BaseSink):
         for stream, state in list(self._status.items()):  # the retained state, in case the broker lost it
             payload = _json({"stream": stream, "state": state, "wall": round(time.time(), 3)})
             client.publish(self.topic(stream, "status"), payload, qos=1, retain=True)
+        for topic, payload in self.discovery.current() if self.discovery is not None else ():
+            client.publish(topic, payload, qos=1, retain=True)
+        if self.discovery is not None:  # Home Assistant's birth message: announce everything again
+            client.subscribe(f"{self.discovery.root}/status", qos=1)
         self._connected.set()
         with self._cond:
             self._cond.notify_all()
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        if self.discovery is not None and message.payload == b"online" and not message.retain:
+            for topic, payload in self.discovery.current():
+                self.put(_Message(topic, payload, retain=True, qos=1))
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         if self._connected.is_set():

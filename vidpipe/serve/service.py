@@ -23,10 +23,11 @@ from .events import EventStore, StoreCollector
 from .live import RemoteLiveView
 from .metrics import Metrics
 from .mqtt import MqttPublisher
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster", "events")  # settings a reload does not change
+NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster", "events", "webhooks")  # not changed by a reload
 STOP_WAIT = 8.0  # seconds a stop waits for the streams' ends (a stuck stream never holds the exit longer)
 
 
@@ -48,6 +49,9 @@ class Service:
         self.mqtt = MqttPublisher(config.mqtt, self.figures, self._counts_of) if config.mqtt is not None else None
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
         self.store = self._store()
+        self.webhooks = Webhooks(config.webhooks) if config.webhooks else None
+        if self.webhooks is not None:
+            self.metrics.registry.register(self.webhooks.collector())
         common = {"keep_alive": True, "sink_errors": "isolate", "classes": m.classes,
                   "batch": m.batch or default_batch(m.device)}  # fmt: skip
         if cluster is None:
@@ -71,6 +75,7 @@ class Service:
     def _sinks(self) -> list[BaseSink]:
         sinks: list[BaseSink] = [self.recorder, self.live, self.metrics]
         sinks += [self.store] if self.store is not None else []
+        sinks += [self.webhooks] if self.webhooks is not None else []
         return sinks + ([self.mqtt] if self.mqtt is not None else [])
 
     def _store(self) -> EventStore | None:
@@ -97,6 +102,8 @@ class Service:
     def start(self) -> Service:
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self.pipeline.start()
         for name, spec in self.desired().items():
             self._add(name, spec)
@@ -119,6 +126,8 @@ class Service:
                 self.mqtt.close()
             if self.store is not None:
                 self.store.close()
+            if self.webhooks is not None:
+                self.webhooks.close()
 
     @property
     def running(self) -> bool:
@@ -218,12 +227,15 @@ class Service:
         try:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, lines=spec.lines,
-                zones=spec.zones, track=spec.track, loop=spec.loop, **video,
+                zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, **video,
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)
             raise
         self.streams[name] = spec
+        self.metrics.zones(name, [zone.name for zone in spec.zone_shapes()])
+        if self.mqtt is not None:
+            self.mqtt.added(name, spec.lines, spec.zones)
         log.info("stream %s: added (%s)", name, mask_secrets(spec.uri))
 
     def _remove(self, name: str) -> None:

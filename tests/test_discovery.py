@@ -1,0 +1,142 @@
+"""Home Assistant MQTT discovery and per-stream event topics (issue 34), with the real mosquitto the
+service tests start: retained configs with unique ids, a device per stream, availability; the states
+HA would show, rendered from the retained counts with the configs' own templates (jinja2, as HA does);
+a removed stream's configs cleared."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import SAMPLE
+from serve_helpers import Broker, Listener, Served
+
+from vidpipe.serve.config import MqttConfig
+from vidpipe.serve.discovery import Discovery
+
+jinja2 = pytest.importorskip("jinja2")  # Home Assistant's template language
+pytestmark = pytest.mark.slow
+
+PATTERN = "testsrc://ball?live=1&frames=100000000&width=320&height=240&fps=10"
+
+
+def _render(template: str, payload: str) -> str:
+    return jinja2.Environment().from_string(template).render(value_json=json.loads(payload)).strip()
+
+
+def _latest(listener: Listener, prefix: str) -> dict[str, str]:
+    """Each topic under ``prefix`` and its last payload."""
+    latest: dict[str, str] = {}
+    for topic, payload, _, _ in list(listener.messages):
+        if topic.startswith(prefix):
+            latest[topic] = payload
+    return latest
+
+
+def test_a_replaced_stream_clears_the_configs_it_no_longer_has():
+    discovery = Discovery(MqttConfig(host="h"))
+    first = dict(discovery.added("cam", ["door=1,2,3,4"], ["desk=0,0,1,0,1,1", "till 2=0,0,1,0,1,1"]))
+    assert len(first) == 2 + 2 + 2 and all(payload for payload in first.values())
+    again = discovery.added("cam", [], ["desk=0,0,1,0,1,1"])
+    cleared = {topic for topic, payload in again if payload == ""}
+    assert cleared == {t for t in first if "door" in t or "till" in t}
+    assert all("till_2_" in t for t in first if "till" in t)  # an unsafe name is made safe (and kept apart)
+    assert {t for t, _ in discovery.removed("cam")} == {t for t, p in again if p}
+
+
+def test_home_assistant_discovers_each_stream_and_forgets_a_removed_one(tmp_path):
+    broker = Broker()
+    listener = Listener(broker.port, "#")
+    config = (
+        f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\n"
+        f"streams:\n  lab:\n    uri: {SAMPLE}\n    loop: true\n    detect_fps: 10\n    track: true\n"
+        "    lines: ['door=192,40,192,288']\n    zones: ['desk=0,150,150,150,150,288,0,288']\n"
+        f"  pattern: {{uri: '{PATTERN}', detect_fps: 2, zones: ['all=rel:0,0,1,0,1,1,0,1']}}\n"
+    )
+    served = Served(tmp_path, config).wait_ready()
+    try:
+        listener.wait_for("homeassistant/binary_sensor/vidpipe_vidpipe_lab_zone_desk_occupied/config")
+        listener.wait_for("vidpipe/lab/status", lambda p: p and json.loads(p)["state"] == "running")
+        configs = {t: json.loads(p) for t, p in _latest(listener, "homeassistant/").items() if p}
+        lab = {t: c for t, c in configs.items() if c["device"]["name"] == "vidpipe lab"}
+        assert {c["name"] for c in lab.values()} == {"door in", "door out", "desk occupancy", "desk occupied"}
+        assert len({c["unique_id"] for c in configs.values()}) == len(configs) == 4 + 2  # pattern: 'all' zone
+        assert len({json.dumps(c["device"]) for c in configs.values()}) == 2  # one device per stream
+        for topic, c in lab.items():
+            assert topic == f"homeassistant/{topic.split('/')[1]}/{c['unique_id']}/config"
+            assert c["state_topic"] == "vidpipe/lab/counts" and c["availability_mode"] == "all"
+            assert [a["topic"] for a in c["availability"]] == ["vidpipe/available", "vidpipe/lab/status"]
+        retained = {t for t, _, r, _ in listener.messages if r and t.startswith("homeassistant/")}
+        late = Listener(broker.port, "homeassistant/#")  # retained: HA starting later finds them all
+        try:
+            deadline = time.monotonic() + 10
+            while len({m[0] for m in late.messages}) < len(configs) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert {m[0] for m in late.messages if m[2]} == set(configs), retained
+        finally:
+            late.close()
+        # Home Assistant restarts: its birth message has every config published again
+        before = len(listener.messages)
+        listener.client.publish("homeassistant/status", "online", qos=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            again = {m[0] for m in listener.messages[before:] if m[0].endswith("/config") and m[1]}
+            if again == set(configs):
+                break
+            time.sleep(0.1)
+        assert again == set(configs)
+        # the states HA shows, rendered with the configs' templates from the retained counts and status
+        status = listener.wait_for("vidpipe/lab/status", lambda p: bool(p))
+        occupied = next(c for c in lab.values() if c["name"] == "desk occupied")
+        assert _render(occupied["availability"][1]["value_template"], status) == "online"
+        counts = listener.wait_for("vidpipe/lab/counts", lambda p: json.loads(p)["lines"]["door"]["in"] >= 1, 60)
+        door_in = next(c for c in lab.values() if c["name"] == "door in")
+        assert int(_render(door_in["value_template"], counts)) == json.loads(counts)["lines"]["door"]["in"]
+        entered = listener.wait_for("vidpipe/lab/counts", lambda p: json.loads(p)["zones"]["desk"]["occupancy"] > 0, 60)
+        assert _render(occupied["value_template"], entered) == "ON"
+        occupancy = next(c for c in lab.values() if c["name"] == "desk occupancy")
+        assert int(_render(occupancy["value_template"], entered)) >= 1
+        zero = listener.on("vidpipe/pattern/counts")[0][1]  # counts from the start: the sensors are 0, not unknown
+        pattern_zone = next(c for c in configs.values() if c["name"] == "all occupied")
+        assert _render(pattern_zone["value_template"], zero) == "OFF"
+        # per-stream event topics beside the shared one
+        crossed = json.loads(
+            listener.wait_for("vidpipe/lab/events", lambda p: json.loads(p)["event"] == "line_crossed")
+        )
+        assert crossed["stream"] == "lab" and any(
+            json.loads(p) == crossed for _, p, _, _ in listener.on("vidpipe/events")
+        )
+        assert all(json.loads(p)["stream"] == "pattern" for _, p, _, _ in listener.on("vidpipe/pattern/events"))
+        # a removed stream's configs are cleared (empty retained payloads)
+        assert served.client.delete("/api/streams/lab").status_code == 204
+        for topic in lab:
+            listener.wait_for(topic, lambda p: p == "", 10)
+        late = Listener(broker.port, "homeassistant/#")
+        try:
+            time.sleep(1.0)
+            assert {m[0] for m in late.messages if m[1]} == set(configs) - set(lab)
+        finally:
+            late.close()
+    finally:
+        served.stop()
+        listener.close()
+        broker.close()
+
+
+def test_discovery_can_be_turned_off(tmp_path):
+    broker = Broker()
+    listener = Listener(broker.port, "#")
+    config = (
+        f"mqtt: {{host: 127.0.0.1, port: {broker.port}, discovery: false}}\n"
+        f"streams:\n  pattern: {{uri: '{PATTERN}', detect_fps: 2, zones: ['all=rel:0,0,1,0,1,1,0,1']}}\n"
+    )
+    served = Served(tmp_path, config).wait_ready()
+    try:
+        listener.wait_for("vidpipe/pattern/counts")
+        time.sleep(0.5)
+        assert not [m for m in listener.messages if m[0].startswith("homeassistant/")]
+    finally:
+        served.stop()
+        listener.close()
+        broker.close()
