@@ -22,7 +22,7 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed-test | test-system-deps
 	$(BIN)/ruff check vidpipe tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 serve: $(BIN)/.installed
 	$(BIN)/vidpipe serve --config examples/vidpipe.yaml --port 8080
