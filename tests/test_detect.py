@@ -209,8 +209,8 @@ def test_live_source_batches_are_bounded_in_time(detector):
     sizes = []
     original = pipeline._batcher.take
 
-    def record():
-        taken = original()
+    def record(*args, **kwargs):
+        taken = original(*args, **kwargs)
         if taken is not None:
             sizes.append(sum(isinstance(item, vidpipe.Frame) for item in taken[0]))
         return taken
