@@ -39,7 +39,7 @@ def test_summary_file_holds_figures_counts_and_outputs(clip, tmp_path):
     for stream in record["streams"].values():
         assert stream["frames"] == total and stream["detections"] == sum(stream["labels"].values())
         assert set(stream["counts"]["lines"]["door"]) == {"in", "out"}
-        assert set(stream["counts"]["zones"]["desk"]) == {"entered", "left", "peak"}
+        assert set(stream["counts"]["zones"]["desk"]) == {"entered", "left", "peak", "occupancy", "labels"}
         assert stream["latency_ms"] is not None
     assert {"path": str(jsonl), "lines": len(jsonl.read_text().splitlines())} in record["outputs"]
     assert "latency_ms" in record and record["latency_ms"]["inference"]["p50"] > 0
