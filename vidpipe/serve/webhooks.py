@@ -84,6 +84,9 @@ class _Hook:
             self.headers["Authorization"] = f"Basic {token}"
             parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
         self.url = urllib.parse.urlunsplit(parts)
+        # an opener of its own, with the proxy settings of the environment now (urllib's shared one keeps
+        # those of its first use in the process, whatever they were then)
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler())
         self.events = set(config.events)
         self.queue: deque[tuple[str, bytes]] = deque()
         self.cond = threading.Condition()
@@ -125,7 +128,7 @@ class _Hook:
                     break
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
+                with self.opener.open(request, timeout=self.config.timeout) as response:
                     response.read(65536)
                 self.sent += 1
                 return
