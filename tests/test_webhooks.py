@@ -154,6 +154,24 @@ def test_a_4xx_answer_is_not_retried():
     assert len(receiver.got) == 1 and hooks.hooks[0].failed == 1 and hooks.hooks[0].retried == 0
 
 
+def test_a_process_wide_urllib_opener_does_not_reach_the_hooks(monkeypatch):
+    """urllib's shared opener keeps the proxies of the environment at its first use (a library that
+    fetched something through a proxy, long before): the hooks post through an opener of their own."""
+    import urllib.request
+
+    dead = urllib.request.build_opener(urllib.request.ProxyHandler({"http": "http://127.0.0.1:9"}))
+    monkeypatch.setattr(urllib.request, "_opener", dead)
+    receiver = Receiver()
+    hooks = Webhooks([WebhookConfig(url=f"http://127.0.0.1:{receiver.port}/", retries=0)])
+    hooks.start()
+    try:
+        hooks.event(_event(1))
+        receiver.wait(1, timeout=10)
+    finally:
+        hooks.close()
+        receiver.close()
+
+
 def test_bad_webhooks_are_one_line_each(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("webhooks:\n  - {url: 'ftp://x/'}\n  - {url: 'http://h/', events: [zone_entred], timout: 3}\n")
