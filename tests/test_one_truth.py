@@ -14,7 +14,7 @@ import torch
 from conftest import SAMPLE, vidpipe_cli
 from reference import opencv_detections
 from serve_helpers import Served
-from torchvision.ops import box_iou
+from test_models import _matched
 
 import vidpipe
 from media import write_video
@@ -47,17 +47,6 @@ def as_detections(record: dict) -> Detections:
     )
 
 
-def matched(a: Detections, b: Detections, iou: float, score: float) -> int:
-    if len(a) == 0 or len(b) == 0:
-        return 0
-    ok = (
-        (box_iou(a.boxes, b.boxes) >= iou)
-        & (a.class_ids[:, None] == b.class_ids[None])
-        & ((a.scores[:, None] - b.scores[None]).abs() <= score)
-    )
-    return int(ok.any(1).sum())
-
-
 def agreement(ours: list[Detections], theirs: list[Detections], iou: float, score: float) -> tuple[float, float, int]:
     """(share of ``theirs`` ≥ 0.58 found in ``ours``, share of ``ours`` ≥ 0.5 found in ``theirs``, how many
     of ours were compared); both lists hold candidates down to 0.42, so a score just under a threshold
@@ -66,8 +55,8 @@ def agreement(ours: list[Detections], theirs: list[Detections], iou: float, scor
     assert len(ours) == len(theirs)
     for mine, ref in zip(ours, theirs, strict=True):
         r, m = ref[ref.scores >= 0.58], mine[mine.scores >= 0.5]
-        fwd, of_theirs = fwd + matched(r, mine, iou, score), of_theirs + len(r)
-        bwd, of_ours = bwd + matched(m, ref, iou, score), of_ours + len(m)
+        fwd, of_theirs = fwd + _matched(r, mine, iou=iou, score=score)[0], of_theirs + len(r)
+        bwd, of_ours = bwd + _matched(m, ref, iou=iou, score=score)[0], of_ours + len(m)
     return fwd / max(of_theirs, 1), bwd / max(of_ours, 1), of_ours
 
 
