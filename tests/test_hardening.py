@@ -397,7 +397,7 @@ def test_detector_input_is_checked(detector, short_clip):
     as_tensor = detector([frame])[0]
     assert as_numpy.labels == as_tensor.labels and torch.equal(as_numpy.boxes, as_tensor.boxes)
     assert len(detector(torch.stack([frame, frame]))) == 2  # a uint8[N, H, W, 3] batch
-    with pytest.raises(errors.ModelError, match="between 0 and 1"):
+    with pytest.raises(errors.ModelError, match="must be a number from 0 to 1"):
         models.load("ssd_mobilenet_v2_coco", threshold=float("nan"))
 
 

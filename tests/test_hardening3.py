@@ -457,11 +457,12 @@ def test_15_properties_that_cannot_change_while_playing_say_so(tmp_path):
         "interval and post-messages change at once)"
         for name in ("backend", "json")
     ]
-    # out of range: refused by the property's spec (GLib's warning), the value stays
-    for name, value, kept in (("batch-size", "0", 1), ("threshold", "5", -1.0), ("interval", "0", 2)):
-        with pytest.warns(Warning, match="out of range"):
-            Gst.util_set_object_arg(element, name, value)
-        assert element.get_property(name) == kept, name
+    # out of range of an element-only property: refused by the property's spec (GLib's warning), the value
+    # stays; the options every front door shares (batch-size, threshold) are checked by their rules at the
+    # next start, in the same words as elsewhere (tests/test_config_rules.py)
+    with pytest.warns(Warning, match="out of range"):
+        Gst.util_set_object_arg(element, "interval", "0")
+    assert element.get_property("interval") == 2
 
 
 # -- 16: failed streams hold no sockets --------------------------------------------------------------------------

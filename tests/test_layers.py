@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "vidpipe"
 # lowest first; a module may import its own layer's modules and those of the layers below it
 LAYERS = [
-    {"types", "errors", "options", "redact", "memory", "unwinder"},
+    {"types", "errors", "rules", "options", "redact", "memory", "unwinder"},
     {"gst", "models", "analytics"},
     {"sinks"},
     {"pipeline"},

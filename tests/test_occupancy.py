@@ -76,7 +76,7 @@ def test_the_config_checks_loitering_against_the_streams_zones():
     assert shapes == {"desk": 30.0, "door": None}
     with pytest.raises(ValidationError, match="loitering: 'till' is not one of this stream's zones"):
         StreamConfig(uri="x", zones=[ZONE], loitering={"till": 30})
-    with pytest.raises(ValidationError, match="greater than 0"):
+    with pytest.raises(ValidationError, match="must be a number above 0, got 0"):
         StreamConfig(uri="x", zones=[ZONE], loitering={"desk": 0})
 
 

@@ -454,7 +454,7 @@ def test_two_streams_are_tracked_independently_with_detect_fps(crossing, tmp_pat
 
 def test_bad_line_options_are_clear_errors(crossing):
     for args, message in (
-        (["--line", "door=1,2,3"], "--line door: expected 4 numbers"),
+        (["--line", "door=1,2,3"], "line door: expected 4 numbers"),
         (["--line", "cam9:door=1,2,3,4"], "no stream named cam9"),
         (["--zone", "z=1,2,3,4"], "at least 3 points"),
         (["--trails", "-1"], "--trails must be 0 to 10000"),

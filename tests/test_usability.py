@@ -155,8 +155,8 @@ def test_snapshot_of_a_live_source(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "expected"),
-    [("--line=far=1000,2000,3000,2000", "--line far: (1000,2000)-(3000,2000) lies outside the frames of stream 0"),
-     ("--zone=z=500,500,600,500,600,600", "--zone z: lies outside the frames of stream 0")],
+    [("--line=far=1000,2000,3000,2000", "line far: (1000,2000)-(3000,2000) lies outside the frames of stream 0"),
+     ("--zone=z=500,500,600,500,600,600", "zone z: lies outside the frames of stream 0")],
 )  # fmt: skip
 def test_lines_and_zones_outside_the_frame_are_refused(option, expected, clip):
     result = vidpipe_cli("detect", str(clip), option, "--max-frames", "3")

@@ -14,17 +14,21 @@ from .gst.source import Source
 from .models.base import Detector
 from .options import DEFAULT_BATCH, StreamOptions
 from .pipeline import runner
+from .pipeline.config import model_config
 from .types import Result
 
 __all__ = ["Pipeline", "detect"]
 
 
 class Pipeline(runner.Pipeline):
-    __doc__ = (runner.Pipeline.__doc__ or "") + """
+    __doc__ = (
+        (runner.Pipeline.__doc__ or "")
+        + """
     ``cluster="ray"`` (a local Ray started and stopped with the run), ``"auto"`` or ``"ray://HOST:PORT"``
     (a running cluster) spreads the streams over Ray workers: the same methods, results without pixels
     (see :class:`vidpipe.cluster.ClusterPipeline` for its own keywords: ``workers``, ``cpus_per_worker``).
     """
+    )
 
     def __new__(cls, *args: object, cluster: str | None = None, **kwargs: object) -> Pipeline:
         if cluster is not None and cls is Pipeline:
@@ -68,18 +72,15 @@ def detect(
     detect``: bf16 where the CPU computes it natively, else fp32; OpenVINO for a built-in model on the
     CPU where it is installed, else PyTorch.
     """
-    if cluster is not None:  # (each worker loads the model: the driver need not)
-        detector: Detector | dict = model if isinstance(model, Detector) else {
-            "name": model, "weights": weights, "device": device, "precision": precision, "threshold": threshold,
-            "backend": backend}  # fmt: skip
-    else:
-        detector = (
-            model
-            if isinstance(model, Detector)
-            else models.load(
-                model, weights=weights, device=device, precision=precision, threshold=threshold, backend=backend
-            )
-        )
+    detector: Detector | dict = (
+        model
+        if isinstance(model, Detector)
+        else model_config(
+            name=model, weights=weights, device=device, precision=precision, threshold=threshold, backend=backend
+        ).load_args()
+    )  # (checked as every front door checks it)
+    if cluster is None and not isinstance(detector, Detector):  # (on a cluster, each worker loads it)
+        detector = models.load(**detector)
     many = isinstance(source, (list, tuple))
     pipeline = Pipeline(
         None if many else source,

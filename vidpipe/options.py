@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import rules
+
 DEFAULT_BATCH = 4  # frames per inference batch (batch 8 gains nothing more on 2 CPU cores)
 DEFAULT_GPU_BATCH = 32  # on a GPU (an H200 ran the default model 1.7x faster at batch 32 than at 8)
 
@@ -45,6 +47,13 @@ class StreamOptions:
     stall_timeout: float = STALL_TIMEOUT
     gpu_decode: bool = False
     loop: bool = False  # a file plays at its own speed and starts again at its end (a demo camera)
+
+    def __post_init__(self) -> None:
+        for name in ("detect_fps", "max_latency", "open_timeout", "stall_timeout"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, rules.checked(name, rules.positive_number, getattr(self, name)))
+        if self.max_frames is not None:
+            object.__setattr__(self, "max_frames", rules.checked("max_frames", rules.count, self.max_frames))
 
     def latency_bound(self, live: bool) -> float | None:
         """The age above which a frame of this kind of stream is dropped (None: never)."""

@@ -54,18 +54,18 @@ def split_name(text: str, what: str) -> tuple[str | None, str, str]:
     return (stream.strip() if stream is not None else None), name.strip(), values
 
 
-def check_names(names: list[str], option: str) -> None:
-    """Each line (or zone) names its own counts: refuse two with one name."""
+def check_names(names: list[str], kind: str) -> None:
+    """Each line (or zone) names its own counts: refuse two with one name (``kind``: line or zone)."""
     if len(set(names)) != len(names):
-        raise VidpipeError(f"{option}: each {option.removeprefix('--')} needs its own name, got {', '.join(names)}")
+        raise VidpipeError(f"each {kind} needs its own name, got {', '.join(names)}")
 
 
 def parse_line(text: str) -> Line:
     """``[STREAM:]NAME=x1,y1,x2,y2`` (the ``--line`` syntax) → :class:`Line`."""
-    stream, name, values = split_name(text, "--line")
-    numbers, relative = parse_coordinates(values, f"--line {name}")
+    stream, name, values = split_name(text, "line")
+    numbers, relative = parse_coordinates(values, f"line {name}")
     if len(numbers) != 4:
-        raise VidpipeError(f"--line {name}: expected 4 numbers x1,y1,x2,y2, got {len(numbers)}")
+        raise VidpipeError(f"line {name}: expected 4 numbers x1,y1,x2,y2, got {len(numbers)}")
     return Line(name, (numbers[0], numbers[1]), (numbers[2], numbers[3]), stream, relative)
 
 
@@ -105,7 +105,7 @@ class LineCounter:
         forget_after: float = 5.0,
     ) -> None:
         self.lines = [parse_line(x) if isinstance(x, str) else x for x in lines]
-        check_names([line.name for line in self.lines], "--line")
+        check_names([line.name for line in self.lines], "line")
         self.anchor = check_anchor(anchor)
         self.min_frames = min_frames
         self.min_distance = min_distance
@@ -128,7 +128,7 @@ class LineCounter:
                     line.start, line.end, frame.width, frame.height
                 ):
                     raise VidpipeError(
-                        f"--line {line.name}: {_point(line.start)}-{_point(line.end)} lies outside the frames "
+                        f"line {line.name}: {_point(line.start)}-{_point(line.end)} lies outside the frames "
                         f"of stream {frame.stream} ({frame.width}x{frame.height} pixels)"
                     )
             self._checked.add(frame.stream)

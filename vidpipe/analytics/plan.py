@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from .. import rules
 from ..errors import VidpipeError
 from ..types import Result
 from .geometry import check_anchor
@@ -25,11 +26,7 @@ class ClassFilter:
     """Keeps only the detections whose label is in ``classes``."""
 
     def __init__(self, classes: Iterable[str], known: Sequence[str], model: str = "detector") -> None:
-        if isinstance(classes, str):
-            classes = classes.split(",")
-        wanted = {c.strip() for c in classes if c.strip()}
-        if not wanted:
-            raise VidpipeError("classes: no class name given (expected names such as person,car)")
+        wanted = set(rules.checked("classes", rules.class_names, classes))
         unknown = wanted - set(known)
         if unknown:
             names = ", ".join(c for c in known if c not in ("N/A", "__background__"))
@@ -106,8 +103,8 @@ class Analysis:
         mine_lines += [parse_line(x) if isinstance(x, str) else x for x in lines]
         mine_zones = [z for z in self.zones if z.stream in (None, stream)]
         mine_zones += [parse_zone(z) if isinstance(z, str) else z for z in zones]
-        check_names([x.name for x in mine_lines], "--line")
-        check_names([z.name for z in mine_zones], "--zone")
+        check_names([x.name for x in mine_lines], "line")
+        check_names([z.name for z in mine_zones], "zone")
         chain = Chain(stream)
         if self.class_filter is not None:
             chain.stages.append(self.class_filter)

@@ -50,10 +50,10 @@ class Zone:
 
 def parse_zone(text: str) -> Zone:
     """``[STREAM:]NAME=x1,y1,x2,y2,x3,y3[,...]`` (the ``--zone`` syntax) → :class:`Zone`."""
-    stream, name, values = split_name(text, "--zone")
-    numbers, relative = parse_coordinates(values, f"--zone {name}")
+    stream, name, values = split_name(text, "zone")
+    numbers, relative = parse_coordinates(values, f"zone {name}")
     if len(numbers) % 2 or len(numbers) < 6:
-        raise VidpipeError(f"--zone {name}: expected x,y pairs of at least 3 points, got {len(numbers)} numbers")
+        raise VidpipeError(f"zone {name}: expected x,y pairs of at least 3 points, got {len(numbers)} numbers")
     points = tuple((numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2))
     return Zone(name, points, stream, relative)
 
@@ -98,7 +98,7 @@ class ZoneCounter:
         lost_after: float = 1.0,
     ) -> None:
         self.zones = [parse_zone(z) if isinstance(z, str) else z for z in zones]
-        check_names([zone.name for zone in self.zones], "--zone")
+        check_names([zone.name for zone in self.zones], "zone")
         self.anchor = check_anchor(anchor)
         self.min_frames = min_frames
         self.lost_after = lost_after
@@ -132,7 +132,7 @@ class ZoneCounter:
                     max(xs) <= 0 or max(ys) <= 0 or min(xs) >= frame.width or min(ys) >= frame.height
                 ):
                     raise VidpipeError(
-                        f"--zone {zone.name}: lies outside the frames of stream {frame.stream} "
+                        f"zone {zone.name}: lies outside the frames of stream {frame.stream} "
                         f"({frame.width}x{frame.height} pixels)"
                     )
             self._checked.add(frame.stream)

@@ -8,7 +8,6 @@ import sys
 import threading
 
 from ..errors import VidpipeError
-from ..options import default_batch
 from ..pipeline.specs import StreamSpec
 from ..sinks import JsonlSink
 from ..types import Event
@@ -20,16 +19,13 @@ def settings_of(args: argparse.Namespace) -> dict:
     """What every worker needs to build the same pipeline as ``vidpipe detect`` would."""
     options = dataclasses.asdict(stream_options(args))
     return {
-        "model": {
-            "name": args.model, "weights": args.weights, "device": args.device, "precision": args.precision,
-            "threshold": args.threshold, "backend": args.backend, **args.model_options,
-        },
+        "model": args.model_config.load_args(),
         "analysis": {
-            "classes": args.classes.split(",") if args.classes else None, "track": args.track, "lines": args.line,
+            "classes": args.classes, "track": args.track, "lines": args.line,
             "zones": args.zone, "anchor": args.anchor,
         },
         "options": options,
-        "batch": args.batch or default_batch(args.device),
+        "batch": args.batch,
         "video": args.video,
     }  # fmt: skip
 

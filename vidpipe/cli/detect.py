@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import threading
 from pathlib import Path
@@ -18,8 +17,7 @@ from ..gst.graph import FORMATS as GRAPH_FORMATS
 from ..gst.graph import compact_dot, write_graph
 from ..gst.source import Source
 from ..gst.uri import source_path
-from ..models.base import check_threshold, wants_fixed_shapes
-from ..options import default_batch
+from ..models.base import wants_fixed_shapes
 from ..pipeline import StreamsFailedError
 from ..pipeline.graph import flow_graph
 from ..pipeline.specs import StreamSpec, read_sources_file, stream_specs
@@ -28,7 +26,7 @@ from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink, VideoSink, check_ou
 from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..sinks.video import MAX_TRAILS
 from ..types import Event
-from .arguments import pixel_free_sinks, stream_options
+from .arguments import configs, pixel_free_sinks, stream_options
 from .progress import FrameProgress, expected_frames
 from .signals import install_stop_signals
 
@@ -49,26 +47,10 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
     """Refuse bad option values with one line naming the option, before any work is done; leaves the
     values parsed in ``args`` (batch by device, lines and zones, the ONNX model options)."""
     inputs, several = [s.source for s in specs], len(specs) > 1
-    if args.batch is None:
-        args.batch = default_batch(args.device)
-    if args.batch < 1:
-        raise VidpipeError(f"--batch must be at least 1, got {args.batch}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise VidpipeError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.threshold is not None:
-        try:
-            check_threshold(args.threshold)
-        except VidpipeError:
-            raise VidpipeError(f"--threshold must be a number between 0 and 1, got {args.threshold}") from None
-    if args.classes is not None and not [c for c in args.classes.split(",") if c.strip()]:
-        raise VidpipeError(f"--classes {args.classes!r}: no class name given (expected e.g. person,car)")
-    if args.detect_fps is not None and not (math.isfinite(args.detect_fps) and args.detect_fps > 0):
-        raise VidpipeError(f"--detect-fps must be a number above 0, got {args.detect_fps}")
-    if args.max_latency is not None and not (math.isfinite(args.max_latency) and args.max_latency > 0):
-        raise VidpipeError(f"--max-latency must be a number of seconds above 0, got {args.max_latency}")
+    args.model_config, args.stream_config = configs(args)
+    args.batch, args.classes = args.model_config.batch, args.model_config.classes
     if several and args.video and "{stream}" not in args.video:
         raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
-    args.model_options = onnx_options(args)
     if not 0 <= args.trails <= MAX_TRAILS:
         raise VidpipeError(f"--trails must be 0 to {MAX_TRAILS} frames, got {args.trails}")
     args.line, args.zone = [parse_line(v) for v in args.line], [parse_zone(v) for v in args.zone]
@@ -98,24 +80,6 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
         raise VidpipeError(f"--video {args.video}: unknown video format (use {', '.join(VIDEO_FORMATS)})")
     if args.graph and Path(args.graph).suffix.lower() not in GRAPH_FORMATS:
         raise VidpipeError(f"--graph {args.graph}: unknown graph format (use {', '.join(GRAPH_FORMATS)})")
-
-
-def onnx_options(args: argparse.Namespace) -> dict:
-    """--format, --names, --max-det, --imgsz: for ONNX models only; --iou for every model."""
-    given = {"layout": args.layout, "names": args.names, "max_det": args.max_det, "imgsz": args.imgsz}
-    given = {k: v for k, v in given.items() if v is not None}
-    if given and not args.model.lower().endswith(".onnx"):
-        flags = ", ".join("--" + k.replace("_", "-").replace("layout", "format") for k in given)
-        raise VidpipeError(f"{flags}: for ONNX models (--model FILE.onnx) only")
-    if args.iou is not None and not 0 < args.iou <= 1:
-        raise VidpipeError(f"--iou must be a number above 0 and at most 1, got {args.iou}")
-    if args.iou is not None:
-        given["iou"] = args.iou
-    if args.max_det is not None and args.max_det < 1:
-        raise VidpipeError(f"--max-det must be at least 1, got {args.max_det}")
-    if args.imgsz is not None and not 32 <= args.imgsz <= 4096:
-        raise VidpipeError(f"--imgsz must be 32 to 4096 pixels, got {args.imgsz}")
-    return given
 
 
 def record_failures(sinks: list[Sink], failed: dict[str, BaseException]) -> None:
@@ -300,22 +264,14 @@ def _run_streams(
     progress = FrameProgress(None if None in totals else sum(totals), enabled=not args.quiet, description="detect")
     progress.status("loading model")
     try:
-        detector = models.load(
-            args.model,
-            weights=args.weights,
-            device=args.device,
-            precision=args.precision,
-            threshold=args.threshold,
-            backend=args.backend,
-            **args.model_options,
-        )
+        detector = models.load(**args.model_config.load_args())
         live = {spec.name: spec.source.live for spec in opened}
         pipeline = Pipeline(
             detector=detector,
             sources=[spec.source for spec in opened],
             batch=args.batch,
             sinks=sinks,
-            classes=args.classes.split(",") if args.classes else None,
+            classes=args.classes,
             track=args.track,
             lines=args.line,
             zones=args.zone,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..errors import VidpipeError
 from ..gst.uri import parse_source
 from ..pipeline.outputs import Outputs
+from ..pipeline.specs import check_name_free
 from ..pipeline.stats import StreamStats
 from ..redact import mask_secrets
 from ..sinks import Sink
@@ -134,8 +135,7 @@ class ClusterRun:
         with self._lock:
             if self._stopping:
                 raise ClusterError("the cluster run has stopped: no stream can be added")
-            if name in self.streams:
-                raise VidpipeError(f"stream name {name!r} is in use: each stream needs its own name")
+            check_name_free(name, self.streams)
             options = dict(options or {})
             live = _is_live(uri) or bool(options.get("loop"))  # (a looped file goes on after a move)
             alive = [i for i in range(self.count) if i not in self._finished]

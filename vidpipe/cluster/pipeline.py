@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import VidpipeError
 from ..options import DEFAULT_BATCH, StreamOptions
-from ..pipeline.specs import check_arguments, check_stream_name, split_name, stream_specs
+from ..pipeline.config import model_config, stream_config
+from ..pipeline.specs import check_arguments, check_name_free, check_stream_name, split_name, stream_specs
 from ..pipeline.stats import Stats
 from ..sinks import Sink, VideoSink
 from ..types import Event, Result
@@ -32,7 +33,7 @@ def model_settings(detector: object) -> dict:
     if isinstance(detector, str):
         return {"name": detector, "precision": "auto", "backend": "auto"}
     if isinstance(detector, Mapping) and "name" in detector:
-        return dict(detector)
+        return model_config(**detector).load_args()
     args = getattr(detector, "load_args", None)
     if args is None:
         raise VidpipeError(
@@ -166,8 +167,11 @@ class ClusterPipeline:
             raise VidpipeError("with cluster=..., give sources as text (each worker opens its own)")
         given, uri = split_name(os.fspath(source))
         name = check_stream_name(name if name is not None else given or self._free_name())
-        options = {"detect_fps": detect_fps, "max_latency": max_latency, "max_frames": max_frames,
-                   "lines": list(lines), "zones": list(zones), "track": track, "loop": loop}  # fmt: skip
+        config = stream_config(
+            detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames, lines=list(lines),
+            zones=list(zones), track=track, loop=loop,
+        )  # fmt: skip
+        options = {key: getattr(config, key) for key in config.model_fields_set}  # (checked again by the worker)
         options = {key: value for key, value in options.items() if value not in (None, [], False)}
         if record is not None:
             options["record"] = record
@@ -175,8 +179,7 @@ class ClusterPipeline:
             if self._thread is not None:
                 self._ready.wait()
             if self._run is None:  # not started: it goes with the first streams
-                if any(spec.name == name for spec in self._specs):
-                    raise VidpipeError(f"stream name {name!r} is in use: each stream needs its own name")
+                check_name_free(name, [spec.name for spec in self._specs])
                 self._specs.append(_Spec(name, uri, options))
                 return name
         self.stats.stream(name).status = "starting"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -36,6 +37,9 @@ _CAPS = Gst.Caps.from_string(f"video/x-raw, format=(string){{ {', '.join(FORMATS
 _CHANNELS = {"RGB": (0, 1, 2), "RGBx": (0, 1, 2), "RGBA": (0, 1, 2), "BGRx": (2, 1, 0), "BGRA": (2, 1, 0)}
 DEFAULT_MODEL = "ssd_mobilenet_v2_coco"
 RW = GObject.ParamFlags.READWRITE
+# the ranges of the options every front door shares are wide: their rules (vidpipe.rules) check them, in the
+# same words as the CLI, the service and Python
+MAX_FLOAT, MIN_INT, MAX_INT = sys.float_info.max, -(2**31), 2**31 - 1
 LIVE_PROPERTIES = ("interval", "post-messages")  # read at each frame: the others are read at the start
 
 
@@ -68,7 +72,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         "backend": (str, "backend", "auto, torch or openvino", "auto", RW),
         "device": (str, "device", "cpu, cuda or cuda:N", "cpu", RW),
         "precision": (str, "precision", "auto, fp32, bf16 or fp16", "auto", RW),
-        "threshold": (float, "threshold", "minimum score, 0 to 1 (-1: the model's)", -1.0, 1.0, -1.0, RW),
+        "threshold": (float, "threshold", "minimum score, 0 to 1 (-1: the model's)", -MAX_FLOAT, MAX_FLOAT, -1.0, RW),
         "classes": (str, "classes", "keep only these labels, comma-separated (empty: all)", "", RW),
         "interval": (int, "interval", "detect in every Nth frame; the others get the last results", 1, 10_000, 1, RW),
         "track": (bool, "track", "give each object a track id (ByteTrack)", False, RW),
@@ -76,7 +80,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         "zones": (str, "zones", "zones NAME=x1,y1,x2,y2,x3,y3,..., separated by ';' (turn tracking on)", "", RW),
         "anchor": (str, "anchor", "the point of a box that counts: bottom_center or center", "bottom_center", RW),
         "draw": (bool, "draw", "draw boxes, labels, lines and zones on the frames", False, RW),
-        "batch-size": (int, "batch size", "frames detected together (held up to max-latency)", 1, 64, 1, RW),
+        "batch-size": (int, "batch size", "frames detected together (held up to max-latency)", MIN_INT, MAX_INT, 1, RW),
         "max-latency": (float, "max latency", "seconds a frame may be held to fill a batch", 0.0, 60.0, 0.1, RW),
         "post-messages": (bool, "post messages", "post an element message per frame on the bus", False, RW),
         "json": (str, "json", "write detections and events as JSON Lines to this file (empty: none)", "", RW),
@@ -182,20 +186,15 @@ class VidpipeDetect(GstBase.BaseTransform):
         from ..pipeline.specs import check_stream_name
         from ..sinks.draw import Annotator
         from ..sinks.textfile import WholeLinesFile
+        from .properties import configs
 
         p = self._props
         check_stream_name(p["stream"])
-        threshold = None if p["threshold"] < 0 else p["threshold"]
-        detector = models.load(
-            p["model"], weights=p["weights"] or None, device=p["device"], precision=p["precision"],
-            threshold=threshold, backend=p["backend"],
-        )  # fmt: skip
-        classes = [c.strip() for c in p["classes"].split(",") if c.strip()] or None
-        lines = [x.strip() for x in p["lines"].split(";") if x.strip()]
-        zones = [z.strip() for z in p["zones"].split(";") if z.strip()]
+        model, stream = configs(p)
+        detector = models.load(**model.load_args())
         self._pipeline = Pipeline(
-            detector=detector, keep_alive=True, classes=classes, track=p["track"], lines=lines, zones=zones,
-            anchor=p["anchor"], batch=p["batch-size"],
+            detector=detector, keep_alive=True, classes=model.classes, track=stream.track,
+            lines=stream.line_shapes(), zones=stream.zone_shapes(), anchor=p["anchor"], batch=model.batch,
         )  # fmt: skip
         self._pipeline.chain(p["stream"])
         self._pipeline.warm_up()  # on CUDA: each batch size once, before the first buffer (nothing on the CPU)

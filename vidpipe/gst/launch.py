@@ -112,7 +112,6 @@ def teardown(pipeline: Gst.Pipeline, handlers: list[tuple[Gst.Object, int]], pro
     probes.clear()
 
 
-
 def configure_network_source(element: Gst.Element, timeout: float) -> None:
     """uridecodebin's ``source-setup``: RTSP runs RTP over its TCP connection (a server that goes away is
     noticed at once, over UDP only by a timeout, and no packet is lost to a full socket buffer)."""

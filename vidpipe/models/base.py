@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import rules
 from ..errors import FrameInputError, ModelError
 from .detections import Detections, all_safe, sanitize
 from .resize import stack_resized
@@ -163,9 +164,10 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 def check_threshold(threshold: float) -> float:
     """A score threshold is a finite number in [0, 1]."""
-    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
-        raise ModelError(f"threshold must be a number between 0 and 1, got {threshold!r}")
-    return float(threshold)
+    try:
+        return rules.fraction(threshold)
+    except rules.RuleError as exc:
+        raise ModelError(f"threshold {exc}") from None
 
 
 def as_frames(frames: Any) -> list[torch.Tensor]:

@@ -32,15 +32,17 @@ from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
 from ..sinks import Sink, check_output_paths, expand_streams
 from ..types import Event, Frame, Result
 from .batcher import Batcher
+from .config import stream_config
 from .delivery import Delivery
 from .engine import Engine
 from .inflight import default_in_flight
 from .outputs import Outputs
-from .specs import StreamSpec, check_arguments, check_stream_name, split_name, stream_options, stream_specs
+from .specs import StreamSpec, check_arguments, check_name_free, check_stream_name, split_name, stream_specs
 from .stats import Stats
 from .streams import StreamReader, check_open_files
 
 log = logging.getLogger(__name__)
+
 
 class Pipeline(Delivery):
     """Runs a detector over every frame of its streams and feeds the results to sinks.
@@ -145,8 +147,7 @@ class Pipeline(Delivery):
     def _register(
         self, spec: StreamSpec, options: StreamOptions, lines: Sequence = (), zones: Sequence = (), track: bool = False
     ) -> StreamReader:
-        if spec.name in self._readers:
-            raise VidpipeError(f"stream name {spec.name!r} is in use: each stream needs its own name")
+        check_name_free(spec.name, self._readers)
         self._chains[spec.name] = self.analysis.chain(spec.name, lines=lines, zones=zones, track=track)
         stats = self.stats.stream(spec.name)
         stats.status = "starting"
@@ -188,9 +189,11 @@ class Pipeline(Delivery):
         else:
             given, text = split_name(os.fspath(source))
             name = name if name is not None else given
-        options = stream_options(self.options, detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames)
-        if loop:
-            options = dataclasses.replace(options, loop=True)
+        config = stream_config(
+            detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames, lines=list(lines),
+            zones=list(zones), track=track, loop=loop,
+        )  # fmt: skip
+        options = config.options(self.options)
         with self._lock:
             if self._ended.is_set() or (self.stopped and self._started):
                 raise VidpipeError("the pipeline has stopped: no stream can be added")
@@ -198,7 +201,7 @@ class Pipeline(Delivery):
             if self._started:
                 check_open_files(len(self._readers) + 1)
             spec = StreamSpec(name, source if text is None else text)
-            reader = self._register(spec, options, lines, zones, track)
+            reader = self._register(spec, options, config.line_shapes(), config.zone_shapes(), track)
             if self._started:
                 reader.start()
         return name

@@ -3,17 +3,15 @@ front doors: the streams' names and sources, a pipeline's arguments, a stream's 
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import rules
 from ..errors import VidpipeError
 from ..gst.source import Source
-from ..options import StreamOptions
 
 SINK_ERRORS = ("stop", "isolate")
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
@@ -33,32 +31,12 @@ def check_arguments(
         raise VidpipeError("give one source, or sources=[...], not both")
     if source is None and sources is None and not keep_alive:
         raise VidpipeError("give one source, or sources=[...] (or keep_alive=True to add streams later)")
-    for name, value in (("batch", batch), ("max_frames", max_frames), ("in_flight", in_flight)):
-        if (value is not None or name == "batch") and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise VidpipeError(f"{name} must be at least 1, got {value!r}")
+    rules.checked("batch", rules.count, batch)
+    for name, value in (("max_frames", max_frames), ("in_flight", in_flight)):
+        if value is not None:
+            rules.checked(name, rules.count, value)
     if sink_errors not in SINK_ERRORS:
         raise VidpipeError(f"sink_errors must be one of {', '.join(SINK_ERRORS)}, got {sink_errors!r}")
-
-
-def stream_options(
-    base: StreamOptions, *, detect_fps: object = None, max_latency: object = None, max_frames: object = None
-) -> StreamOptions:
-    """``base`` with a stream's own options laid over it, each checked (a positive, finite number)."""
-    changes: dict = {}
-    numbers = (("detect_fps", detect_fps, "a number"), ("max_latency", max_latency, "a number of seconds"))
-    for name, value, unit in numbers:
-        if value is None:
-            continue
-        if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise VidpipeError(f"{name} must be {unit} above 0, got {value!r}")
-        changes[name] = float(value)
-    if max_frames is not None:
-        if not isinstance(max_frames, int) or isinstance(max_frames, bool) or max_frames < 1:
-            raise VidpipeError(f"max_frames must be at least 1, got {max_frames!r}")
-        changes["max_frames"] = max_frames
-    return dataclasses.replace(base, **changes)
 
 
 def check_stream_name(name: str) -> str:
@@ -78,6 +56,12 @@ def check_stream_name(name: str) -> str:
     if len(name) > MAX_NAME:
         raise VidpipeError(f"invalid stream name {name[:16]!r}...: {len(name)} characters; {NAME_RULE}")
     return name
+
+
+def check_name_free(name: str, taken: Iterable[str]) -> None:
+    """Refuse a stream name another stream of the run has."""
+    if name in taken:
+        raise VidpipeError(f"stream name {name!r} is in use: each stream needs its own name")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -12,12 +11,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..analytics import parse_line, parse_zone
 from ..errors import VidpipeError
 from ..gst.uri import parse_source
-from ..models import DEFAULT_MODEL
+from ..pipeline.config import ModelConfig, Strict
+from ..pipeline.config import StreamConfig as CoreStreamConfig
 from ..pipeline.specs import check_stream_name
 from .confighelp import hint
 from .webhooks import WebhookConfig
@@ -43,11 +42,7 @@ def _stream_name(name: str) -> str:
 StreamName = Annotated[str, AfterValidator(_stream_name)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Record(_Strict):
+class Record(Strict):
     """What a stream records, under the service's ``output_dir``/STREAM/ (one file set per start)."""
 
     json_lines: bool = Field(False, alias="json", description="detections and events as JSON Lines")
@@ -58,50 +53,16 @@ class Record(_Strict):
 
 
 MAX_URI = 4096  # characters of a stream's uri
-MAX_SHAPES = 64  # counting lines, and zones, of one stream
-MAX_ZONE_POINTS = 256
-MAX_SHAPE_TEXT = 8192  # characters of one line or zone
-Shape = Annotated[str, Field(max_length=MAX_SHAPE_TEXT)]
 
 
-class StreamConfig(_Strict):
-    """One stream: its source and how it is analysed and recorded (within the limits above: a body
-    that asks for more is refused before anything is built)."""
+class StreamConfig(CoreStreamConfig):
+    """One stream of the service: its source, the options every front door shares (checked by
+    :class:`vidpipe.pipeline.config.StreamConfig`) and what it records."""
 
     uri: str = Field(
         min_length=1, max_length=MAX_URI, description="a file, rtsp://, http(s)://, /dev/videoN or testsrc:// source"
     )
-    detect_fps: Annotated[float, Field(gt=0)] | None = None
-    max_latency: Annotated[float, Field(gt=0)] | None = None
-    track: bool = False
-    lines: list[Shape] = Field(
-        default_factory=list, max_length=MAX_SHAPES, description="NAME=x1,y1,x2,y2 counting lines"
-    )
-    zones: list[Shape] = Field(
-        default_factory=list, max_length=MAX_SHAPES, description="NAME=x1,y1,x2,y2,x3,y3,... zones"
-    )
-    loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
     record: Record = Field(default_factory=Record)
-    loitering: dict[str, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=dict, description="ZONE: SECONDS: one loitering event per track and visit that stays longer"
-    )
-
-    @model_validator(mode="after")
-    def _loitering_zones(self) -> StreamConfig:
-        names = [text.split("=", 1)[0].strip() for text in self.zones]
-        for zone in self.loitering:
-            if zone not in names:
-                known = ", ".join(names) or "none"
-                raise ValueError(f"loitering: {zone!r} is not one of this stream's zones ({known})")
-        return self
-
-    def zone_shapes(self) -> list:
-        """The stream's zones for the pipeline, each with its loitering time."""
-        zones = []
-        for text in self.zones:
-            zone = parse_zone(text)
-            zones.append(dataclasses.replace(zone, loiter=self.loitering.get(zone.name)))
-        return zones
 
     @field_validator("uri")
     @classmethod
@@ -113,45 +74,8 @@ class StreamConfig(_Strict):
                 raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("lines")
-    @classmethod
-    def _lines(cls, value: list[str]) -> list[str]:
-        return _own_shapes(value, parse_line, "line")
 
-    @field_validator("zones")
-    @classmethod
-    def _zones(cls, value: list[str]) -> list[str]:
-        return _own_shapes(value, parse_zone, "zone")
-
-
-def _own_shapes(texts: list[str], parse, kind: str) -> list[str]:
-    for text in texts:
-        points = (text.count(",") + 2) // 2  # counted before parsing: a zone's checks grow as points²
-        if kind == "zone" and points > MAX_ZONE_POINTS:
-            raise ValueError(f"zone {text.split('=', 1)[0]!r}: {points} points, more than {MAX_ZONE_POINTS}")
-        try:
-            shape = parse(text)
-        except VidpipeError as exc:
-            raise ValueError(str(exc)) from None
-        if shape.stream is not None:
-            raise ValueError(f"{text!r}: a stream's own {kind} takes no STREAM: prefix")
-    return texts
-
-
-class ModelConfig(_Strict):
-    """The detector every stream shares (as ``vidpipe detect``'s options)."""
-
-    name: str = DEFAULT_MODEL
-    weights: str | None = None
-    backend: str = "auto"
-    precision: str = "auto"
-    device: str = "cpu"
-    threshold: Annotated[float, Field(ge=0, le=1)] | None = None
-    classes: list[str] | None = None
-    batch: Annotated[int, Field(ge=1)] | None = None
-
-
-class MqttConfig(_Strict):
+class MqttConfig(Strict):
     """The MQTT broker results and events are published to."""
 
     host: str
@@ -167,11 +91,11 @@ class MqttConfig(_Strict):
     discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_\-/]+$")
 
 
-class AuthConfig(_Strict):
+class AuthConfig(Strict):
     token: str | None = Field(None, min_length=8)
 
 
-class WebConfig(_Strict):
+class WebConfig(Strict):
     hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")]] = Field(
         default_factory=list, description="names the service is reached by, besides IP addresses and localhost"
     )
@@ -180,7 +104,7 @@ class WebConfig(_Strict):
     quality: Annotated[int, Field(ge=10, le=95)] = 80
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(Strict):
     """Spread the streams over Ray workers (the ``ray`` extra): ``address`` is ``ray`` (a local Ray,
     started and stopped with the service), ``auto`` or ``ray://HOST:PORT`` (a running cluster)."""
 
@@ -189,7 +113,7 @@ class ClusterConfig(_Strict):
     cpus_per_worker: Annotated[int, Field(ge=1)] = 1
 
 
-class EventsConfig(_Strict):
+class EventsConfig(Strict):
     """The event store (``output_dir/events.db``) and each analytics event's snapshot."""
 
     store: bool = Field(True, description="keep every event in output_dir/events.db (SQLite)")
@@ -197,7 +121,7 @@ class EventsConfig(_Strict):
     queue: Annotated[int, Field(ge=1)] = 1000
 
 
-class ServeConfig(_Strict):
+class ServeConfig(Strict):
     """The whole configuration file."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -43,8 +43,7 @@ class Service:
         self.state = StateFile(state_path)
         self.changes = self.state.load()  # name -> config (added or replaced over the API) or None (removed)
         m = config.model
-        model = {"name": m.name, "weights": m.weights, "device": m.device, "precision": m.precision,
-                 "threshold": m.threshold, "backend": m.backend}  # fmt: skip
+        model = m.load_args()
         cluster = config.cluster
         self.mqtt = MqttPublisher(config.mqtt, self.figures, self._counts_of) if config.mqtt is not None else None
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
@@ -226,8 +225,8 @@ class Service:
         video = {"record": (spec.record, stem)} if self.config.cluster is not None and spec.record.video else {}
         try:
             self.pipeline.add_stream(
-                spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, lines=spec.lines,
-                zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, **video,
+                spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, max_frames=spec.max_frames,
+                lines=spec.lines, zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, **video,
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)
