@@ -59,5 +59,3 @@ def test_the_summary_says_which_backend_and_why(sample, tmp_path):
     assert "converted" not in next(x for x in again.stderr.splitlines() if x.startswith("model"))
     listing = vidpipe_cli("models").stdout
     assert "--backend auto for ssd_mobilenet_v2_coco on this CPU: openvino" in listing
-
-
