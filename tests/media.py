@@ -125,3 +125,25 @@ def write_video(path: Path, frames, fps: int = 30) -> Path:
         f"! mp4mux ! filesink location={path}",
         ((frame.contiguous().numpy().tobytes(), i / fps, 1 / fps) for i, frame in enumerate(frames)),
     )
+
+
+def segment(source: Path, path: Path, start: float, *, mirror: bool = False, width: int | None = None) -> Path:
+    """``source`` from ``start`` seconds to its end, re-encoded as H.264/MP4 (mirrored left to right and
+    scaled to ``width`` pixels wide, keeping the aspect, when asked): a held-out clip made of the same scene."""
+    from vidpipe.gst import Gst
+
+    flip = "videoflip method=horizontal-flip ! " if mirror else ""
+    scale = f"videoscale ! video/x-raw,width={width},pixel-aspect-ratio=1/1 ! " if width else ""
+    pipeline = Gst.parse_launch(
+        f"filesrc location={source} ! decodebin ! videoconvert name=convert ! {flip}{scale}"
+        f"x264enc speed-preset=veryfast ! mp4mux faststart=true ! filesink location={path}"
+    )
+    pipeline.set_state(Gst.State.PAUSED)
+    pipeline.get_state(30 * Gst.SECOND)
+    convert = pipeline.get_by_name("convert")  # (seeks the decoding part only: the muxer's segment is in bytes)
+    convert.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.ACCURATE, int(start * Gst.SECOND))
+    pipeline.set_state(Gst.State.PLAYING)
+    message = pipeline.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert message is not None and message.type == Gst.MessageType.EOS, "the segment was not written"
+    return path

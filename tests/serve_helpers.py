@@ -144,7 +144,9 @@ class Listener:
 
     def _on_message(self, _client, _userdata, message) -> None:
         with self._lock:
-            self.messages.append((message.topic, message.payload.decode(), message.retain, time.time()))
+            payload = message.payload  # text, or (a snapshot) JPEG bytes, kept as bytes
+            text = payload if payload.startswith(b"\xff\xd8") else payload.decode()
+            self.messages.append((message.topic, text, message.retain, time.time()))
 
     def on(self, topic: str) -> list[tuple[str, str, bool, float]]:
         with self._lock:

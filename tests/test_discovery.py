@@ -37,7 +37,7 @@ def _latest(listener: Listener, prefix: str) -> dict[str, str]:
 def test_a_replaced_stream_clears_the_configs_it_no_longer_has():
     discovery = Discovery(MqttConfig(host="h"))
     first = dict(discovery.added("cam", ["door=1,2,3,4"], ["desk=0,0,1,0,1,1", "till 2=0,0,1,0,1,1"]))
-    assert len(first) == 2 + 2 + 2 and all(payload for payload in first.values())
+    assert len(first) == 2 + 2 + 2 + 1 and all(payload for payload in first.values())  # (+1: person present)
     again = discovery.added("cam", [], ["desk=0,0,1,0,1,1"])
     cleared = {topic for topic, payload in again if payload == ""}
     assert cleared == {t for t in first if "door" in t or "till" in t}
@@ -60,13 +60,21 @@ def test_home_assistant_discovers_each_stream_and_forgets_a_removed_one(tmp_path
         listener.wait_for("vidpipe/lab/status", lambda p: p and json.loads(p)["state"] == "running")
         configs = {t: json.loads(p) for t, p in _latest(listener, "homeassistant/").items() if p}
         lab = {t: c for t, c in configs.items() if c["device"]["name"] == "vidpipe lab"}
-        assert {c["name"] for c in lab.values()} == {"door in", "door out", "desk occupancy", "desk occupied"}
-        assert len({c["unique_id"] for c in configs.values()}) == len(configs) == 4 + 2  # pattern: 'all' zone
+        own = {"person present", "last event"}  # each stream's: presence, and a camera with the last snapshot
+        assert {c["name"] for c in lab.values()} == {"door in", "door out", "desk occupancy", "desk occupied"} | own
+        assert len({c["unique_id"] for c in configs.values()}) == len(configs) == 6 + 4  # pattern: 'all' zone
         assert len({json.dumps(c["device"]) for c in configs.values()}) == 2  # one device per stream
         for topic, c in lab.items():
             assert topic == f"homeassistant/{topic.split('/')[1]}/{c['unique_id']}/config"
-            assert c["state_topic"] == "vidpipe/lab/counts" and c["availability_mode"] == "all"
+            assert c["availability_mode"] == "all"
             assert [a["topic"] for a in c["availability"]] == ["vidpipe/available", "vidpipe/lab/status"]
+            if c["name"] not in own:
+                assert c["state_topic"] == "vidpipe/lab/counts"
+        camera = next(t for t, c in lab.items() if c["name"] == "last event")
+        assert camera.startswith("homeassistant/camera/") and lab[camera]["topic"] == "vidpipe/lab/snapshot"
+        assert "state_topic" not in lab[camera]
+        present = next(c for c in lab.values() if c["name"] == "person present")
+        assert present["state_topic"] == "vidpipe/lab/present" and present["device_class"] == "presence"
         retained = {t for t, _, r, _ in listener.messages if r and t.startswith("homeassistant/")}
         late = Listener(broker.port, "homeassistant/#")  # retained: HA starting later finds them all
         try:
@@ -100,6 +108,13 @@ def test_home_assistant_discovers_each_stream_and_forgets_a_removed_one(tmp_path
         zero = listener.on("vidpipe/pattern/counts")[0][1]  # counts from the start: the sensors are 0, not unknown
         pattern_zone = next(c for c in configs.values() if c["name"] == "all occupied")
         assert _render(pattern_zone["value_template"], zero) == "OFF"
+        # someone present: the binary sensor's state; the last event's snapshot: the camera's picture
+        seen = listener.wait_for("vidpipe/lab/present", lambda p: "person" in json.loads(p)["present"], 60)
+        assert _render(present["value_template"], seen) == "ON"
+        nobody = listener.on("vidpipe/pattern/present")[-1][1]  # a test pattern: no person
+        assert _render(present["value_template"], nobody) == "OFF"
+        picture = listener.wait_for("vidpipe/lab/snapshot", lambda p: isinstance(p, bytes), 60)
+        assert picture.startswith(b"\xff\xd8") and picture.endswith(b"\xff\xd9") and len(picture) > 2000
         # per-stream event topics beside the shared one
         crossed = json.loads(
             listener.wait_for("vidpipe/lab/events", lambda p: json.loads(p)["event"] == "line_crossed")

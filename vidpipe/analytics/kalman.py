@@ -124,6 +124,22 @@ class BatchedXYXYEstimator(XYXYStateEstimator):
     def for_tracker(cls) -> type[BatchedXYXYEstimator]:
         return type(cls.__name__, (cls,), {"queue": WorkQueue()})
 
+    def clamp_velocity(self, frame_step: float = 1.0) -> None:
+        """Keep the box from folding over a long step: the corners have velocities of their own, so a
+        prediction over a gap (``--detect-fps 5``: 6 nominal frames) can carry one corner past the other
+        and leave an inverted box that overlaps nothing. When the box would lose more than half its width
+        (or height) over the step, both corners move at their mean velocity (the box keeps its size)."""
+        state = self.kf.state
+        changed = False
+        for low, high in ((0, 2), (1, 3)):
+            size = state[high, 0] - state[low, 0]
+            change = (state[high + 4, 0] - state[low + 4, 0]) * frame_step
+            if size > 0 and size + change < 0.5 * size:
+                state[low + 4, 0] = state[high + 4, 0] = (state[low + 4, 0] + state[high + 4, 0]) / 2
+                changed = True
+        if changed:
+            self.kf.state = state
+
     def _create_filter(self, bbox: np.ndarray) -> KalmanFilter:
         kf = BatchedKalmanFilter(8, 4, self.queue)
         kf.set_state(super()._create_filter(bbox).get_state())

@@ -3,6 +3,7 @@ object across frames; one tracker per stream."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -100,9 +101,11 @@ class _StreamTracker:
         self.newest = -1  # the highest track id seen
 
     def clock(self, pts: float) -> float:
-        """The time to give the tracker: it starts at 0 and advances as pts does, rounded to ``STEP``
-        and by at least one ``STEP`` (also when pts repeats, or goes back as a restarted clock does)."""
-        steps = 0 if self.last is None else max(round((pts - self.last_pts) / self.STEP), 1)
+        """The time to give the tracker: it starts at 0 and advances as pts does, rounded down to ``STEP``
+        (never more time than passed: a track re-detected exactly ``lost_after`` seconds later, as at
+        ``--detect-fps 5`` after 1 s, is still the same track) and by at least one ``STEP`` (also when
+        pts repeats, or goes back as a restarted clock does)."""
+        steps = 0 if self.last is None else max(math.floor((pts - self.last_pts) / self.STEP + 1e-6), 1)
         now = (self.last or 0.0) + steps * self.STEP
         self.last, self.last_pts = now, pts
         return now

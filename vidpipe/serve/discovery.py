@@ -4,7 +4,10 @@ under ``homeassistant/`` (``mqtt.discovery_prefix``), their states read from the
 
 * a sensor per counting line and direction (``door in``, ``door out``: counts since the stream started),
 * a sensor per zone (``desk occupancy``: tracked objects inside now),
-* a binary sensor per zone (``desk occupied``: someone is in it; device class ``occupancy``).
+* a binary sensor per zone (``desk occupied``: someone is in it; device class ``occupancy``),
+* a binary sensor ``person present`` (a person detected in the last 2 s, from ``{prefix}/{stream}/present``),
+* a camera ``last event`` showing the last event's snapshot (``{prefix}/{stream}/snapshot``, a JPEG), when
+  the service keeps snapshots (``camera``).
 
 Each entity is available while the service is (``{prefix}/available``) and the stream runs
 (``{prefix}/{stream}/status``). A removed stream's configs are cleared (empty retained payloads), and so
@@ -44,6 +47,7 @@ class Discovery:
         self.root = config.discovery_prefix.rstrip("/")
         self.node = _slug(config.client_id or self.prefix.replace("/", "_"))
         self.published: dict[str, dict[str, str]] = {}  # stream -> config topic -> payload
+        self.camera = False  # the service publishes each event's snapshot: announce a camera per stream
 
     def added(self, stream: str, lines: list[str], zones: list[str]) -> list[tuple[str, str]]:
         """The configs of a stream with these lines and zones (``NAME=...`` texts), and empty payloads
@@ -85,9 +89,19 @@ class Discovery:
 
         def add(component: str, key: str, entity: dict) -> None:
             unique = f"{base}_{key}"
-            configs[f"{self.root}/{component}/{unique}/config"] = json.dumps(
-                {**entity, "unique_id": unique, "has_entity_name": True, **common}, separators=(",", ":")
-            )
+            payload = {**common, **entity, "unique_id": unique, "has_entity_name": True}
+            payload = {k: v for k, v in payload.items() if v is not None}
+            configs[f"{self.root}/{component}/{unique}/config"] = json.dumps(payload, separators=(",", ":"))
+
+        add("binary_sensor", "person_present", {
+            "name": "person present",
+            "state_topic": f"{self.prefix}/{stream}/present",
+            "value_template": "{{ 'ON' if 'person' in value_json.present else 'OFF' }}",
+            "device_class": "presence",
+        })  # fmt: skip
+        if self.camera:
+            add("camera", "last_event", {"name": "last event", "state_topic": None,
+                                         "topic": f"{self.prefix}/{stream}/snapshot"})  # fmt: skip
 
         for line in lines:
             for direction in ("in", "out"):

@@ -18,6 +18,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,7 @@ class EventStore(BaseSink):
         self.stored = 0
         self._failing = False
         self._snapshots_failing = False
+        self.on_snapshot: Callable[[str, bytes], None] | None = None  # told each snapshot written (MQTT)
         self._lock = threading.Lock()  # the writer's connection, shared with readers
         self._thread = threading.Thread(target=self._run, name="vidpipe-events", daemon=True)
         self._thread.start()
@@ -275,6 +277,8 @@ class EventStore(BaseSink):
             return
         self._snapshots_failing = False
         self._db.execute("UPDATE events SET snapshot = ? WHERE id = ?", (name, cursor.lastrowid))
+        if self.on_snapshot is not None:
+            self.on_snapshot(event.stream, picture)
 
     def _write_snapshot(self, event: Event, picture: bytes, event_id: int) -> str:
         """The snapshot's file under ``output_dir/snapshots/STREAM/``; its path relative to output_dir."""

@@ -33,10 +33,13 @@ STREAM_EVENTS = {"connected", "reconnected", "disconnected", "failed", "ended", 
 ANALYTICS_EVENTS = {"line_crossed", "zone_entered", "zone_left", "loitering"}
 
 
+PRESENCE_HOLD = 2.0  # seconds without a detection of a label before it counts as gone (no flicker)
+
+
 @dataclass(slots=True)
 class _Message:
     topic: str
-    payload: str
+    payload: str | bytes
     retain: bool = False
     qos: int | None = None
 
@@ -57,6 +60,8 @@ class MqttPublisher(BaseSink):
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._last: dict[str, Result] = {}  # each stream's latest result (events name its detections)
+        self._seen: dict[str, dict[str, float]] = {}  # stream -> label -> when last detected (monotonic)
+        self._present: dict[str, list[str]] = {}  # stream -> the labels last published as present
         self._counts: dict[str, str] = {}  # each stream's last published counts
         self._status: dict[str, str] = {}  # retained status per stream (published again on reconnect)
         self.discovery = Discovery(config) if config.discovery else None
@@ -115,6 +120,27 @@ class MqttPublisher(BaseSink):
 
     def write(self, result: Result) -> None:
         self._last[result.frame.stream] = result
+        self._presence(result)
+
+    def _presence(self, result: Result) -> None:
+        """``{stream}/present`` (retained, on change): the labels seen in the last ``PRESENCE_HOLD``
+        seconds (``{"stream": "door", "present": ["person"]}``)."""
+        stream, now = result.frame.stream, time.monotonic()
+        seen = self._seen.setdefault(stream, {})
+        for label in result.detections.labels:
+            seen[label] = now
+        for label in [label for label, when in seen.items() if now - when > PRESENCE_HOLD]:
+            del seen[label]
+        present = sorted(seen)
+        if self._present.get(stream) != present:
+            self._present[stream] = present
+            self.put(_Message(self.topic(stream, "present"), _json({"stream": stream, "present": present}),
+                              retain=True))  # fmt: skip
+
+    def snapshot(self, stream: str, picture: bytes) -> None:
+        """The last event's snapshot (JPEG bytes) on ``{stream}/snapshot`` (retained): Home Assistant's
+        camera entity of the stream shows it."""
+        self.put(_Message(self.topic(stream, "snapshot"), picture, retain=True))
 
     def event(self, event: Event) -> None:
         record = event.to_dict()
@@ -144,7 +170,9 @@ class MqttPublisher(BaseSink):
         """A stream left the service: its retained topics are cleared (its discovery configs too)."""
         self._status.pop(stream, None)
         self._counts.pop(stream, None)
-        for topic in ("status", "counts"):
+        self._seen.pop(stream, None)
+        self._present.pop(stream, None)
+        for topic in ("status", "counts", "present", "snapshot"):
             self.put(_Message(self.topic(stream, topic), "", retain=True))
         if self.discovery is not None:
             for topic, payload in self.discovery.removed(stream):

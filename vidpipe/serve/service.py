@@ -48,6 +48,10 @@ class Service:
         self.mqtt = MqttPublisher(config.mqtt, self.figures, self._counts_of) if config.mqtt is not None else None
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
         self.store = self._store()
+        if self.store is not None and self.store.snapshots and self.mqtt is not None:
+            self.store.on_snapshot = self.mqtt.snapshot  # Home Assistant's camera shows the last event
+            if self.mqtt.discovery is not None:
+                self.mqtt.discovery.camera = True
         self.webhooks = Webhooks(config.webhooks) if config.webhooks else None
         if self.webhooks is not None:
             self.metrics.registry.register(self.webhooks.collector())
