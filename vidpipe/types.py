@@ -214,13 +214,15 @@ class Shape:
 @dataclass(slots=True)
 class Result:
     """One frame and what was detected in it; stages may add ``events`` that happened at this frame (a
-    line crossed), ``zones`` (objects in each zone) and ``shapes`` to draw (lines, zones, their counts)."""
+    line crossed), ``zones`` (objects in each zone), ``shapes`` to draw (lines, zones, their counts) and
+    ``privacy``, the ``bool[H, W]`` regions every picture made of this frame fills (drawings included)."""
 
     frame: Frame
     detections: Detections
     events: list[Event] = field(default_factory=list)
     zones: dict[str, int] | None = None
     shapes: list[Shape] = field(default_factory=list)
+    privacy: torch.Tensor | None = None
 
     def record(self) -> dict[str, Any]:
         """The plain, pixel-free, JSON-ready record of this result (one JSONL line; see

@@ -16,6 +16,7 @@ from ..errors import VidpipeError
 from ..types import Result
 from .geometry import check_anchor
 from .lines import Line, LineCounter, check_names, parse_line
+from .privacy import Privacy, Region, parse_region
 from .tracking import Tracker
 from .zones import Zone, ZoneCounter, parse_zone
 
@@ -84,7 +85,11 @@ class Analysis:
         zones: Sequence[Zone | str] = (),
         anchor: str = "bottom_center",
         stages: Sequence[Stage] = (),
+        privacy: Sequence[Region | str] = (),
+        blur: Sequence[str] = (),
     ) -> None:
+        self.privacy = [parse_region(r) if isinstance(r, str) else r for r in privacy]
+        self.blur = list(blur)
         self.class_filter = ClassFilter(classes, known, model) if classes is not None else None
         self.lines = [parse_line(x) if isinstance(x, str) else x for x in lines]
         self.zones = [parse_zone(z) if isinstance(z, str) else z for z in zones]
@@ -95,10 +100,12 @@ class Analysis:
             Tracker()  # fail now, not at the first stream, when the tracker package is missing
 
     def chain(
-        self, stream: str, *, lines: Sequence[Line | str] = (), zones: Sequence[Zone | str] = (), track: bool = False
-    ) -> Chain:
+        self, stream: str, *, lines: Sequence[Line | str] = (), zones: Sequence[Zone | str] = (), track: bool = False,
+        privacy: Sequence[Region | str] = (), blur: Sequence[str] = (),
+    ) -> Chain:  # fmt: skip
         """The stages of ``stream``: the run's (those for every stream or for this one) and its own
-        ``lines`` and ``zones``; ``track`` tracks this stream even when the run does not."""
+        ``lines`` and ``zones``; ``track`` tracks this stream even when the run does not; ``privacy``
+        regions and ``blur`` labels (beside the run's) are hidden in every picture, last."""
         mine_lines = [x for x in self.lines if x.stream in (None, stream)]
         mine_lines += [parse_line(x) if isinstance(x, str) else x for x in lines]
         mine_zones = [z for z in self.zones if z.stream in (None, stream)]
@@ -118,6 +125,9 @@ class Analysis:
             chain.zones = ZoneCounter(mine_zones, anchor=self.anchor)
             chain.stages.append(chain.zones)
         chain.stages.extend(self.stages)
+        regions = self.privacy + [parse_region(r) if isinstance(r, str) else r for r in privacy]
+        if regions or self.blur or blur:
+            chain.stages.append(Privacy(regions, [*self.blur, *blur]))
         return chain
 
     def describe(self) -> list[str]:

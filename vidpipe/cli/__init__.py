@@ -249,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "the path needs {stream}")  # fmt: skip
     outs.add_argument("--trails", type=int, default=0, metavar="N",
                       help="in --video, draw each track's path over its last N frames")  # fmt: skip
+    outs.add_argument("--privacy", action="append", default=[], metavar="x1,y1,x2,y2,x3,y3,...",
+                      help="fill this region (pixels, or rel: fractions) in every picture written "
+                      "(repeatable)")  # fmt: skip
+    outs.add_argument("--blur", metavar="A,B", help="blur the boxes of these labels in every picture written")
     outs.add_argument("--summary", dest="summary_out", metavar="OUT.json",
                       help="write the run's figures and counts as JSON: per stream frames, detections per label, "
                       "line and zone counts, latency; the outputs written")  # fmt: skip

@@ -29,7 +29,8 @@ def configs(args: argparse.Namespace) -> tuple[ModelConfig, StreamConfig]:
         "batch": default_batch(args.device) if args.batch is None else args.batch, "iou": args.iou,
         "max_det": args.max_det, "imgsz": args.imgsz, "layout": args.layout, "names": args.names,
     }  # fmt: skip
-    stream = {"detect_fps": args.detect_fps, "max_latency": args.max_latency, "max_frames": args.max_frames}
+    stream = {"detect_fps": args.detect_fps, "max_latency": args.max_latency, "max_frames": args.max_frames,
+              "privacy": args.privacy or None, "blur": args.blur}  # fmt: skip
     try:
         return (
             ModelConfig.model_validate({k: v for k, v in model.items() if v is not None}),

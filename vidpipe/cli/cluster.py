@@ -23,6 +23,7 @@ def settings_of(args: argparse.Namespace) -> dict:
         "analysis": {
             "classes": args.classes, "track": args.track, "lines": args.line,
             "zones": args.zone, "anchor": args.anchor,
+            "privacy": args.stream_config.privacy, "blur": args.stream_config.blur,
         },
         "options": options,
         "batch": args.batch,

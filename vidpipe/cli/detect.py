@@ -276,6 +276,8 @@ def _run_streams(
             lines=args.line,
             zones=args.zone,
             anchor=args.anchor,
+            privacy=args.stream_config.privacy,
+            blur=args.stream_config.blur,
             options=options,
             on_event=[] if args.quiet else [lambda event: say_event(event, live, progress)],
             failed=failed,  # said already; the JSONL gets their "failed" lines

@@ -86,6 +86,8 @@ class ClusterPipeline:
         zones: Sequence[object] = (),
         anchor: str = "bottom_center",
         stages: Sequence[Callable[[Result], Result]] = (),
+        privacy: Sequence[str] = (),
+        blur: Sequence[str] = (),
         max_frames: int | None = None,
         options: StreamOptions | None = None,
         on_result: Sequence[Callable[[Result], None]] = (),
@@ -122,7 +124,8 @@ class ClusterPipeline:
         self.settings = {
             "model": model_settings(detector),
             "analysis": {"classes": list(classes) if classes else None, "track": track, "lines": list(lines),
-                         "zones": list(zones), "anchor": anchor, "stages": list(stages)},
+                         "zones": list(zones), "anchor": anchor, "stages": list(stages),
+                         "privacy": list(privacy), "blur": list(blur)},
             "options": dataclasses.asdict(options),
             "batch": batch,
             "video": str(video[0].path) if video else None,
@@ -159,6 +162,8 @@ class ClusterPipeline:
         zones: Sequence[object] = (),
         track: bool = False,
         loop: bool = False,
+        privacy: Sequence[str] = (),
+        blur: Sequence[str] = (),
         record: tuple | None = None,
     ) -> str:
         """Add a stream on the least-loaded worker (see :meth:`Pipeline.add_stream`); ``record`` is the
@@ -169,7 +174,7 @@ class ClusterPipeline:
         name = check_stream_name(name if name is not None else given or self._free_name())
         config = stream_config(
             detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames, lines=list(lines),
-            zones=list(zones), track=track, loop=loop,
+            zones=list(zones), track=track, loop=loop, privacy=list(privacy), blur=list(blur),
         )  # fmt: skip
         options = {key: getattr(config, key) for key in config.model_fields_set}  # (checked again by the worker)
         options = {key: value for key, value in options.items() if value not in (None, [], False)}

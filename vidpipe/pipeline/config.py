@@ -26,6 +26,7 @@ from pydantic import (
 from .. import rules
 from ..analytics import Line, Zone, parse_line, parse_zone
 from ..analytics.lines import check_names
+from ..analytics.privacy import parse_region
 from ..errors import VidpipeError
 from ..models import DEFAULT_MODEL
 from ..options import StreamOptions
@@ -75,6 +76,17 @@ def _shape(parse: Callable[[str], Line | Zone], kind: str, cls: type) -> Callabl
     return rule
 
 
+def _region(value: object) -> str:
+    """A privacy region's text, checked (``x1,y1,x2,y2,x3,y3,...`` or ``rel:...``)."""
+    if not isinstance(value, str) or len(value) > MAX_SHAPE_TEXT:
+        raise rules.RuleError(f"must be a region x1,y1,x2,y2,x3,y3,... as text, got {rules.shown(value)[:80]}")
+    try:
+        parse_region(value)
+    except VidpipeError as exc:
+        raise rules.RuleError(str(exc)) from None
+    return value
+
+
 PositiveNumber = Annotated[float | None, _rule(rules.positive_number)]
 Count = Annotated[int | None, _rule(rules.count)]
 LineItem = Annotated[Any, _rule(_shape(parse_line, "line", Line)), WithJsonSchema({"type": "string"})]
@@ -101,6 +113,13 @@ class StreamConfig(Strict):
         default_factory=list, max_length=MAX_SHAPES, description="NAME=x1,y1,x2,y2,x3,y3,... zones"
     )
     loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
+    privacy: list[Annotated[str, _rule(_region)]] = Field(
+        default_factory=list, max_length=MAX_SHAPES,
+        description="x1,y1,x2,y2,x3,y3,... (or rel:...) regions filled in every picture of the stream",
+    )  # fmt: skip
+    blur: Annotated[list[str], _rule(rules.class_names)] = Field(
+        default_factory=list, description="labels whose boxes are blurred in every picture of the stream"
+    )
     loitering: dict[str, Annotated[float, _rule(rules.positive_number)]] = Field(
         default_factory=dict, description="ZONE: SECONDS: one loitering event per track and visit that stays longer"
     )

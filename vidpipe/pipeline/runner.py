@@ -32,7 +32,7 @@ from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
 from ..sinks import Sink, check_output_paths, expand_streams
 from ..types import Event, Frame, Result
 from .batcher import Batcher
-from .config import stream_config
+from .config import StreamConfig, stream_config
 from .delivery import Delivery
 from .engine import Engine
 from .inflight import default_in_flight
@@ -88,6 +88,8 @@ class Pipeline(Delivery):
         zones: Sequence[Zone | str] = (),
         anchor: str = "bottom_center",
         stages: Sequence[Stage] = (),
+        privacy: Sequence[str] = (),
+        blur: Sequence[str] = (),
         max_frames: int | None = None,
         options: StreamOptions | None = None,
         on_result: Sequence[Callable[[Result], None]] = (),
@@ -112,7 +114,7 @@ class Pipeline(Delivery):
         self.keep_alive = keep_alive
         self.analysis = Analysis(
             classes=classes, known=detector.classes, model=detector.name, track=track, lines=lines, zones=zones,
-            anchor=anchor, stages=stages,
+            anchor=anchor, stages=stages, privacy=privacy, blur=blur,
         )  # fmt: skip
         self.on_result = list(on_result)
         self.on_event = list(on_event)
@@ -144,11 +146,12 @@ class Pipeline(Delivery):
 
     # -- streams ------------------------------------------------------------------------------------
 
-    def _register(
-        self, spec: StreamSpec, options: StreamOptions, lines: Sequence = (), zones: Sequence = (), track: bool = False
-    ) -> StreamReader:
+    def _register(self, spec: StreamSpec, options: StreamOptions, config: StreamConfig | None = None) -> StreamReader:
         check_name_free(spec.name, self._readers)
-        self._chains[spec.name] = self.analysis.chain(spec.name, lines=lines, zones=zones, track=track)
+        own = {} if config is None else {
+            "lines": config.line_shapes(), "zones": config.zone_shapes(), "track": config.track,
+            "privacy": config.privacy, "blur": config.blur}  # fmt: skip
+        self._chains[spec.name] = self.analysis.chain(spec.name, **own)
         stats = self.stats.stream(spec.name)
         stats.status = "starting"
         reader = StreamReader(spec, options, self._batcher, stats)
@@ -177,6 +180,8 @@ class Pipeline(Delivery):
         zones: Sequence[Zone | str] = (),
         track: bool = False,
         loop: bool = False,
+        privacy: Sequence[str] = (),
+        blur: Sequence[str] = (),
     ) -> str:
         """Add a stream (safe from any thread, also while batches run); returns its name. ``name``
         defaults to the ``NAME=`` of a ``NAME=URI`` string, else the lowest free number. The options,
@@ -191,7 +196,7 @@ class Pipeline(Delivery):
             name = name if name is not None else given
         config = stream_config(
             detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames, lines=list(lines),
-            zones=list(zones), track=track, loop=loop,
+            zones=list(zones), track=track, loop=loop, privacy=list(privacy), blur=list(blur),
         )  # fmt: skip
         options = config.options(self.options)
         with self._lock:
@@ -201,7 +206,7 @@ class Pipeline(Delivery):
             if self._started:
                 check_open_files(len(self._readers) + 1)
             spec = StreamSpec(name, source if text is None else text)
-            reader = self._register(spec, options, config.line_shapes(), config.zone_shapes(), track)
+            reader = self._register(spec, options, config)
             if self._started:
                 reader.start()
         return name

@@ -230,7 +230,8 @@ class Service:
         try:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, max_frames=spec.max_frames,
-                lines=spec.lines, zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, **video,
+                lines=spec.lines, zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, privacy=spec.privacy,
+                blur=spec.blur, **video,
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)

@@ -120,7 +120,7 @@ class Annotator:
         frame = result.frame.tensor
         found = result.detections
         if not len(found) and not result.shapes and not self._paths:
-            return frame
+            return frame  # (its privacy regions are filled already)
         image = Image.fromarray(frame.numpy())
         canvas = ImageDraw.Draw(image)
         width, height = image.size
@@ -144,7 +144,10 @@ class Annotator:
         ):
             caption = f"{label} {track} {score:.2f}" if track >= 0 else f"{label} {score:.2f}"
             self._draw_label(canvas, caption, box, color, face, (width, height), taken)
-        return torch.from_numpy(np.asarray(image).copy())
+        drawn = torch.from_numpy(np.asarray(image).copy())
+        if result.privacy is not None and result.privacy.shape == drawn.shape[:2]:
+            drawn.masked_fill_(result.privacy.unsqueeze(-1), 0)  # nothing drawn shows in a privacy region
+        return drawn
 
     def _draw_label(self, canvas, text, box, color, face, frame_size, taken) -> None:
         left, top, right, bottom = canvas.textbbox((0, 0), text, font=face)
