@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_BATCH = 4  # frames per inference batch (batch 8 gains nothing more on 2 CPU cores)
 DEFAULT_GPU_BATCH = 32  # on a GPU (an H200 ran the default model 1.7x faster at batch 32 than at 8)
@@ -45,6 +47,7 @@ class StreamOptions:
     stall_timeout: float = STALL_TIMEOUT
     gpu_decode: bool = False
     loop: bool = False  # a file plays at its own speed and starts again at its end (a demo camera)
+    tap: Callable[[Any], None] | None = None  # called with each opened source's GStreamer pipeline (a recorder)
 
     def latency_bound(self, live: bool) -> float | None:
         """The age above which a frame of this kind of stream is dropped (None: never)."""

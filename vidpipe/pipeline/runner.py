@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from ..analytics import Line, Zone
 from ..analytics.plan import Analysis, Chain, Stage
@@ -176,11 +177,13 @@ class Pipeline(Delivery):
         zones: Sequence[Zone | str] = (),
         track: bool = False,
         loop: bool = False,
+        tap: Callable[[Any], None] | None = None,
     ) -> str:
         """Add a stream (safe from any thread, also while batches run); returns its name. ``name``
         defaults to the ``NAME=`` of a ``NAME=URI`` string, else the lowest free number. The options,
         ``lines``, ``zones`` and ``track`` given here are this stream's own (beside the pipeline's);
-        ``loop`` plays a file at its own speed, again and again (see :class:`StreamOptions`). Once the
+        ``loop`` plays a file at its own speed, again and again; ``tap`` sees each of its GStreamer pipelines
+        (see :class:`StreamOptions`). Once the
         pipeline runs, the source opens in the stream's own thread: a source that cannot be opened ends
         its stream with a ``failed`` event, the others go on."""
         if isinstance(source, Source):
@@ -189,8 +192,8 @@ class Pipeline(Delivery):
             given, text = split_name(os.fspath(source))
             name = name if name is not None else given
         options = stream_options(self.options, detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames)
-        if loop:
-            options = dataclasses.replace(options, loop=True)
+        if loop or tap is not None:
+            options = dataclasses.replace(options, loop=loop or options.loop, tap=tap)
         with self._lock:
             if self._ended.is_set() or (self.stopped and self._started):
                 raise VidpipeError("the pipeline has stopped: no stream can be added")

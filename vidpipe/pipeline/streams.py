@@ -72,6 +72,7 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: t
         gpu_decode=options.gpu_decode,
         cancel=cancel,
         pace=options.loop,
+        tap=options.tap,
     )
     info = source.info
     if info is not None and info.width * info.height > MAX_FRAME_PIXELS:

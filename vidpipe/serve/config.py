@@ -52,7 +52,12 @@ class Record(_Strict):
 
     json_lines: bool = Field(False, alias="json", description="detections and events as JSON Lines")
     csv: bool = Field(False, description="one row per detection")
-    video: bool = Field(False, description="the annotated video (fragmented MP4)")
+    video: bool = Field(False, description="a video of the stream (fragmented MP4)")
+    annotated: bool = Field(
+        True,
+        description="video: the annotated video, re-encoded (true), or the camera's own stream without "
+        "re-encoding, in hourly files camera-YYYYmmdd-HHMMSS.mp4 (false)",
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -189,12 +194,28 @@ class ClusterConfig(_Strict):
     cpus_per_worker: Annotated[int, Field(ge=1)] = 1
 
 
+class ClipsConfig(_Strict):
+    """A clip of the camera's own video per line crossed, zone entered or left (no re-encoding)."""
+
+    pre_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds before the event")
+    post_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds after the event")
+
+
+class RetentionConfig(_Strict):
+    """Evidence and recordings under output_dir deleted oldest first (the events' rows stay, marked)."""
+
+    days: Annotated[float, Field(gt=0)] | None = Field(None, description="delete files older than this")
+    max_gb: Annotated[float, Field(gt=0)] | None = Field(None, description="keep the files under this size in all")
+
+
 class EventsConfig(_Strict):
-    """The event store (``output_dir/events.db``) and each analytics event's snapshot."""
+    """The event store (``output_dir/events.db``) and each analytics event's snapshot and clip."""
 
     store: bool = Field(True, description="keep every event in output_dir/events.db (SQLite)")
     snapshots: bool = Field(True, description="a JPEG per line crossed, zone entered or left")
     queue: Annotated[int, Field(ge=1)] = 1000
+    clips: ClipsConfig | None = Field(None, description="a clip per line and zone event: {pre_roll: 5, post_roll: 5}")
+    retention: RetentionConfig | None = Field(None, description="{days: 30, max_gb: 50}")
 
 
 class ServeConfig(_Strict):

@@ -18,6 +18,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,13 @@ DB_NAME = "events.db"
 SNAPSHOTS = "snapshots"
 ANALYTICS = ("line_crossed", "zone_entered", "zone_left")
 COLUMNS = ("id", "stream", "type", "time", "wall", "label", "track_id", "line", "zone", "direction", "score",
-           "box", "snapshot", "clip", "clip_ready", "message", "extra")  # fmt: skip
+           "box", "snapshot", "clip", "clip_ready", "evicted", "message", "extra")  # fmt: skip
 _OWN = {"stream", "wall", "event", "message", "label", "track_id", "line", "zone", "direction", "score", "box"}
 SCHEMA = """CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,
     wall REAL NOT NULL, label TEXT, track_id INTEGER, line TEXT, zone TEXT, direction TEXT, score REAL,
-    box TEXT, snapshot TEXT, clip TEXT, clip_ready INTEGER NOT NULL DEFAULT 0, message TEXT, extra TEXT);
+    box TEXT, snapshot TEXT, clip TEXT, clip_ready INTEGER NOT NULL DEFAULT 0, message TEXT, extra TEXT,
+    evicted INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS events_wall ON events (wall);
 CREATE INDEX IF NOT EXISTS events_stream ON events (stream, id);"""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -85,6 +87,9 @@ def connect(path: Path, create: bool = False) -> sqlite3.Connection:
                 if mode.lower() != "wal":
                     raise sqlite3.OperationalError(f"journal mode {mode}, not WAL")
                 db.executescript(SCHEMA)
+                names = [row[1] for row in db.execute("PRAGMA table_info(events)")]
+                if "evicted" not in names:  # (a store of an earlier version)
+                    db.execute("ALTER TABLE events ADD COLUMN evicted INTEGER NOT NULL DEFAULT 0")
             db.execute("SELECT id FROM events LIMIT 1").fetchall()
         except BaseException:
             db.close()
@@ -137,6 +142,7 @@ class EventStore(BaseSink):
 
     def __init__(self, output_dir: Path, *, snapshots: bool = True, queue_size: int = 1000, quality: int = 85):
         self.output_dir = Path(output_dir)
+        self.on_stored: Callable[[int, Event], None] | None = None  # each analytics event once stored (clips)
         self.path = self.output_dir / DB_NAME
         self.snapshots = snapshots
         self.quality = quality
@@ -199,14 +205,31 @@ class EventStore(BaseSink):
             raise StoreError(str(exc)) from None
         return row_dict(row) if row is not None else None
 
-    def snapshot_file(self, record: dict) -> Path | None:
-        """The snapshot of an event's row when its file is there, inside ``output_dir``."""
-        if not record.get("snapshot"):
+    def snapshot_file(self, record: dict, key: str = "snapshot") -> Path | None:
+        """The snapshot (or ``key``: the clip) of an event's row when its file is there, in ``output_dir``."""
+        if not record.get(key):
             return None
-        file = (self.output_dir / record["snapshot"]).resolve()
+        file = (self.output_dir / record[key]).resolve()
         if not file.is_relative_to(self.output_dir.resolve()) or not file.is_file():
             return None
         return file
+
+    def set_clip(self, event_id: int, clip: str) -> None:
+        """An event's clip is ready (``clip``: its path relative to ``output_dir``); StoreError."""
+        self._update("UPDATE events SET clip = ?, clip_ready = 1 WHERE id = ?", [(clip, event_id)])
+
+    def evict(self, files: list[str]) -> None:
+        """Files retention deleted (relative to ``output_dir``): their rows stay, marked ``evicted``."""
+        pairs = [(name,) for name in files]
+        self._update("UPDATE events SET clip = NULL, clip_ready = 0, evicted = 1 WHERE clip = ?", pairs)
+        self._update("UPDATE events SET snapshot = NULL, evicted = 1 WHERE snapshot = ?", pairs)
+
+    def _update(self, sql: str, rows: list[tuple]) -> None:
+        try:
+            with self._lock, self._db:
+                self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
 
     # -- the writer thread --------------------------------------------------------------------------
 
@@ -264,6 +287,8 @@ class EventStore(BaseSink):
              fields.get("line"), fields.get("zone"), fields.get("direction"), score,
              json.dumps(box) if box else None, event.message, json.dumps(extra, default=str)),
         )  # fmt: skip
+        if self.on_stored is not None and event.kind in ANALYTICS:
+            self.on_stored(cursor.lastrowid, event)  # (only queues: a clip is cut later, elsewhere)
         if picture is None:
             return
         try:

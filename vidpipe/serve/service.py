@@ -13,16 +13,19 @@ from pathlib import Path
 from .. import models
 from ..api import Pipeline
 from ..errors import VidpipeError
+from ..gst.segments import CameraRecorder
 from ..options import default_batch
 from ..redact import mask_secrets
 from ..sinks.base import BaseSink
 from ..sinks.live import LiveView
 from ..sinks.recorder import Recorder
+from .clips import ClipMaker
 from .config import ConfigError, ServeConfig, StateFile, StateFileError, StreamConfig, load_config
 from .events import EventStore, StoreCollector
 from .live import RemoteLiveView
 from .metrics import Metrics
 from .mqtt import MqttPublisher
+from .retention import Retention
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,16 @@ class Service:
         self.mqtt = MqttPublisher(config.mqtt, self.figures, self._counts_of) if config.mqtt is not None else None
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
         self.store = self._store()
+        self.cameras: dict[str, CameraRecorder] = {}  # streams whose camera video is kept (clips, record)
+        clips = config.events.clips
+        self.clips = None
+        if clips is not None and self.store is not None and cluster is None:
+            self.clips = ClipMaker(self.store, self.cameras, clips.pre_roll, clips.post_roll)
+            self.store.on_stored = self.clips.add
+        kept = config.events.retention
+        self.retention = None
+        if kept is not None and (kept.days is not None or kept.max_gb is not None):
+            self.retention = Retention(Path(config.output_dir), self.store, days=kept.days, max_gb=kept.max_gb)
         self.webhooks = Webhooks(config.webhooks) if config.webhooks else None
         if self.webhooks is not None:
             self.metrics.registry.register(self.webhooks.collector())
@@ -104,6 +117,8 @@ class Service:
             self.mqtt.start()
         if self.webhooks is not None:
             self.webhooks.start()
+        if self.retention is not None:
+            self.retention.start()
         self.pipeline.start()
         for name, spec in self.desired().items():
             self._add(name, spec)
@@ -122,6 +137,12 @@ class Service:
             stuck = [f["name"] for f in self.pipeline.streams() if f["state"] in busy]
             log.error("stopped %g s after the stop without the end of stream(s) %s", STOP_WAIT, ", ".join(stuck))
         finally:
+            for camera in list(self.cameras.values()):  # (their last segments finalised, then the clips cut)
+                camera.close()
+            if self.clips is not None:
+                self.clips.close()
+            if self.retention is not None:
+                self.retention.close()
             if self.mqtt is not None:
                 self.mqtt.close()
             if self.store is not None:
@@ -223,7 +244,11 @@ class Service:
 
     def _add(self, name: str, spec: StreamConfig) -> None:
         stem = self.recorder.plan(name, spec.record)
-        video = {"record": (spec.record, stem)} if self.config.cluster is not None and spec.record.video else {}
+        annotated = spec.record.video and spec.record.annotated
+        video = {"record": (spec.record, stem)} if self.config.cluster is not None and annotated else {}
+        camera = self._camera(name, spec)
+        if camera is not None:
+            video["tap"] = camera.attach
         try:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, lines=spec.lines,
@@ -231,6 +256,9 @@ class Service:
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)
+            if camera is not None:
+                self.cameras.pop(name, None)
+                camera.close()
             raise
         self.streams[name] = spec
         self.metrics.zones(name, [zone.name for zone in spec.zone_shapes()])
@@ -238,9 +266,26 @@ class Service:
             self.mqtt.added(name, spec.lines, spec.zones)
         log.info("stream %s: added (%s)", name, mask_secrets(spec.uri))
 
+    def _camera(self, name: str, spec: StreamConfig) -> CameraRecorder | None:
+        """The recorder of a stream's own video (for clips, and ``record: {video: true, annotated: false}``);
+        None when neither is asked for, or on a cluster (not there yet: said)."""
+        hourly = spec.record.video and not spec.record.annotated
+        if self.clips is None and not hourly:
+            return None
+        if self.config.cluster is not None:
+            log.warning("stream %s: clips and camera recordings are not made on a cluster (yet)", name)
+            return None
+        keep = self.clips.keep if self.clips is not None else None
+        camera = CameraRecorder(Path(self.config.output_dir) / name, keep=keep, hourly=hourly)
+        self.cameras[name] = camera
+        return camera
+
     def _remove(self, name: str) -> None:
         with contextlib.suppress(KeyError):
             self.pipeline.remove_stream(name)
+        camera = self.cameras.pop(name, None)
+        if camera is not None:
+            camera.close()
         self.streams.pop(name, None)
         self.recorder.plans.pop(name, None)
         self.metrics.forget(name)
