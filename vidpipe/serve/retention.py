@@ -63,8 +63,9 @@ class Retention:
         """Delete what is too old or over the size, oldest first; the files deleted."""
         now = time.time() if now is None else now
         root = self.output_dir.resolve()
-        files = sorted(self._files(root, now))  # (mtime, size, path), oldest first
-        total = sum(size for _, size, _ in files)
+        found = self._files(root)  # (mtime, size, path)
+        total = sum(size for _, size, _ in found)  # (the files being written count, but stay)
+        files = sorted(item for item in found if now - item[0] >= BUSY_S)  # oldest first
         limit = self.max_gb * GB if self.max_gb is not None else None
         oldest = now - self.days * 86400 if self.days is not None else None
         doomed = []
@@ -84,7 +85,7 @@ class Retention:
         self._failing = False
         return deleted
 
-    def _files(self, root: Path, now: float) -> list[tuple[float, int, Path]]:
+    def _files(self, root: Path) -> list[tuple[float, int, Path]]:
         found = []
         for folder, dirs, names in os.walk(root):  # (symbolic links to folders are not followed)
             here = Path(folder)
@@ -97,7 +98,7 @@ class Retention:
                     info = path.lstat()
                 except OSError:
                     continue
-                if not path.is_file() or path.is_symlink() or now - info.st_mtime < BUSY_S:
+                if not path.is_file() or path.is_symlink():
                     continue
                 found.append((info.st_mtime, info.st_size, path))
         return found

@@ -1,0 +1,188 @@
+"""Clips and recordings of the camera's own video (issue 33): a ring of segments without re-encoding, a
+clip per event covering its pre- and post-roll that plays, the API's clip, retention oldest first and
+never outside ``output_dir``, a full disk said once and survived."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE
+from serve_helpers import Served
+
+import vidpipe
+from vidpipe.gst import Gst
+from vidpipe.gst.clips import duration
+from vidpipe.gst.segments import CameraRecorder
+from vidpipe.serve import clips as clips_module
+from vidpipe.serve.clips import ClipMaker
+from vidpipe.serve.events import EventStore
+from vidpipe.serve.retention import Retention
+from vidpipe.types import Event
+
+PRE, POST = 2.0, 2.0
+CONFIG = f"""
+output_dir: out
+events: {{clips: {{pre_roll: {PRE}, post_roll: {POST}}}}}
+streams:
+  door:
+    uri: "{SAMPLE}"
+    loop: true
+    detect_fps: 10
+    track: true
+    lines: ["door=192,40,192,288"]
+    record: {{video: true, annotated: false}}
+"""
+
+
+def _frames(path: Path) -> int:
+    """The frames a file decodes to (it plays), or an AssertionError with GStreamer's error."""
+    pipeline = Gst.parse_launch(f'filesrc location="{path}" ! qtdemux ! avdec_h264 ! fakesink name=sink')
+    counted = [0]
+
+    def count(_pad, _info):
+        counted[0] += 1
+        return Gst.PadProbeReturn.OK
+
+    pipeline.get_by_name("sink").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
+    pipeline.set_state(Gst.State.PLAYING)
+    message = pipeline.get_bus().timed_pop_filtered(30 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert message is not None and message.type == Gst.MessageType.EOS, message and message.parse_error()
+    return counted[0]
+
+
+def _with_clip(served: Served, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in served.client.get("/api/events?type=line_crossed").json() if e["clip_ready"]]
+        if found:
+            return found[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"no clip in {timeout} s: {served.output()[-3000:]}")
+
+
+def test_a_service_cuts_a_clip_per_event_from_the_cameras_own_stream(tmp_path):
+    served = Served(tmp_path, CONFIG).wait_ready()
+    out = tmp_path / "out"
+    try:
+        crossing = _with_clip(served)
+        response = served.client.get(f"/api/events/{crossing['id']}/clip.mp4")
+        assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
+        clip = tmp_path / "clip.mp4"
+        clip.write_bytes(response.content)
+        assert crossing["clip"] == f"door/clips/{crossing['id']}.mp4"
+        assert duration(clip) >= PRE + POST - 0.1  # whole segments: at least the pre- and post-roll
+        assert _frames(clip) >= (PRE + POST) * 25
+        assert clip.read_bytes()[4:8] == b"ftyp" and b"mvex" in clip.read_bytes()[:4096]  # fragmented MP4
+        connected = served.client.get("/api/events?type=connected").json()[0]
+        none = served.client.get(f"/api/events/{connected['id']}/clip.mp4")
+        assert none.status_code == 404 and "line and zone events only" in none.json()["detail"]
+        assert all(p.suffix == ".ts" for p in (out / "door" / "segments").iterdir())
+        # retention (here in the test's process, on the service's files): the clip goes, the row stays
+        store = EventStore(out)
+        try:
+            Retention(out, store, days=None, max_gb=1e-9).sweep(now=time.time() + 3600)
+        finally:
+            store.close()
+        evicted = served.client.get(f"/api/events/{crossing['id']}")
+        assert evicted.json()["evicted"] == 1 and evicted.json()["clip"] is None
+        gone = served.client.get(f"/api/events/{crossing['id']}/clip.mp4")
+        assert gone.status_code == 410 and "retention" in gone.json()["detail"]
+    finally:
+        assert served.stop() == 0
+    recordings = sorted((out / "door").glob("camera-*.mp4"))  # record: {video: true, annotated: false}
+    assert recordings and _frames(recordings[-1]) > 0
+    assert not [p for p in (out / "door").glob("*.mp4") if not p.name.startswith("camera-")]  # not re-encoded
+
+
+def _file(path: Path, size: int, age: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    moment = time.time() - age
+    os.utime(path, (moment, moment))
+    return path
+
+
+def test_retention_deletes_oldest_first_and_never_outside_output_dir(tmp_path):
+    out, outside = tmp_path / "out", _file(tmp_path / "elsewhere" / "precious.mp4", 5000, 10**6)
+    store = EventStore(out)
+    files = [_file(out / "door" / "clips" / f"{i}.mp4", 1000, 10_000 - i * 1000) for i in range(1, 6)]
+    snapshot = _file(out / "snapshots" / "door" / "old.jpg", 1000, 20_000)
+    fresh = _file(out / "door" / "camera-now.mp4", 10_000, 10)  # being written: never deleted
+    ring = _file(out / "door" / "segments" / "1-1-00000.ts", 1000, 50_000)  # the ring keeps itself
+    (out / "door" / "clips" / "link.mp4").symlink_to(outside)
+    (out / "escape").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    for i, file in enumerate(files, 1):
+        store.event(Event("door", "line_crossed", "crossed", time.time(), {"track_id": i}))
+    store.event(Event("door", "zone_entered", "in", time.time(), {"track_id": 9}))
+    deadline = time.monotonic() + 10
+    while store.stored < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for i, file in enumerate(files, 1):
+        store.set_clip(i, file.relative_to(out).as_posix())
+    with store._lock, store._db:
+        store._db.execute("UPDATE events SET snapshot = ? WHERE id = 6", ("snapshots/door/old.jpg",))
+    deleted = Retention(out, store, days=None, max_gb=13_000 / 1e9).sweep()  # 16 kB, 10 kB of it being written
+    assert deleted == [snapshot, files[0], files[1]]  # the oldest first, until 13 kB are left
+    assert outside.exists() and fresh.exists() and ring.exists() and (out / "door" / "clips" / "link.mp4").is_symlink()
+    rows = {row["id"]: row for row in store.query()}
+    assert [rows[i]["evicted"] for i in range(1, 7)] == [1, 1, 0, 0, 0, 1]
+    assert rows[1]["clip"] is None and rows[4]["clip"] == "door/clips/4.mp4" and rows[6]["snapshot"] is None
+    assert Retention(out, store, days=6500 / 86400, max_gb=None).sweep() == [files[2]]  # older than 6500 s
+    store.close()
+    assert outside.exists()
+
+
+@contextlib.contextmanager
+def _tiny_disk(folder: Path):
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("a tiny tmpfs cannot be mounted here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_is_said_once_and_clips_resume_when_space_is_back(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(clips_module, "RETRY_S", 0.5)
+    camera = CameraRecorder(tmp_path / "ring", keep=60, segment_s=1.0)
+    source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
+    with _tiny_disk(tmp_path / "disk") as disk:
+        store = EventStore(disk)
+        maker = ClipMaker(store, {"cam": camera}, pre_roll=0.5, post_roll=0.5)
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as file:
+            while True:
+                file.write(b"\0" * 65536)
+        try:
+            with caplog.at_level(logging.WARNING):
+                frames = iter(source)
+                for i in range(30):  # 3 s of a 10 fps test pattern
+                    frame = next(frames)
+                    if i in (10, 12):
+                        maker.add(i, Event("cam", "line_crossed", "crossed", frame.wall))
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and sum("clips:" in r.getMessage() for r in caplog.records) < 1:
+                    time.sleep(0.1)
+                time.sleep(1.5)  # more tries fail, unsaid
+                filler.unlink()  # space is back
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and maker.made < 2:
+                    time.sleep(0.1)
+        finally:
+            source.close()
+            camera.close()
+            maker.close()
+            store.close()
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("clips:")]
+        assert maker.made == 2, said
+        assert len(said) == 2 and "No space left" in said[0] and "written again" in said[1], said
+        assert _frames(disk / "cam" / "clips" / "10.mp4") > 0
