@@ -85,9 +85,10 @@ def test_a_service_cuts_a_clip_per_event_from_the_cameras_own_stream(tmp_path):
         assert none.status_code == 404 and "line and zone events only" in none.json()["detail"]
         assert all(p.suffix == ".ts" for p in (out / "door" / "segments").iterdir())
         # retention (here in the test's process, on the service's files): the clip goes, the row stays
-        store = EventStore(out)
+        store, hour_ago = EventStore(out), time.time() - 3600
+        os.utime(out / crossing["clip"], (hour_ago, hour_ago))  # (files written just now are never swept)
         try:
-            Retention(out, store, days=None, max_gb=1e-9).sweep(now=time.time() + 3600)
+            assert out / crossing["clip"] in Retention(out, store, days=None, max_gb=1e-9).sweep()
         finally:
             store.close()
         evicted = served.client.get(f"/api/events/{crossing['id']}")

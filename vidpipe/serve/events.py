@@ -143,6 +143,7 @@ class EventStore(BaseSink):
     def __init__(self, output_dir: Path, *, snapshots: bool = True, queue_size: int = 1000, quality: int = 85):
         self.output_dir = Path(output_dir)
         self.on_stored: Callable[[int, Event], None] | None = None  # each analytics event once stored (clips)
+        self.on_close: Callable[[], None] | None = None  # before the database closes (the last clips)
         self.path = self.output_dir / DB_NAME
         self.snapshots = snapshots
         self.quality = quality
@@ -185,6 +186,8 @@ class EventStore(BaseSink):
 
     def close(self) -> None:
         """Store what is queued, then close the database."""
+        if self.on_close is not None:
+            self.on_close()
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=10)

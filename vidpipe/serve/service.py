@@ -57,7 +57,7 @@ class Service:
         self.clips = None
         if clips is not None and self.store is not None and cluster is None:
             self.clips = ClipMaker(self.store, self.cameras, clips.pre_roll, clips.post_roll)
-            self.store.on_stored = self.clips.add
+            self.store.on_stored, self.store.on_close = self.clips.add, self._close_evidence
         kept = config.events.retention
         self.retention = None
         if kept is not None and (kept.days is not None or kept.max_gb is not None):
@@ -137,10 +137,7 @@ class Service:
             stuck = [f["name"] for f in self.pipeline.streams() if f["state"] in busy]
             log.error("stopped %g s after the stop without the end of stream(s) %s", STOP_WAIT, ", ".join(stuck))
         finally:
-            for camera in list(self.cameras.values()):  # (their last segments finalised, then the clips cut)
-                camera.close()
-            if self.clips is not None:
-                self.clips.close()
+            self._close_evidence()
             if self.retention is not None:
                 self.retention.close()
             if self.mqtt is not None:
@@ -149,6 +146,13 @@ class Service:
                 self.store.close()
             if self.webhooks is not None:
                 self.webhooks.close()
+
+    def _close_evidence(self) -> None:
+        """The camera recorders' last segments finalised, then the clips due cut (before the store closes)."""
+        for camera in list(self.cameras.values()):
+            camera.close()
+        if self.clips is not None:
+            self.clips.close()
 
     @property
     def running(self) -> bool:
