@@ -17,6 +17,7 @@ from serve_helpers import Served
 
 import vidpipe
 from vidpipe.gst import Gst
+from vidpipe.gst import segments as segments_module
 from vidpipe.gst.clips import duration
 from vidpipe.gst.segments import CameraRecorder
 from vidpipe.serve import clips as clips_module
@@ -119,7 +120,7 @@ def test_retention_deletes_oldest_first_and_never_outside_output_dir(tmp_path):
     ring = _file(out / "door" / "segments" / "1-1-00000.ts", 1000, 50_000)  # the ring keeps itself
     (out / "door" / "clips" / "link.mp4").symlink_to(outside)
     (out / "escape").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    for i, file in enumerate(files, 1):
+    for i in range(1, len(files) + 1):
         store.event(Event("door", "line_crossed", "crossed", time.time(), {"track_id": i}))
     store.event(Event("door", "zone_entered", "in", time.time(), {"track_id": 9}))
     deadline = time.monotonic() + 10
@@ -187,3 +188,28 @@ def test_a_full_disk_is_said_once_and_clips_resume_when_space_is_back(tmp_path, 
         assert maker.made == 2, said
         assert len(said) == 2 and "No space left" in said[0] and "written again" in said[1], said
         assert _frames(disk / "cam" / "clips" / "10.mp4") > 0
+
+
+def test_a_full_disk_stops_the_ring_once_and_it_resumes(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(segments_module, "RETRY_S", 0.5)
+    with _tiny_disk(tmp_path / "disk") as disk:
+        camera = CameraRecorder(disk / "cam", keep=60, segment_s=0.5)
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as file:
+            while True:
+                file.write(b"\0" * 65536)
+        source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
+        try:
+            with caplog.at_level(logging.WARNING):
+                frames = iter(source)
+                for _ in range(20):  # 2 s on a full disk: the source goes on
+                    next(frames)
+                filler.unlink()
+                for _ in range(30):
+                    next(frames)
+        finally:
+            source.close()
+            camera.close()
+        said = [r.getMessage() for r in caplog.records if "camera recording" in r.getMessage()]
+        assert len(said) == 2 and "stopped" in said[0] and "resumed" in said[1], said
+        assert camera.segments and all(s.path.is_file() for s in camera.segments)

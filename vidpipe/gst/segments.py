@@ -172,7 +172,7 @@ class _Session:
     def _element_added(self, _bin: Gst.Bin, _parent: Gst.Bin, element: Gst.Element) -> None:
         factory = element.get_factory()
         klass = factory.get_metadata("klass") or "" if factory is not None else ""
-        if "Decoder/Video" in klass and not isinstance(element, Gst.Bin):
+        if ("Decoder/Video" in klass or "Decoder/Image" in klass) and not isinstance(element, Gst.Bin):
             pad = element.get_static_pad("sink")
             pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_encoded)
 
