@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from vidpipe.gst.clips import duration
 from vidpipe.gst.segments import CameraRecorder
 from vidpipe.serve import clips as clips_module
 from vidpipe.serve.clips import ClipMaker
-from vidpipe.serve.events import EventStore
+from vidpipe.serve.events import SCHEMA, EventStore
 from vidpipe.serve.retention import Retention
 from vidpipe.types import Event
 
@@ -213,3 +214,14 @@ def test_a_full_disk_stops_the_ring_once_and_it_resumes(tmp_path, caplog, monkey
         said = [r.getMessage() for r in caplog.records if "camera recording" in r.getMessage()]
         assert len(said) == 2 and "stopped" in said[0] and "resumed" in said[1], said
         assert camera.segments and all(s.path.is_file() for s in camera.segments)
+
+
+def test_a_store_of_the_earlier_version_gains_the_evicted_column(tmp_path):
+    old = sqlite3.connect(tmp_path / "events.db")
+    old.executescript(SCHEMA.replace(",\n    evicted INTEGER NOT NULL DEFAULT 0", ""))
+    old.execute("INSERT INTO events (stream, type, time, wall) VALUES ('door', 'line_crossed', 'x', 1.0)")
+    old.commit()
+    old.close()
+    store = EventStore(tmp_path)
+    assert [(row["id"], row["evicted"], row["clip"]) for row in store.query()] == [(1, 0, None)]
+    store.close()

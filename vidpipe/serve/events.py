@@ -87,8 +87,9 @@ def connect(path: Path, create: bool = False) -> sqlite3.Connection:
                 if mode.lower() != "wal":
                     raise sqlite3.OperationalError(f"journal mode {mode}, not WAL")
                 db.executescript(SCHEMA)
-                names = [row[1] for row in db.execute("PRAGMA table_info(events)")]
-                if "evicted" not in names:  # (a store of an earlier version)
+            names = [row[1] for row in db.execute("PRAGMA table_info(events)")]
+            if names and "evicted" not in names:  # (a store of an earlier version)
+                with db:
                     db.execute("ALTER TABLE events ADD COLUMN evicted INTEGER NOT NULL DEFAULT 0")
             db.execute("SELECT id FROM events LIMIT 1").fetchall()
         except BaseException:
