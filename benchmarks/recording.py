@@ -28,8 +28,8 @@ from vidpipe.sinks.video import VideoSink
 from vidpipe.types import Detections, Result
 
 
-def run(mode: str, cameras: int, frames: int, folder: Path) -> tuple[float, float]:
-    """CPU seconds and seconds of video of one round of ``mode`` over ``cameras`` streams."""
+def run(mode: str, cameras: int, frames: int, folder: Path) -> tuple[float, float, float]:
+    """CPU seconds, seconds of video and bytes written of one round of ``mode`` over ``cameras`` streams."""
     recorders: list[CameraRecorder] = []
     sink = VideoSink(folder / "{stream}.mp4") if mode == "re-encode" else None
     fps: list[float] = []
@@ -61,7 +61,8 @@ def run(mode: str, cameras: int, frames: int, folder: Path) -> tuple[float, floa
         thread.join()
     for recorder in recorders:
         recorder.close()
-    return time.process_time() - started, cameras * frames / fps[0]
+    written = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return time.process_time() - started, cameras * frames / fps[0], written
 
 
 def clip_cost(folder: Path, clips: int) -> tuple[float, float, float]:
@@ -88,20 +89,22 @@ def main() -> None:
     args = parser.parse_args()
     modes = ("decode only", "ring", "ring+hourly", "re-encode")
     cost: dict[str, list[float]] = {mode: [] for mode in modes}
+    rate: dict[str, list[float]] = {mode: [] for mode in modes}  # bytes per second of video
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for mode in modes:  # (interleaved: a busy neighbour on a shared machine hits every mode alike)
                 folder = Path(tmp) / f"{mode}-{r}".replace(" ", "_").replace("+", "_")
                 folder.mkdir()
-                cpu, seconds = run(mode, args.cameras, args.frames, folder)
+                cpu, seconds, written = run(mode, args.cameras, args.frames, folder)
                 cost[mode].append(cpu / seconds)
+                rate[mode].append(written / seconds)
         per_clip, length, size = clip_cost(Path(tmp), 10)
     base = statistics.median(cost["decode only"])
     print(f"{args.cameras} cameras, 384x288 30 fps H.264, {args.frames} frames each, median of {args.rounds} rounds")
-    print(f"{'mode':<14} {'CPU s / video s':>16} {'beyond decoding, cores per camera':>34}")
+    print(f"{'mode':<14} {'CPU s / video s':>16} {'beyond decoding, cores per camera':>34} {'GB per camera-day':>18}")
     for mode in modes:
-        value = statistics.median(cost[mode])
-        print(f"{mode:<14} {value:>16.4f} {value - base:>34.4f}")
+        value, day = statistics.median(cost[mode]), statistics.median(rate[mode]) * 86400 / 1e9
+        print(f"{mode:<14} {value:>16.4f} {value - base:>34.4f} {day:>18.2f}")
     print(f"one clip ({length:.1f} s, {size:.2f} MB, remuxed): {per_clip * 1000:.1f} ms CPU")
 
 
