@@ -243,7 +243,7 @@ class _Session:
         out.pts = max(0, buf.pts - self._base) if buf.pts != Gst.CLOCK_TIME_NONE else Gst.CLOCK_TIME_NONE
         out.dts = max(0, buf.dts - self._base) if buf.dts != Gst.CLOCK_TIME_NONE else Gst.CLOCK_TIME_NONE
         self._need_key = False
-        if appsrc.emit("push-buffer", out) != Gst.FlowReturn.OK:
+        if appsrc.emit("push-buffer", out) != Gst.FlowReturn.OK and not self.ended:  # (ended: finish() raced)
             self._fail("the recording pipeline stopped")
 
     def _start(self, caps: Gst.Caps | None) -> None:
