@@ -157,14 +157,18 @@ class _Session:
         self._failed_at: float | None = None
         self._restarts = 0  # recording pipelines after the first (each a timeline of its own)
         self._opened: dict[str, float] = {}  # ring segment being written -> its start (UNIX time)
-        self._raw = False
+        self._raw = False  # the decoded frames are recorded (encoded once): no H.264/H.265 stream to keep
+        self._encoded = False  # the decoder's input is recorded
         self._parser = "h264parse"
         self._done = threading.Event()
         decode = source.get_by_name("decode")
         if decode is not None:
             decode.connect("deep-element-added", self._element_added)
-        else:  # a raw source (a test pattern, a camera's raw frames): encoded once
-            self._tap_raw(source)
+        frames = source.get_by_name("frames")
+        if frames is not None:  # (used when no H.264/H.265 comes before the frames: raw, MJPEG, other codecs)
+            frames.get_static_pad("sink").add_probe(
+                Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_raw
+            )
         self._source = source
 
     # -- hooking the source --------------------------------------------------------------------------
@@ -172,28 +176,26 @@ class _Session:
     def _element_added(self, _bin: Gst.Bin, _parent: Gst.Bin, element: Gst.Element) -> None:
         factory = element.get_factory()
         klass = factory.get_metadata("klass") or "" if factory is not None else ""
-        if ("Decoder/Video" in klass or "Decoder/Image" in klass) and not isinstance(element, Gst.Bin):
+        if "Decoder/Video" in klass and not isinstance(element, Gst.Bin):
             pad = element.get_static_pad("sink")
             pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_encoded)
 
-    def _tap_raw(self, source: Gst.Pipeline) -> None:
-        self._raw = True
-        frames = source.get_by_name("frames")
-        if frames is not None:
-            frames.get_static_pad("sink").add_probe(
-                Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_buffer
-            )
-
     def _on_encoded(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        """The decoder's input (before any decoded frame): kept as it is when H.264 or H.265."""
         caps = pad.get_current_caps()
         name = caps.get_structure(0).get_name() if caps is not None and caps.get_size() else ""
-        if name and name not in PARSERS and not self._raw:  # another codec: encode its decoded frames
-            parent = pad.get_parent_element()
-            while parent is not None and not isinstance(parent, Gst.Pipeline):
-                parent = parent.get_parent()
-            if parent is not None:
-                self._tap_raw(parent)
+        if self._raw or (name and name not in PARSERS):  # (the decoded frames are recorded instead)
             return Gst.PadProbeReturn.REMOVE
+        if info.type & Gst.PadProbeType.BUFFER:
+            self._encoded = True
+        return self._on_buffer(pad, info)
+
+    def _on_raw(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        """The decoded frames: recorded (encoded once) when the stream had no H.264/H.265 to keep."""
+        if self._encoded:
+            return Gst.PadProbeReturn.REMOVE
+        if info.type & Gst.PadProbeType.BUFFER:
+            self._raw = True
         return self._on_buffer(pad, info)
 
     def _on_buffer(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
