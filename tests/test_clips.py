@@ -84,8 +84,12 @@ def test_a_service_cuts_a_clip_per_event_from_the_cameras_own_stream(tmp_path):
         assert clip.read_bytes()[4:8] == b"ftyp" and b"mvex" in clip.read_bytes()[:4096]  # fragmented MP4
         connected = served.client.get("/api/events?type=connected").json()[0]
         none = served.client.get(f"/api/events/{connected['id']}/clip.mp4")
-        assert none.status_code == 404 and "line and zone events only" in none.json()["detail"]
+        assert none.status_code == 404 and "line, zone and loitering events only" in none.json()["detail"]
         assert all(p.suffix == ".ts" for p in (out / "door" / "segments").iterdir())
+        figures = served.client.get("/metrics").text
+        made = [line for line in figures.splitlines() if line.startswith("vidpipe_clips_made_total ")]
+        assert made and float(made[0].split()[1]) >= 1, figures
+        assert 'vidpipe_camera_recording_dropped_total{stream="door"} 0.0' in figures
         # retention (here in the test's process, on the service's files): the clip goes, the row stays
         store, hour_ago = EventStore(out), time.time() - 3600
         os.utime(out / crossing["clip"], (hour_ago, hour_ago))  # (files written just now are never swept)

@@ -12,6 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
 from ..gst.clips import ClipError, cut
 from ..gst.segments import CameraRecorder
 from ..types import Event
@@ -133,3 +136,28 @@ class ClipMaker:
     def _later(self, when: float, event_id: int, stream: str, wall: float) -> None:
         with self._wake:
             heapq.heappush(self._pending, (when, event_id, stream, wall))
+
+
+class ClipsCollector(Collector):
+    """Clips made and given up, and buffers each camera recorder could not record, for Prometheus."""
+
+    def __init__(self, maker: ClipMaker | None, cameras: dict[str, CameraRecorder]) -> None:
+        self.maker = maker
+        self.cameras = cameras
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        if self.maker is not None:
+            made = CounterMetricFamily("vidpipe_clips_made", "Event clips written")
+            made.add_metric([], self.maker.made)
+            failed = CounterMetricFamily("vidpipe_clips_failed", "Event clips given up (no video, not writable)")
+            failed.add_metric([], self.maker.failed)
+            yield from (made, failed)
+        dropped = CounterMetricFamily(
+            "vidpipe_camera_recording_dropped", "Buffers of the camera's stream not recorded", labels=["stream"]
+        )
+        for name, camera in list(self.cameras.items()):
+            dropped.add_metric([name], camera.dropped)
+        yield dropped

@@ -195,7 +195,7 @@ class ClusterConfig(_Strict):
 
 
 class ClipsConfig(_Strict):
-    """A clip of the camera's own video per line crossed, zone entered or left (no re-encoding)."""
+    """A clip of the camera's own video per line crossed, zone entered or left, loitering (no re-encoding)."""
 
     pre_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds before the event")
     post_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds after the event")
@@ -212,7 +212,7 @@ class EventsConfig(_Strict):
     """The event store (``output_dir/events.db``) and each analytics event's snapshot and clip."""
 
     store: bool = Field(True, description="keep every event in output_dir/events.db (SQLite)")
-    snapshots: bool = Field(True, description="a JPEG per line crossed, zone entered or left")
+    snapshots: bool = Field(True, description="a JPEG per line crossed, zone entered or left, loitering")
     queue: Annotated[int, Field(ge=1)] = 1000
     clips: ClipsConfig | None = Field(None, description="a clip per line and zone event: {pre_roll: 5, post_roll: 5}")
     retention: RetentionConfig | None = Field(None, description="{days: 30, max_gb: 50}")

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "events.db"
 SNAPSHOTS = "snapshots"
-ANALYTICS = ("line_crossed", "zone_entered", "zone_left")
+ANALYTICS = ("line_crossed", "zone_entered", "zone_left", "loitering")
 COLUMNS = ("id", "stream", "type", "time", "wall", "label", "track_id", "line", "zone", "direction", "score",
            "box", "snapshot", "clip", "clip_ready", "evicted", "message", "extra")  # fmt: skip
 _OWN = {"stream", "wall", "event", "message", "label", "track_id", "line", "zone", "direction", "score", "box"}

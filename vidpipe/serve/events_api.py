@@ -86,7 +86,7 @@ def _no_clip(service: Service, record: dict) -> str:
     if service.clips is None:
         return "no clips are made (events: clips: not configured)"
     if record["type"] not in ANALYTICS:
-        return "clips are made for line and zone events only"
+        return "clips are made for line, zone and loitering events only"
     if record["stream"] not in service.cameras:
         return f"no clips for stream {record['stream']} (it is no longer running)"
     if service.clips.pending(record["id"]):

@@ -19,7 +19,7 @@ from ..redact import mask_secrets
 from ..sinks.base import BaseSink
 from ..sinks.live import LiveView
 from ..sinks.recorder import Recorder
-from .clips import ClipMaker
+from .clips import ClipMaker, ClipsCollector
 from .config import ConfigError, ServeConfig, StateFile, StateFileError, StreamConfig, load_config
 from .events import EventStore, StoreCollector
 from .live import RemoteLiveView
@@ -58,6 +58,7 @@ class Service:
         if clips is not None and self.store is not None and cluster is None:
             self.clips = ClipMaker(self.store, self.cameras, clips.pre_roll, clips.post_roll)
             self.store.on_stored, self.store.on_close = self.clips.add, self._close_evidence
+        self.metrics.registry.register(ClipsCollector(self.clips, self.cameras))
         kept = config.events.retention
         self.retention = None
         if kept is not None and (kept.days is not None or kept.max_gb is not None):
