@@ -86,6 +86,10 @@ def test_a_service_cuts_a_clip_per_event_from_the_cameras_own_stream(tmp_path):
         none = served.client.get(f"/api/events/{connected['id']}/clip.mp4")
         assert none.status_code == 404 and "line, zone and loitering events only" in none.json()["detail"]
         assert all(p.suffix == ".ts" for p in (out / "door" / "segments").iterdir())
+        quiet = {"uri": "testsrc://ball?width=160&height=120&fps=10&live=1", "events": {"clips": False}}
+        assert served.client.put("/api/streams/quiet", json=quiet).status_code == 201
+        served.wait_frames("quiet", 5)
+        assert not (out / "quiet" / "segments").exists()  # a stream's own events: no clips there
         figures = served.client.get("/metrics").text
         made = [line for line in figures.splitlines() if line.startswith("vidpipe_clips_made_total ")]
         assert made and float(made[0].split()[1]) >= 1, figures
@@ -164,7 +168,8 @@ def test_a_full_disk_is_said_once_and_clips_resume_when_space_is_back(tmp_path, 
     source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
     with _tiny_disk(tmp_path / "disk") as disk:
         store = EventStore(disk)
-        maker = ClipMaker(store, {"cam": camera}, pre_roll=0.5, post_roll=0.5)
+        maker = ClipMaker(store, {"cam": camera})
+        maker.rolls["cam"] = (0.5, 0.5)
         filler = disk / "filler"
         with contextlib.suppress(OSError), open(filler, "wb") as file:
             while True:

@@ -28,14 +28,14 @@ KEEP_EXTRA_S = 90.0  # ring seconds kept beyond pre + post roll (the wait above,
 
 
 class ClipMaker:
-    """Cuts each event's clip from its stream's camera recorder (``cameras``: stream -> recorder)."""
+    """Cuts each event's clip from its stream's camera recorder (``cameras``: stream -> recorder) for the
+    streams given their pre- and post-roll in ``rolls`` (stream -> (pre_roll, post_roll))."""
 
-    def __init__(self, store: EventStore, cameras: dict[str, CameraRecorder], pre_roll: float, post_roll: float):
+    def __init__(self, store: EventStore, cameras: dict[str, CameraRecorder]):
         self.store = store
         self.output_dir = store.output_dir
         self.cameras = cameras
-        self.pre_roll = pre_roll
-        self.post_roll = post_roll
+        self.rolls: dict[str, tuple[float, float]] = {}
         self.made = 0
         self.failed = 0  # clips given up (no video for that time, or it could not be written)
         self._pending: list[tuple[float, int, str, float]] = []  # (when to try, event id, stream, wall)
@@ -46,17 +46,18 @@ class ClipMaker:
         self._thread = threading.Thread(target=self._run, name="vidpipe-clips", daemon=True)
         self._thread.start()
 
-    @property
-    def keep(self) -> float:
+    @staticmethod
+    def keep(pre_roll: float, post_roll: float) -> float:
         """Seconds of ring a stream's camera recorder keeps for clips."""
-        return self.pre_roll + self.post_roll + KEEP_EXTRA_S
+        return pre_roll + post_roll + KEEP_EXTRA_S
 
     def add(self, event_id: int, event: Event) -> None:
         """An event stored (the store's writer thread: only queues)."""
-        if event.stream not in self.cameras:
+        rolls = self.rolls.get(event.stream)
+        if rolls is None or event.stream not in self.cameras:
             return
         with self._wake:
-            heapq.heappush(self._pending, (event.wall + self.post_roll, event_id, event.stream, event.wall))
+            heapq.heappush(self._pending, (event.wall + rolls[1], event_id, event.stream, event.wall))
             self._wake.notify()
 
     def pending(self, event_id: int) -> bool:
@@ -87,10 +88,11 @@ class ClipMaker:
                 return
 
     def _try(self, _when: float, event_id: int, stream: str, wall: float, final: bool = False) -> None:
-        camera = self.cameras.get(stream)
-        if camera is None:
+        camera, rolls = self.cameras.get(stream), self.rolls.get(stream)
+        if camera is None or rolls is None:
             return
-        start, end = wall - self.pre_roll, wall + self.post_roll
+        pre_roll, post_roll = rolls
+        start, end = wall - pre_roll, wall + post_roll
         late = time.time() > end + WAIT_S
         if not final and not late and not camera.recorded_until(end):
             self._later(time.time() + 0.5, event_id, stream, wall)
@@ -110,7 +112,7 @@ class ClipMaker:
             if not self._failing:
                 log.error("clips: %s; clips are not written until it works again", exc)
             self._failing = True
-            if not final and time.time() < wall + self.keep - self.pre_roll - RETRY_S:
+            if not final and time.time() < wall + self.keep(*rolls) - pre_roll - RETRY_S:
                 self._later(time.time() + RETRY_S, event_id, stream, wall)
             else:
                 self.failed += 1

@@ -62,6 +62,22 @@ class Record(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class ClipsConfig(_Strict):
+    """A clip of the camera's own video per line crossed, zone entered or left, loitering (no re-encoding)."""
+
+    pre_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds before the event")
+    post_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds after the event")
+
+
+class StreamEventsConfig(_Strict):
+    """A stream's own evidence settings, over the service's ``events:``."""
+
+    snapshots: bool | None = Field(None, description="default: events.snapshots")
+    clips: ClipsConfig | bool | None = Field(
+        None, description="false: none for this stream; {pre_roll, post_roll} (or true: events.clips, else 5 s)"
+    )
+
+
 MAX_URI = 4096  # characters of a stream's uri
 MAX_SHAPES = 64  # counting lines, and zones, of one stream
 MAX_ZONE_POINTS = 256
@@ -87,6 +103,7 @@ class StreamConfig(_Strict):
     )
     loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
     record: Record = Field(default_factory=Record)
+    events: StreamEventsConfig | None = Field(None, description="this stream's snapshots and clips (over events:)")
     loitering: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict, description="ZONE: SECONDS: one loitering event per track and visit that stays longer"
     )
@@ -192,13 +209,6 @@ class ClusterConfig(_Strict):
     address: str = Field("ray", pattern=r"^(ray|auto|ray://\S+|[^\s:/]+:\d+)$")
     workers: Annotated[int, Field(ge=1)] | None = Field(None, description="default: one per cpus_per_worker CPUs")
     cpus_per_worker: Annotated[int, Field(ge=1)] = 1
-
-
-class ClipsConfig(_Strict):
-    """A clip of the camera's own video per line crossed, zone entered or left, loitering (no re-encoding)."""
-
-    pre_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds before the event")
-    post_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds after the event")
 
 
 class RetentionConfig(_Strict):

@@ -147,6 +147,7 @@ class EventStore(BaseSink):
         self.on_close: Callable[[], None] | None = None  # before the database closes (the last clips)
         self.path = self.output_dir / DB_NAME
         self.snapshots = snapshots
+        self.stream_snapshots: dict[str, bool] = {}  # a stream's own choice (over ``snapshots``)
         self.quality = quality
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._db = connect(self.path, create=True)  # StoreError: the service goes on without a store
@@ -270,7 +271,7 @@ class EventStore(BaseSink):
     def _prepare(self, event: Event, result: Result | None) -> tuple[Event, tuple | None, bytes | None]:
         """The event, its object (index, score, box) in its frame, and its snapshot as JPEG bytes."""
         found = _object(result, event.fields.get("track_id")) if result is not None else None
-        if found is None or not self.snapshots:
+        if found is None or not self.stream_snapshots.get(event.stream, self.snapshots):
             return event, found, None
         frame = result.frame
         if frame.picture is not None or frame.tensor.numel() == 0:  # no pixels here (a cluster's worker has them)

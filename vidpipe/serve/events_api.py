@@ -83,14 +83,15 @@ def _no_clip(service: Service, record: dict) -> str:
     """Why an event has no clip (yet)."""
     if record.get("clip_ready"):
         return "its clip file is gone"
-    if service.clips is None:
-        return "no clips are made (events: clips: not configured)"
+    if service.clips is None or record["stream"] not in service.clips.rolls:
+        return "no clips are made for its stream (events: clips: not configured)"
     if record["type"] not in ANALYTICS:
         return "clips are made for line, zone and loitering events only"
     if record["stream"] not in service.cameras:
         return f"no clips for stream {record['stream']} (it is no longer running)"
     if service.clips.pending(record["id"]):
-        return f"not ready yet (its post-roll ends {service.clips.post_roll:g} s after {record['time']})"
+        post_roll = service.clips.rolls.get(record["stream"], (0.0, 0.0))[1]
+        return f"not ready yet (its post-roll ends {post_roll:g} s after {record['time']})"
     return "no clip was made (no video was recorded around it, or it could not be written: see the log)"
 
 

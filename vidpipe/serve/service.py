@@ -20,7 +20,16 @@ from ..sinks.base import BaseSink
 from ..sinks.live import LiveView
 from ..sinks.recorder import Recorder
 from .clips import ClipMaker, ClipsCollector
-from .config import ConfigError, ServeConfig, StateFile, StateFileError, StreamConfig, load_config
+from .config import (
+    ClipsConfig,
+    ConfigError,
+    ServeConfig,
+    StateFile,
+    StateFileError,
+    StreamConfig,
+    StreamEventsConfig,  # fmt: skip
+    load_config,
+)
 from .events import EventStore, StoreCollector
 from .live import RemoteLiveView
 from .metrics import Metrics
@@ -53,10 +62,9 @@ class Service:
         self.metrics = Metrics(self.figures, lambda: self.mqtt.connected if self.mqtt is not None else None)
         self.store = self._store()
         self.cameras: dict[str, CameraRecorder] = {}  # streams whose camera video is kept (clips, record)
-        clips = config.events.clips
-        self.clips = None
-        if clips is not None and self.store is not None and cluster is None:
-            self.clips = ClipMaker(self.store, self.cameras, clips.pre_roll, clips.post_roll)
+        self.clips = None  # (each stream's pre- and post-roll: events.clips, or its own)
+        if self.store is not None and cluster is None:
+            self.clips = ClipMaker(self.store, self.cameras)
             self.store.on_stored, self.store.on_close = self.clips.add, self._close_evidence
         self.metrics.registry.register(ClipsCollector(self.clips, self.cameras))
         kept = config.events.retention
@@ -274,13 +282,26 @@ class Service:
     def _camera(self, name: str, spec: StreamConfig) -> CameraRecorder | None:
         """The recorder of a stream's own video (for clips, and ``record: {video: true, annotated: false}``);
         None when neither is asked for, or on a cluster (not there yet: said)."""
+        own = spec.events or StreamEventsConfig()
+        if self.store is not None:
+            self.store.stream_snapshots[name] = self.config.events.snapshots if own.snapshots is None else own.snapshots
+        clips = own.clips if isinstance(own.clips, ClipsConfig) else self.config.events.clips
+        if own.clips is True:
+            clips = clips or ClipsConfig()
+        elif own.clips is False:
+            clips = None
         hourly = spec.record.video and not spec.record.annotated
-        if self.clips is None and not hourly:
+        if self.clips is not None:
+            self.clips.rolls.pop(name, None)
+        if clips is None and not hourly:
             return None
-        if self.config.cluster is not None:
-            log.warning("stream %s: clips and camera recordings are not made on a cluster (yet)", name)
+        if self.config.cluster is not None or (clips is not None and self.clips is None):
+            log.warning("stream %s: no clips or camera recordings (not on a cluster, nor without a store)", name)
             return None
-        keep = self.clips.keep if self.clips is not None else None
+        keep = None
+        if clips is not None:
+            self.clips.rolls[name] = (clips.pre_roll, clips.post_roll)
+            keep = self.clips.keep(clips.pre_roll, clips.post_roll)
         camera = CameraRecorder(Path(self.config.output_dir) / name, keep=keep, hourly=hourly)
         self.cameras[name] = camera
         return camera
