@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -82,6 +83,7 @@ def test_a_service_cuts_a_clip_per_event_from_the_cameras_own_stream(tmp_path):
         assert duration(clip) >= PRE + POST - 0.1  # whole segments: at least the pre- and post-roll
         assert _frames(clip) >= (PRE + POST) * 25
         assert clip.read_bytes()[4:8] == b"ftyp" and b"mvex" in clip.read_bytes()[:4096]  # fragmented MP4
+        _plays_on_the_page(served, crossing["id"], tmp_path / "page.png")
         connected = served.client.get("/api/events?type=connected").json()[0]
         none = served.client.get(f"/api/events/{connected['id']}/clip.mp4")
         assert none.status_code == 404 and "line, zone and loitering events only" in none.json()["detail"]
@@ -110,6 +112,28 @@ def test_a_service_cuts_a_clip_per_event_from_the_cameras_own_stream(tmp_path):
     recordings = sorted((out / "door").glob("camera-*.mp4"))  # record: {video: true, annotated: false}
     assert recordings and _frames(recordings[-1]) > 0
     assert not [p for p in (out / "door").glob("*.mp4") if not p.name.startswith("camera-")]  # not re-encoded
+
+
+def _plays_on_the_page(served: Served, event_id: int, screenshot: Path) -> None:
+    """The page lists the event; a click on it plays its clip in a real browser (Debian's chromium)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("chromium is not installed (Debian package chromium; make test installs it)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(served.url)
+            page.click(f'#event-list li[data-id="{event_id}"]', timeout=20_000)
+            page.wait_for_function(
+                "() => { const v = document.querySelector('#player video');"
+                " return v.readyState >= 2 && v.videoWidth === 384 && v.currentTime > 0.5; }",
+                timeout=20_000,
+            )
+            page.screenshot(path=str(screenshot))
+        finally:
+            browser.close()
 
 
 def _file(path: Path, size: int, age: float) -> Path:

@@ -54,7 +54,7 @@ def add_event_routes(app: FastAPI, service: Service) -> None:
             raise HTTPException(404, f"event {event_id}: {why}")
         return FileResponse(file, media_type="image/jpeg")
 
-    @app.get("/api/events/{event_id}/clip.mp4")
+    @app.api_route("/api/events/{event_id}/clip.mp4", methods=["GET", "HEAD"])
     def clip(event_id: int) -> FileResponse:
         """The event's clip (fragmented MP4, H.264): 404 with the reason until it is ready; 410 once
         retention deleted it."""
