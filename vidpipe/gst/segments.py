@@ -30,6 +30,7 @@ SEGMENT_S = 2.0  # target length of a ring segment (cut at the next keyframe aft
 HOUR_NS = 3600 * Gst.SECOND
 MAX_QUEUED = 16 << 20  # bytes waiting in a recorder's appsrc before buffers are dropped (to the next keyframe)
 RETRY_S = 5.0  # a failed recording pipeline is rebuilt at the first keyframe after this long
+WORKING_S = 30.0  # a rebuilt one that wrote this long without a fault works again (hourly files: no other sign)
 PARSERS = {"video/x-h264": "h264parse", "video/x-h265": "h265parse"}
 ENCODERS = (  # (only for sources without an H.264/H.265 stream: test patterns, raw and MJPEG cameras)
     ("x264enc", "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key} bframes=0"),
@@ -156,6 +157,7 @@ class _Session:
         self._need_key = True
         self._failed_at: float | None = None
         self._restarts = 0  # recording pipelines after the first (each a timeline of its own)
+        self._rebuilt_at = 0.0  # when the recording pipeline was last built
         self._opened: dict[str, float] = {}  # ring segment being written -> its start (UNIX time)
         self._raw = False  # the decoded frames are recorded (encoded once): no H.264/H.265 stream to keep
         self._encoded = False  # the decoder's input is recorded
@@ -247,6 +249,8 @@ class _Session:
         self._need_key = False
         if appsrc.emit("push-buffer", out) != Gst.FlowReturn.OK and not self.ended:  # (ended: finish() raced)
             self._fail("the recording pipeline stopped")
+        elif self.owner._failing and time.time() - self._rebuilt_at > WORKING_S:  # (written that long: it works)
+            self.owner._working()
 
     def _start(self, caps: Gst.Caps | None) -> None:
         owner = self.owner
@@ -286,7 +290,7 @@ class _Session:
             if element is not None:
                 element.connect("format-location-full", namer)
         recording.get_bus().set_sync_handler(self._on_message)
-        self._recording, self._need_key, self._base = recording, True, None
+        self._recording, self._need_key, self._base, self._rebuilt_at = recording, True, None, time.time()
         if recording.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             self._fail("cannot start the recording pipeline")
 
