@@ -89,6 +89,11 @@ class CameraRecorder:
         if previous is not None:
             previous.finish()
 
+    def reopen(self) -> None:
+        """Record again after :meth:`close` (a restarted stream: its ring goes on)."""
+        with self._lock:
+            self._closed = False
+
     def close(self) -> None:
         """End the recording (the last segment and hourly file are finalised)."""
         with self._lock:

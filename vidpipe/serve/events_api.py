@@ -87,8 +87,6 @@ def _no_clip(service: Service, record: dict) -> str:
         return "no clips are made for its stream (events: clips: not configured)"
     if record["type"] not in ANALYTICS:
         return "clips are made for line, zone and loitering events only"
-    if record["stream"] not in service.cameras:
-        return f"no clips for stream {record['stream']} (it is no longer running)"
     if service.clips.pending(record["id"]):
         post_roll = service.clips.rolls.get(record["stream"], (0.0, 0.0))[1]
         return f"not ready yet (its post-roll ends {post_roll:g} s after {record['time']})"

@@ -270,7 +270,6 @@ class Service:
         except VidpipeError:
             self.recorder.plans.pop(name, None)
             if camera is not None:
-                self.cameras.pop(name, None)
                 camera.close()
             raise
         self.streams[name] = spec
@@ -302,6 +301,10 @@ class Service:
         if clips is not None:
             self.clips.rolls[name] = (clips.pre_roll, clips.post_roll)
             keep = self.clips.keep(clips.pre_roll, clips.post_roll)
+        camera = self.cameras.get(name)
+        if camera is not None and camera.keep == keep and camera.hourly == hourly:
+            camera.reopen()  # (a restarted stream keeps its ring: the clips still due are cut from it)
+            return camera
         camera = CameraRecorder(Path(self.config.output_dir) / name, keep=keep, hourly=hourly)
         self.cameras[name] = camera
         return camera
@@ -309,8 +312,8 @@ class Service:
     def _remove(self, name: str) -> None:
         with contextlib.suppress(KeyError):
             self.pipeline.remove_stream(name)
-        camera = self.cameras.pop(name, None)
-        if camera is not None:
+        camera = self.cameras.get(name)
+        if camera is not None:  # (kept, closed: the clips still due are cut from its ring)
             camera.close()
         self.streams.pop(name, None)
         self.recorder.plans.pop(name, None)
