@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
+from conftest import SAMPLE, vidpipe_cli
 from serve_helpers import Served
 
 import vidpipe
@@ -258,3 +258,19 @@ def test_a_store_of_the_earlier_version_gains_the_evicted_column(tmp_path):
     store = EventStore(tmp_path)
     assert [(row["id"], row["evicted"], row["clip"]) for row in store.query()] == [(1, 0, None)]
     store.close()
+
+
+def test_detect_with_evidence_writes_the_store_snapshots_and_clips_of_a_file(tmp_path):
+    out = tmp_path / "evidence"
+    result = vidpipe_cli("detect", str(SAMPLE), "--track", "--line", "door=192,40,192,288", "--detect-fps", "10",
+                         "--max-frames", "110", "-q", "--evidence", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    store = EventStore(out)
+    try:
+        crossings = store.query(type="line_crossed")
+    finally:
+        store.close()
+    assert crossings and all(c["clip_ready"] and c["snapshot"] for c in crossings), crossings
+    first = min(crossings, key=lambda c: c["pts"])  # a file read at full speed: mapped by stream time
+    assert duration(out / first["clip"]) >= min(first["pts"], 5.0) + 5.0 - 0.1 and _frames(out / first["clip"]) > 0
+    assert not (out / "0" / "segments").exists()  # the run's ring is deleted at its end

@@ -47,7 +47,7 @@ class StreamOptions:
     stall_timeout: float = STALL_TIMEOUT
     gpu_decode: bool = False
     loop: bool = False  # a file plays at its own speed and starts again at its end (a demo camera)
-    tap: Callable[[Any], None] | None = None  # called with each opened source's GStreamer pipeline (a recorder)
+    tap: Callable[[str, Any], None] | None = None  # called with each source's stream name and GStreamer pipeline
 
     def latency_bound(self, live: bool) -> float | None:
         """The age above which a frame of this kind of stream is dropped (None: never)."""

@@ -48,6 +48,8 @@ class Segment:
     start: float
     end: float
     parser: str = "h264parse"
+    pts_start: float = 0.0  # the same span in the source's own stream time (seconds)
+    pts_end: float = 0.0
 
 
 def encoder(key_frames: int) -> str | None:
@@ -89,6 +91,18 @@ class CameraRecorder:
         if previous is not None:
             previous.finish()
 
+    def tap(self, _stream: str, pipeline: Gst.Pipeline) -> None:
+        """A stream's ``tap`` (see :class:`vidpipe.options.StreamOptions`): :meth:`attach`."""
+        self.attach(pipeline)
+
+    def discard(self) -> None:
+        """Delete the ring's segments (closed: nothing will be cut from them any more)."""
+        with self._lock:
+            segments, self.segments = self.segments, []
+        for segment in segments:
+            with contextlib.suppress(OSError):
+                segment.path.unlink()
+
     def reopen(self) -> None:
         """Record again after :meth:`close` (a restarted stream: its ring goes on)."""
         with self._lock:
@@ -103,25 +117,27 @@ class CameraRecorder:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def covering(self, start: float, end: float) -> list[Segment]:
-        """The closed segments of one session that overlap ``[start, end]`` (the session with the most
-        of that time: a clip never spans a reconnection)."""
+    def covering(self, start: float, end: float, pts: bool = False) -> list[Segment]:
+        """The closed segments of one session that overlap ``[start, end]`` (UNIX times, or with ``pts``
+        the source's stream time: a file read as fast as it decodes), of the session with the most of
+        that time (a clip never spans a reconnection)."""
         with self._lock:
-            found = [s for s in self.segments if s.end > start and s.start < end]
+            spans = [(s, (s.pts_start, s.pts_end) if pts else (s.start, s.end)) for s in self.segments]
+        found = [(s, span) for s, span in spans if span[1] > start and span[0] < end]
         if not found:
             return []
         overlap: dict[int, float] = {}
-        for s in found:
-            overlap[s.session] = overlap.get(s.session, 0.0) + min(s.end, end) - max(s.start, start)
+        for s, (first, last) in found:
+            overlap[s.session] = overlap.get(s.session, 0.0) + min(last, end) - max(first, start)
         best = max(overlap, key=lambda k: overlap[k])
-        return [s for s in found if s.session == best]
+        return [s for s, _ in found if s.session == best]
 
-    def recorded_until(self, when: float) -> bool:
+    def recorded_until(self, when: float, pts: bool = False) -> bool:
         """Whether the ring holds everything up to ``when`` (or no more will come for that time)."""
         with self._lock:
             session = self._session
-            last = self.segments[-1].end if self.segments else 0.0
-        return last >= when or session is None or session.started_at > when or session.ended
+            last = (self.segments[-1].pts_end if pts else self.segments[-1].end) if self.segments else 0.0
+        return last >= when or session is None or session.ended or (not pts and session.started_at > when)
 
     # -- the sessions' reports -------------------------------------------------------------------------
 
@@ -163,7 +179,7 @@ class _Session:
         self._failed_at: float | None = None
         self._restarts = 0  # recording pipelines after the first (each a timeline of its own)
         self._rebuilt_at = 0.0  # when the recording pipeline was last built
-        self._opened: dict[str, float] = {}  # ring segment being written -> its start (UNIX time)
+        self._opened: dict[str, tuple[float, float]] = {}  # ring segment being written -> its start (UNIX, pts)
         self._raw = False  # the decoded frames are recorded (encoded once): no H.264/H.265 stream to keep
         self._encoded = False  # the decoder's input is recorded
         self._parser = "h264parse"
@@ -316,13 +332,16 @@ class _Session:
         if message.type == Gst.MessageType.ELEMENT and message.src.get_name() == "ring":
             s = message.get_structure()
             location, running = s.get_value("location"), s.get_value("running-time")
-            at = self._t0 + running / Gst.SECOND if running != Gst.CLOCK_TIME_NONE else time.time()
+            if running == Gst.CLOCK_TIME_NONE:
+                return Gst.BusSyncReply.DROP
+            at, pts = self._t0 + running / Gst.SECOND, ((self._base or 0) + running) / Gst.SECOND
             if s.get_name() == "splitmuxsink-fragment-opened":
-                self._opened[location] = at
+                self._opened[location] = (at, pts)
             elif s.get_name() == "splitmuxsink-fragment-closed" and location in self._opened:
-                start = self._opened.pop(location)
+                start, pts_start = self._opened.pop(location)
                 timeline = self.number * 1000 + self._restarts
-                self.owner._closed_segment(Segment(Path(location), timeline, start, at, self._parser))
+                segment = Segment(Path(location), timeline, start, at, self._parser, pts_start, pts)
+                self.owner._closed_segment(segment)
                 self.owner._working()
         elif message.type == Gst.MessageType.ERROR:
             error, _debug = message.parse_error()

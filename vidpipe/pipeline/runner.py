@@ -177,15 +177,15 @@ class Pipeline(Delivery):
         zones: Sequence[Zone | str] = (),
         track: bool = False,
         loop: bool = False,
-        tap: Callable[[Any], None] | None = None,
+        tap: Callable[[str, Any], None] | None = None,
     ) -> str:
         """Add a stream (safe from any thread, also while batches run); returns its name. ``name``
         defaults to the ``NAME=`` of a ``NAME=URI`` string, else the lowest free number. The options,
         ``lines``, ``zones`` and ``track`` given here are this stream's own (beside the pipeline's);
-        ``loop`` plays a file at its own speed, again and again; ``tap`` sees each of its GStreamer pipelines
-        (see :class:`StreamOptions`). Once the
-        pipeline runs, the source opens in the stream's own thread: a source that cannot be opened ends
-        its stream with a ``failed`` event, the others go on."""
+        ``loop`` plays a file at its own speed, again and again; ``tap(name, pipeline)`` sees each of its
+        GStreamer pipelines (see :class:`StreamOptions`). Once the pipeline runs, the source opens in the
+        stream's own thread: a source that cannot be opened ends its stream with a ``failed`` event, the
+        others go on."""
         if isinstance(source, Source):
             text = None
         else:

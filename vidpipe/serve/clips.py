@@ -36,9 +36,10 @@ class ClipMaker:
         self.output_dir = store.output_dir
         self.cameras = cameras
         self.rolls: dict[str, tuple[float, float]] = {}
+        self.by_pts: set[str] = set()  # streams mapped by stream time, not UNIX time (files read at full speed)
         self.made = 0
         self.failed = 0  # clips given up (no video for that time, or it could not be written)
-        self._pending: list[tuple[float, int, str, float]] = []  # (when to try, event id, stream, wall)
+        self._pending: list[tuple[float, int, str, float]] = []  # (when to try, event id, stream, its time)
         self._last: tuple[tuple[Path, ...], Path] | None = None  # the last clip's segments and file
         self._failing = False
         self._wake = threading.Condition()
@@ -54,10 +55,12 @@ class ClipMaker:
     def add(self, event_id: int, event: Event) -> None:
         """An event stored (the store's writer thread: only queues)."""
         rolls = self.rolls.get(event.stream)
-        if rolls is None or event.stream not in self.cameras:
+        by_pts = event.stream in self.by_pts
+        at = event.fields.get("pts") if by_pts else event.wall
+        if rolls is None or event.stream not in self.cameras or not isinstance(at, int | float):
             return
         with self._wake:
-            heapq.heappush(self._pending, (event.wall + rolls[1], event_id, event.stream, event.wall))
+            heapq.heappush(self._pending, (time.time() if by_pts else at + rolls[1], event_id, event.stream, at))
             self._wake.notify()
 
     def pending(self, event_id: int) -> bool:
@@ -87,17 +90,18 @@ class ClipMaker:
             if self._stop:
                 return
 
-    def _try(self, _when: float, event_id: int, stream: str, wall: float, final: bool = False) -> None:
+    def _try(self, _when: float, event_id: int, stream: str, at: float, final: bool = False) -> None:
         camera, rolls = self.cameras.get(stream), self.rolls.get(stream)
         if camera is None or rolls is None:
             return
         pre_roll, post_roll = rolls
-        start, end = wall - pre_roll, wall + post_roll
-        late = time.time() > end + WAIT_S
-        if not final and not late and not camera.recorded_until(end):
-            self._later(time.time() + 0.5, event_id, stream, wall)
+        by_pts = stream in self.by_pts
+        start, end = at - pre_roll, at + post_roll
+        late = not by_pts and time.time() > end + WAIT_S
+        if not final and not late and not camera.recorded_until(end, by_pts):
+            self._later(time.time() + 0.5, event_id, stream, at)
             return
-        parts = camera.covering(start, end)
+        parts = camera.covering(start, end, by_pts)
         if not parts:
             self.failed += 1
             log.info("stream %s: no clip for event %d: no video was recorded around it", stream, event_id)
@@ -112,8 +116,8 @@ class ClipMaker:
             if not self._failing:
                 log.error("clips: %s; clips are not written until it works again", exc)
             self._failing = True
-            if not final and time.time() < wall + self.keep(*rolls) - pre_roll - RETRY_S:
-                self._later(time.time() + RETRY_S, event_id, stream, wall)
+            if not final and (by_pts or time.time() < at + self.keep(*rolls) - pre_roll - RETRY_S):
+                self._later(time.time() + RETRY_S, event_id, stream, at)
             else:
                 self.failed += 1
             return

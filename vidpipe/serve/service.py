@@ -261,7 +261,7 @@ class Service:
         video = {"record": (spec.record, stem)} if self.config.cluster is not None and annotated else {}
         camera = self._camera(name, spec)
         if camera is not None:
-            video["tap"] = camera.attach
+            video["tap"] = camera.tap
         try:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, lines=spec.lines,
