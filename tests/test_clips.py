@@ -274,3 +274,18 @@ def test_detect_with_evidence_writes_the_store_snapshots_and_clips_of_a_file(tmp
     first = min(crossings, key=lambda c: c["pts"])  # a file read at full speed: mapped by stream time
     assert duration(out / first["clip"]) >= min(first["pts"], 5.0) + 5.0 - 0.1 and _frames(out / first["clip"]) > 0
     assert not (out / "0" / "segments").exists()  # the run's ring is deleted at its end
+
+
+def test_camera_files_are_cut_at_each_hour_and_keep_every_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(segments_module, "HOUR_S", 1)  # (an "hour" of a second)
+    camera = CameraRecorder(tmp_path / "cam", keep=None, hourly=True, segment_s=0.5)
+    source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
+    try:
+        for _, _frame in zip(range(40), source, strict=False):
+            pass
+    finally:
+        source.close()
+        camera.close()
+    files = sorted((tmp_path / "cam").glob("camera-*.mp4"))
+    assert len(files) >= 3 and not (tmp_path / "cam" / "segments").exists(), files
+    assert 35 <= sum(_frames(f) for f in files) <= 45  # every frame in one file or the next (keyframe cuts)

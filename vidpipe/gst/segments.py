@@ -27,7 +27,7 @@ from . import Gst
 log = logging.getLogger(__name__)
 
 SEGMENT_S = 2.0  # target length of a ring segment (cut at the next keyframe after it)
-HOUR_NS = 3600 * Gst.SECOND
+HOUR_S = 3600  # camera files are cut at the first keyframe of each UTC hour
 MAX_QUEUED = 16 << 20  # bytes waiting in a recorder's appsrc before buffers are dropped (to the next keyframe)
 RETRY_S = 5.0  # a failed recording pipeline is rebuilt at the first keyframe after this long
 WORKING_S = 30.0  # a rebuilt one that wrote this long without a fault works again (hourly files: no other sign)
@@ -179,6 +179,8 @@ class _Session:
         self._failed_at: float | None = None
         self._restarts = 0  # recording pipelines after the first (each a timeline of its own)
         self._rebuilt_at = 0.0  # when the recording pipeline was last built
+        self._hourly: Gst.Element | None = None
+        self._hour: int | None = None  # the UTC hour of the camera file being written
         self._opened: dict[str, tuple[float, float]] = {}  # ring segment being written -> its start (UNIX, pts)
         self._raw = False  # the decoded frames are recorded (encoded once): no H.264/H.265 stream to keep
         self._encoded = False  # the decoder's input is recorded
@@ -268,6 +270,11 @@ class _Session:
         out.pts = max(0, buf.pts - self._base) if buf.pts != Gst.CLOCK_TIME_NONE else Gst.CLOCK_TIME_NONE
         out.dts = max(0, buf.dts - self._base) if buf.dts != Gst.CLOCK_TIME_NONE else Gst.CLOCK_TIME_NONE
         self._need_key = False
+        if self._hourly is not None and key:  # a new UTC hour: a new camera file from this keyframe on
+            hour = int((self._t0 + out.pts / Gst.SECOND) // HOUR_S) if out.pts != Gst.CLOCK_TIME_NONE else self._hour
+            if self._hour is not None and hour != self._hour:
+                self._hourly.emit("split-now")
+            self._hour = hour
         if appsrc.emit("push-buffer", out) != Gst.FlowReturn.OK and not self.ended:  # (ended: finish() raced)
             self._fail("the recording pipeline stopped")
         elif self.owner._failing and time.time() - self._rebuilt_at > WORKING_S:  # (written that long: it works)
@@ -297,7 +304,7 @@ class _Session:
             owner.folder.mkdir(parents=True, exist_ok=True)
             branches.append(
                 f"t. ! queue ! {parser} ! splitmuxsink name=hourly async-finalize=true muxer-factory=mp4mux "
-                f'muxer-properties="properties,fragment-duration=1000" max-size-time={HOUR_NS}'
+                'muxer-properties="properties,fragment-duration=1000"'
             )
         text = f"appsrc name=src format=time ! {head}tee name=t " + " ".join(branches)
         recording = Gst.parse_launch(text)
@@ -312,6 +319,7 @@ class _Session:
                 element.connect("format-location-full", namer)
         recording.get_bus().set_sync_handler(self._on_message)
         self._recording, self._need_key, self._base, self._rebuilt_at = recording, True, None, time.time()
+        self._hourly, self._hour = recording.get_by_name("hourly"), None
         if recording.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             self._fail("cannot start the recording pipeline")
 
