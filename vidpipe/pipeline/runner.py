@@ -43,6 +43,7 @@ from .streams import StreamReader, check_open_files
 
 log = logging.getLogger(__name__)
 
+
 class Pipeline(Delivery):
     """Runs a detector over every frame of its streams and feeds the results to sinks.
 

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 MAX_FRAME_PIXELS = 8192 * 8192  # a stream's decoded-frame budget (8K UHD is half of it)
 
 
-
 # Open files a run needs (measured: 9 for a file stream, its decoder's threads' pipes among them; a
 # network stream adds its sockets; 4 for an annotated video's encoder), and a reserve for the model,
 # the libraries it loads and the other outputs.
