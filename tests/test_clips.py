@@ -288,4 +288,5 @@ def test_camera_files_are_cut_at_each_hour_and_keep_every_frame(tmp_path, monkey
         camera.close()
     files = sorted((tmp_path / "cam").glob("camera-*.mp4"))
     assert len(files) >= 3 and not (tmp_path / "cam" / "segments").exists(), files
-    assert 35 <= sum(_frames(f) for f in files) <= 45  # every frame in one file or the next (keyframe cuts)
+    # every frame read is in one file or the next (cut at keyframes), and those queued ahead of the reader
+    assert 38 <= sum(_frames(f) for f in files) <= 40 + 4 + 8, files
