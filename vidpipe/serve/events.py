@@ -187,12 +187,12 @@ class EventStore(BaseSink):
         self._last.pop(stream, None)
 
     def close(self) -> None:
-        """Store what is queued, then close the database."""
-        if self.on_close is not None:
-            self.on_close()
+        """Store what is queued, let ``on_close`` finish (the last clips), then close the database."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=10)
+        if self.on_close is not None:
+            self.on_close()
         with self._lock:
             self._db.close()
 
