@@ -100,7 +100,7 @@ class Retention:
                     continue
                 if not path.is_file() or path.is_symlink():
                     continue
-                found.append((info.st_mtime, info.st_size, path))
+                found.append((info.st_mtime, info.st_size // max(1, info.st_nlink), path))  # (clips share links)
         return found
 
     @staticmethod
