@@ -60,6 +60,8 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
         raise VidpipeError(f"--batch must be at least 1, got {args.batch}")
     if args.max_frames is not None and args.max_frames < 1:
         raise VidpipeError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.evidence and getattr(args, "cluster", None):
+        raise VidpipeError("--evidence: not on a cluster (yet): run without --cluster")
     if args.threshold is not None:
         try:
             check_threshold(args.threshold)
