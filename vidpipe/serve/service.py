@@ -14,6 +14,7 @@ from .. import models
 from ..api import Pipeline
 from ..errors import VidpipeError
 from ..gst.segments import CameraRecorder
+from ..gst.uri import source_path
 from ..options import default_batch
 from ..redact import mask_secrets
 from ..sinks.base import BaseSink
@@ -300,6 +301,10 @@ class Service:
         keep = None
         if clips is not None:
             self.clips.rolls[name] = (clips.pre_roll, clips.post_roll)
+            if not spec.loop and source_path(spec.uri) is not None:  # a file read at full speed: by stream time
+                self.clips.by_pts.add(name)
+            else:
+                self.clips.by_pts.discard(name)
             keep = self.clips.keep(clips.pre_roll, clips.post_roll)
         camera = self.cameras.get(name)
         if camera is not None and camera.keep == keep and camera.hourly == hourly:
