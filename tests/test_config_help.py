@@ -41,7 +41,8 @@ def test_a_key_with_nothing_near_lists_the_known_keys(tmp_path):
 
 def test_a_scalar_where_a_mapping_goes_says_which_mapping(tmp_path):
     (line,) = _problems(tmp_path, "streams: {cam: {uri: x, record: true}}\n")
-    assert "streams.cam.record:" in line and "expected a mapping such as {json: true, csv: true, video: true}" in line
+    expected = "expected a mapping such as {json: true, csv: true, video: true, annotated: true}"
+    assert "streams.cam.record:" in line and expected in line
 
 
 def test_check_validates_and_exits_without_starting(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import rules
 
@@ -47,6 +49,7 @@ class StreamOptions:
     stall_timeout: float = STALL_TIMEOUT
     gpu_decode: bool = False
     loop: bool = False  # a file plays at its own speed and starts again at its end (a demo camera)
+    tap: Callable[[str, Any], None] | None = None  # called with each source's stream name and GStreamer pipeline
 
     def __post_init__(self) -> None:
         for name in ("detect_fps", "max_latency", "open_timeout", "stall_timeout"):

@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     outs.add_argument("--video", metavar="OUT.mp4",
                       help="write annotated video: .mp4/.mkv (H.264) or .webm (VP8); with several streams "
                       "the path needs {stream}")  # fmt: skip
+    outs.add_argument("--evidence", metavar="DIR",
+                      help="keep every event in DIR/events.db (as vidpipe serve does) with a snapshot and a clip "
+                      "of the source's own video (5 s before to 5 s after) per line or zone event")  # fmt: skip
     outs.add_argument("--trails", type=int, default=0, metavar="N",
                       help="in --video, draw each track's path over its last N frames")  # fmt: skip
     outs.add_argument("--privacy", action="append", default=[], metavar="x1,y1,x2,y2,x3,y3,...",

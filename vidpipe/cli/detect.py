@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import models
 from ..analytics import parse_line, parse_zone
@@ -30,6 +32,9 @@ from .arguments import configs, pixel_free_sinks, stream_options
 from .progress import FrameProgress, expected_frames
 from .signals import install_stop_signals
 
+if TYPE_CHECKING:
+    from .evidence import Evidence
+
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 QUIET_EVENTS = ("connected", "ended")  # said on stderr for live streams only
 
@@ -49,6 +54,8 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
     inputs, several = [s.source for s in specs], len(specs) > 1
     args.model_config, args.stream_config = configs(args)
     args.batch, args.classes = args.model_config.batch, args.model_config.classes
+    if args.evidence and getattr(args, "cluster", None):
+        raise VidpipeError("--evidence: not on a cluster (yet): run without --cluster")
     if several and args.video and "{stream}" not in args.video:
         raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
     if not 0 <= args.trails <= MAX_TRAILS:
@@ -219,6 +226,12 @@ def run(args: argparse.Namespace) -> int:
     sinks = pixel_free_sinks(args)
     if args.video:
         sinks.append(VideoSink(args.video, trails=args.trails, keep_graphs=bool(args.graph)))
+    evidence = None
+    if args.evidence:
+        from .evidence import Evidence  # (the service's store: only loaded when asked for)
+
+        evidence = Evidence(args.evidence)
+        sinks.append(evidence.store)
     stopping = threading.Event()  # a signal arrived: give up openings, stop the pipeline
     running: list[Pipeline] = []
 
@@ -229,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
 
     restore, received = install_stop_signals(stop)  # from the start: opening a stream can take seconds
     try:
-        return _run_streams(args, specs, sinks, stopping, running, received)
+        return _run_streams(args, specs, sinks, stopping, running, received, evidence)
     finally:
         restore()
 
@@ -241,10 +254,13 @@ def _run_streams(
     stopping: threading.Event,
     running: list[Pipeline],
     received: list[int],
+    evidence: Evidence | None = None,
 ) -> int:
     """Open the streams, load the model, run the pipeline, print the summary; returns the exit code."""
     several = len(specs) > 1
     options = stream_options(args)
+    if evidence is not None:
+        options = dataclasses.replace(options, tap=evidence.tap)
     check_open_files(len(specs), len(specs) if args.video else 0)
     opened, failed = open_streams(specs, options, stopping)  # bad sources fail before the model is loaded
     if stopping.is_set():  # stopped while the streams were opening: nothing was produced yet
@@ -252,6 +268,8 @@ def _run_streams(
             spec.source.close()
         return 128 + received[0]
     decoding = decoding_summary([spec.source for spec in opened]) if options.gpu_decode else None
+    if evidence is not None:
+        evidence.opened({spec.name: spec.source.live for spec in opened})
     if several:  # (one stream's error is said once, by main)
         for name, error in failed.items():
             print(f"vidpipe: error: stream {name}: {error}", file=sys.stderr)

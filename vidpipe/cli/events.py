@@ -14,7 +14,7 @@ EXAMPLES = """examples:
   vidpipe events --config vidpipe.yaml                               # the last 50, as a table
   vidpipe events --db recordings/events.db --stream door --type line_crossed --since 2026-12-04T14:00
   vidpipe events --config vidpipe.yaml --since 1764856800 --json | jq .snapshot"""
-COLUMNS = ("id", "time", "stream", "type", "label", "track_id", "where", "score", "snapshot")
+COLUMNS = ("id", "time", "stream", "type", "label", "track_id", "where", "score", "snapshot", "clip")
 
 
 class EventsError(VidpipeError):

@@ -13,16 +13,10 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import (
-    DecodeError,
-    NoVideoStreamError,
-    OpenCancelledError,
-    SourceError,
-    StreamUnreachableError,
-)
+from ..errors import DecodeError, NoVideoStreamError, OpenCancelledError, SourceError, StreamUnreachableError
 from ..types import Frame, SourceInfo
 from . import GLib, Gst, GstPbutils
 from .buffers import BufferReader, arrival
@@ -67,6 +61,7 @@ class Source:
         gpu_decode: bool = False,
         cancel: threading.Event | None = None,
         pace: bool = False,
+        tap: Callable[[Gst.Pipeline], None] | None = None,
     ) -> None:
         self.opened_at = time.time()  # when opening began (before any frame of it)
         self._spec = parse_source(source)
@@ -105,6 +100,8 @@ class Source:
         if self.decoding.gpu:
             prefer_nvidia_decoders()
         self._pipeline = self._build(size, keep_aspect)
+        if tap is not None:  # (before it starts: the tap sees the stream from its first buffer)
+            tap(self._pipeline)
         self._finalizer = weakref.finalize(self, teardown, self._pipeline, self._handlers, self._probes)
         self._bus = self._pipeline.get_bus()
         self._appsink = self._pipeline.get_by_name("sink")
@@ -425,6 +422,7 @@ def open(
     gpu_decode: bool = False,
     cancel: threading.Event | None = None,
     pace: bool = False,
+    tap: Callable[[Gst.Pipeline], None] | None = None,
 ) -> Source:
     """Open a video source and return a :class:`Source` (iterable of :class:`Frame`, context manager).
 
@@ -441,10 +439,12 @@ def open(
     (``source.decoding`` says what was chosen and why; software decoding otherwise).
     ``cancel``: an event that gives up the wait for the first frame (raising
     :class:`~vidpipe.errors.OpenCancelledError`) within 50 ms of being set.
-    ``pace``: frames come at the file's own speed (by the clock), not as fast as they decode.
+    ``pace``: frames come at the file's own speed (by the clock), not as fast as they decode. ``tap`` is
+    called with the GStreamer pipeline before it starts (a camera recorder hooks its encoded stream).
     Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
     """
     return Source(
         source, size=size, keep_aspect=keep_aspect, live=live, max_buffers=max_buffers, timeout=timeout,
         max_fps=max_fps, stream=stream, stall_timeout=stall_timeout, gpu_decode=gpu_decode, cancel=cancel, pace=pace,
+        tap=tap,
     )  # fmt: skip

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from ..analytics import Line, Zone
 from ..analytics.plan import Analysis, Chain, Stage
@@ -182,13 +183,15 @@ class Pipeline(Delivery):
         loop: bool = False,
         privacy: Sequence[str] = (),
         blur: Sequence[str] = (),
+        tap: Callable[[str, Any], None] | None = None,
     ) -> str:
         """Add a stream (safe from any thread, also while batches run); returns its name. ``name``
         defaults to the ``NAME=`` of a ``NAME=URI`` string, else the lowest free number. The options,
         ``lines``, ``zones`` and ``track`` given here are this stream's own (beside the pipeline's);
-        ``loop`` plays a file at its own speed, again and again (see :class:`StreamOptions`). Once the
-        pipeline runs, the source opens in the stream's own thread: a source that cannot be opened ends
-        its stream with a ``failed`` event, the others go on."""
+        ``loop`` plays a file at its own speed, again and again; ``tap(name, pipeline)`` sees each of its
+        GStreamer pipelines (see :class:`StreamOptions`). Once the pipeline runs, the source opens in the
+        stream's own thread: a source that cannot be opened ends its stream with a ``failed`` event, the
+        others go on."""
         if isinstance(source, Source):
             text = None
         else:
@@ -199,6 +202,8 @@ class Pipeline(Delivery):
             zones=list(zones), track=track, loop=loop, privacy=list(privacy), blur=list(blur),
         )  # fmt: skip
         options = config.options(self.options)
+        if tap is not None:
+            options = dataclasses.replace(options, tap=tap)
         with self._lock:
             if self._ended.is_set() or (self.stopped and self._started):
                 raise VidpipeError("the pipeline has stopped: no stream can be added")

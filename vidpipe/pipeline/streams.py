@@ -3,6 +3,7 @@ network streams with exponential back-off while the others go on."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import resource
@@ -71,6 +72,7 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: t
         gpu_decode=options.gpu_decode,
         cancel=cancel,
         pace=options.loop,
+        tap=functools.partial(options.tap, name) if options.tap is not None else None,
     )
     info = source.info
     if info is not None and info.width * info.height > MAX_FRAME_PIXELS:

@@ -47,9 +47,30 @@ class Record(Strict):
 
     json_lines: bool = Field(False, alias="json", description="detections and events as JSON Lines")
     csv: bool = Field(False, description="one row per detection")
-    video: bool = Field(False, description="the annotated video (fragmented MP4)")
+    video: bool = Field(False, description="a video of the stream (fragmented MP4)")
+    annotated: bool = Field(
+        True,
+        description="video: the annotated video, re-encoded (true), or the camera's own stream without "
+        "re-encoding, in hourly files camera-YYYYmmdd-HHMMSS.mp4 (false)",
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ClipsConfig(Strict):
+    """A clip of the camera's own video per line crossed, zone entered or left, loitering (no re-encoding)."""
+
+    pre_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds before the event")
+    post_roll: Annotated[float, Field(ge=0, le=600)] = Field(5.0, description="seconds after the event")
+
+
+class StreamEventsConfig(Strict):
+    """A stream's own evidence settings, over the service's ``events:``."""
+
+    snapshots: bool | None = Field(None, description="default: events.snapshots")
+    clips: ClipsConfig | bool | None = Field(
+        None, description="false: none for this stream; {pre_roll, post_roll} (or true: events.clips, else 5 s)"
+    )
 
 
 MAX_URI = 4096  # characters of a stream's uri
@@ -63,6 +84,7 @@ class StreamConfig(CoreStreamConfig):
         min_length=1, max_length=MAX_URI, description="a file, rtsp://, http(s)://, /dev/videoN or testsrc:// source"
     )
     record: Record = Field(default_factory=Record)
+    events: StreamEventsConfig | None = Field(None, description="this stream's snapshots and clips (over events:)")
 
     @field_validator("uri")
     @classmethod
@@ -113,12 +135,21 @@ class ClusterConfig(Strict):
     cpus_per_worker: Annotated[int, Field(ge=1)] = 1
 
 
+class RetentionConfig(Strict):
+    """Evidence and recordings under output_dir deleted oldest first (the events' rows stay, marked)."""
+
+    days: Annotated[float, Field(gt=0)] | None = Field(None, description="delete files older than this")
+    max_gb: Annotated[float, Field(gt=0)] | None = Field(None, description="keep the files under this size in all")
+
+
 class EventsConfig(Strict):
-    """The event store (``output_dir/events.db``) and each analytics event's snapshot."""
+    """The event store (``output_dir/events.db``) and each analytics event's snapshot and clip."""
 
     store: bool = Field(True, description="keep every event in output_dir/events.db (SQLite)")
-    snapshots: bool = Field(True, description="a JPEG per line crossed, zone entered or left")
+    snapshots: bool = Field(True, description="a JPEG per line crossed, zone entered or left, loitering")
     queue: Annotated[int, Field(ge=1)] = 1000
+    clips: ClipsConfig | None = Field(None, description="a clip per line and zone event: {pre_roll: 5, post_roll: 5}")
+    retention: RetentionConfig | None = Field(None, description="{days: 30, max_gb: 50}")
 
 
 class ServeConfig(Strict):

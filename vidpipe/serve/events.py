@@ -35,14 +35,15 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "events.db"
 SNAPSHOTS = "snapshots"
-ANALYTICS = ("line_crossed", "zone_entered", "zone_left")
+ANALYTICS = ("line_crossed", "zone_entered", "zone_left", "loitering")
 COLUMNS = ("id", "stream", "type", "time", "wall", "label", "track_id", "line", "zone", "direction", "score",
-           "box", "snapshot", "clip", "clip_ready", "message", "extra")  # fmt: skip
+           "box", "snapshot", "clip", "clip_ready", "evicted", "message", "extra")  # fmt: skip
 _OWN = {"stream", "wall", "event", "message", "label", "track_id", "line", "zone", "direction", "score", "box"}
 SCHEMA = """CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,
     wall REAL NOT NULL, label TEXT, track_id INTEGER, line TEXT, zone TEXT, direction TEXT, score REAL,
-    box TEXT, snapshot TEXT, clip TEXT, clip_ready INTEGER NOT NULL DEFAULT 0, message TEXT, extra TEXT);
+    box TEXT, snapshot TEXT, clip TEXT, clip_ready INTEGER NOT NULL DEFAULT 0, message TEXT, extra TEXT,
+    evicted INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS events_wall ON events (wall);
 CREATE INDEX IF NOT EXISTS events_stream ON events (stream, id);"""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -86,6 +87,10 @@ def connect(path: Path, create: bool = False) -> sqlite3.Connection:
                 if mode.lower() != "wal":
                     raise sqlite3.OperationalError(f"journal mode {mode}, not WAL")
                 db.executescript(SCHEMA)
+            names = [row[1] for row in db.execute("PRAGMA table_info(events)")]
+            if names and "evicted" not in names:  # (a store of an earlier version)
+                with db:
+                    db.execute("ALTER TABLE events ADD COLUMN evicted INTEGER NOT NULL DEFAULT 0")
             db.execute("SELECT id FROM events LIMIT 1").fetchall()
         except BaseException:
             db.close()
@@ -138,8 +143,11 @@ class EventStore(BaseSink):
 
     def __init__(self, output_dir: Path, *, snapshots: bool = True, queue_size: int = 1000, quality: int = 85):
         self.output_dir = Path(output_dir)
+        self.on_stored: Callable[[int, Event], None] | None = None  # each analytics event once stored (clips)
+        self.on_close: Callable[[], None] | None = None  # before the database closes (the last clips)
         self.path = self.output_dir / DB_NAME
         self.snapshots = snapshots
+        self.stream_snapshots: dict[str, bool] = {}  # a stream's own choice (over ``snapshots``)
         self.quality = quality
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._db = connect(self.path, create=True)  # StoreError: the service goes on without a store
@@ -180,10 +188,12 @@ class EventStore(BaseSink):
         self._last.pop(stream, None)
 
     def close(self) -> None:
-        """Store what is queued, then close the database."""
+        """Store what is queued, let ``on_close`` finish (the last clips), then close the database."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=10)
+        if self.on_close is not None:
+            self.on_close()
         with self._lock:
             self._db.close()
 
@@ -201,14 +211,31 @@ class EventStore(BaseSink):
             raise StoreError(str(exc)) from None
         return row_dict(row) if row is not None else None
 
-    def snapshot_file(self, record: dict) -> Path | None:
-        """The snapshot of an event's row when its file is there, inside ``output_dir``."""
-        if not record.get("snapshot"):
+    def snapshot_file(self, record: dict, key: str = "snapshot") -> Path | None:
+        """The snapshot (or ``key``: the clip) of an event's row when its file is there, in ``output_dir``."""
+        if not record.get(key):
             return None
-        file = (self.output_dir / record["snapshot"]).resolve()
+        file = (self.output_dir / record[key]).resolve()
         if not file.is_relative_to(self.output_dir.resolve()) or not file.is_file():
             return None
         return file
+
+    def set_clip(self, event_id: int, clip: str) -> None:
+        """An event's clip is ready (``clip``: its path relative to ``output_dir``); StoreError."""
+        self._update("UPDATE events SET clip = ?, clip_ready = 1 WHERE id = ?", [(clip, event_id)])
+
+    def evict(self, files: list[str]) -> None:
+        """Files retention deleted (relative to ``output_dir``): their rows stay, marked ``evicted``."""
+        pairs = [(name,) for name in files]
+        self._update("UPDATE events SET clip = NULL, clip_ready = 0, evicted = 1 WHERE clip = ?", pairs)
+        self._update("UPDATE events SET snapshot = NULL, evicted = 1 WHERE snapshot = ?", pairs)
+
+    def _update(self, sql: str, rows: list[tuple]) -> None:
+        try:
+            with self._lock, self._db:
+                self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
 
     # -- the writer thread --------------------------------------------------------------------------
 
@@ -245,7 +272,7 @@ class EventStore(BaseSink):
     def _prepare(self, event: Event, result: Result | None) -> tuple[Event, tuple | None, bytes | None]:
         """The event, its object (index, score, box) in its frame, and its snapshot as JPEG bytes."""
         found = _object(result, event.fields.get("track_id")) if result is not None else None
-        if found is None or not self.snapshots:
+        if found is None or not self.stream_snapshots.get(event.stream, self.snapshots):
             return event, found, None
         frame = result.frame
         if frame.picture is not None or frame.tensor.numel() == 0:  # no pixels here (a cluster's worker has them)
@@ -266,6 +293,8 @@ class EventStore(BaseSink):
              fields.get("line"), fields.get("zone"), fields.get("direction"), score,
              json.dumps(box) if box else None, event.message, json.dumps(extra, default=str)),
         )  # fmt: skip
+        if self.on_stored is not None and event.kind in ANALYTICS:
+            self.on_stored(cursor.lastrowid, event)  # (only queues: a clip is cut later, elsewhere)
         if picture is None:
             return
         try:

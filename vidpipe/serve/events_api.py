@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 
-from .events import StoreError, parse_time
+from .events import ANALYTICS, StoreError, parse_time
 from .service import Service
 
 
@@ -54,6 +54,18 @@ def add_event_routes(app: FastAPI, service: Service) -> None:
             raise HTTPException(404, f"event {event_id}: {why}")
         return FileResponse(file, media_type="image/jpeg")
 
+    @app.api_route("/api/events/{event_id}/clip.mp4", methods=["GET", "HEAD"])
+    def clip(event_id: int) -> FileResponse:
+        """The event's clip (fragmented MP4, H.264): 404 with the reason until it is ready; 410 once
+        retention deleted it."""
+        record = _event(service, event_id)
+        file = service.store.snapshot_file(record, "clip")
+        if file is not None:
+            return FileResponse(file, media_type="video/mp4")
+        if record.get("evicted"):
+            raise HTTPException(410, f"event {event_id}: its clip was deleted by retention")
+        raise HTTPException(404, f"event {event_id}: {_no_clip(service, record)}")
+
 
 def _event(service: Service, event_id: int) -> dict:
     if service.store is None:
@@ -65,6 +77,20 @@ def _event(service: Service, event_id: int) -> dict:
     if record is None:
         raise HTTPException(404, f"no event {event_id}")
     return record
+
+
+def _no_clip(service: Service, record: dict) -> str:
+    """Why an event has no clip (yet)."""
+    if record.get("clip_ready"):
+        return "its clip file is gone"
+    if service.clips is None or record["stream"] not in service.clips.rolls:
+        return "no clips are made for its stream (events: clips: not configured)"
+    if record["type"] not in ANALYTICS:
+        return "clips are made for line, zone and loitering events only"
+    if service.clips.pending(record["id"]):
+        post_roll = service.clips.rolls.get(record["stream"], (0.0, 0.0))[1]
+        return f"not ready yet (its post-roll ends {post_roll:g} s after {record['time']})"
+    return "no clip was made (no video was recorded around it, or it could not be written: see the log)"
 
 
 def _matches(event: dict, stream, kind, label, since, until) -> bool:

@@ -13,16 +13,29 @@ from pathlib import Path
 from .. import models
 from ..api import Pipeline
 from ..errors import VidpipeError
+from ..gst.segments import CameraRecorder
+from ..gst.uri import source_path
 from ..options import default_batch
 from ..redact import mask_secrets
 from ..sinks.base import BaseSink
 from ..sinks.live import LiveView
 from ..sinks.recorder import Recorder
-from .config import ConfigError, ServeConfig, StateFile, StateFileError, StreamConfig, load_config
+from .clips import ClipMaker, ClipsCollector
+from .config import (
+    ClipsConfig,
+    ConfigError,
+    ServeConfig,
+    StateFile,
+    StateFileError,
+    StreamConfig,
+    StreamEventsConfig,  # fmt: skip
+    load_config,
+)
 from .events import EventStore, StoreCollector
 from .live import RemoteLiveView
 from .metrics import Metrics
 from .mqtt import MqttPublisher
+from .retention import Retention
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -52,6 +65,16 @@ class Service:
             self.store.on_snapshot = self.mqtt.snapshot  # Home Assistant's camera shows the last event
             if self.mqtt.discovery is not None:
                 self.mqtt.discovery.camera = True
+        self.cameras: dict[str, CameraRecorder] = {}  # streams whose camera video is kept (clips, record)
+        self.clips = None  # (each stream's pre- and post-roll: events.clips, or its own)
+        if self.store is not None and cluster is None:
+            self.clips = ClipMaker(self.store, self.cameras)
+            self.store.on_stored, self.store.on_close = self.clips.add, self._close_evidence
+        self.metrics.registry.register(ClipsCollector(self.clips, self.cameras))
+        kept = config.events.retention
+        self.retention = None
+        if kept is not None and (kept.days is not None or kept.max_gb is not None):
+            self.retention = Retention(Path(config.output_dir), self.store, days=kept.days, max_gb=kept.max_gb)
         self.webhooks = Webhooks(config.webhooks) if config.webhooks else None
         if self.webhooks is not None:
             self.metrics.registry.register(self.webhooks.collector())
@@ -107,6 +130,8 @@ class Service:
             self.mqtt.start()
         if self.webhooks is not None:
             self.webhooks.start()
+        if self.retention is not None:
+            self.retention.start()
         self.pipeline.start()
         for name, spec in self.desired().items():
             self._add(name, spec)
@@ -125,12 +150,22 @@ class Service:
             stuck = [f["name"] for f in self.pipeline.streams() if f["state"] in busy]
             log.error("stopped %g s after the stop without the end of stream(s) %s", STOP_WAIT, ", ".join(stuck))
         finally:
+            self._close_evidence()
+            if self.retention is not None:
+                self.retention.close()
             if self.mqtt is not None:
                 self.mqtt.close()
             if self.store is not None:
                 self.store.close()
             if self.webhooks is not None:
                 self.webhooks.close()
+
+    def _close_evidence(self) -> None:
+        """The camera recorders' last segments finalised, then the clips due cut (before the store closes)."""
+        for camera in list(self.cameras.values()):
+            camera.close()
+        if self.clips is not None:
+            self.clips.close()
 
     @property
     def running(self) -> bool:
@@ -226,7 +261,11 @@ class Service:
 
     def _add(self, name: str, spec: StreamConfig) -> None:
         stem = self.recorder.plan(name, spec.record)
-        video = {"record": (spec.record, stem)} if self.config.cluster is not None and spec.record.video else {}
+        annotated = spec.record.video and spec.record.annotated
+        video = {"record": (spec.record, stem)} if self.config.cluster is not None and annotated else {}
+        camera = self._camera(name, spec)
+        if camera is not None:
+            video["tap"] = camera.tap
         try:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, max_frames=spec.max_frames,
@@ -235,6 +274,8 @@ class Service:
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)
+            if camera is not None:
+                camera.close()
             raise
         self.streams[name] = spec
         self.metrics.zones(name, [zone.name for zone in spec.zone_shapes()])
@@ -242,9 +283,53 @@ class Service:
             self.mqtt.added(name, spec.lines, spec.zones)
         log.info("stream %s: added (%s)", name, mask_secrets(spec.uri))
 
+    def _camera(self, name: str, spec: StreamConfig) -> CameraRecorder | None:
+        """The recorder of a stream's own video (for clips, and ``record: {video: true, annotated: false}``);
+        None when neither is asked for, or on a cluster (not there yet: said)."""
+        own = spec.events or StreamEventsConfig()
+        if self.store is not None:
+            self.store.stream_snapshots[name] = self.config.events.snapshots if own.snapshots is None else own.snapshots
+        clips = own.clips if isinstance(own.clips, ClipsConfig) else self.config.events.clips
+        if own.clips is True:
+            clips = clips or ClipsConfig()
+        elif own.clips is False:
+            clips = None
+        hourly = spec.record.video and not spec.record.annotated
+        if self.clips is not None:
+            self.clips.rolls.pop(name, None)
+        if clips is None and not hourly:
+            return None
+        if spec.privacy:  # the camera's own video cannot hide them: refuse rather than keep what must not be
+            raise VidpipeError(
+                f"stream {name}: its privacy regions cannot be hidden in the camera's own video, which clips and "
+                "record: {annotated: false} keep; give the stream events: {clips: false} and record the "
+                "annotated video (record: {video: true})"
+            )
+        if self.config.cluster is not None or (clips is not None and self.clips is None):
+            log.warning("stream %s: no clips or camera recordings (not on a cluster, nor without a store)", name)
+            return None
+        keep = None
+        if clips is not None:
+            self.clips.rolls[name] = (clips.pre_roll, clips.post_roll)
+            if not spec.loop and source_path(spec.uri) is not None:  # a file read at full speed: by stream time
+                self.clips.by_pts.add(name)
+            else:
+                self.clips.by_pts.discard(name)
+            keep = self.clips.keep(clips.pre_roll, clips.post_roll)
+        camera = self.cameras.get(name)
+        if camera is not None and camera.keep == keep and camera.hourly == hourly:
+            camera.reopen()  # (a restarted stream keeps its ring: the clips still due are cut from it)
+            return camera
+        camera = CameraRecorder(Path(self.config.output_dir) / name, keep=keep, hourly=hourly)
+        self.cameras[name] = camera
+        return camera
+
     def _remove(self, name: str) -> None:
         with contextlib.suppress(KeyError):
             self.pipeline.remove_stream(name)
+        camera = self.cameras.get(name)
+        if camera is not None:  # (kept, closed: the clips still due are cut from its ring)
+            camera.close()
         self.streams.pop(name, None)
         self.recorder.plans.pop(name, None)
         self.metrics.forget(name)

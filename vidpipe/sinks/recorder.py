@@ -60,6 +60,8 @@ class Recorder(BaseSink):
     def open_stream(self, info: SourceInfo) -> None:
         record, stem = self.plans.get(info.stream, (None, None))
         wanted = [kind for kind in self.kinds if record is not None and getattr(record, _FIELDS[kind])]
+        if record is not None and not getattr(record, "annotated", True):  # the camera's own: not a sink's
+            wanted = [kind for kind in wanted if kind != "video"]
         if not wanted:
             self._pending.pop(info.stream, None)
             return

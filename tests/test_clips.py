@@ -1,0 +1,292 @@
+"""Clips and recordings of the camera's own video (issue 33): a ring of segments without re-encoding, a
+clip per event covering its pre- and post-roll that plays, the API's clip, retention oldest first and
+never outside ``output_dir``, a full disk said once and survived."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE, vidpipe_cli
+from serve_helpers import Served
+
+import vidpipe
+from vidpipe.gst import Gst
+from vidpipe.gst import segments as segments_module
+from vidpipe.gst.clips import duration
+from vidpipe.gst.segments import CameraRecorder
+from vidpipe.serve import clips as clips_module
+from vidpipe.serve.clips import ClipMaker
+from vidpipe.serve.events import SCHEMA, EventStore
+from vidpipe.serve.retention import Retention
+from vidpipe.types import Event
+
+PRE, POST = 2.0, 2.0
+CONFIG = f"""
+output_dir: out
+events: {{clips: {{pre_roll: {PRE}, post_roll: {POST}}}}}
+streams:
+  door:
+    uri: "{SAMPLE}"
+    loop: true
+    detect_fps: 10
+    track: true
+    lines: ["door=192,40,192,288"]
+    record: {{video: true, annotated: false}}
+"""
+
+
+def _frames(path: Path) -> int:
+    """The frames a file decodes to (it plays), or an AssertionError with GStreamer's error."""
+    pipeline = Gst.parse_launch(f'filesrc location="{path}" ! qtdemux ! avdec_h264 ! fakesink name=sink')
+    counted = [0]
+
+    def count(_pad, _info):
+        counted[0] += 1
+        return Gst.PadProbeReturn.OK
+
+    pipeline.get_by_name("sink").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
+    pipeline.set_state(Gst.State.PLAYING)
+    message = pipeline.get_bus().timed_pop_filtered(30 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert message is not None and message.type == Gst.MessageType.EOS, message and message.parse_error()
+    return counted[0]
+
+
+def _with_clip(served: Served, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in served.client.get("/api/events?type=line_crossed").json() if e["clip_ready"]]
+        if found:
+            return found[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"no clip in {timeout} s: {served.output()[-3000:]}")
+
+
+def test_a_service_cuts_a_clip_per_event_from_the_cameras_own_stream(tmp_path):
+    served = Served(tmp_path, CONFIG).wait_ready()
+    out = tmp_path / "out"
+    try:
+        crossing = _with_clip(served)
+        response = served.client.get(f"/api/events/{crossing['id']}/clip.mp4")
+        assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
+        clip = tmp_path / "clip.mp4"
+        clip.write_bytes(response.content)
+        assert crossing["clip"] == f"door/clips/{crossing['id']}.mp4"
+        assert duration(clip) >= PRE + POST - 0.1  # whole segments: at least the pre- and post-roll
+        assert _frames(clip) >= (PRE + POST) * 25
+        assert clip.read_bytes()[4:8] == b"ftyp" and b"mvex" in clip.read_bytes()[:4096]  # fragmented MP4
+        _plays_on_the_page(served, crossing["id"], tmp_path / "page.png")
+        connected = served.client.get("/api/events?type=connected").json()[0]
+        none = served.client.get(f"/api/events/{connected['id']}/clip.mp4")
+        assert none.status_code == 404 and "line, zone and loitering events only" in none.json()["detail"]
+        assert all(p.suffix == ".ts" for p in (out / "door" / "segments").iterdir())
+        quiet = {"uri": "testsrc://ball?width=160&height=120&fps=10&live=1", "events": {"clips": False}}
+        assert served.client.put("/api/streams/quiet", json=quiet).status_code == 201
+        served.wait_frames("quiet", 5)
+        assert not (out / "quiet" / "segments").exists()  # a stream's own events: no clips there
+        figures = served.client.get("/metrics").text
+        made = [line for line in figures.splitlines() if line.startswith("vidpipe_clips_made_total ")]
+        assert made and float(made[0].split()[1]) >= 1, figures
+        assert 'vidpipe_camera_recording_dropped_total{stream="door"} 0.0' in figures
+        # retention (here in the test's process, on the service's files): the clip goes, the row stays
+        store, hour_ago = EventStore(out), time.time() - 3600
+        os.utime(out / crossing["clip"], (hour_ago, hour_ago))  # (files written just now are never swept)
+        try:
+            assert out / crossing["clip"] in Retention(out, store, days=None, max_gb=1e-9).sweep()
+        finally:
+            store.close()
+        evicted = served.client.get(f"/api/events/{crossing['id']}")
+        assert evicted.json()["evicted"] == 1 and evicted.json()["clip"] is None
+        gone = served.client.get(f"/api/events/{crossing['id']}/clip.mp4")
+        assert gone.status_code == 410 and "retention" in gone.json()["detail"]
+    finally:
+        assert served.stop() == 0
+    recordings = sorted((out / "door").glob("camera-*.mp4"))  # record: {video: true, annotated: false}
+    assert recordings and _frames(recordings[-1]) > 0
+    assert not [p for p in (out / "door").glob("*.mp4") if not p.name.startswith("camera-")]  # not re-encoded
+
+
+def _plays_on_the_page(served: Served, event_id: int, screenshot: Path) -> None:
+    """The page lists the event; a click on it plays its clip in a real browser (Debian's chromium)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("chromium is not installed (Debian package chromium; make test installs it)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(served.url)
+            page.click(f'#event-list li[data-id="{event_id}"]', timeout=20_000)
+            page.wait_for_function(
+                "() => { const v = document.querySelector('#player video');"
+                " return v.readyState >= 2 && v.videoWidth === 384 && v.currentTime > 0.5; }",
+                timeout=20_000,
+            )
+            page.screenshot(path=str(screenshot))
+        finally:
+            browser.close()
+
+
+def _file(path: Path, size: int, age: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    moment = time.time() - age
+    os.utime(path, (moment, moment))
+    return path
+
+
+def test_retention_deletes_oldest_first_and_never_outside_output_dir(tmp_path):
+    out, outside = tmp_path / "out", _file(tmp_path / "elsewhere" / "precious.mp4", 5000, 10**6)
+    store = EventStore(out)
+    files = [_file(out / "door" / "clips" / f"{i}.mp4", 1000, 10_000 - i * 1000) for i in range(1, 6)]
+    snapshot = _file(out / "snapshots" / "door" / "old.jpg", 1000, 20_000)
+    fresh = _file(out / "door" / "camera-now.mp4", 10_000, 10)  # being written: never deleted
+    ring = _file(out / "door" / "segments" / "1-1-00000.ts", 1000, 50_000)  # the ring keeps itself
+    (out / "door" / "clips" / "link.mp4").symlink_to(outside)
+    (out / "escape").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    for i in range(1, len(files) + 1):
+        store.event(Event("door", "line_crossed", "crossed", time.time(), {"track_id": i}))
+    store.event(Event("door", "zone_entered", "in", time.time(), {"track_id": 9}))
+    deadline = time.monotonic() + 10
+    while store.stored < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for i, file in enumerate(files, 1):
+        store.set_clip(i, file.relative_to(out).as_posix())
+    with store._lock, store._db:
+        store._db.execute("UPDATE events SET snapshot = ? WHERE id = 6", ("snapshots/door/old.jpg",))
+    deleted = Retention(out, store, days=None, max_gb=13_000 / 1e9).sweep()  # 16 kB, 10 kB of it being written
+    assert deleted == [snapshot, files[0], files[1]]  # the oldest first, until 13 kB are left
+    assert outside.exists() and fresh.exists() and ring.exists() and (out / "door" / "clips" / "link.mp4").is_symlink()
+    rows = {row["id"]: row for row in store.query()}
+    assert [rows[i]["evicted"] for i in range(1, 7)] == [1, 1, 0, 0, 0, 1]
+    assert rows[1]["clip"] is None and rows[4]["clip"] == "door/clips/4.mp4" and rows[6]["snapshot"] is None
+    assert Retention(out, store, days=6500 / 86400, max_gb=None).sweep() == [files[2]]  # older than 6500 s
+    store.close()
+    assert outside.exists()
+
+
+@contextlib.contextmanager
+def _tiny_disk(folder: Path):
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("a tiny tmpfs cannot be mounted here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_is_said_once_and_clips_resume_when_space_is_back(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(clips_module, "RETRY_S", 0.5)
+    camera = CameraRecorder(tmp_path / "ring", keep=60, segment_s=1.0)
+    source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
+    with _tiny_disk(tmp_path / "disk") as disk:
+        store = EventStore(disk)
+        maker = ClipMaker(store, {"cam": camera})
+        maker.rolls["cam"] = (0.5, 0.5)
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as file:
+            while True:
+                file.write(b"\0" * 65536)
+        try:
+            with caplog.at_level(logging.WARNING):
+                frames = iter(source)
+                for i in range(30):  # 3 s of a 10 fps test pattern
+                    frame = next(frames)
+                    if i in (10, 12):
+                        maker.add(i, Event("cam", "line_crossed", "crossed", frame.wall))
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and sum("clips:" in r.getMessage() for r in caplog.records) < 1:
+                    time.sleep(0.1)
+                time.sleep(1.5)  # more tries fail, unsaid
+                filler.unlink()  # space is back
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and maker.made < 2:
+                    time.sleep(0.1)
+        finally:
+            source.close()
+            camera.close()
+            maker.close()
+            store.close()
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("clips:")]
+        assert maker.made == 2, said
+        assert len(said) == 2 and "No space left" in said[0] and "written again" in said[1], said
+        assert _frames(disk / "cam" / "clips" / "10.mp4") > 0
+
+
+def test_a_full_disk_stops_the_ring_once_and_it_resumes(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(segments_module, "RETRY_S", 0.5)
+    with _tiny_disk(tmp_path / "disk") as disk:
+        camera = CameraRecorder(disk / "cam", keep=60, segment_s=0.5)
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as file:
+            while True:
+                file.write(b"\0" * 65536)
+        source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
+        try:
+            with caplog.at_level(logging.WARNING):
+                frames = iter(source)
+                for _ in range(20):  # 2 s on a full disk: the source goes on
+                    next(frames)
+                filler.unlink()
+                for _ in range(30):
+                    next(frames)
+        finally:
+            source.close()
+            camera.close()
+        said = [r.getMessage() for r in caplog.records if "camera recording" in r.getMessage()]
+        assert len(said) == 2 and "stopped" in said[0] and "resumed" in said[1], said
+        assert camera.segments and all(s.path.is_file() for s in camera.segments)
+
+
+def test_a_store_of_the_earlier_version_gains_the_evicted_column(tmp_path):
+    old = sqlite3.connect(tmp_path / "events.db")
+    old.executescript(SCHEMA.replace(",\n    evicted INTEGER NOT NULL DEFAULT 0", ""))
+    old.execute("INSERT INTO events (stream, type, time, wall) VALUES ('door', 'line_crossed', 'x', 1.0)")
+    old.commit()
+    old.close()
+    store = EventStore(tmp_path)
+    assert [(row["id"], row["evicted"], row["clip"]) for row in store.query()] == [(1, 0, None)]
+    store.close()
+
+
+def test_detect_with_evidence_writes_the_store_snapshots_and_clips_of_a_file(tmp_path):
+    out = tmp_path / "evidence"
+    result = vidpipe_cli("detect", str(SAMPLE), "--track", "--line", "door=192,40,192,288", "--detect-fps", "10",
+                         "--max-frames", "110", "-q", "--evidence", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    store = EventStore(out)
+    try:
+        crossings = store.query(type="line_crossed")
+    finally:
+        store.close()
+    assert crossings and all(c["clip_ready"] and c["snapshot"] for c in crossings), crossings
+    first = min(crossings, key=lambda c: c["pts"])  # a file read at full speed: mapped by stream time
+    assert duration(out / first["clip"]) >= min(first["pts"], 5.0) + 5.0 - 0.1 and _frames(out / first["clip"]) > 0
+    assert not (out / "0" / "segments").exists()  # the run's ring is deleted at its end
+
+
+def test_camera_files_are_cut_at_each_hour_and_keep_every_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(segments_module, "HOUR_S", 1)  # (an "hour" of a second)
+    camera = CameraRecorder(tmp_path / "cam", keep=None, hourly=True, segment_s=0.5)
+    source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
+    try:
+        for _, _frame in zip(range(40), source, strict=False):
+            pass
+    finally:
+        source.close()
+        camera.close()
+    files = sorted((tmp_path / "cam").glob("camera-*.mp4"))
+    assert len(files) >= 3 and not (tmp_path / "cam" / "segments").exists(), files
+    # every frame read is in one file or the next (cut at keyframes), and those queued ahead of the reader
+    assert 38 <= sum(_frames(f) for f in files) <= 40 + 4 + 8, files

@@ -1,0 +1,56 @@
+"""``vidpipe detect --evidence DIR``: the service's event store for a file or camera run — every event a
+row of ``DIR/events.db``, a snapshot and a clip of the source's own video for each line or zone event
+(``vidpipe events --db DIR/events.db`` lists them). A file read as fast as it decodes maps its events
+onto its video by stream time; a live source by UNIX time, as the service does."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+from ..errors import VidpipeError
+from ..gst import Gst
+from ..gst.segments import CameraRecorder
+from ..serve.clips import ClipMaker
+from ..serve.events import EventStore, safe_part
+
+ROLL = 5.0  # seconds of clip before and after each event
+
+
+class Evidence:
+    """The store, the streams' camera recorders (made at their opening, by :meth:`tap`) and the clips."""
+
+    def __init__(self, folder: str | Path, pre_roll: float = ROLL, post_roll: float = ROLL) -> None:
+        self.folder = Path(folder)
+        store = EventStore.open(self.folder)
+        if store is None:
+            raise VidpipeError(f"--evidence {folder}: the event store cannot be used (said above)")
+        self.store = store
+        self.rolls = (pre_roll, post_roll)
+        self.cameras: dict[str, CameraRecorder] = {}
+        self.clips = ClipMaker(store, self.cameras)
+        store.on_stored, store.on_close = self.clips.add, self._close
+
+    def tap(self, stream: str, pipeline: Gst.Pipeline) -> None:
+        """A stream's tap (:class:`vidpipe.options.StreamOptions`): its video kept for the clips."""
+        camera = self.cameras.get(stream)
+        if camera is None:  # (the whole run's ring: clips are cut as the run goes, the ring deleted at its end)
+            camera = CameraRecorder(self.folder / safe_part(stream), keep=math.inf)
+            self.cameras[stream] = camera
+            self.clips.rolls[stream] = self.rolls
+        camera.attach(pipeline)
+
+    def opened(self, live: dict[str, bool]) -> None:
+        """The streams opened (name -> live): files map their events by stream time."""
+        self.clips.by_pts = {name for name, is_live in live.items() if not is_live}
+
+    def _close(self) -> None:
+        """Before the store closes: the last segments finalised, the clips cut, the rings deleted."""
+        for camera in self.cameras.values():
+            camera.close()
+        self.clips.close()
+        for camera in self.cameras.values():
+            camera.discard()
+            with contextlib.suppress(OSError):
+                (camera.folder / "segments").rmdir()
