@@ -117,7 +117,7 @@ class StreamConfig(Strict):
         default_factory=list, max_length=MAX_SHAPES,
         description="x1,y1,x2,y2,x3,y3,... (or rel:...) regions filled in every picture of the stream",
     )  # fmt: skip
-    blur: Annotated[list[str], _rule(rules.class_names)] = Field(
+    blur: Annotated[list[str], _rule(lambda value: rules.class_names(value) if value else [])] = Field(
         default_factory=list, description="labels whose boxes are blurred in every picture of the stream"
     )
     loitering: dict[str, Annotated[float, _rule(rules.positive_number)]] = Field(
