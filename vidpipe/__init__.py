@@ -19,7 +19,8 @@ from .errors import VidpipeError  # noqa: E402
 if TYPE_CHECKING:
     from . import errors, models
     from .api import Pipeline, detect
-    from .gst.source import Source, open
+    from .gst.opening import open
+    from .gst.source import Source
     from .models import Detector
     from .options import StreamOptions
     from .pipeline import Stats, StreamsFailedError
@@ -58,7 +59,7 @@ _WHERE = {
     "StreamsFailedError": "pipeline",
     "detect": "api",
     "Source": "gst.source",
-    "open": "gst.source",
+    "open": "gst.opening",
 }
 
 

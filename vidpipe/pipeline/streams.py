@@ -9,8 +9,8 @@ import resource
 import threading
 
 from ..errors import SourceError, UnsupportedSourceError, VidpipeError
+from ..gst.opening import open as open_source
 from ..gst.source import Source
-from ..gst.source import open as open_source
 from ..memory import trim_heap
 from ..options import FILE_QUEUE, LIVE_QUEUE, RECONNECT_FIRST, RECONNECT_MAX, StreamOptions
 from ..redact import mask_secrets
