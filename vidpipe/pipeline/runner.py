@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..analytics import Line, Zone
+from ..analytics.motion import check_motion
 from ..analytics.plan import Analysis, Chain, Stage
 from ..errors import StreamsFailedError, VidpipeError
 from ..gst.source import Source
@@ -41,6 +42,7 @@ from .stats import Stats
 from .streams import StreamReader, check_open_files
 
 log = logging.getLogger(__name__)
+
 
 class Pipeline(Delivery):
     """Runs a detector over every frame of its streams and feeds the results to sinks.
@@ -103,6 +105,7 @@ class Pipeline(Delivery):
         options = options or StreamOptions()
         if max_frames is not None:
             options = dataclasses.replace(options, max_frames=max_frames)
+        check_motion(options.motion)
         self.options = options
         self.detector = detector
         self.in_flight = default_in_flight(detector.device) if in_flight is None else in_flight

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 MAX_FRAME_PIXELS = 8192 * 8192  # a stream's decoded-frame budget (8K UHD is half of it)
 
 
-
 # Open files a run needs (measured: 9 for a file stream, its decoder's threads' pipes among them; a
 # network stream adds its sockets; 4 for an annotated video's encoder), and a reserve for the model,
 # the libraries it loads and the other outputs.
@@ -72,6 +71,7 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: t
         gpu_decode=options.gpu_decode,
         cancel=cancel,
         pace=options.loop,
+        motion=options.motion,
     )
     info = source.info
     if info is not None and info.width * info.height > MAX_FRAME_PIXELS:
