@@ -20,14 +20,11 @@ __all__ = ["Pipeline", "detect"]
 
 
 class Pipeline(runner.Pipeline):
-    __doc__ = (
-        (runner.Pipeline.__doc__ or "")
-        + """
+    __doc__ = (runner.Pipeline.__doc__ or "") + """
     ``cluster="ray"`` (a local Ray started and stopped with the run), ``"auto"`` or ``"ray://HOST:PORT"``
     (a running cluster) spreads the streams over Ray workers: the same methods, results without pixels
     (see :class:`vidpipe.cluster.ClusterPipeline` for its own keywords: ``workers``, ``cpus_per_worker``).
     """
-    )
 
     def __new__(cls, *args: object, cluster: str | None = None, **kwargs: object) -> Pipeline:
         if cluster is not None and cls is Pipeline:
