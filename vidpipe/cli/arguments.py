@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import StreamOptions
+from ..options import MotionOptions, StreamOptions
 from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink
 
 
@@ -16,7 +16,11 @@ def stream_options(args: argparse.Namespace) -> StreamOptions:
         max_latency=args.max_latency,
         max_frames=args.max_frames,
         gpu_decode=args.device.startswith("cuda"),  # decode where the model runs, when GStreamer can
-    )
+        motion=MotionOptions(
+            mode=args.motion, threshold=args.motion_threshold, min_area=args.motion_min_area,
+            masks=tuple(args.motion_mask),
+        ),
+    )  # fmt: skip
 
 
 def pixel_free_sinks(args: argparse.Namespace) -> list[Sink]:

@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
+from ..analytics.motion import check_motion
 from ..errors import VidpipeError
-from ..options import DEFAULT_BATCH, StreamOptions
+from ..options import DEFAULT_BATCH, MotionOptions, StreamOptions
 from ..pipeline.specs import check_arguments, check_stream_name, split_name, stream_specs
 from ..pipeline.stats import Stats
 from ..sinks import Sink, VideoSink
@@ -116,6 +117,7 @@ class ClusterPipeline:
         options = options or StreamOptions()
         if max_frames is not None:
             options = dataclasses.replace(options, max_frames=max_frames)
+        check_motion(options.motion)
         self.cluster = cluster
         self.keep_alive = keep_alive
         self.settings = {
@@ -159,6 +161,7 @@ class ClusterPipeline:
         track: bool = False,
         loop: bool = False,
         record: tuple | None = None,
+        motion: MotionOptions | None = None,
     ) -> str:
         """Add a stream on the least-loaded worker (see :meth:`Pipeline.add_stream`); ``record`` is the
         service's (``Record``, file name) for the worker's video recording."""
@@ -167,7 +170,8 @@ class ClusterPipeline:
         given, uri = split_name(os.fspath(source))
         name = check_stream_name(name if name is not None else given or self._free_name())
         options = {"detect_fps": detect_fps, "max_latency": max_latency, "max_frames": max_frames,
-                   "lines": list(lines), "zones": list(zones), "track": track, "loop": loop}  # fmt: skip
+                   "lines": list(lines), "zones": list(zones), "track": track, "loop": loop,
+                   "motion": None if motion is None else check_motion(motion)}  # fmt: skip
         options = {key: value for key, value in options.items() if value not in (None, [], False)}
         if record is not None:
             options["record"] = record

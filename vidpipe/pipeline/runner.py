@@ -29,7 +29,7 @@ from ..gst.source import Source
 from ..gst.uri import source_path
 from ..memory import bound_arenas
 from ..models.base import Detector
-from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
+from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, MotionOptions, StreamOptions
 from ..sinks import Sink, check_output_paths, expand_streams
 from ..types import Event, Frame, Result
 from .batcher import Batcher
@@ -179,11 +179,13 @@ class Pipeline(Delivery):
         zones: Sequence[Zone | str] = (),
         track: bool = False,
         loop: bool = False,
+        motion: MotionOptions | None = None,
     ) -> str:
         """Add a stream (safe from any thread, also while batches run); returns its name. ``name``
         defaults to the ``NAME=`` of a ``NAME=URI`` string, else the lowest free number. The options,
         ``lines``, ``zones`` and ``track`` given here are this stream's own (beside the pipeline's);
-        ``loop`` plays a file at its own speed, again and again (see :class:`StreamOptions`). Once the
+        ``loop`` plays a file at its own speed, again and again, ``motion`` gates it by motion (see
+        :class:`StreamOptions`). Once the
         pipeline runs, the source opens in the stream's own thread: a source that cannot be opened ends
         its stream with a ``failed`` event, the others go on."""
         if isinstance(source, Source):
@@ -192,8 +194,9 @@ class Pipeline(Delivery):
             given, text = split_name(os.fspath(source))
             name = name if name is not None else given
         options = stream_options(self.options, detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames)
-        if loop:
-            options = dataclasses.replace(options, loop=True)
+        if loop or motion is not None:
+            motion = check_motion(motion or options.motion)
+            options = dataclasses.replace(options, loop=loop or options.loop, motion=motion)
         with self._lock:
             if self._ended.is_set() or (self.stopped and self._started):
                 raise VidpipeError("the pipeline has stopped: no stream can be added")

@@ -9,15 +9,17 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..analytics import parse_line, parse_zone
+from ..analytics.motion import check_motion
 from ..errors import VidpipeError
 from ..gst.uri import parse_source
 from ..models import DEFAULT_MODEL
+from ..options import MotionOptions
 from ..pipeline.specs import check_stream_name
 from .confighelp import hint
 from .webhooks import WebhookConfig
@@ -64,6 +66,28 @@ MAX_SHAPE_TEXT = 8192  # characters of one line or zone
 Shape = Annotated[str, Field(max_length=MAX_SHAPE_TEXT)]
 
 
+class Motion(_Strict):
+    """Motion gating of a stream (docs/motion.md): frames where nothing moved skip the detector."""
+
+    mode: Literal["auto", "on", "off"] = Field("auto", description="auto: live streams only")
+    threshold: float = Field(MotionOptions().threshold, description="grey levels (1-255) a pixel must change by")
+    min_area: float = Field(MotionOptions().min_area, description="fraction of the frame that must change")
+    masks: list[Shape] = Field(
+        default_factory=list, max_length=MAX_SHAPES, description="x1,y1,x2,y2,x3,y3,... regions to ignore"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Motion:
+        try:
+            check_motion(self.options())
+        except VidpipeError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def options(self) -> MotionOptions:
+        return MotionOptions(self.mode, self.threshold, self.min_area, tuple(self.masks))
+
+
 class StreamConfig(_Strict):
     """One stream: its source and how it is analysed and recorded (within the limits above: a body
     that asks for more is refused before anything is built)."""
@@ -82,6 +106,7 @@ class StreamConfig(_Strict):
     )
     loop: bool = Field(False, description="play a file at its own speed, again and again (a demo camera)")
     record: Record = Field(default_factory=Record)
+    motion: Motion = Field(default_factory=Motion)
     loitering: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict, description="ZONE: SECONDS: one loitering event per track and visit that stays longer"
     )

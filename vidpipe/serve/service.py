@@ -227,7 +227,7 @@ class Service:
         try:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, lines=spec.lines,
-                zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, **video,
+                zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, motion=spec.motion.options(), **video,
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)
