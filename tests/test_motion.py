@@ -4,8 +4,10 @@ same with and without the gate (also for an object that stops still inside a zon
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,7 @@ from vidpipe.options import MotionOptions, StreamOptions
 
 CLOCK = "rel:0,0,1,0,1,0.2,0,0.2"  # where the clock overlay is burned in (the top band)
 ON = MotionOptions(mode="on", masks=(CLOCK,))
+SCHEMA = json.loads((Path(vidpipe.__file__).parent / "detections.schema.json").read_text())
 
 
 def still_scene(path: Path, frames: int = 75, fps: int = 15, noise: float = 3.0, ramp: float = 12.0) -> Path:
@@ -100,6 +103,7 @@ def _run(clip: Path, motion: MotionOptions, **kwargs) -> tuple[list, list, list]
         options=StreamOptions(detect_fps=10, motion=motion, **kwargs),
     ):  # fmt: skip
         record = result.record()
+        jsonschema.validate(record, SCHEMA)
         flags.append(record.get("motion"))
         zones.append(record["zones"]["desk"])
         events += [(e.kind, e.fields.get("direction"), result.frame.index) for e in result.events]
