@@ -158,7 +158,9 @@ def gated_run(base: str, still: int, busy: int, seconds: float, extra: list[str]
 def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, extra: list[str] = ()) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         picture = Path(tmp) / "still.jpg"
-        gst_launch(f"filesrc location={SAMPLE} ! decodebin ! videoconvert ! jpegenc snapshot=true ! filesink location={picture}")
+        gst_launch(
+            f"filesrc location={SAMPLE} ! decodebin ! videoconvert ! jpegenc snapshot=true ! filesink location={picture}"
+        )
         server = subprocess.Popen(
             [sys.executable, str(SERVER), "--size", "640x360", "--fps", "15", "--still", str(picture)],
             stdout=subprocess.PIPE, text=True,
@@ -166,7 +168,7 @@ def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, extra: lis
         base = f"rtsp://127.0.0.1:{server.stdout.readline().split()[1]}"
         try:
             k = cost_streams
-            print(f"\n(3) motion gating, RTSP 640x360@15, --detect-fps 5, defaults; {seconds:g} s after {WARMUP:g} s warm-up")
+            print(f"\n(3) motion gating, RTSP 640x360@15, --detect-fps 5: {seconds:g} s after {WARMUP:g} s warm-up")
             idle = gated_run(base, k, 0, seconds, extra)
             busy = gated_run(base, 0, k, seconds, extra)
             per_idle, per_busy = idle["cores"] / k, busy["cores"] / k
@@ -180,7 +182,8 @@ def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, extra: lis
             print(f"{'group':>6} {'slowest/expected':>17} {'p95 ms':>7} {'gated':>6}  ok")
             for group, g in r["groups"].items():
                 ok = g["min_share"] >= 0.8 and g["p95_max"] <= 1000
-                print(f"{group:>6} {g['min_share']:>17.2f} {g['p95_max']:>7.0f} {g['gated']:>6.0%}  {'yes' if ok else 'no'}")
+                verdict = "yes" if ok else "no"
+                print(f"{group:>6} {g['min_share']:>17.2f} {g['p95_max']:>7.0f} {g['gated']:>6.0%}  {verdict}")
         finally:
             server.kill()
 
