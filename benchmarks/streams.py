@@ -159,7 +159,8 @@ def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, extra: lis
     with tempfile.TemporaryDirectory() as tmp:
         picture = Path(tmp) / "still.jpg"
         gst_launch(
-            f"filesrc location={SAMPLE} ! decodebin ! videoconvert ! jpegenc snapshot=true ! filesink location={picture}"
+            f"filesrc location={SAMPLE} ! decodebin ! videoconvert ! jpegenc snapshot=true "
+            f"! filesink location={picture}"
         )
         server = subprocess.Popen(
             [sys.executable, str(SERVER), "--size", "640x360", "--fps", "15", "--still", str(picture)],
