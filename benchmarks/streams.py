@@ -178,6 +178,8 @@ def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, extra: lis
             print(f"{f'{k} busy':>8} {per_busy:>17.4f} {busy['groups']['busy']['gated']:>6.0%}")
             print(f"an idle camera costs {per_idle / per_busy:.1%} of a busy one", flush=True)
             still, active = mixed
+            if not still + active:
+                return
             r = gated_run(base, still, active, seconds, extra)
             print(f"\n{still} still + {active} busy cameras: {r['cores']:.2f} cores")
             print(f"{'group':>6} {'slowest/expected':>17} {'p95 ms':>7} {'gated':>6}  ok")

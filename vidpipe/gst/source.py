@@ -263,7 +263,6 @@ class Source:
         if sample is None:
             raise SourceError(f"{self._spec.text}: a source can be iterated only once")
         stall, wall, gate, arrived = time.monotonic(), self._first_wall, self._gate, 0
-        poll = 50 * Gst.MSECOND if gate is None else 10 * Gst.MSECOND
         while True:
             if sample is not None:
                 stall = time.monotonic()
@@ -295,7 +294,7 @@ class Source:
             if self._stopping.is_set():
                 return
             arrived = self._arrived  # (before the pull: those that find it empty are all out of the appsink)
-            sample = self._appsink.try_pull_sample(0 if gate is not None and gate.ready(arrived) else poll)
+            sample = self._appsink.try_pull_sample(0 if gate is not None and gate.ready(arrived) else 50 * Gst.MSECOND)
             wall = time.time()
 
     def _frame(self, buf: Gst.Buffer, pulled: float) -> Frame:

@@ -6,8 +6,9 @@ turn (round robin, starting with a different stream each batch), so a fast file 
 camera; it waits at most ``max_wait`` after its first frame for the batch to fill. Events and the end
 of a stream travel in the same queue, so they keep their place among the stream's frames.
 
-A frame the motion gate held back (``frame.gated``) travels like a marker: it is never batched, dropped
-or waited for (its result is the last detections of its stream, see the engine).
+A frame the motion gate held back (``frame.gated``) travels like a marker: it is never batched or waited
+for, and dropped only when older than its stream's latency bound (its result is the last detections of
+its stream, see the engine).
 
 Files apply back-pressure (a full queue blocks their reader, and GStreamer behind it). Live streams never
 block: a full queue drops its oldest frame, and a frame that cannot reach its result within the stream's
@@ -198,6 +199,9 @@ class Batcher:
                     continue
                 items.append(item)
                 return True
+            if isinstance(item, Frame) and lane.max_latency is not None and now - item.wall > lane.max_latency:
+                lane.stats.drop("late")  # (a gated frame: late only when older than the bound)
+                continue
             items.append(item)
             if isinstance(item, End):  # the stream's last item: its lane goes
                 if self._lanes.get(item.stream) is lane:
