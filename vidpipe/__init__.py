@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .gst.opening import open
     from .gst.source import Source
     from .models import Detector
-    from .options import StreamOptions
+    from .options import MotionOptions, StreamOptions
     from .pipeline import Stats, StreamsFailedError
     from .types import Detections, Event, Frame, Result, SourceInfo
 
@@ -31,6 +31,7 @@ __all__ = [
     "Detector",
     "Event",
     "Frame",
+    "MotionOptions",
     "Pipeline",
     "Result",
     "Source",
@@ -54,6 +55,7 @@ _WHERE = {
     "SourceInfo": "types",
     "Detector": "models",
     "StreamOptions": "options",
+    "MotionOptions": "options",
     "Pipeline": "api",
     "Stats": "pipeline",
     "StreamsFailedError": "pipeline",
