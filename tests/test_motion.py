@@ -192,3 +192,12 @@ def test_the_cli_and_the_service_say_what_is_wrong(tmp_path, sample):
     with pytest.raises(ConfigError) as caught:
         load_config(config)
     assert any("motion min_area must be a fraction" in line for line in caught.value.problems), caught.value.problems
+
+
+def test_motion_options_cross_to_a_cluster_worker():
+    import dataclasses
+
+    from vidpipe.cluster.worker import stream_options
+
+    options = StreamOptions(detect_fps=5, motion=MotionOptions(mode="on", masks=(CLOCK,)))
+    assert stream_options(dataclasses.asdict(options)) == options
