@@ -43,6 +43,7 @@ class Gate:
         self.held: deque[Held] = deque()
         self.passed = 0  # frames let through (to the converter and the appsink)
         self.gated = 0  # frames held back
+        self.released = 0  # held frames taken out (delivered by the source)
         self._stamp = stamp
         self._caps: Gst.Caps | None = None
         self._layout: tuple[int, int, int, int, int] | None = None  # offset, stride, width, height, step
@@ -89,7 +90,7 @@ class Gate:
     def before(self, pts: int) -> Iterator[Held]:
         """The held frames earlier than a frame at ``pts`` (ns), taken out in order."""
         while self.held and self.held[0].pts < pts:
-            yield self.held.popleft()
+            yield self._take()
 
     def ready(self, arrived: int) -> bool:
         """Whether the oldest held frame waits only for frames that reached the appsink (``arrived``)."""
@@ -99,8 +100,12 @@ class Gate:
         """The held frames all of whose predecessors reached the appsink (``arrived`` of them, counted
         before a pull that found it empty): none of those can still come out after them."""
         while self.held and self.held[0].passed <= arrived:
-            yield self.held.popleft()
+            yield self._take()
 
     def rest(self) -> Iterator[Held]:
         while self.held:
-            yield self.held.popleft()
+            yield self._take()
+
+    def _take(self) -> Held:
+        self.released += 1
+        return self.held.popleft()

@@ -374,8 +374,9 @@ class Source:
         exact at the end of the stream, within the few frames queued in the appsink before."""
         if not self.live:
             return 0
-        queued = 0 if self._drained else min(self._max_buffers, max(0, self._arrived - self._delivered))
-        return max(0, self._arrived - self._delivered - queued)
+        delivered = self._delivered - (self._gate.released if self._gate is not None else 0)  # (from the appsink)
+        queued = 0 if self._drained else min(self._max_buffers, max(0, self._arrived - delivered))
+        return max(0, self._arrived - delivered - queued)
 
     def _check_complete(self) -> None:
         """At end of stream: report frames the decoder could not decode, and compare what was decoded
