@@ -201,3 +201,18 @@ def test_motion_options_cross_to_a_cluster_worker():
 
     options = StreamOptions(detect_fps=5, motion=MotionOptions(mode="on", masks=(CLOCK,)))
     assert stream_options(dataclasses.asdict(options)) == options
+
+
+def test_gated_frames_are_counted_in_the_figures_and_the_metrics():
+    from vidpipe.pipeline.stats import Stats
+    from vidpipe.serve.metrics import Metrics
+    from vidpipe.types import Detections, Frame, Result
+
+    stats = Stats()
+    picture = torch.zeros((4, 4, 3), dtype=torch.uint8)
+    for i, motion in enumerate([True, False, False, None]):
+        stats.count(Result(Frame(picture, i, i / 5, "cam", motion=motion), Detections.empty()))
+    assert stats.streams["cam"].gated == 2 and stats.snapshot()["streams"]["cam"]["gated"] == 2
+    assert "motion      2 of 4 frames gated" in stats.summary()
+    text = Metrics(stats.snapshot, lambda: None).text().decode()
+    assert 'vidpipe_frames_gated_total{stream="cam"} 2.0' in text
