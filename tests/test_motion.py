@@ -216,3 +216,30 @@ def test_gated_frames_are_counted_in_the_figures_and_the_metrics():
     assert "motion      2 of 4 frames gated" in stats.summary()
     text = Metrics(stats.snapshot, lambda: None).text().decode()
     assert 'vidpipe_frames_gated_total{stream="cam"} 2.0' in text
+
+
+def test_a_gated_frame_of_a_stream_never_detected_is_detected(sample):
+    """When a live stream's detected frames were all dropped (late, at start-up), its first gated frame
+    (whose picture is the last one decoded) goes to the detector: nothing to carry yet."""
+    import threading
+
+    from scenes import PERSON_FRAME
+
+    from vidpipe import models
+    from vidpipe.pipeline.batcher import Batcher, End
+    from vidpipe.pipeline.engine import Engine
+    from vidpipe.pipeline.stats import Stats
+    from vidpipe.types import Frame
+
+    with vidpipe.open(sample) as src:
+        picture = next(f.tensor for f in src if f.index == PERSON_FRAME)
+    stats = Stats()
+    batcher = Batcher(4, 0.05, threading.Event())
+    batcher.add_stream(stats.stream("cam"))
+    for i in range(3):
+        batcher.put("cam", Frame(picture, i, i / 5, "cam", motion=False))
+    batcher.put("cam", End("cam"))
+    results = [r for r in Engine(models.load("ssd_mobilenet_v2_coco"), 1, stats).run(batcher) if not isinstance(r, End)]
+    assert [r.frame.motion for r in results] == [True, False, False]
+    assert "person" in results[0].detections.labels
+    assert all(r.detections is results[0].detections for r in results[1:])  # carried

@@ -53,6 +53,10 @@ class Engine:
             if taken is None:
                 break
             items, waited = taken
+            for item in items:  # a stream whose detected frames were all dropped (late) has nothing to carry:
+                if isinstance(item, Frame) and item.gated and item.stream not in last:  # its picture is the
+                    item.motion = True  # last one decoded (nothing moved since): detected instead
+                    last[item.stream] = Detections.empty()  # (until its result, in order)
             frames = [item.tensor for item in items if isinstance(item, Frame) and not item.gated]
             if not frames:  # events, ends and gated frames only: after the batches before them
                 for done in flight.drain():
