@@ -192,6 +192,11 @@ def test_the_cli_and_the_service_say_what_is_wrong(tmp_path, sample):
     with pytest.raises(ConfigError) as caught:
         load_config(config)
     assert any("motion min_area must be a fraction" in line for line in caught.value.problems), caught.value.problems
+    from vidpipe.serve.config import StreamConfig
+
+    spec = StreamConfig(uri="x.mp4", motion={"mode": "on", "threshold": 30, "masks": [CLOCK]})
+    assert spec.motion.options() == MotionOptions("on", 30, MotionOptions().min_area, (CLOCK,))
+    assert StreamConfig(uri="x.mp4").motion.options() == MotionOptions()
 
 
 def test_motion_options_cross_to_a_cluster_worker():
