@@ -12,13 +12,22 @@ RTSP streams this machine keeps up with.
     source→result latency, frames dropped. It stops growing N after the first run that misses
     p95 ≤ 1 s or starves a stream.
 
+(3) Motion gating (``--mixed``): RTSP cameras of a still scene with a ticking clock (masked) and busy
+    ones (the moving test pattern) at ``--detect-fps 5``. First the cost of a camera (``--cost-streams``
+    K, 0: none): K still cameras alone, then K busy ones alone, the process's CPU seconds per camera per
+    second after a warm-up, side by side (their ratio: what an idle camera costs of a busy one). Then
+    STILL+BUSY cameras with the defaults (``--motion auto``: on for live streams) and with ``--motion
+    off``: per group the slowest stream's results against the expected count, p95 latency, gated frames.
+
     python benchmarks/streams.py [--frames 150] [--seconds 30] [--files-only | --live-only]
-                                 [--streams 16,24,32,40] [--no-full-rate]
+                                 [--streams 16,24,32,40] [--no-full-rate] [--mixed 26,6 [--cost-streams 4]]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import subprocess
 import sys
@@ -105,6 +114,100 @@ def live(seconds: float, plans: dict[str, tuple[float | None, list[int]]], extra
         server.kill()
 
 
+WARMUP = 10.0  # seconds before the CPU is counted (the model loads, the streams connect)
+CLOCK_MASK = "0,0,176,0,176,48,0,48"  # the still cameras' clock (tests/rtsp_server.py CLOCK_BOX), with a margin
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gated_run(base: str, still: int, busy: int, seconds: float, extra: list[str] = ()) -> dict:
+    """STILL and BUSY cameras in one ``vidpipe detect --detect-fps 5`` for WARMUP + ``seconds``: per group,
+    the slowest stream's results of frames that arrived in the measured window (after the warm-up, less
+    the last second: the latency bound) against 5 a second, p95 latency, frames gated, live drops; and
+    the CPU cores the process used in the window."""
+    names = [f"still{i}={base}/still" for i in range(still)] + [f"busy{i}={base}/test" for i in range(busy)]
+    with tempfile.TemporaryDirectory() as tmp:
+        summary, lines = Path(tmp) / "summary.json", Path(tmp) / "results.jsonl"
+        args = [VIDPIPE, "detect", *names, "--detect-fps", "5", "--motion-mask", CLOCK_MASK, "--summary", str(summary)]
+        args += ["--json", str(lines)]
+        proc = subprocess.Popen([*args, *extra], stderr=subprocess.PIPE, text=True)
+        time.sleep(WARMUP)
+        cpu0, t0, wall0 = cpu_seconds(proc.pid), time.monotonic(), time.time()
+        time.sleep(seconds)
+        cores = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+        wall1 = time.time() - 1.0
+        proc.send_signal(2)
+        _, stderr = proc.communicate(timeout=120)
+        if not summary.exists():
+            raise RuntimeError(f"no summary:\n{stderr}")
+        streams = json.loads(summary.read_text())["streams"]
+        window: dict[str, int] = dict.fromkeys(streams, 0)
+        with lines.open() as results:
+            for line in results:
+                record = json.loads(line)
+                if "frame" in record and wall0 <= record["wall"] < wall1:
+                    window[record["stream"]] += 1
+    expected = 5 * (wall1 - wall0)
+    groups = {}
+    for group in ("still", "busy"):
+        rows = [s for name, s in streams.items() if name.startswith(group)]
+        if rows:
+            groups[group] = {
+                "min_share": min(window[s["name"]] for s in rows) / expected,
+                "dropped": sum(s["dropped"] for s in rows),
+                "p95_max": max((s["latency_ms"] or {}).get("p95", 0.0) for s in rows),
+                "gated": sum(s["gated"] for s in rows) / max(1, sum(s["frames"] for s in rows)),
+            }
+    return {"cores": cores, "groups": groups}
+
+
+def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, extra: list[str] = ()) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        picture = Path(tmp) / "still.jpg"
+        gst_launch(
+            f"filesrc location={SAMPLE} ! decodebin ! videoconvert ! jpegenc snapshot=true "
+            f"! filesink location={picture}"
+        )
+        server = subprocess.Popen(
+            [sys.executable, str(SERVER), "--size", "640x360", "--fps", "15", "--still", str(picture)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        base = f"rtsp://127.0.0.1:{server.stdout.readline().split()[1]}"
+        try:
+            k = cost_streams
+            print(f"\n(3) motion gating, RTSP 640x360@15, --detect-fps 5: {seconds:g} s after {WARMUP:g} s warm-up")
+            if k:  # (0: the mixed run only)
+                idle = gated_run(base, k, 0, seconds, extra)
+                busy = gated_run(base, 0, k, seconds, extra)
+                per_idle, per_busy = idle["cores"] / k, busy["cores"] / k
+                print(f"{'cameras':>8} {'CPU cores/camera':>17} {'gated':>6}")
+                print(f"{f'{k} still':>8} {per_idle:>17.4f} {idle['groups']['still']['gated']:>6.0%}")
+                print(f"{f'{k} busy':>8} {per_busy:>17.4f} {busy['groups']['busy']['gated']:>6.0%}")
+                print(f"an idle camera costs {per_idle / per_busy:.1%} of a busy one", flush=True)
+            still, active = mixed
+            if not still + active:
+                return
+            print(f"\n{still} still + {active} busy cameras, the defaults (--motion auto) and --motion off:")
+            head = f"{'motion':>6} {'group':>6} {'slowest/expected':>17} {'p95 ms':>7} {'gated':>6} {'dropped':>8}"
+            print(f"{head} {'cores':>6}  ok")
+            for motion in ("auto", "off"):
+                r = gated_run(base, still, active, seconds, [*extra, "--motion", motion])
+                for group, g in r["groups"].items():
+                    ok = g["min_share"] >= 0.8 and g["p95_max"] <= 1000
+                    print(
+                        f"{motion:>6} {group:>6} {g['min_share']:>17.2f} {g['p95_max']:>7.0f} {g['gated']:>6.0%} "
+                        f"{g['dropped']:>8} {r['cores']:>6.2f}  {'yes' if ok else 'no'}",
+                        flush=True,
+                    )
+        finally:
+            server.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=150, help="frames per file stream")
@@ -114,10 +217,16 @@ def main() -> None:
     parser.add_argument("--streams", default="4,8,12,16", help="live stream counts at --detect-fps 5 (comma-separated)")
     parser.add_argument("--no-full-rate", action="store_true", help="leave out the live runs at full rate")
     parser.add_argument("--extra", default="", help="more vidpipe detect arguments, e.g. '--precision int8'")
+    parser.add_argument("--mixed", metavar="STILL,BUSY", help="only the motion-gating runs (3), e.g. 26,6")
+    parser.add_argument("--cost-streams", type=int, default=4, help="cameras of each kind for the cost of one")
     args = parser.parse_args()
     with open("/proc/cpuinfo") as cpuinfo:
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
     print(f"CPU: {model}")
+    if args.mixed:
+        still, busy = (int(v) for v in args.mixed.split(","))
+        gating(args.seconds, (still, busy), args.cost_streams, args.extra.split())
+        return
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         gst_launch(

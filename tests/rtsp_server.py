@@ -1,7 +1,9 @@
 """A real RTSP server (GstRtspServer) on 127.0.0.1 serving a live H.264 test pattern at ``/test``.
 
-Run as a script: ``rtsp_server.py [--port P] [--size WxH] [--fps F]``; prints ``READY <port>`` once it
-listens and serves until killed. Every client of ``/test`` shares one encoder (one CPU cost however many
+Run as a script: ``rtsp_server.py [--port P] [--size WxH] [--fps F] [--still IMAGE.jpg]``; prints
+``READY <port>`` once it listens and serves until killed. ``--still`` also serves ``/still``: a camera
+watching a still scene (the picture) with a ticking clock burned in at the top left (a small moving
+pattern, CLOCK_BOX pixels). Every client of ``/test`` shares one encoder (one CPU cost however many
 clients), each gets its own RTP session.
 """
 
@@ -24,11 +26,28 @@ def launch(width: int, height: int, fps: int) -> str:
     )
 
 
+CLOCK_BOX = (8, 8, 160, 32)  # x, y, width, height of /still's clock
+
+
+def still_launch(image: str, width: int, height: int, fps: int) -> str:
+    x, y, w, h = CLOCK_BOX
+    return (
+        f"( compositor name=mix sink_1::xpos={x} sink_1::ypos={y} ! video/x-raw,width={width},height={height},"
+        f"framerate={fps}/1 ! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency "
+        f"speed-preset=ultrafast key-int-max={fps} "
+        "! rtph264pay name=pay0 pt=96 "
+        f"filesrc location={image} ! jpegdec ! videoconvert ! videoscale ! video/x-raw,width={width},height={height} "
+        f"! imagefreeze is-live=true ! video/x-raw,framerate={fps}/1 ! mix. "
+        f"videotestsrc pattern=ball is-live=true ! video/x-raw,width={w},height={h},framerate={fps}/1 ! mix. )"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--still", help="a JPEG picture: also serve /still, a still scene with a clock")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     Gst.init(None)
@@ -39,6 +58,11 @@ def main() -> None:
     factory.set_launch(launch(width, height, args.fps))
     factory.set_shared(True)
     server.get_mount_points().add_factory("/test", factory)
+    if args.still:
+        still = GstRtspServer.RTSPMediaFactory()
+        still.set_launch(still_launch(args.still, width, height, args.fps))
+        still.set_shared(True)
+        server.get_mount_points().add_factory("/still", still)
     if server.attach(None) == 0:
         print(f"FAILED cannot listen on port {args.port}", flush=True)
         sys.exit(1)

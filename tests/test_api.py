@@ -11,6 +11,7 @@ def test_public_names_are_pinned_and_resolve():
         "Detector",
         "Event",
         "Frame",
+        "MotionOptions",
         "Pipeline",
         "Result",
         "Source",

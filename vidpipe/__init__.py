@@ -19,9 +19,10 @@ from .errors import VidpipeError  # noqa: E402
 if TYPE_CHECKING:
     from . import errors, models
     from .api import Pipeline, detect
-    from .gst.source import Source, open
+    from .gst.opening import open
+    from .gst.source import Source
     from .models import Detector
-    from .options import StreamOptions
+    from .options import MotionOptions, StreamOptions
     from .pipeline import Stats, StreamsFailedError
     from .types import Detections, Event, Frame, Result, SourceInfo
 
@@ -30,6 +31,7 @@ __all__ = [
     "Detector",
     "Event",
     "Frame",
+    "MotionOptions",
     "Pipeline",
     "Result",
     "Source",
@@ -53,12 +55,13 @@ _WHERE = {
     "SourceInfo": "types",
     "Detector": "models",
     "StreamOptions": "options",
+    "MotionOptions": "options",
     "Pipeline": "api",
     "Stats": "pipeline",
     "StreamsFailedError": "pipeline",
     "detect": "api",
     "Source": "gst.source",
-    "open": "gst.source",
+    "open": "gst.opening",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import rules
@@ -27,6 +27,34 @@ FILE_QUEUE = 8  # decoded frames buffered per file stream (back-pressure beyond)
 LIVE_QUEUE = 4  # decoded frames buffered per live stream (the oldest is dropped beyond)
 
 
+MOTION_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class MotionOptions:
+    """Motion gating (see docs/motion.md): frames where nothing moved skip the detector.
+
+    ``mode``: ``auto`` gates live streams (cameras) and never files, ``on`` every stream, ``off`` none.
+    ``threshold``: grey levels (1 to 255) a pixel of the small, blurred grey frame must differ from the
+    background by to count as changed. ``min_area``: the fraction of the frame (0 to 1) that must change
+    for motion. ``masks``: polygons to ignore (a clock overlay, a tree), each ``x1,y1,x2,y2,...`` in
+    pixels or ``rel:`` fractions, like zones. ``hangover``: frames still detected after motion ends.
+    ``refresh``: seconds after which a still stream is detected once anyway (0: never).
+    Checked by :func:`vidpipe.analytics.motion.check_motion`.
+    """
+
+    mode: str = "auto"
+    threshold: float = 25.0
+    min_area: float = 0.002
+    masks: tuple[str, ...] = ()
+    hangover: int = 3
+    refresh: float = 10.0
+
+    def enabled(self, live: bool) -> bool:
+        """Whether a stream (live or not) is gated."""
+        return self.mode == "on" or (self.mode == "auto" and live)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
     """How every stream of a run is read.
@@ -39,6 +67,7 @@ class StreamOptions:
     each stream after this many frames. ``gpu_decode``: decode on an NVIDIA GPU where GStreamer can (see
     :func:`vidpipe.gst.decoders.nvidia_decoding`), in software otherwise. ``loop``: a file is played at
     its own speed and from the start again when it ends (frame numbers and times go on), like a camera.
+    ``motion``: motion gating (:class:`MotionOptions`; by default live streams only).
     """
 
     detect_fps: float | None = None
@@ -50,6 +79,7 @@ class StreamOptions:
     gpu_decode: bool = False
     loop: bool = False  # a file plays at its own speed and starts again at its end (a demo camera)
     tap: Callable[[str, Any], None] | None = None  # called with each source's stream name and GStreamer pipeline
+    motion: MotionOptions = field(default_factory=MotionOptions)
 
     def __post_init__(self) -> None:
         for name in ("detect_fps", "max_latency", "open_timeout", "stall_timeout"):

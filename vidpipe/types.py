@@ -25,7 +25,9 @@ class Frame:
     ``index`` counts from 0 in decoding order; ``pts`` is the presentation time in seconds; ``stream``
     names the source the frame came from; ``wall`` is the UNIX time at which it left the decoder.
     ``picture`` is the (width, height) of the picture when the frame carries no pixels (a record that
-    crossed a process: its tensor is empty); None when the tensor is the picture.
+    crossed a process: its tensor is empty); None when the tensor is the picture. ``motion`` is None
+    when the stream is not motion-gated, else whether the motion gate let the frame through to the
+    detector (False: nothing moved, the tensor is the last detected frame's, see docs/motion.md).
     """
 
     tensor: torch.Tensor
@@ -34,6 +36,12 @@ class Frame:
     stream: str = "0"
     wall: float = field(default_factory=time.time)
     picture: tuple[int, int] | None = None
+    motion: bool | None = None
+
+    @property
+    def gated(self) -> bool:
+        """Whether the motion gate held this frame back from the detector."""
+        return self.motion is False
 
     @property
     def width(self) -> int:
@@ -239,6 +247,8 @@ class Result:
         }
         if self.zones is not None:
             record["zones"] = self.zones
+        if frame.motion is not None:
+            record["motion"] = frame.motion
         return record
 
     @classmethod
@@ -257,7 +267,7 @@ class Result:
         )
         frame = Frame(
             torch.empty((0, 0, 3), dtype=torch.uint8), record["frame"], record["pts"], record["stream"],
-            record["wall"], picture=(record["width"], record["height"]),
+            record["wall"], picture=(record["width"], record["height"]), motion=record.get("motion"),
         )  # fmt: skip
         return cls(frame, detections, zones=record.get("zones"))
 

@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import VidpipeError
 from ..memory import bound_arenas
 from ..models import DEFAULT_MODEL
-from ..options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, DEFAULT_LIVE_MAX_LATENCY
+from ..options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, DEFAULT_LIVE_MAX_LATENCY, MOTION_MODES, MotionOptions
 from ..redact import mask_secrets
 from .events import add_command as add_events
 from .tools import decode, export, gst_env, probe, size, snapshot
@@ -268,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--max-latency", type=float, metavar="S",
                       help="drop live frames that cannot reach their result within S seconds "
                       f"(default: {DEFAULT_LIVE_MAX_LATENCY:g})")  # fmt: skip
+    live.add_argument("--motion", choices=MOTION_MODES, default="auto",
+                      help="skip the detector on frames where nothing moved (docs/motion.md); auto: on for live "
+                      "streams (cameras), off for files")  # fmt: skip
+    live.add_argument("--motion-threshold", type=float, default=MotionOptions().threshold, metavar="G",
+                      help="grey levels a pixel must change by to count as motion (default: %(default)g)")  # fmt: skip
+    live.add_argument("--motion-min-area", type=float, default=MotionOptions().min_area, metavar="F",
+                      help="fraction of the frame that must change (default: %(default)g)")  # fmt: skip
+    live.add_argument("--motion-mask", action="append", default=[], metavar="POLYGON",
+                      help="a region whose changes never count (a clock overlay): x1,y1,x2,y2,x3,y3[,...] in "
+                      "pixels or rel:fractions; repeatable")  # fmt: skip
     perf = p.add_argument_group("performance")
     perf.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     perf.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16", "int8"),

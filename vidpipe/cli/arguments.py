@@ -30,7 +30,9 @@ def configs(args: argparse.Namespace) -> tuple[ModelConfig, StreamConfig]:
         "max_det": args.max_det, "imgsz": args.imgsz, "layout": args.layout, "names": args.names,
     }  # fmt: skip
     stream = {"detect_fps": args.detect_fps, "max_latency": args.max_latency, "max_frames": args.max_frames,
-              "privacy": args.privacy or None, "blur": args.blur}  # fmt: skip
+              "privacy": args.privacy or None, "blur": args.blur,
+              "motion": {"mode": args.motion, "threshold": args.motion_threshold, "min_area": args.motion_min_area,
+                         "masks": list(args.motion_mask)}}  # fmt: skip
     try:
         return (
             ModelConfig.model_validate({k: v for k, v in model.items() if v is not None}),

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from ..analytics import Line, Zone, parse_line, parse_zone
 from ..analytics.geometry import segment_meets_rect
 from ..errors import OutputError, VidpipeError
-from ..gst import source as _source
+from ..gst import opening as _source
 from ..gst.uri import source_path
 from ..sinks import check_output_paths
 from ..sinks.draw import Annotator, font, in_direction

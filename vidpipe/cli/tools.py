@@ -11,7 +11,8 @@ import textwrap
 from pathlib import Path
 
 from ..errors import VidpipeError
-from ..gst import source as _source
+from ..gst import Gst
+from ..gst import opening as _source
 from ..gst.graph import write_graph
 from ..models import DEFAULT_MODEL
 from .progress import FrameProgress, expected_frames
@@ -131,7 +132,7 @@ def gst_env(args: argparse.Namespace) -> int:
     paths = [str(package.parent), *site.getsitepackages()]
     print(f'export GST_PLUGIN_PATH={shlex.quote(str(plugins))}"${{GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}}"')
     print(f'export PYTHONPATH={shlex.quote(":".join(paths))}"${{PYTHONPATH:+:$PYTHONPATH}}"')
-    if _source.Gst.Registry.get().find_plugin("python") is None:
+    if Gst.Registry.get().find_plugin("python") is None:
         print(
             "vidpipe: warning: GStreamer's Python plugin loader is missing: "
             "sudo apt-get install gstreamer1.0-python3-plugin-loader",

@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
+from ..analytics.motion import check_motion
 from ..errors import VidpipeError
-from ..options import DEFAULT_BATCH, StreamOptions
+from ..options import DEFAULT_BATCH, MotionOptions, StreamOptions
 from ..pipeline.config import model_config, stream_config
 from ..pipeline.specs import check_arguments, check_name_free, check_stream_name, split_name, stream_specs
 from ..pipeline.stats import Stats
@@ -119,6 +120,7 @@ class ClusterPipeline:
         options = options or StreamOptions()
         if max_frames is not None:
             options = dataclasses.replace(options, max_frames=max_frames)
+        check_motion(options.motion)
         self.cluster = cluster
         self.keep_alive = keep_alive
         self.settings = {
@@ -165,6 +167,7 @@ class ClusterPipeline:
         privacy: Sequence[str] = (),
         blur: Sequence[str] = (),
         record: tuple | None = None,
+        motion: MotionOptions | None = None,
     ) -> str:
         """Add a stream on the least-loaded worker (see :meth:`Pipeline.add_stream`); ``record`` is the
         service's (``Record``, file name) for the worker's video recording."""
@@ -174,7 +177,7 @@ class ClusterPipeline:
         name = check_stream_name(name if name is not None else given or self._free_name())
         config = stream_config(
             detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames, lines=list(lines),
-            zones=list(zones), track=track, loop=loop, privacy=list(privacy), blur=list(blur),
+            zones=list(zones), track=track, loop=loop, privacy=list(privacy), blur=list(blur), motion=motion,
         )  # fmt: skip
         options = {key: getattr(config, key) for key in config.model_fields_set}  # (checked again by the worker)
         options = {key: value for key, value in options.items() if value not in (None, [], False)}

@@ -31,7 +31,6 @@ class StreamWorker:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         from .. import models
-        from ..options import StreamOptions
         from ..pipeline import Pipeline
         from ..sinks import VideoSink
 
@@ -56,7 +55,7 @@ class StreamWorker:
             keep_alive=True,
             sinks=sinks,
             batch=settings["batch"],
-            options=StreamOptions(**settings.get("options", {})),
+            options=stream_options(settings.get("options", {})),
             on_result=[self._result],
             on_event=[self._event],
             sink_errors="isolate",
@@ -140,3 +139,12 @@ class StreamWorker:
         with contextlib.suppress(Exception):  # failed streams: said as events already
             self.pipeline.wait(timeout=120)
         self._put({"_finished": True})
+
+
+def stream_options(fields: dict[str, Any]) -> Any:
+    """The ``StreamOptions`` a driver sent (``dataclasses.asdict``: the motion options as a dict)."""
+    from ..options import MotionOptions, StreamOptions
+
+    motion = dict(fields.get("motion", {}))
+    motion["masks"] = tuple(motion.get("masks", ()))
+    return StreamOptions(**{**fields, "motion": MotionOptions(**motion)})

@@ -11,6 +11,7 @@ import weakref
 from ..errors import SourceOutOfResourcesError
 from . import Gst
 from .decoders import CUDA_CHAIN
+from .gate import GATE_CHAIN
 
 # File descriptors one source needs at most (bus, decoder threads, file); checked before building.
 FDS_PER_SOURCE = 32
@@ -19,7 +20,7 @@ MIN_RATE = "1/10000"  # the lower end of the frame rates a max_fps lets through
 
 def description(
     source: str, *, size: tuple[int, int] | None, keep_aspect: bool, max_fps: float | None, convert_on_gpu: bool,
-    max_buffers: int, live: bool, pace: bool, decode_in_bin: bool,
+    max_buffers: int, live: bool, pace: bool, decode_in_bin: bool, gate: bool = False,
 ) -> str:  # fmt: skip
     """``SOURCE ! queue name=frames ! [videorate] ! convert ! videoflip ! videoscale ! RGB caps ! appsink``.
 
@@ -28,7 +29,8 @@ def description(
     nothing to do. ``max_fps``: frames above the rate are dropped before any conversion, so they cost
     nothing. NVIDIA decoding: the frame is converted to RGB on the GPU and comes back once, as RGB.
     ``decode_in_bin``: the source is a uridecodebin whose pads appear at run time and are linked by hand,
-    so its first link is left out."""
+    so its first link is left out. ``gate``: the frames reach the converter in a format with a luma plane,
+    for the motion gate's probe on its sink pad (see :mod:`vidpipe.gst.gate`)."""
     caps = "video/x-raw,format=RGB"
     if size is not None:
         width, height = size
@@ -53,6 +55,8 @@ def description(
         # letterbox as asked, like the videoscale after it)
         else f"videoconvertscale name=convert add-borders={borders} ! video/x-raw,format=RGB"
     )
+    if gate and not convert_on_gpu:
+        rate += GATE_CHAIN
     text = (
         f"{source} ! queue name=frames max-size-buffers=4 max-size-bytes=0 max-size-time=0 ! {rate}{convert} "
         f"! videoflip name=orient video-direction=auto ! videoscale name=scale add-borders={borders} ! {caps} ! {sink}"

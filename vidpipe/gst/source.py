@@ -1,10 +1,6 @@
-"""Sources: open any video through GStreamer and iterate its frames as tensors.
-
-``open(source)`` builds ``<source> ! decode ! videoconvertscale ! RGB caps ! appsink``, starts it, waits
-for the first frame (so ``.info`` is known and bad input fails at once), and yields :class:`Frame`
-objects from the caller's thread while GStreamer decodes in its own threads. Bus errors become
-:mod:`vidpipe.errors` exceptions that name the input and the cause.
-"""
+"""Sources: ``<source> ! decode ! videoconvertscale ! RGB caps ! appsink``, started, its first frame awaited
+(``.info`` known, bad input failing at once), its frames yielded as tensors in the caller's thread while
+GStreamer decodes in its own; bus errors become :mod:`vidpipe.errors` exceptions naming input and cause."""
 
 from __future__ import annotations
 
@@ -17,12 +13,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import DecodeError, NoVideoStreamError, OpenCancelledError, SourceError, StreamUnreachableError
+from ..options import MotionOptions
 from ..types import Frame, SourceInfo
 from . import GLib, Gst, GstPbutils
 from .buffers import BufferReader, arrival
 from .bus import error_from_message
 from .decoders import Decoding, nvidia_decoding, prefer_nvidia_decoders, video_decoder
 from .describe import source_info
+from .gate import Gate, Held
 from .launch import (
     check_fds,
     configure_element,
@@ -40,11 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class Source:
-    """An opened video source: iterable over :class:`Frame`, a context manager, with ``.info``.
-
-    Create it with :func:`vidpipe.open`. Iterate it once, from one thread. A source that is garbage
-    collected without :meth:`close` stops its pipeline all the same.
-    """
+    """An opened video source (made by :func:`vidpipe.open`): iterable once, from one thread, over
+    :class:`Frame`; a context manager, with ``.info``; garbage collected unclosed, it stops all the same."""
 
     def __init__(
         self,
@@ -62,6 +57,7 @@ class Source:
         cancel: threading.Event | None = None,
         pace: bool = False,
         tap: Callable[[Gst.Pipeline], None] | None = None,
+        motion: MotionOptions | None = None,
     ) -> None:
         self.opened_at = time.time()  # when opening began (before any frame of it)
         self._spec = parse_source(source)
@@ -99,6 +95,7 @@ class Source:
         self.decoding = nvidia_decoding() if gpu_decode else Decoding(False, "software decoding")
         if self.decoding.gpu:
             prefer_nvidia_decoders()
+        self._gate = self._make_gate(motion)
         self._pipeline = self._build(size, keep_aspect)
         if tap is not None:  # (before it starts: the tap sees the stream from its first buffer)
             tap(self._pipeline)
@@ -113,12 +110,23 @@ class Source:
 
     # -- construction -------------------------------------------------------------------------------
 
+    def _make_gate(self, motion: MotionOptions | None) -> Gate | None:
+        """The motion gate when ``motion`` gates this source (in ``auto`` mode an HTTP stream's gate is
+        switched on once it is found to be live); never with conversion on the GPU."""
+        if motion is None or self.decoding.convert_on_gpu or not motion.enabled(self.live or self._maybe_live):
+            return None
+        stamp = weak(self._stamp)
+        return Gate(motion, stamp, active=motion.enabled(self.live))
+
+    def _stamp(self, buf: Gst.Buffer) -> float:
+        return arrival(self._pipeline if self._clocked else None, buf, time.time())
+
     def _build(self, size: tuple[int, int] | None, keep_aspect: bool) -> Gst.Pipeline:
         decode_in_bin = self._spec.kind in ("file", "network")
         text = description(
             self._spec.description, size=size, keep_aspect=keep_aspect, max_fps=self._max_fps,
             convert_on_gpu=self.decoding.convert_on_gpu, max_buffers=self._max_buffers, live=self.live,
-            pace=self._pace, decode_in_bin=decode_in_bin,
+            pace=self._pace, decode_in_bin=decode_in_bin, gate=self._gate is not None,
         )  # fmt: skip
         try:
             pipeline = Gst.parse_launch(text)
@@ -135,11 +143,15 @@ class Source:
             self._handlers.append((decode, decode.connect("deep-element-added", configure_element)))
         else:
             self._video_linked = True
-        self._numbered = self.live or self._maybe_live or self._max_fps is not None  # frames may be dropped
+        # frames may be dropped (or held back by the motion gate)
+        self._numbered = self.live or self._maybe_live or self._max_fps is not None or self._gate is not None
         if self._numbered:  # (a Python callback per frame: only where needed)
             decoded = pipeline.get_by_name("frames").get_static_pad("sink")
             self._probes.append((decoded, decoded.add_probe(Gst.PadProbeType.BUFFER, weak(self._on_decoded))))
-        if self.live or self._maybe_live:
+        if self._gate is not None:
+            pad = pipeline.get_by_name("convert").get_static_pad("sink")
+            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, weak(self._gate.probe))))
+        if self.live or self._maybe_live or self._gate is not None:
             pad = pipeline.get_by_name("sink").get_static_pad("sink")
             self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, weak(self._count_arrival))))
         return pipeline
@@ -232,6 +244,8 @@ class Source:
         self._max_buffers = 2
         self._appsink.set_property("max-buffers", self._max_buffers)
         self._appsink.set_property("drop", True)
+        if self._gate is not None:
+            self._gate.active = self._gate.options.enabled(True)
 
     def _make_info(self, caps: Gst.Caps) -> SourceInfo:
         return source_info(
@@ -245,7 +259,7 @@ class Source:
         sample, self._first = self._first, None
         if sample is None:
             raise SourceError(f"{self._spec.text}: a source can be iterated only once")
-        stall, wall = time.monotonic(), self._first_wall
+        stall, wall, gate, arrived = time.monotonic(), self._first_wall, self._gate, 0
         while True:
             if sample is not None:
                 stall = time.monotonic()
@@ -253,12 +267,19 @@ class Source:
                 caps = sample.get_caps()
                 if not caps.is_equal(self._caps):
                     self._caps, self._reader = caps, BufferReader(caps)
+                if gate is not None:
+                    yield from map(self._held_frame, gate.before(buf.pts))
                 yield self._frame(buf, wall)
             else:
                 if self._stopping.is_set():
                     return
+                for held in gate.settled(arrived) if gate is not None else ():
+                    stall = time.monotonic()  # (a still scene's frames are frames too)
+                    yield self._held_frame(held)
                 self._check_bus()
                 if self._appsink.is_eos():
+                    if gate is not None:
+                        yield from map(self._held_frame, gate.rest())
                     self._drained = True
                     self._check_bus()
                     self._check_complete()
@@ -269,29 +290,41 @@ class Source:
                     )
             if self._stopping.is_set():
                 return
-            sample = self._appsink.try_pull_sample(50 * Gst.MSECOND)
+            arrived = self._arrived  # (before the pull: those that find it empty are all out of the appsink)
+            sample = self._appsink.try_pull_sample(0 if gate is not None and gate.ready(arrived) else 50 * Gst.MSECOND)
             wall = time.time()
 
     def _frame(self, buf: Gst.Buffer, pulled: float) -> Frame:
         """The frame of a pulled buffer; its index is the one the source gave it (live drops and
         ``max_fps`` leave gaps in the indices, damaged data does not)."""
+        index, pts = self._number(buf.pts)
+        wall = arrival(self._pipeline if self._clocked else None, buf, pulled)
+        tensor = self._last_tensor = self._reader.to_tensor(buf)
+        return Frame(tensor, index, pts, self.stream, wall, motion=None if self._gate is None else True)
+
+    def _held_frame(self, held: Held) -> Frame:
+        """A frame the motion gate held back: numbered in its place, with the last detected picture."""
+        index, pts = self._number(held.pts)
+        return Frame(self._last_tensor, index, pts, self.stream, held.wall, motion=False)
+
+    def _number(self, nanos: int) -> tuple[int, float]:
+        """The index and pts (s) of the next frame delivered, at ``nanos`` (ns, or CLOCK_TIME_NONE)."""
         index = self._delivered
-        if self._numbered and buf.pts != Gst.CLOCK_TIME_NONE:
-            waiting = self._indices.get(buf.pts)
+        if self._numbered and nanos != Gst.CLOCK_TIME_NONE:
+            waiting = self._indices.get(nanos)
             index = waiting.pop(0) if waiting else index
             if waiting is not None and not waiting:
-                del self._indices[buf.pts]
-            for older in [pts for pts in list(self._indices) if pts < buf.pts]:  # frames dropped on the way
+                del self._indices[nanos]
+            for older in [pts for pts in list(self._indices) if pts < nanos]:  # frames dropped on the way
                 self._indices.pop(older, None)
-        elif buf.pts != Gst.CLOCK_TIME_NONE:  # every decoded frame is delivered: count the lost ones here
+        elif nanos != Gst.CLOCK_TIME_NONE:  # every decoded frame is delivered: count the lost ones here
             self._produced += 1
-            self._count_lost(buf.pts, index)
+            self._count_lost(nanos, index)
         self._delivered += 1
         fps = self.info.fps
-        pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else (index / fps if fps else 0.0)
+        pts = nanos / Gst.SECOND if nanos != Gst.CLOCK_TIME_NONE else (index / fps if fps else 0.0)
         self._last_pts = pts
-        wall = arrival(self._pipeline if self._clocked else None, buf, pulled)
-        return Frame(self._reader.to_tensor(buf), index, pts, stream=self.stream, wall=wall)
+        return index, pts
 
     @property
     def name(self) -> str:
@@ -318,6 +351,11 @@ class Source:
         self._stopping.set()
 
     @property
+    def frames_gated(self) -> int:
+        """Frames the motion gate held back from the detector so far (0 when not gated)."""
+        return 0 if self._gate is None else self._gate.gated
+
+    @property
     def frames_delivered(self) -> int:
         """Frames yielded so far."""
         return self._delivered
@@ -333,8 +371,9 @@ class Source:
         exact at the end of the stream, within the few frames queued in the appsink before."""
         if not self.live:
             return 0
-        queued = 0 if self._drained else min(self._max_buffers, max(0, self._arrived - self._delivered))
-        return max(0, self._arrived - self._delivered - queued)
+        delivered = self._delivered - (self._gate.released if self._gate is not None else 0)  # (from the appsink)
+        queued = 0 if self._drained else min(self._max_buffers, max(0, self._arrived - delivered))
+        return max(0, self._arrived - delivered - queued)
 
     def _check_complete(self) -> None:
         """At end of stream: report frames the decoder could not decode, and compare what was decoded
@@ -406,45 +445,3 @@ class Source:
 
     def __repr__(self) -> str:
         return f"<vidpipe.Source {self._spec.text!r}>"
-
-
-def open(
-    source: str | os.PathLike,
-    *,
-    size: tuple[int, int] | None = None,
-    keep_aspect: bool = False,
-    live: bool | None = None,
-    max_buffers: int = 8,
-    timeout: float = 10.0,
-    max_fps: float | None = None,
-    stream: str = "0",
-    stall_timeout: float | None = None,
-    gpu_decode: bool = False,
-    cancel: threading.Event | None = None,
-    pace: bool = False,
-    tap: Callable[[Gst.Pipeline], None] | None = None,
-) -> Source:
-    """Open a video source and return a :class:`Source` (iterable of :class:`Frame`, context manager).
-
-    ``source``: a path, ``file://``, ``rtsp://``, ``http(s)://`` URL, ``/dev/videoN`` or
-    ``testsrc://PATTERN?width=W&height=H&fps=F&frames=N``.
-    ``size=(w, h)`` scales inside GStreamer; ``keep_aspect=True`` letterboxes instead of stretching.
-    ``live`` overrides the live/file decision: live sources drop the oldest frames when the consumer is
-    slow (counted in ``frames_dropped``); file sources apply back-pressure and never drop a frame.
-    ``timeout`` bounds the wait for the first frame (and, for live sources, for any frame).
-    ``max_fps`` keeps at most that many frames per second of stream time, dropping the others inside
-    GStreamer before conversion. ``stream`` names the source in every :class:`Frame` it yields.
-    ``stall_timeout``: a live source with no frame for this long raises (default: ``timeout``).
-    ``gpu_decode``: decode with NVIDIA's decoders and convert to RGB on the GPU where GStreamer has them
-    (``source.decoding`` says what was chosen and why; software decoding otherwise).
-    ``cancel``: an event that gives up the wait for the first frame (raising
-    :class:`~vidpipe.errors.OpenCancelledError`) within 50 ms of being set.
-    ``pace``: frames come at the file's own speed (by the clock), not as fast as they decode. ``tap`` is
-    called with the GStreamer pipeline before it starts (a camera recorder hooks its encoded stream).
-    Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
-    """
-    return Source(
-        source, size=size, keep_aspect=keep_aspect, live=live, max_buffers=max_buffers, timeout=timeout,
-        max_fps=max_fps, stream=stream, stall_timeout=stall_timeout, gpu_decode=gpu_decode, cancel=cancel, pace=pace,
-        tap=tap,
-    )  # fmt: skip

@@ -6,6 +6,10 @@ turn (round robin, starting with a different stream each batch), so a fast file 
 camera; it waits at most ``max_wait`` after its first frame for the batch to fill. Events and the end
 of a stream travel in the same queue, so they keep their place among the stream's frames.
 
+A frame the motion gate held back (``frame.gated``) travels like a marker: it is never batched or waited
+for, and dropped only when older than its stream's latency bound (its result is the last detections of
+its stream, see the engine).
+
 Files apply back-pressure (a full queue blocks their reader, and GStreamer behind it). Live streams never
 block: a full queue drops its oldest frame, and a frame that cannot reach its result within the stream's
 latency bound is dropped too, both counted, so latency cannot grow however slow the model is. The bound
@@ -102,7 +106,7 @@ class Batcher:
         drops its oldest queued frame instead. Returns False once the run is abandoned."""
         with self._cond:
             lane = self._lanes[stream]
-            if isinstance(item, Frame):
+            if isinstance(item, Frame) and not item.gated:
                 while lane.frames >= lane.capacity:
                     if lane.live:
                         self._drop_oldest(lane)
@@ -117,7 +121,7 @@ class Batcher:
 
     def _drop_oldest(self, lane: _Lane) -> None:
         for i, queued in enumerate(lane.queue):
-            if isinstance(queued, Frame):
+            if isinstance(queued, Frame) and not queued.gated:
                 del lane.queue[i]
                 lane.frames -= 1
                 lane.stats.drop("queue")
@@ -188,13 +192,16 @@ class Batcher:
         now = time.time()
         while lane.queue:
             item = lane.queue.popleft()
-            if isinstance(item, Frame):
+            if isinstance(item, Frame) and not item.gated:
                 lane.frames -= 1
                 if lane.max_latency is not None and self._too_late(item, lane, now):
                     lane.stats.drop("late")  # processing it now would only add latency
                     continue
                 items.append(item)
                 return True
+            if isinstance(item, Frame) and lane.max_latency is not None and now - item.wall > lane.max_latency:
+                lane.stats.drop("late")  # (a gated frame: late only when older than the bound)
+                continue
             items.append(item)
             if isinstance(item, End):  # the stream's last item: its lane goes
                 if self._lanes.get(item.stream) is lane:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,10 +26,11 @@ from pydantic import (
 from .. import rules
 from ..analytics import Line, Zone, parse_line, parse_zone
 from ..analytics.lines import check_names
+from ..analytics.motion import check_motion
 from ..analytics.privacy import parse_region
 from ..errors import VidpipeError
 from ..models import DEFAULT_MODEL
-from ..options import StreamOptions
+from ..options import MotionOptions, StreamOptions
 
 MAX_SHAPES = 64  # counting lines, and zones, of one stream
 MAX_ZONE_POINTS = 256
@@ -99,6 +100,37 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class MotionConfig(Strict):
+    """Motion gating of a stream (docs/motion.md): frames where nothing moved skip the detector; checked
+    by :func:`vidpipe.analytics.motion.check_motion`."""
+
+    mode: Literal["auto", "on", "off"] = Field("auto", description="auto: live streams only")
+    threshold: float = Field(MotionOptions().threshold, description="grey levels (1-255) a pixel must change by")
+    min_area: float = Field(MotionOptions().min_area, description="fraction of the frame that must change")
+    masks: list[Annotated[str, Field(max_length=MAX_SHAPE_TEXT)]] = Field(
+        default_factory=list, max_length=MAX_SHAPES, description="x1,y1,x2,y2,x3,y3,... regions to ignore"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_options(cls, value: object) -> object:
+        if isinstance(value, MotionOptions):  # (Python's MotionOptions: its fields, checked here)
+            return {"mode": value.mode, "threshold": value.threshold, "min_area": value.min_area,
+                    "masks": list(value.masks)}  # fmt: skip
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> MotionConfig:
+        try:
+            check_motion(self.options())
+        except VidpipeError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def options(self) -> MotionOptions:
+        return MotionOptions(self.mode, self.threshold, self.min_area, tuple(self.masks))
+
+
 class StreamConfig(Strict):
     """One stream's own options (beside the run's): how it is read and what is counted in it."""
 
@@ -120,6 +152,7 @@ class StreamConfig(Strict):
     blur: Annotated[list[str], _rule(lambda value: rules.class_names(value) if value else [])] = Field(
         default_factory=list, description="labels whose boxes are blurred in every picture of the stream"
     )
+    motion: MotionConfig | None = Field(None, description="motion gating (default: the run's, auto)")
     loitering: dict[str, Annotated[float, _rule(rules.positive_number)]] = Field(
         default_factory=dict, description="ZONE: SECONDS: one loitering event per track and visit that stays longer"
     )
@@ -155,6 +188,8 @@ class StreamConfig(Strict):
         changes = {key: value for key, value in given.items() if value is not None}
         if self.loop:
             changes["loop"] = True
+        if self.motion is not None:
+            changes["motion"] = self.motion.options()
         return dataclasses.replace(base, **changes)
 
 

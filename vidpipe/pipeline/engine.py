@@ -38,11 +38,12 @@ class Engine:
         a whole one is queued, else the oldest is collected first."""
         flight = InFlight(self.detector, self.in_flight, self.stats.add)
         continuous = self.continuous
+        last: dict[str, Detections] = {}  # each stream's last detections (for the frames gated by motion)
 
         def collected(tag: tuple[list, float], detections: list[Detections]) -> Iterator[Result | Event | End]:
             items, taken_at = tag
             batcher.observe_service(time.time() - taken_at)
-            return _merged(items, detections)
+            return _merged(items, detections, last)
 
         while True:
             if len(flight) and (flight.full or not batcher.ready(full=continuous)):
@@ -52,11 +53,15 @@ class Engine:
             if taken is None:
                 break
             items, waited = taken
-            frames = [item.tensor for item in items if isinstance(item, Frame)]
-            if not frames:  # events and ends only: after the batches before them
+            for item in items:  # a stream whose detected frames were all dropped (late) has nothing to carry:
+                if isinstance(item, Frame) and item.gated and item.stream not in last:  # its picture is the
+                    item.motion = True  # last one decoded (nothing moved since): detected instead
+                    last[item.stream] = Detections.empty()  # (until its result, in order)
+            frames = [item.tensor for item in items if isinstance(item, Frame) and not item.gated]
+            if not frames:  # events, ends and gated frames only: after the batches before them
                 for done in flight.drain():
                     yield from collected(*done)
-                yield from items
+                yield from _merged(items, [], last)
                 continue
             self.stats.add("decode wait", waited, len(frames))
             flight.launch(frames, tag=(items, time.time()))
@@ -75,8 +80,21 @@ class Engine:
         return [Result(frame, found) for frame, found in zip(frames, detections, strict=True)]
 
 
-def _merged(items: list[Frame | Event | End], detections: list) -> Iterator[Result | Event | End]:
-    """A batch's items with each frame replaced by its result, in their order."""
+def _merged(
+    items: list[Frame | Event | End], detections: list, last: dict[str, Detections]
+) -> Iterator[Result | Event | End]:
+    """A batch's items with each frame replaced by its result, in their order. A frame gated by motion
+    gets its stream's ``last`` detections (nothing moved since: they still hold, and a tracker keeps
+    their ids, a still object in a zone stays counted)."""
     found = iter(detections)
     for item in items:
-        yield Result(item, next(found)) if isinstance(item, Frame) else item
+        if isinstance(item, Frame):
+            if item.gated:
+                yield Result(item, last.get(item.stream) or Detections.empty())
+            else:
+                detected = last[item.stream] = next(found)
+                yield Result(item, detected)
+        else:
+            if isinstance(item, End):
+                last.pop(item.stream, None)
+            yield item

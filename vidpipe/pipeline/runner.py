@@ -23,17 +23,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..analytics import Line, Zone
+from ..analytics.motion import check_motion
 from ..analytics.plan import Analysis, Chain, Stage
 from ..errors import StreamsFailedError, VidpipeError
 from ..gst.source import Source
 from ..gst.uri import source_path
 from ..memory import bound_arenas
 from ..models.base import Detector
-from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, StreamOptions
+from ..options import DEFAULT_BATCH, DEFAULT_MAX_WAIT, MotionOptions, StreamOptions
 from ..sinks import Sink, check_output_paths, expand_streams
 from ..types import Event, Frame, Result
 from .batcher import Batcher
-from .config import StreamConfig, stream_config
+from .config import MotionConfig, StreamConfig, stream_config
 from .delivery import Delivery
 from .engine import Engine
 from .inflight import default_in_flight
@@ -108,6 +109,7 @@ class Pipeline(Delivery):
         options = options or StreamOptions()
         if max_frames is not None:
             options = dataclasses.replace(options, max_frames=max_frames)
+        check_motion(options.motion)
         self.options = options
         self.detector = detector
         self.in_flight = default_in_flight(detector.device) if in_flight is None else in_flight
@@ -183,15 +185,14 @@ class Pipeline(Delivery):
         loop: bool = False,
         privacy: Sequence[str] = (),
         blur: Sequence[str] = (),
+        motion: MotionOptions | MotionConfig | dict | None = None,
         tap: Callable[[str, Any], None] | None = None,
     ) -> str:
-        """Add a stream (safe from any thread, also while batches run); returns its name. ``name``
-        defaults to the ``NAME=`` of a ``NAME=URI`` string, else the lowest free number. The options,
-        ``lines``, ``zones`` and ``track`` given here are this stream's own (beside the pipeline's);
-        ``loop`` plays a file at its own speed, again and again; ``tap(name, pipeline)`` sees each of its
-        GStreamer pipelines (see :class:`StreamOptions`). Once the pipeline runs, the source opens in the
-        stream's own thread: a source that cannot be opened ends its stream with a ``failed`` event, the
-        others go on."""
+        """Add a stream (safe from any thread, also while batches run); returns its name (default: the
+        ``NAME=`` of ``NAME=URI``, else the lowest free number). The keywords are the stream's own options
+        (:class:`~vidpipe.pipeline.config.StreamConfig`, beside the pipeline's); ``tap(name, pipeline)``
+        sees each of its GStreamer pipelines. Once the pipeline runs, the source opens in the stream's own
+        thread: one that cannot be opened ends its stream with a ``failed`` event, the others go on."""
         if isinstance(source, Source):
             text = None
         else:
@@ -199,7 +200,7 @@ class Pipeline(Delivery):
             name = name if name is not None else given
         config = stream_config(
             detect_fps=detect_fps, max_latency=max_latency, max_frames=max_frames, lines=list(lines),
-            zones=list(zones), track=track, loop=loop, privacy=list(privacy), blur=list(blur),
+            zones=list(zones), track=track, loop=loop, privacy=list(privacy), blur=list(blur), motion=motion,
         )  # fmt: skip
         options = config.options(self.options)
         if tap is not None:

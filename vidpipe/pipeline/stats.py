@@ -34,6 +34,7 @@ class StreamStats:
     source: str = ""
     live: bool = False
     frames: int = 0
+    gated: int = 0  # of the frames, those the motion gate kept from the detector (nothing moved)
     dropped: int = 0  # live frames dropped: the source was faster than the pipeline, or too old
     drops: Counter = field(default_factory=Counter)  # the same, per reason (see DROP_REASONS)
     reconnects: int = 0
@@ -82,6 +83,7 @@ class StreamStats:
             "state": self.status,
             "error": self.error,
             "frames": self.frames,
+            "gated": self.gated,
             "dropped": self.dropped,
             "drops": dict(self.drops),
             "fps": round(self.rate(), 2),
@@ -124,6 +126,7 @@ class Stats:
         latency from the decoder with ``latency``); returns the stream's figures."""
         stream = self.stream(result.frame.stream)
         stream.frames += 1
+        stream.gated += result.frame.gated
         stream.labels.update(result.detections.labels)
         now = time.time()
         if latency:
@@ -183,6 +186,9 @@ class Stats:
                 continue  # no tracking or counting
             p50, p95 = self.percentiles(stage)
             lines.append(f"  {stage:<20} {p50:8.2f} {p95:8.2f}")
+        gated = sum(s.gated for s in self.streams.values())
+        if gated:
+            lines.append(f"motion      {gated} of {self.frames} frames gated (nothing moved: no detector run)")
         if self.missing["places"]:
             frames, places = self.missing["frames"], self.missing["places"]
             lines.append(f"damaged     {frames} frame(s) could not be decoded, in {places} place(s)")

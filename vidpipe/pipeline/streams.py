@@ -10,8 +10,8 @@ import resource
 import threading
 
 from ..errors import SourceError, UnsupportedSourceError, VidpipeError
+from ..gst.opening import open as open_source
 from ..gst.source import Source
-from ..gst.source import open as open_source
 from ..memory import trim_heap
 from ..options import FILE_QUEUE, LIVE_QUEUE, RECONNECT_FIRST, RECONNECT_MAX, StreamOptions
 from ..redact import mask_secrets
@@ -73,6 +73,7 @@ def connect(uri: str | os.PathLike, name: str, options: StreamOptions, cancel: t
         cancel=cancel,
         pace=options.loop,
         tap=functools.partial(options.tap, name) if options.tap is not None else None,
+        motion=options.motion,
     )
     info = source.info
     if info is not None and info.width * info.height > MAX_FRAME_PIXELS:

@@ -150,6 +150,9 @@ class _StreamCollector(Collector):
         streams = figures.get("streams", {})
         up = GaugeMetricFamily("vidpipe_stream_up", "1 while the stream delivers frames", labels=["stream"])
         frames = CounterMetricFamily("vidpipe_stream_frames", "Frames detected", labels=["stream"])
+        gated = CounterMetricFamily(
+            "vidpipe_frames_gated", "Frames the motion gate kept from the detector", labels=["stream"]
+        )
         dropped = CounterMetricFamily(
             "vidpipe_stream_frames_dropped", "Live frames dropped, by reason", labels=["stream", "reason"]
         )
@@ -160,12 +163,13 @@ class _StreamCollector(Collector):
         for name, s in streams.items():
             up.add_metric([name], 1.0 if s["state"] == "running" else 0.0)
             frames.add_metric([name], s["frames"])
+            gated.add_metric([name], s.get("gated", 0))
             for reason in DROP_REASONS:
                 dropped.add_metric([name, reason], s.get("drops", {}).get(reason, 0))
             reconnects.add_metric([name], s["reconnects"])
             if s["last_frame"] is not None:
                 last.add_metric([name], s["last_frame"])
-        yield from (up, frames, dropped, reconnects, last)
+        yield from (up, frames, gated, dropped, reconnects, last)
         count = GaugeMetricFamily("vidpipe_streams", "Streams in the service")
         count.add_metric([], len(streams))
         yield count

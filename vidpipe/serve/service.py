@@ -270,7 +270,7 @@ class Service:
             self.pipeline.add_stream(
                 spec.uri, name, detect_fps=spec.detect_fps, max_latency=spec.max_latency, max_frames=spec.max_frames,
                 lines=spec.lines, zones=spec.zone_shapes(), track=spec.track, loop=spec.loop, privacy=spec.privacy,
-                blur=spec.blur, **video,
+                blur=spec.blur, motion=spec.motion, **video,
             )  # fmt: skip
         except VidpipeError:
             self.recorder.plans.pop(name, None)
