@@ -14,6 +14,8 @@ BIN := $(VENV)/bin
 SAMPLE := media/sample.mp4
 LOCK := requirements.lock
 EXTRAS := track,onnx,openvino,serve,ray,int8,test
+# pytest workers: each test file runs in one (see tests/conftest.py); 2 fits the 2-core CI machine
+TEST_WORKERS ?= 2
 
 .PHONY: demo test serve lock lint bench bench-streams bench-serve soak system-deps test-system-deps clean
 
@@ -22,7 +24,7 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed-test | test-system-deps
 	$(BIN)/ruff check vidpipe tests benchmarks
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 serve: $(BIN)/.installed
 	$(BIN)/vidpipe serve --config examples/vidpipe.yaml --port 8080

@@ -15,6 +15,16 @@ from media import CLIPS, encode, gst_launch
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "media" / "sample.mp4"
+# Files whose tests start a local Ray: they run one after another in one worker of `pytest -n 2`
+RAY_FILES = {"test_cluster.py", "test_serve.py", "test_hardening3.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``-n N --dist loadgroup`` (``make test``), each file's tests run in one worker (their module
+    fixtures are made once) and the files that start a local Ray share one worker."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_FILES else name))
 
 
 @pytest.fixture(scope="session")

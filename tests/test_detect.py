@@ -218,7 +218,9 @@ def test_live_source_batches_are_bounded_in_time(detector):
     pipeline._batcher.take = record
     results = list(pipeline)
     assert len(results) == 20
-    assert max(sizes) <= 2, sizes
+    # batches never wait to fill (8 frames would hold the first 0.8 s); a frame or two each, more only while a
+    # busy machine's inference takes longer than a frame's 0.1 s
+    assert max(sizes) < 8 and sorted(sizes)[len(sizes) // 2] <= 2, sizes
 
 
 def test_pipeline_callbacks_and_stats(clip, detector):

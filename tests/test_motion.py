@@ -196,7 +196,8 @@ def test_the_cli_and_the_service_say_what_is_wrong(tmp_path, sample):
 
     spec = StreamConfig(uri="x.mp4", motion={"mode": "on", "threshold": 30, "masks": [CLOCK]})
     assert spec.motion.options() == MotionOptions("on", 30, MotionOptions().min_area, (CLOCK,))
-    assert StreamConfig(uri="x.mp4").motion.options() == MotionOptions()
+    assert StreamConfig(uri="x.mp4").motion is None  # (the run's: auto)
+    assert StreamConfig(uri="x.mp4").options(StreamOptions()).motion == MotionOptions()
 
 
 def test_motion_options_cross_to_a_cluster_worker():

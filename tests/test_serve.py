@@ -497,6 +497,15 @@ def _chromium():
     return playwright, exe
 
 
+def _near(text: str, name: str, numbers: list[float]) -> bool:
+    """``NAME=rel:x1,y1,...`` drawn within 1 % of the frame of where the test clicked."""
+    given, _, values = text.partition("=rel:")
+    got = [float(v) for v in values.split(",")]
+    if given != name or len(got) != len(numbers):
+        return False
+    return all(abs(a - b) <= 0.01 for a, b in zip(got, numbers, strict=True))
+
+
 def test_the_page_shows_live_pictures_and_adds_a_stream(tmp_path):
     playwright, exe = _chromium()
     config = f"""
@@ -529,9 +538,49 @@ streams:
             page.fill("input[name=name]", "added")
             page.fill("input[name=uri]", PATTERN)
             page.fill("input[name=detect_fps]", "5")
+            page.fill("input[name=lines]", "gate=rel:0.5,0,0.5,1")
+            page.fill("input[name=zones]", "hall=rel:0,0,0.5,0,0.5,1,0,1")
+            page.check("input[name=record]")
             page.click("button[type=submit]")
             page.wait_for_function(f"({pixels})('added') > 5", timeout=40_000)
-            assert served.stream("added")["frames"] > 0
+            added = served.stream("added")
+            assert added["frames"] > 0 and added["config"]["lines"] == ["gate=rel:0.5,0,0.5,1"]
+            assert added["config"]["zones"] == ["hall=rel:0,0,0.5,0,0.5,1,0,1"] and added["config"]["record"]["video"]
+            # draw a line on the clip's picture (two clicks; the prompt names it) and a zone on the pattern's
+            names = ["exit", "corner"]
+            page.on("dialog", lambda dialog: dialog.accept(names.pop(0)))
+            picture = """(name) => {
+                const img = document.querySelector(`.card[data-stream="${name}"] img`);
+                const b = img.getBoundingClientRect(), r = img.naturalWidth / img.naturalHeight;
+                let w = b.width, h = b.height; if (w / h > r) w = h * r; else h = w / r;
+                return [b.left + (b.width - w) / 2, b.top + (b.height - h) / 2, w, h];
+            }"""
+            left, top, w, h = page.evaluate(f"({picture})('clip')")
+            page.click('.card[data-stream="clip"] button.line')
+            page.mouse.click(left + 0.25 * w, top + 0.1 * h)
+            page.mouse.click(left + 0.25 * w, top + 0.9 * h)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(served.stream("clip")["config"]["lines"]) < 2:
+                time.sleep(0.2)
+            drawn = served.stream("clip")["config"]["lines"]
+            assert drawn[0] == "door=rel:0.5,0,0.5,1" and _near(drawn[1], "exit", [0.25, 0.1, 0.25, 0.9]), drawn
+            left, top, w, h = page.evaluate(f"({picture})('pattern')")
+            page.click('.card[data-stream="pattern"] button.zone')
+            for x, y in ((0.1, 0.1), (0.6, 0.1), (0.6, 0.7)):
+                page.mouse.click(left + x * w, top + y * h)
+            page.click('.card[data-stream="pattern"] button.zone')  # "finish zone"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not served.stream("pattern").get("config", {}).get("zones"):
+                time.sleep(0.2)
+            (zone,) = served.stream("pattern")["config"]["zones"]
+            assert _near(zone, "corner", [0.1, 0.1, 0.6, 0.1, 0.6, 0.7]), zone
+            assert served.stream("pattern")["uri"] == PATTERN  # (kept as it was: the page never sends it)
+            # a click on a picture opens the stream's full view; Escape closes it
+            page.wait_for_function(f"({pixels})('clip') > 5", timeout=30_000)
+            page.click('.card[data-stream="clip"] .view')
+            assert "full" in page.get_attribute('.card[data-stream="clip"]', "class")
+            page.keyboard.press("Escape")
+            assert "full" not in page.get_attribute('.card[data-stream="clip"]', "class")
             page.wait_for_timeout(1500)
             page.screenshot(path=str(tmp_path / "page.png"))
             page.check("#mosaic-mode")

@@ -122,10 +122,15 @@ class Delivery:
         reader = self._readers.get(end.stream)
         if end.error is not None:
             self._errors[end.stream] = end.error
-        if reader is not None and reader.removed:
-            self._tell(Event(end.stream, "removed", f"{end.stream}: removed"), write)
+        removed = Event(end.stream, "removed", f"{end.stream}: removed") if reader and reader.removed else None
+        if removed is not None:  # the outputs' last line, but told to callbacks once they are finished: a
+            self.stats.note_event(removed)  # cluster's driver takes it as "this worker's video plays now"
+            if write:
+                self.outputs.event(removed)
         if write:
             self.outputs.close_stream(end.stream)
+        for callback in self.on_event if removed is not None else ():
+            callback(removed)
         if reader is not None:
             reader.close()
             if reader.removed:

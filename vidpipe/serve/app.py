@@ -10,9 +10,12 @@ import urllib.parse
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import VidpipeError
@@ -209,6 +212,26 @@ def create_app(
         except VidpipeError as exc:
             raise HTTPException(422, str(exc)) from None
         response.status_code = 201 if created else 200
+        return service.stream(name)
+
+    @app.patch("/api/streams/{name}")
+    def patch_stream(name: str, changes: Annotated[dict[str, Any], Body()]) -> dict:
+        """Change some of a stream's settings (the page's drawn lines and zones); the others, its uri
+        among them (shown masked), stay as they are; only it restarts. 404 unknown, 422 a bad value."""
+        name = _name(name)
+        spec = service.streams.get(name)
+        if spec is None:
+            raise HTTPException(404, f"no stream named {name!r}")
+        try:
+            changed = StreamConfig.model_validate({**spec.model_dump(by_alias=True, exclude_defaults=True), **changes})
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from None
+        try:
+            service.put_stream(name, changed)
+        except StateFileError as exc:
+            raise HTTPException(500, f"{exc}; the stream was not changed") from None
+        except VidpipeError as exc:
+            raise HTTPException(422, str(exc)) from None
         return service.stream(name)
 
     @app.delete("/api/streams/{name}", status_code=204)
