@@ -598,7 +598,7 @@ def test_a_service_on_a_cluster_shows_pictures_records_and_removes_streams(tmp_p
     by the workers, the JSON Lines gathered here and the videos written by the workers, under one name;
     a worker killed by its PID hands its stream to the other."""
     pytest.importorskip("ray")
-    from test_cluster import ray_processes, worker_pids
+    from test_cluster import ray_left, worker_pids
 
     config = f"""
 cluster: {{address: ray, workers: 2}}
@@ -651,7 +651,7 @@ streams:
     [door] = recordings(tmp_path / "recordings", "door", ".jsonl")
     frames = [line["frame"] for line in jsonl(door) if "detections" in line]
     assert len(frames) >= 30 and frames == sorted(set(frames))  # (across the move: never twice, in order)
-    assert not ray_processes()
+    assert not ray_left()
 
 
 def test_a_cluster_that_cannot_be_reached_is_one_error_line(tmp_path):
