@@ -36,7 +36,7 @@ def events(path: Path, kind: str) -> list[dict]:
 
 
 def ray_processes() -> list[str]:
-    found = subprocess.run(["pgrep", "-af", "gcs_server|raylet"], capture_output=True, text=True).stdout
+    found = subprocess.run(["pgrep", "-af", "gcs_server|raylet|ray::"], capture_output=True, text=True).stdout
     return [line for line in found.splitlines() if "pgrep" not in line]
 
 
@@ -47,6 +47,12 @@ def ray_left(timeout: float = 30) -> list[str]:
     while (left := ray_processes()) and time.monotonic() < deadline:
         time.sleep(0.5)
     return left
+
+
+@pytest.fixture(autouse=True)
+def no_ray_before():
+    """Each test starts with no Ray process of an earlier one (a busy machine takes seconds to end them)."""
+    assert not ray_left(60), "a local Ray of an earlier test is still running"
 
 
 def worker_pids() -> list[int]:

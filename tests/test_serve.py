@@ -600,6 +600,8 @@ def test_a_service_on_a_cluster_shows_pictures_records_and_removes_streams(tmp_p
     pytest.importorskip("ray")
     from test_cluster import ray_left, worker_pids
 
+    assert not ray_left(60), "a local Ray of an earlier test is still running"
+
     config = f"""
 cluster: {{address: ray, workers: 2}}
 model: {{backend: torch, precision: fp32}}
