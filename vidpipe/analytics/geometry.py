@@ -80,6 +80,16 @@ def parse_coordinates(text: str, what: str) -> tuple[list[float], bool]:
     return numbers, relative
 
 
+def parse_polygon(text: str, what: str, counted: str | None = None) -> tuple[tuple[Point, ...], bool]:
+    """``x1,y1,x2,y2,x3,y3[,...]`` in pixels or ``rel:`` fractions (a zone, a privacy region, a motion
+    mask): its points and whether they are fractions. ``what`` names it in errors (``counted``, when
+    given, in the error about the number of points)."""
+    numbers, relative = parse_coordinates(text, what)
+    if len(numbers) % 2 or len(numbers) < 6:
+        raise VidpipeError(f"{counted or what}: expected x,y pairs of at least 3 points, got {len(numbers)} numbers")
+    return tuple((numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)), relative
+
+
 def parse_numbers(text: str, what: str) -> list[float]:
     try:
         numbers = [float(v) for v in text.split(",")]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import VidpipeError
 from ..options import MOTION_MODES, MotionOptions
-from .geometry import Point, parse_coordinates
+from .geometry import Point, parse_polygon
 
 SMALL_WIDTH = 160  # the small frame is about this wide (every n-th pixel of every n-th row)
 ALPHA = 0.1  # the background's share of each new frame
@@ -48,10 +48,7 @@ def parse_mask(text: str) -> tuple[tuple[Point, ...], bool]:
     whether they are fractions."""
     if not isinstance(text, str):
         raise VidpipeError(f"motion mask: expected a polygon such as 0,0,200,0,200,40,0,40, got {text!r}")
-    numbers, relative = parse_coordinates(text, "motion mask")
-    if len(numbers) % 2 or len(numbers) < 6:
-        raise VidpipeError(f"motion mask: expected x,y pairs of at least 3 points, got {len(numbers)} numbers")
-    return tuple((numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)), relative
+    return parse_polygon(text, "motion mask")
 
 
 def step_for(width: int) -> int:

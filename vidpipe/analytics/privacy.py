@@ -13,9 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..errors import VidpipeError
 from ..types import Result
-from .geometry import parse_coordinates
+from .geometry import parse_polygon
 
 PIXELATE = 12  # pixels per block of a blurred object (at least 4 blocks across its box)
 
@@ -35,12 +34,7 @@ class Region:
 
 def parse_region(text: str) -> Region:
     """``x1,y1,x2,y2,x3,y3[,...]`` (pixels) or ``rel:...`` (fractions of the frame) → :class:`Region`."""
-    numbers, relative = parse_coordinates(text, "privacy region")
-    if len(numbers) % 2 or len(numbers) < 6:
-        raise VidpipeError(
-            f"privacy region {text!r}: expected x,y pairs of at least 3 points, got {len(numbers)} numbers"
-        )
-    return Region(tuple((numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)), relative)
+    return Region(*parse_polygon(text, "privacy region", f"privacy region {text!r}"))
 
 
 class Privacy:

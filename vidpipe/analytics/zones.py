@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, check_anchor, crossing_edges, inside, parse_coordinates, side, tracked_anchors
+from .geometry import Point, check_anchor, crossing_edges, inside, parse_polygon, side, tracked_anchors
 from .lines import check_names, split_name
 
 
@@ -51,10 +51,7 @@ class Zone:
 def parse_zone(text: str) -> Zone:
     """``[STREAM:]NAME=x1,y1,x2,y2,x3,y3[,...]`` (the ``--zone`` syntax) → :class:`Zone`."""
     stream, name, values = split_name(text, "zone")
-    numbers, relative = parse_coordinates(values, f"zone {name}")
-    if len(numbers) % 2 or len(numbers) < 6:
-        raise VidpipeError(f"zone {name}: expected x,y pairs of at least 3 points, got {len(numbers)} numbers")
-    points = tuple((numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2))
+    points, relative = parse_polygon(values, f"zone {name}")
     return Zone(name, points, stream, relative)
 
 
