@@ -203,7 +203,8 @@ def test_second_ctrl_c_exits_at_once(tmp_path, sample):
 def test_live_source_batches_are_bounded_in_time(detector):
     """A live 10 FPS source with batch 8: the batcher waits at most max_wait (50 ms) for a batch to fill,
     so batches stay small instead of holding frames back for 0.8 s."""
-    src = vidpipe.open("testsrc://ball?width=320&height=240&fps=10&frames=20&live=1")
+    # (room for all 20 frames: a busy machine must not make the live source drop any)
+    src = vidpipe.open("testsrc://ball?width=320&height=240&fps=10&frames=20&live=1", max_buffers=32)
     # (a generous latency bound: on a busy machine the default 1 s one would rightly drop late frames)
     pipeline = vidpipe.Pipeline(src, detector, batch=8, max_wait=0.05, options=vidpipe.StreamOptions(max_latency=60))
     sizes = []
