@@ -13,14 +13,18 @@ RTSP streams this machine keeps up with.
     p95 ≤ 1 s or starves a stream.
 
 (3) Motion gating (``--mixed``): RTSP cameras of a still scene with a ticking clock (masked) and busy
-    ones (the moving test pattern) at ``--detect-fps 5``. First the cost of a camera (``--cost-streams``
-    K, 0: none): K still cameras alone, then K busy ones alone, the process's CPU seconds per camera per
-    second after a warm-up, side by side (their ratio: what an idle camera costs of a busy one). Then
-    STILL+BUSY cameras with the defaults (``--motion auto``: on for live streams) and with ``--motion
-    off``: per group the slowest stream's results against the expected count, p95 latency, gated frames.
+    ones at ``--detect-fps 5``. Busy (``--busy``) is ``scene``: the bundled clip (people walking) at the
+    still cameras' size, rate and encoder settings, the same view the still cameras show empty; or
+    ``pattern``: the moving test pattern. First the cost of a camera (``--cost-streams`` K, 0: none): the
+    CPU cores that K more cameras of a kind add (runs with K, then 2K of them alone), per camera, after
+    a warm-up; the process's fixed cost (the model, the threads) is no camera's. Their ratio: what an
+    idle camera costs of a busy one. Then STILL+BUSY cameras with the defaults (``--motion auto``: on for
+    live streams) and with ``--motion off``: per group the slowest stream's results against the
+    expected count, p95 latency, gated frames.
 
     python benchmarks/streams.py [--frames 150] [--seconds 30] [--files-only | --live-only]
-                                 [--streams 16,24,32,40] [--no-full-rate] [--mixed 26,6 [--cost-streams 4]]
+                                 [--streams 16,24,32,40] [--no-full-rate]
+                                 [--mixed 26,6 [--cost-streams 6] [--busy scene|pattern]]
 """
 
 from __future__ import annotations
@@ -125,12 +129,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def gated_run(base: str, still: int, busy: int, seconds: float, extra: list[str] = ()) -> dict:
+def gated_run(base: str, still: int, busy: int, seconds: float, extra: list[str] = (), busy_path: str = "clip") -> dict:
     """STILL and BUSY cameras in one ``vidpipe detect --detect-fps 5`` for WARMUP + ``seconds``: per group,
     the slowest stream's results of frames that arrived in the measured window (after the warm-up, less
     the last second: the latency bound) against 5 a second, p95 latency, frames gated, live drops; and
     the CPU cores the process used in the window."""
-    names = [f"still{i}={base}/still" for i in range(still)] + [f"busy{i}={base}/test" for i in range(busy)]
+    names = [f"still{i}={base}/still" for i in range(still)] + [f"busy{i}={base}/{busy_path}" for i in range(busy)]
     with tempfile.TemporaryDirectory() as tmp:
         summary, lines = Path(tmp) / "summary.json", Path(tmp) / "results.jsonl"
         args = [VIDPIPE, "detect", *names, "--detect-fps", "5", "--motion-mask", CLOCK_MASK, "--summary", str(summary)]
@@ -166,28 +170,50 @@ def gated_run(base: str, still: int, busy: int, seconds: float, extra: list[str]
     return {"cores": cores, "groups": groups}
 
 
-def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, extra: list[str] = ()) -> None:
+def camera_cost(base: str, group: str, k: int, seconds: float, extra: list[str], busy_path: str) -> tuple[float, float]:
+    """The CPU cores one camera of ``group`` (still or busy) adds, from runs with K then 2K of them, and
+    the share of its frames gated (in the 2K run)."""
+    runs = []
+    for n in (k, 2 * k):
+        counts = (n, 0) if group == "still" else (0, n)
+        runs.append(gated_run(base, *counts, seconds, extra, busy_path))
+    return (runs[1]["cores"] - runs[0]["cores"]) / k, runs[1]["groups"][group]["gated"]
+
+
+def prepare(tmp: Path) -> tuple[Path, Path]:
+    """The still cameras' picture (the bundled clip's first frame) and the busy cameras' clip: the
+    bundled clip at 640x360@15 with the still cameras' encoder settings (tests/rtsp_server.py)."""
+    picture, clip = tmp / "still.jpg", tmp / "scene.mp4"
+    gst_launch(
+        f"filesrc location={SAMPLE} ! decodebin ! videoconvert ! jpegenc snapshot=true ! filesink location={picture}"
+    )
+    gst_launch(
+        f"filesrc location={SAMPLE} ! decodebin ! videoconvert ! videoscale ! videorate "
+        "! video/x-raw,format=I420,width=640,height=360,framerate=15/1 "
+        "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! h264parse ! mp4mux "
+        f"! filesink location={clip}"
+    )
+    return picture, clip
+
+
+def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, busy: str, extra: list[str] = ()) -> None:
+    busy_path = "clip" if busy == "scene" else "test"
     with tempfile.TemporaryDirectory() as tmp:
-        picture = Path(tmp) / "still.jpg"
-        gst_launch(
-            f"filesrc location={SAMPLE} ! decodebin ! videoconvert ! jpegenc snapshot=true "
-            f"! filesink location={picture}"
-        )
-        server = subprocess.Popen(
-            [sys.executable, str(SERVER), "--size", "640x360", "--fps", "15", "--still", str(picture)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        picture, clip = prepare(Path(tmp))
+        served = ["--size", "640x360", "--fps", "15", "--still", str(picture), "--clip", str(clip)]
+        server = subprocess.Popen([sys.executable, str(SERVER), *served], stdout=subprocess.PIPE, text=True)
         base = f"rtsp://127.0.0.1:{server.stdout.readline().split()[1]}"
         try:
             k = cost_streams
-            print(f"\n(3) motion gating, RTSP 640x360@15, --detect-fps 5: {seconds:g} s after {WARMUP:g} s warm-up")
+            print(
+                f"\n(3) motion gating, RTSP 640x360@15, --detect-fps 5, busy {busy}: {seconds:g} s after {WARMUP:g} s"
+            )
             if k:  # (0: the mixed run only)
-                idle = gated_run(base, k, 0, seconds, extra)
-                busy = gated_run(base, 0, k, seconds, extra)
-                per_idle, per_busy = idle["cores"] / k, busy["cores"] / k
-                print(f"{'cameras':>8} {'CPU cores/camera':>17} {'gated':>6}")
-                print(f"{f'{k} still':>8} {per_idle:>17.4f} {idle['groups']['still']['gated']:>6.0%}")
-                print(f"{f'{k} busy':>8} {per_busy:>17.4f} {busy['groups']['busy']['gated']:>6.0%}")
+                per_idle, idle_gated = camera_cost(base, "still", k, seconds, extra, busy_path)
+                per_busy, busy_gated = camera_cost(base, "busy", k, seconds, extra, busy_path)
+                print(f"{'camera':>8} {f'CPU cores ({k} -> {2 * k} cameras)':>29} {'gated':>6}")
+                print(f"{'still':>8} {per_idle:>29.4f} {idle_gated:>6.0%}")
+                print(f"{'busy':>8} {per_busy:>29.4f} {busy_gated:>6.0%}")
                 print(f"an idle camera costs {per_idle / per_busy:.1%} of a busy one", flush=True)
             still, active = mixed
             if not still + active:
@@ -196,7 +222,7 @@ def gating(seconds: float, mixed: tuple[int, int], cost_streams: int, extra: lis
             head = f"{'motion':>6} {'group':>6} {'slowest/expected':>17} {'p95 ms':>7} {'gated':>6} {'dropped':>8}"
             print(f"{head} {'cores':>6}  ok")
             for motion in ("auto", "off"):
-                r = gated_run(base, still, active, seconds, [*extra, "--motion", motion])
+                r = gated_run(base, still, active, seconds, [*extra, "--motion", motion], busy_path)
                 for group, g in r["groups"].items():
                     ok = g["min_share"] >= 0.8 and g["p95_max"] <= 1000
                     print(
@@ -218,14 +244,15 @@ def main() -> None:
     parser.add_argument("--no-full-rate", action="store_true", help="leave out the live runs at full rate")
     parser.add_argument("--extra", default="", help="more vidpipe detect arguments, e.g. '--precision int8'")
     parser.add_argument("--mixed", metavar="STILL,BUSY", help="only the motion-gating runs (3), e.g. 26,6")
-    parser.add_argument("--cost-streams", type=int, default=4, help="cameras of each kind for the cost of one")
+    parser.add_argument("--cost-streams", type=int, default=6, help="K: the cost of a camera from K and 2K of a kind")
+    parser.add_argument("--busy", choices=("scene", "pattern"), default="scene", help="what the busy cameras show")
     args = parser.parse_args()
     with open("/proc/cpuinfo") as cpuinfo:
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
     print(f"CPU: {model}")
     if args.mixed:
         still, busy = (int(v) for v in args.mixed.split(","))
-        gating(args.seconds, (still, busy), args.cost_streams, args.extra.split())
+        gating(args.seconds, (still, busy), args.cost_streams, args.busy, args.extra.split())
         return
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"

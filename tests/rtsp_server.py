@@ -1,10 +1,11 @@
 """A real RTSP server (GstRtspServer) on 127.0.0.1 serving a live H.264 test pattern at ``/test``.
 
-Run as a script: ``rtsp_server.py [--port P] [--size WxH] [--fps F] [--still IMAGE.jpg]``; prints
-``READY <port>`` once it listens and serves until killed. ``--still`` also serves ``/still``: a camera
-watching a still scene (the picture) with a ticking clock burned in at the top left (a small moving
-pattern, CLOCK_BOX pixels). Every client of ``/test`` shares one encoder (one CPU cost however many
-clients), each gets its own RTP session.
+Run as a script: ``rtsp_server.py [--port P] [--size WxH] [--fps F] [--still IMAGE.jpg] [--clip C.mp4]``;
+prints ``READY <port>`` once it listens and serves until killed. ``--still`` also serves ``/still``: a
+camera watching a still scene (the picture) with a ticking clock burned in at the top left (a small
+moving pattern, CLOCK_BOX pixels). ``--clip`` also serves ``/clip``: an H.264 MP4's own stream, at its
+own pace, not re-encoded (from its start for each new set of clients). Every client of a path shares
+one pipeline (one encoder: one CPU cost however many clients), each gets its own RTP session.
 """
 
 from __future__ import annotations
@@ -42,12 +43,17 @@ def still_launch(image: str, width: int, height: int, fps: int) -> str:
     )
 
 
+def clip_launch(path: str) -> str:
+    return f"( filesrc location={path} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--still", help="a JPEG picture: also serve /still, a still scene with a clock")
+    parser.add_argument("--clip", help="an H.264 MP4: also serve /clip, its own stream")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     Gst.init(None)
@@ -63,6 +69,11 @@ def main() -> None:
         still.set_launch(still_launch(args.still, width, height, args.fps))
         still.set_shared(True)
         server.get_mount_points().add_factory("/still", still)
+    if args.clip:
+        clip = GstRtspServer.RTSPMediaFactory()
+        clip.set_launch(clip_launch(args.clip))
+        clip.set_shared(True)
+        server.get_mount_points().add_factory("/clip", clip)
     if server.attach(None) == 0:
         print(f"FAILED cannot listen on port {args.port}", flush=True)
         sys.exit(1)

@@ -209,7 +209,7 @@ def test_gpu_chain_is_wired_in_where_nvidia_decoding_is_available(sample, monkey
     monkeypatch.setattr(launch, "CUDA_CHAIN", "videoconvertscale name=convert ! video/x-raw(ANY),format=RGB")
     with vidpipe.open(sample, gpu_decode=True, max_fps=10) as src:
         assert src.decoding.convert_on_gpu and preferred == [True]
-        rate = src.pipeline.get_by_name("rate").get_static_pad("src").get_current_caps()
+        rate = src.pipeline.get_by_name("frames").get_static_pad("src").get_current_caps()
         assert rate.get_structure(0).get_value("framerate") == Gst.Fraction(10, 1)
         frames = [f.pts for f in src]
     assert 10 * 51 <= len(frames) <= 10 * 52 + 1  # 51.7 s of video at 10 FPS

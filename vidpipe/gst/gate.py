@@ -5,6 +5,7 @@ converted nor copied into Python. The source yields them as frames without new p
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,12 +14,15 @@ import numpy as np
 
 from ..analytics.motion import MotionGate, step_for
 from ..options import MotionOptions
-from . import Gst, GstVideo
+from . import Gst, GstApp, GstVideo
 
 # Formats whose first plane is 8-bit luma (every 8-bit decoder's output): others are converted to I420
 # before the gate (raw RGB or packed YUY2 cameras; passed through untouched for the rest).
 LUMA_FORMATS = "{I420,YV12,NV12,NV21,Y42B,Y444,Y41B,NV16,NV24,GRAY8}"
 GATE_CHAIN = f"videoconvert name=luma ! video/x-raw,format={LUMA_FORMATS} ! "
+POLL = 50 * Gst.MSECOND  # how long a reader's pull waits for a frame before it looks at the bus, a stop...
+IDLE_WAIT = 0.25  # ... and how long a gated reader sleeps when no frame comes (woken early by one)
+ARRIVAL_WAIT = 20 * Gst.MSECOND  # a frame counted at the appsink's pad is in its queue within this
 
 
 @dataclass(slots=True)
@@ -35,7 +39,9 @@ class Gate:
     """The probe (:meth:`probe`, on the converter's sink pad) and the frames it held back, in order.
 
     ``stamp(buffer)`` is the UNIX time a buffer left the decoder. ``active`` can be switched on later
-    (an HTTP stream found to be live); inactive, every frame passes."""
+    (an HTTP stream found to be live); inactive, every frame passes. ``wake`` is set when a frame is held,
+    reaches the appsink (the source sets it) or the source stops: the reader of a still scene sleeps
+    until then instead of polling (see :meth:`pull`)."""
 
     def __init__(self, options: MotionOptions, stamp: Callable[[Gst.Buffer], float], active: bool = True) -> None:
         self.options = options
@@ -48,6 +54,7 @@ class Gate:
         self._caps: Gst.Caps | None = None
         self._layout: tuple[int, int, int, int, int] | None = None  # offset, stride, width, height, step
         self._gate: MotionGate | None = None
+        self.wake = threading.Event()
 
     def probe(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         """Every frame at the detection rate, in GStreamer's streaming thread."""
@@ -68,6 +75,7 @@ class Gate:
             return Gst.PadProbeReturn.OK
         self.held.append(Held(buf.pts, self._stamp(buf), self.passed))
         self.gated += 1
+        self.wake.set()
         return Gst.PadProbeReturn.DROP
 
     def _read_caps(self, pad: Gst.Pad) -> bool:
@@ -86,6 +94,19 @@ class Gate:
                 self._layout = (video.offset[0], video.stride[0], video.width, video.height, step)
                 self._gate = MotionGate(self.options, video.width, video.height)
         return self._layout is not None
+
+    def pull(self, appsink: GstApp.AppSink, arrived: int) -> Gst.Sample | None:
+        """The appsink's next sample, or None: at once when a held frame is ready for ``arrived``; else,
+        gating, after sleeping until :attr:`wake` (at most IDLE_WAIT); else after polling (POLL)."""
+        if self.ready(arrived):
+            return appsink.try_pull_sample(0)
+        if not self.active:
+            return appsink.try_pull_sample(POLL)
+        self.wake.clear()
+        sample = appsink.try_pull_sample(0)
+        if sample is None and self.wake.wait(IDLE_WAIT):
+            sample = appsink.try_pull_sample(0 if self.held else ARRIVAL_WAIT)
+        return sample
 
     def before(self, pts: int) -> Iterator[Held]:
         """The held frames earlier than a frame at ``pts`` (ns), taken out in order."""

@@ -22,12 +22,14 @@ def description(
     source: str, *, size: tuple[int, int] | None, keep_aspect: bool, max_fps: float | None, convert_on_gpu: bool,
     max_buffers: int, live: bool, pace: bool, decode_in_bin: bool, gate: bool = False,
 ) -> str:  # fmt: skip
-    """``SOURCE ! queue name=frames ! [videorate] ! convert ! videoflip ! videoscale ! RGB caps ! appsink``.
+    """``SOURCE ! [videorate !] queue ! convert ! videoflip ! videoscale ! RGB caps ! appsink``; the first
+    element after the source is named ``frames``.
 
     Frames are turned upright (the orientation tag phones write) after the conversion to RGB and before
     scaling, so that ``size`` is the size of the upright picture; both are pass-through when there is
-    nothing to do. ``max_fps``: frames above the rate are dropped before any conversion, so they cost
-    nothing. NVIDIA decoding: the frame is converted to RGB on the GPU and comes back once, as RGB.
+    nothing to do. ``max_fps``: frames above the rate are dropped in the decoder's thread, before the
+    queue to the converter's thread and any conversion, so they cost nothing. NVIDIA decoding: the frame
+    is converted to RGB on the GPU and comes back once, as RGB.
     ``decode_in_bin``: the source is a uridecodebin whose pads appear at run time and are linked by hand,
     so its first link is left out. ``gate``: the frames reach the converter in a format with a luma plane,
     for the motion gate's probe on its sink pad (see :mod:`vidpipe.gst.gate`)."""
@@ -39,14 +41,15 @@ def description(
         f"appsink name=sink sync={str(pace).lower()} max-buffers={max_buffers} "
         f"drop={str(live).lower()} enable-last-sample=false"
     )
-    rate = ""
+    queue = "max-size-buffers=4 max-size-bytes=0 max-size-time=0"
+    head = f"queue name=frames {queue} ! "
     if max_fps is not None:
         # a maximum: a stream at or below it passes every frame (a fixed rate above the stream's
         # own would fail to negotiate, since drop-only never adds frames)
         num, den = Gst.util_double_to_fraction(max_fps)
         rates = f"[{MIN_RATE},{num}/{den}]" if max_fps > 1 / 10_000 else f"{num}/{den}"
         memory = "(ANY)" if convert_on_gpu else ""  # frames in GPU memory too
-        rate = f"videorate name=rate drop-only=true ! video/x-raw{memory},framerate={rates} ! "
+        head = f"videorate name=frames drop-only=true ! video/x-raw{memory},framerate={rates} ! queue {queue} ! "
     borders = str(keep_aspect).lower()
     convert = (
         CUDA_CHAIN
@@ -56,9 +59,9 @@ def description(
         else f"videoconvertscale name=convert add-borders={borders} ! video/x-raw,format=RGB"
     )
     if gate and not convert_on_gpu:
-        rate += GATE_CHAIN
+        head += GATE_CHAIN
     text = (
-        f"{source} ! queue name=frames max-size-buffers=4 max-size-bytes=0 max-size-time=0 ! {rate}{convert} "
+        f"{source} ! {head}{convert} "
         f"! videoflip name=orient video-direction=auto ! videoscale name=scale add-borders={borders} ! {caps} ! {sink}"
     )
     if decode_in_bin:

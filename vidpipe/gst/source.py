@@ -20,7 +20,7 @@ from .buffers import BufferReader, arrival
 from .bus import error_from_message
 from .decoders import Decoding, nvidia_decoding, prefer_nvidia_decoders, video_decoder
 from .describe import source_info
-from .gate import Gate, Held
+from .gate import POLL, Gate, Held
 from .launch import (
     check_fds,
     configure_element,
@@ -115,8 +115,7 @@ class Source:
         switched on once it is found to be live); never with conversion on the GPU."""
         if motion is None or self.decoding.convert_on_gpu or not motion.enabled(self.live or self._maybe_live):
             return None
-        stamp = weak(self._stamp)
-        return Gate(motion, stamp, active=motion.enabled(self.live))
+        return Gate(motion, weak(self._stamp), active=motion.enabled(self.live))
 
     def _stamp(self, buf: Gst.Buffer) -> float:
         return arrival(self._pipeline if self._clocked else None, buf, time.time())
@@ -173,6 +172,8 @@ class Source:
 
     def _count_arrival(self, _pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         self._arrived += 1
+        if self._gate is not None:
+            self._gate.wake.set()
         return Gst.PadProbeReturn.OK
 
     def _note_stream_end(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
@@ -210,7 +211,7 @@ class Source:
             self._raise_bus_error(default=f"{self._spec.text}: cannot start the pipeline")
         deadline = time.monotonic() + self._timeout
         while True:
-            sample = self._appsink.try_pull_sample(50 * Gst.MSECOND)
+            sample = self._appsink.try_pull_sample(POLL)
             if sample is not None:
                 break
             if self._cancel is not None and self._cancel.is_set():
@@ -291,7 +292,7 @@ class Source:
             if self._stopping.is_set():
                 return
             arrived = self._arrived  # (before the pull: those that find it empty are all out of the appsink)
-            sample = self._appsink.try_pull_sample(0 if gate is not None and gate.ready(arrived) else 50 * Gst.MSECOND)
+            sample = gate.pull(self._appsink, arrived) if gate is not None else self._appsink.try_pull_sample(POLL)
             wall = time.time()
 
     def _frame(self, buf: Gst.Buffer, pulled: float) -> Frame:
@@ -349,6 +350,8 @@ class Source:
     def stop(self) -> None:
         """Make the iteration end (without error) at its next wait for a frame; safe from any thread."""
         self._stopping.set()
+        if self._gate is not None:
+            self._gate.wake.set()
 
     @property
     def frames_gated(self) -> int:
