@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SAMPLE, vidpipe_cli
+from scenes import scene, walk
 
 import vidpipe
 from media import first_frames
@@ -39,11 +40,24 @@ def registry(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("registry") / "registry.bin"
 
 
+def gst_env(registry: Path) -> dict[str, str]:
+    """A bare environment for GStreamer tools, with the vidpipe under test first on Python's path (so
+    ``vidpipe gst-env`` points GStreamer at this checkout's element, not another installed copy)."""
+    checkout = str(Path(vidpipe.__file__).resolve().parent.parent)
+    return {
+        "GST_REGISTRY": str(registry),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(registry.parent),
+        "PYTHONPATH": checkout,
+    }
+
+
 def gst_launch(description: str, registry: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """``gst-launch-1.0 DESCRIPTION`` in a shell that ran ``eval "$(vidpipe gst-env)"`` first."""
     script = f'eval "$({shlex.quote(VIDPIPE)} gst-env)" && exec gst-launch-1.0 -q {description}'
-    env = {"GST_REGISTRY": str(registry), "PATH": "/usr/bin:/bin", "HOME": str(registry.parent)}
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=timeout, env=gst_env(registry)
+    )
 
 
 def frames_of(path: Path) -> list[dict]:
@@ -74,16 +88,14 @@ def test_gst_env_and_inspect_list_every_property(registry):
     env = vidpipe_cli("gst-env")
     assert env.returncode == 0 and "export GST_PLUGIN_PATH=" in env.stdout and "export PYTHONPATH=" in env.stdout
     script = f'eval "$({shlex.quote(VIDPIPE)} gst-env)" && gst-inspect-1.0 vidpipe_detect'
-    inspect = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=300,
-        env={"GST_REGISTRY": str(registry), "PATH": "/usr/bin:/bin", "HOME": str(registry.parent)},
-    )  # fmt: skip
+    inspect = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300, env=gst_env(registry))
     assert inspect.returncode == 0, inspect.stderr
     for prop, default in (
         ("model", '"ssd_mobilenet_v2_coco"'), ("backend", '"auto"'), ("device", '"cpu"'), ("precision", '"auto"'),
         ("threshold", "-1"), ("classes", '""'), ("interval", "1"), ("track", "false"), ("lines", '""'),
         ("zones", '""'), ("draw", "false"), ("batch-size", "1"), ("max-latency", "0.1"),
-        ("post-messages", "false"), ("json", '""'),
+        ("post-messages", "false"), ("json", '""'), ("motion", '"auto"'), ("motion-threshold", "25"),
+        ("motion-min-area", "0.002"), ("motion-masks", '""'),
     ):  # fmt: skip
         block = re.search(rf"\n  {re.escape(prop)} +:(.*?)(?=\n  [a-z]|\Z)", inspect.stdout, re.S)
         assert block is not None, prop
@@ -349,3 +361,77 @@ def test_frames_in_every_format_give_the_same_detections(tmp_path):
         results[fmt] = rois
     assert all(value == results["RGB"] for value in results.values())
     assert sum(len(r) for r in results["RGB"]) >= 3
+
+
+@pytest.fixture(scope="module")
+def walk_and_stop(tmp_path_factory) -> Path:
+    """Someone walks in, crosses the line ``door``, walks into the zone ``desk`` and stands still there
+    for 4 s (30 fps, as in test_motion.py)."""
+    path = [None] * 15 + walk((20, 240), (280, 240), 24) + walk((285, 242), (300, 260), 10) + [(300, 260)] * 120
+    return scene(tmp_path_factory.mktemp("element-motion") / "stop.mp4", [path])
+
+
+COUNTING = "track=true lines=door=150,0,150,288 zones=desk=220,150,384,150,384,288,220,288"
+
+
+def _counted(clip: Path, out: Path, props: str) -> tuple[list[dict], list[dict]]:
+    """The element's frame records and events (without their wall-clock time) on ``clip``."""
+    _run(f"filesrc location={clip} ! decodebin ! videoconvert ! vidpipe_detect {EXACT} {COUNTING} {props} json={out} "
+         "! fakesink")  # fmt: skip
+    return frames_of(out), [{k: v for k, v in e.items() if k != "wall"} for e in events_of(out)]
+
+
+def test_motion_gating_gives_the_same_crossings_and_zone_events(walk_and_stop, tmp_path):
+    """motion=on and motion=off: the same line crossing and zone events and per-frame zone counts (the
+    still person stays counted), and most of the 4 s standing still skip the detector; batched, the gated
+    frames are the same."""
+    plain, plain_events = _counted(walk_and_stop, tmp_path / "off.jsonl", "motion=off")
+    gated, gated_events = _counted(walk_and_stop, tmp_path / "on.jsonl", "motion=on")
+    assert [e["event"] for e in plain_events] == ["line_crossed", "zone_entered"]
+    assert gated_events == plain_events
+    assert len(gated) == len(plain) >= 160
+    assert [f["zones"]["desk"] for f in gated] == [f["zones"]["desk"] for f in plain] and plain[-1]["zones"][
+        "desk"
+    ] == 1
+    assert all("motion" not in f for f in plain)  # not gated: no motion field, as before
+    flags = [f["motion"] for f in gated]
+    assert flags[0] is True and flags.count(False) >= 100, flags
+    for f in gated:  # a gated frame carries the last detected frame's detections (its track ids too)
+        if f["motion"] is False:
+            assert f["detections"] == gated[f["frame"] - 1]["detections"]
+    batched, batched_events = _counted(
+        walk_and_stop, tmp_path / "batched.jsonl", "motion=on batch-size=4 max-latency=5"
+    )
+    assert [f["motion"] for f in batched] == flags and batched_events == gated_events
+    assert [f["detections"] for f in batched] == [f["detections"] for f in gated]
+
+
+def test_a_live_pipeline_is_gated_by_default_and_a_file_is_not(walk_and_stop, tmp_path):
+    live = tmp_path / "live.jsonl"
+    messages = _run(
+        "videotestsrc is-live=true pattern=colors num-buffers=30 ! video/x-raw,width=320,height=240,framerate=30/1 "
+        f"! videoconvert ! vidpipe_detect {EXACT} post-messages=true json={live} ! fakesink"
+    )
+    flags = [f["motion"] for f in frames_of(live)]
+    assert len(flags) == 30 and flags[0] is True and flags.count(False) >= 25, flags
+    assert [m.get_value("motion") for m in messages] == flags
+    still = tmp_path / "still.jsonl"  # the same still source, not live: not gated unless motion=on
+    _run(f"videotestsrc pattern=colors num-buffers=30 ! videoconvert ! vidpipe_detect {EXACT} json={still} ! fakesink")
+    assert all("motion" not in f for f in frames_of(still))
+    plain = tmp_path / "file.jsonl"
+    _run(
+        f"filesrc location={walk_and_stop} ! decodebin ! videoconvert ! vidpipe_detect {EXACT} json={plain} ! fakesink"
+    )
+    assert len(frames_of(plain)) >= 160 and all("motion" not in f for f in frames_of(plain))
+
+
+def test_bad_motion_properties_fail_at_start_with_the_rule_s_words():
+    for prop, bad, words in (
+        ("motion-threshold", 0.0, "motion threshold must be grey levels from 1 to 255, got 0"),
+        ("motion-min-area", 1.5, "motion min_area must be a fraction of the frame above 0 and at most 1, got 1.5"),
+        ("motion-masks", "0,0,10,0,10,10;1,2,3", "motion mask: expected x,y pairs of at least 3 points, got 3 numbers"),
+        ("motion", "sometimes", "'auto', 'on' or 'off'"),
+    ):
+        with pytest.raises(RuntimeError) as raised:
+            _run(f'videotestsrc num-buffers=2 ! videoconvert ! vidpipe_detect {prop}="{bad}" ! fakesink')
+        assert str(raised.value).startswith("vidpipe_detect: motion") and words in str(raised.value), raised.value

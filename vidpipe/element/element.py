@@ -7,6 +7,8 @@ on it, an element message on the bus per frame (``post-messages``) and a JSON Li
 with the same lines as ``vidpipe detect --json``. Buffers may be held to fill a batch (``batch-size``),
 each released within ``max-latency`` seconds of its arrival (a timer releases them when no further
 buffer comes). ``interval=N`` detects in every Nth frame and gives the others the last results.
+``motion`` gates live pipelines as vidpipe's sources do (docs/motion.md): frames where nothing moved skip
+the detector and carry the last detections, ``"motion": false``.
 
 Registered for GStreamer's Python plugin loader by ``vidpipe/element/plugins/python/vidpipe_detect.py``
 (``eval "$(vidpipe gst-env)"`` makes GStreamer find it).
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ import numpy as np
 import torch
 
 from ..gst import Gst, GstVideo
+from .gating import ElementGate
+from .properties import LIVE_PROPERTIES, SPECS, defaults
 
 gi.require_version("GstBase", "1.0")
 from gi.repository import GObject, GstBase  # noqa: E402
@@ -35,12 +38,6 @@ FORMATS = ("RGB", "RGBx", "BGRx", "RGBA", "BGRA")
 _CAPS = Gst.Caps.from_string(f"video/x-raw, format=(string){{ {', '.join(FORMATS)} }}")
 # where R, G and B sit in a pixel of each format
 _CHANNELS = {"RGB": (0, 1, 2), "RGBx": (0, 1, 2), "RGBA": (0, 1, 2), "BGRx": (2, 1, 0), "BGRA": (2, 1, 0)}
-DEFAULT_MODEL = "ssd_mobilenet_v2_coco"
-RW = GObject.ParamFlags.READWRITE
-# the ranges of the options every front door shares are wide: their rules (vidpipe.rules) check them, in the
-# same words as the CLI, the service and Python
-MAX_FLOAT, MIN_INT, MAX_INT = sys.float_info.max, -(2**31), 2**31 - 1
-LIVE_PROPERTIES = ("interval", "post-messages")  # read at each frame: the others are read at the start
 
 
 class _Held:
@@ -66,28 +63,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, _CAPS),
         Gst.PadTemplate.new("src", Gst.PadDirection.SRC, Gst.PadPresence.ALWAYS, _CAPS),
     )
-    PROPERTIES: ClassVar[dict] = {
-        "model": (str, "model", "detector: a name (see 'vidpipe models') or an .onnx file", DEFAULT_MODEL, RW),
-        "weights": (str, "weights", "weights file for the model (empty: the model's own)", "", RW),
-        "backend": (str, "backend", "auto, torch or openvino", "auto", RW),
-        "device": (str, "device", "cpu, cuda or cuda:N", "cpu", RW),
-        "precision": (str, "precision", "auto, fp32, bf16 or fp16", "auto", RW),
-        "threshold": (float, "threshold", "minimum score, 0 to 1 (-1: the model's)", -MAX_FLOAT, MAX_FLOAT, -1.0, RW),
-        "classes": (str, "classes", "keep only these labels, comma-separated (empty: all)", "", RW),
-        "interval": (int, "interval", "detect in every Nth frame; the others get the last results", 1, 10_000, 1, RW),
-        "track": (bool, "track", "give each object a track id (ByteTrack)", False, RW),
-        "lines": (str, "lines", "counting lines NAME=x1,y1,x2,y2, separated by ';' (turn tracking on)", "", RW),
-        "zones": (str, "zones", "zones NAME=x1,y1,x2,y2,x3,y3,..., separated by ';' (turn tracking on)", "", RW),
-        "anchor": (str, "anchor", "the point of a box that counts: bottom_center or center", "bottom_center", RW),
-        "draw": (bool, "draw", "draw boxes, labels, lines and zones on the frames", False, RW),
-        "batch-size": (int, "batch size", "frames detected together (held up to max-latency)", MIN_INT, MAX_INT, 1, RW),
-        "max-latency": (float, "max latency", "seconds a frame may be held to fill a batch", 0.0, 60.0, 0.1, RW),
-        "post-messages": (bool, "post messages", "post an element message per frame on the bus", False, RW),
-        "json": (str, "json", "write detections and events as JSON Lines to this file (empty: none)", "", RW),
-        "stream": (str, "stream", "the stream name in messages and JSON Lines", "0", RW),
-    }
-
-    __gproperties__: ClassVar[dict] = dict(PROPERTIES)
+    __gproperties__: ClassVar[dict] = dict(SPECS)  # (declared in properties.py)
     _writing: ClassVar[set[str]] = set()  # the json= files elements of this process write (one each)
     _writing_lock: ClassVar[threading.Lock] = threading.Lock()
 
@@ -95,10 +71,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         super().__init__()
         self.set_in_place(True)
         self.set_passthrough(False)
-        self._props = {  # (GObject consumes __gproperties__ when it registers the class)
-            name: spec[3] if spec[0] is not float and spec[0] is not int else spec[-2]
-            for name, spec in self.PROPERTIES.items()
-        }
+        self._props = defaults()
         self._pipeline = None
         self._annotator = None
         self._json = None
@@ -109,6 +82,8 @@ class VidpipeDetect(GstBase.BaseTransform):
         self._held: list[_Held] = []
         self._count = 0  # frames seen
         self._last = None  # the last detections (for the frames between detections)
+        self._gate: ElementGate | None = None  # motion gating (see gating.py)
+        self._gating = False  # whether this caps' frames are gated (mode, and auto: a live pipeline)
         self._lock = threading.RLock()  # the streaming thread and the latency timer
         self._timer: threading.Thread | None = None
         self._wake = threading.Condition(self._lock)
@@ -139,7 +114,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         except (ValueError, TypeError) as exc:
             self._error(Gst.ResourceError.SETTINGS, f"vidpipe_detect: {exc}")
             return False
-        self._count, self._last, self._held = 0, None, []
+        self._count, self._last, self._held, self._gating = 0, None, [], False
         self._flow = Gst.FlowReturn.OK
         self._running = True
         if self._batching:
@@ -197,6 +172,7 @@ class VidpipeDetect(GstBase.BaseTransform):
             lines=stream.line_shapes(), zones=stream.zone_shapes(), anchor=p["anchor"], batch=model.batch,
         )  # fmt: skip
         self._pipeline.chain(p["stream"])
+        self._gate = ElementGate(stream.motion.options())
         self._pipeline.warm_up()  # on CUDA: each batch size once, before the first buffer (nothing on the CPU)
         self._annotator = Annotator() if p["draw"] else None
         if p["json"]:
@@ -228,6 +204,9 @@ class VidpipeDetect(GstBase.BaseTransform):
         name = info.finfo.name
         self._channels = _CHANNELS[name]
         self._pixel = 3 if name == "RGB" else 4
+        if self._gate is not None:
+            self._gate.reset()
+            self._gating = self._gate.active(self.sinkpad)
         return True
 
     def do_sink_event(self, event: Gst.Event) -> bool:
@@ -268,8 +247,9 @@ class VidpipeDetect(GstBase.BaseTransform):
         index = self._count
         self._count += 1
         try:
-            frame = self._frame(buf, index)
-            if index % self._props["interval"] == 0:
+            due = index % self._props["interval"] == 0
+            frame = self._frame(buf, index, due)
+            if due:
                 [self._last] = self._pipeline.process(self._props["stream"], [frame])
                 result = self._last
             else:
@@ -303,8 +283,10 @@ class VidpipeDetect(GstBase.BaseTransform):
             interval = self._props["interval"]
             try:
                 buffers = [self._writable_copy(h.buffer) for h in held]
-                frames = [self._frame(buf, h.index) for buf, h in zip(buffers, held, strict=True)]
                 due = [i for i, h in enumerate(held) if h.index % interval == 0]
+                frames = [
+                    self._frame(buf, h.index, i in due) for i, (buf, h) in enumerate(zip(buffers, held, strict=True))
+                ]
                 found = self._pipeline.process(self._props["stream"], [frames[i] for i in due])
                 results = dict(zip(due, found, strict=True))
                 for i, buf in enumerate(buffers):
@@ -337,7 +319,9 @@ class VidpipeDetect(GstBase.BaseTransform):
         Gst.Buffer.copy_into(out, buf, flags.FLAGS | flags.TIMESTAMPS | flags.META, 0, 0)
         return out
 
-    def _frame(self, buf: Gst.Buffer, index: int):
+    def _frame(self, buf: Gst.Buffer, index: int, due: bool):
+        """The buffer's RGB frame; when it is ``due`` for detection and the frames are gated, with the
+        motion gate's answer (``motion``: False skips the detector)."""
         from ..types import Frame
 
         info = self._info
@@ -350,8 +334,9 @@ class VidpipeDetect(GstBase.BaseTransform):
                 writeable=False,
             )  # fmt: skip
             np.copyto(out.numpy(), rows[:, :, list(self._channels)])
-        pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else 0.0
-        return Frame(out, index, pts, stream=self._props["stream"])
+        pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else None
+        motion = self._gate(out.numpy(), pts) if due and self._gating else None
+        return Frame(out, index, 0.0 if pts is None else pts, stream=self._props["stream"], motion=motion)
 
     def _carry(self, frame):
         from ..types import Result
@@ -394,6 +379,8 @@ class VidpipeDetect(GstBase.BaseTransform):
             structure.set_value("stream", record["stream"])
             structure.set_value("frame", GObject.Value(GObject.TYPE_INT64, record["frame"]))
             structure.set_value("pts", float(record["pts"]))
+            if "motion" in record:  # (gated frames: False, their detections are the last detected frame's)
+                structure.set_value("motion", record["motion"])
             structure.set_value("detections", json.dumps(record["detections"], separators=(",", ":")))
             structure.set_value("events", json.dumps([e.to_dict() for e in result.events], separators=(",", ":")))
             self.post_message(Gst.Message.new_element(self, structure))

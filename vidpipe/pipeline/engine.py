@@ -25,6 +25,7 @@ class Engine:
         self.stats = stats
         # continuous batching (default: on CUDA, see continuous_batching)
         self.continuous = continuous_batching(detector.device) if continuous is None else continuous
+        self._pushed: dict[str, Detections] = {}  # the last detections of detect()'s streams (gated frames)
 
     def run(self, batcher: Batcher) -> Iterator[Result | Event | End]:
         """Fair batches across streams, detected in the calling thread: results, events and stream
@@ -53,10 +54,7 @@ class Engine:
             if taken is None:
                 break
             items, waited = taken
-            for item in items:  # a stream whose detected frames were all dropped (late) has nothing to carry:
-                if isinstance(item, Frame) and item.gated and item.stream not in last:  # its picture is the
-                    item.motion = True  # last one decoded (nothing moved since): detected instead
-                    last[item.stream] = Detections.empty()  # (until its result, in order)
+            _ungate_first(items, last)
             frames = [item.tensor for item in items if isinstance(item, Frame) and not item.gated]
             if not frames:  # events, ends and gated frames only: after the batches before them
                 for done in flight.drain():
@@ -70,14 +68,27 @@ class Engine:
 
     def detect(self, frames: Sequence[Frame]) -> list[Result]:
         """Detect in ``frames`` now, in the calling thread (the push-style entry: callers that own their
-        frames, such as a GStreamer element): one result each, in order."""
-        if not frames:
-            return []
-        flight = InFlight(self.detector, 1, self.stats.add)
-        with torch.inference_mode():
-            flight.launch([frame.tensor for frame in frames], tag=None)
-            _, detections = flight.collect()
-        return [Result(frame, found) for frame, found in zip(frames, detections, strict=True)]
+        frames, such as a GStreamer element): one result each, in order. A frame gated by motion is not
+        detected: it gets its stream's last detections, as in :meth:`run`."""
+        items = list(frames)
+        _ungate_first(items, self._pushed)
+        tensors = [frame.tensor for frame in items if not frame.gated]
+        detections: list[Detections] = []
+        if tensors:
+            flight = InFlight(self.detector, 1, self.stats.add)
+            with torch.inference_mode():
+                flight.launch(tensors, tag=None)
+                _, detections = flight.collect()
+        return list(_merged(items, detections, self._pushed))
+
+
+def _ungate_first(items: Sequence[Frame | Event | End], last: dict[str, Detections]) -> None:
+    """A gated frame of a stream with nothing to carry (none detected yet, or all its detected frames
+    dropped as late) is detected instead: its picture is the last one decoded (nothing moved since)."""
+    for item in items:
+        if isinstance(item, Frame) and item.gated and item.stream not in last:
+            item.motion = True
+            last[item.stream] = Detections.empty()  # (until its result, in order)
 
 
 def _merged(
