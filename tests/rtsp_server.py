@@ -3,9 +3,9 @@
 Run as a script: ``rtsp_server.py [--port P] [--size WxH] [--fps F] [--still IMAGE.jpg] [--clip C.mp4]``;
 prints ``READY <port>`` once it listens and serves until killed. ``--still`` also serves ``/still``: a
 camera watching a still scene (the picture) with a ticking clock burned in at the top left (a small
-moving pattern, CLOCK_BOX pixels). ``--clip`` also serves ``/clip``: an H.264 MP4's own stream, at its
-own pace, not re-encoded (from its start for each new set of clients). Every client of a path shares
-one pipeline (one encoder: one CPU cost however many clients), each gets its own RTP session.
+moving pattern, CLOCK_BOX pixels). Every client of those shares one pipeline (one encoder: one CPU
+cost however many clients), each gets its own RTP session. ``--clip`` also serves ``/clip``: an H.264
+MP4's own stream at its own pace, not re-encoded, from its start for each client.
 """
 
 from __future__ import annotations
@@ -72,7 +72,6 @@ def main() -> None:
     if args.clip:
         clip = GstRtspServer.RTSPMediaFactory()
         clip.set_launch(clip_launch(args.clip))
-        clip.set_shared(True)
         server.get_mount_points().add_factory("/clip", clip)
     if server.attach(None) == 0:
         print(f"FAILED cannot listen on port {args.port}", flush=True)
