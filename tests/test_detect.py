@@ -203,8 +203,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path, sample):
 def test_live_source_batches_are_bounded_in_time(detector):
     """A live 10 FPS source with batch 8: the batcher waits at most max_wait (50 ms) for a batch to fill,
     so batches stay small instead of holding frames back for 0.8 s."""
-    # (room for all 20 frames: a busy machine must not make the live source drop any)
-    src = vidpipe.open("testsrc://ball?width=320&height=240&fps=10&frames=20&live=1", max_buffers=32)
+    src = vidpipe.open("testsrc://ball?width=320&height=240&fps=10&frames=20&live=1")
     # (a generous latency bound: on a busy machine the default 1 s one would rightly drop late frames)
     pipeline = vidpipe.Pipeline(src, detector, batch=8, max_wait=0.05, options=vidpipe.StreamOptions(max_latency=60))
     sizes = []
@@ -218,7 +217,9 @@ def test_live_source_batches_are_bounded_in_time(detector):
 
     pipeline._batcher.take = record
     results = list(pipeline)
-    assert len(results) == 20
+    # (a live source keeps its 2 newest frames when the consumer falls behind, as on a busy machine: the
+    # oldest are dropped and counted, never lost unsaid)
+    assert len(results) + src.frames_dropped == 20 and len(results) >= 10
     # batches never wait to fill (8 frames would hold the first 0.8 s); a frame or two each, more only while a
     # busy machine's inference takes longer than a frame's 0.1 s
     assert max(sizes) < 8 and sorted(sizes)[len(sizes) // 2] <= 2, sizes
