@@ -427,11 +427,11 @@ def test_a_live_pipeline_is_gated_by_default_and_a_file_is_not(walk_and_stop, tm
 
 def test_bad_motion_properties_fail_at_start_with_the_rule_s_words():
     for prop, bad, words in (
-        ("motion-threshold", 0.0, "motion threshold must be grey levels from 1 to 255, got 0"),
-        ("motion-min-area", 1.5, "motion min_area must be a fraction of the frame above 0 and at most 1, got 1.5"),
-        ("motion-masks", "0,0,10,0,10,10;1,2,3", "motion mask: expected x,y pairs of at least 3 points, got 3 numbers"),
+        ("motion-threshold", 0.0, "must be grey levels from 1 to 255, got 0"),
+        ("motion-min-area", 1.5, "must be a fraction of the frame above 0 and at most 1, got 1.5"),
+        ("motion-masks", "0,0,10,0,10,10;1,2,3", "'1,2,3': expected x,y pairs of at least 3 points, got 3 numbers"),
         ("motion", "sometimes", "'auto', 'on' or 'off'"),
     ):
         with pytest.raises(RuntimeError) as raised:
             _run(f'videotestsrc num-buffers=2 ! videoconvert ! vidpipe_detect {prop}="{bad}" ! fakesink')
-        assert str(raised.value).startswith("vidpipe_detect: motion") and words in str(raised.value), raised.value
+        assert str(raised.value).startswith(f"vidpipe_detect: {prop} ") and words in str(raised.value), raised.value

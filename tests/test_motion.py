@@ -19,6 +19,7 @@ from media import push_frames
 from vidpipe.analytics.motion import MotionDetector, check_motion, mask_grid
 from vidpipe.errors import VidpipeError
 from vidpipe.options import MotionOptions, StreamOptions
+from vidpipe.pipeline.config import stream_config
 
 CLOCK = "rel:0,0,1,0,1,0.2,0,0.2"  # where the clock overlay is burned in (the top band)
 ON = MotionOptions(mode="on", masks=(CLOCK,))
@@ -185,13 +186,17 @@ def test_the_cli_and_the_service_say_what_is_wrong(tmp_path, sample):
 
     done = vidpipe_cli("detect", str(sample), "--motion-threshold", "0", "--max-frames", "2")
     assert done.returncode != 0
-    assert "motion threshold must be grey levels from 1 to 255, got 0" in done.stderr
+    assert "error: --motion-threshold must be grey levels from 1 to 255, got 0" in done.stderr
+    with pytest.raises(VidpipeError, match=r"^motion\.threshold must be grey levels from 1 to 255, got 0"):
+        stream_config(motion=MotionOptions(threshold=0))  # (Python: the option's path)
     assert "Traceback" not in done.stderr
     config = tmp_path / "serve.yaml"
     config.write_text("streams:\n  cam:\n    uri: x.mp4\n    motion: {min_area: 0, masks: ['1,2']}\n")
     with pytest.raises(ConfigError) as caught:
         load_config(config)
-    assert any("motion min_area must be a fraction" in line for line in caught.value.problems), caught.value.problems
+    problems = caught.value.problems
+    assert any("motion.min_area: must be a fraction" in line for line in problems), problems
+    assert any("motion.masks: '1,2': expected x,y pairs" in line for line in problems), problems
     from vidpipe.serve.config import StreamConfig
 
     spec = StreamConfig(uri="x.mp4", motion={"mode": "on", "threshold": 30, "masks": [CLOCK]})

@@ -153,6 +153,26 @@ def test_live_source_drops_oldest_frames_and_counts_them():
     assert delivered + dropped == 45
 
 
+def test_live_source_keeps_the_frames_it_is_told_to():
+    """max_buffers is honoured for a live source too: 45 frames at 30 FPS into room for 64, a consumer that
+    starts late and is slow, and nothing is dropped; the default keeps 2 (the newest)."""
+    uri = "testsrc://ball?width=160&height=120&fps=30&frames=45&live=1"
+    with vidpipe.open(uri, max_buffers=64) as src:
+        assert src.pipeline.get_by_name("sink").get_property("max-buffers") == 64
+        time.sleep(0.5)
+        delivered = sum(1 for _ in src)
+        assert (delivered, src.frames_dropped) == (45, 0)
+    with vidpipe.open(uri) as src:
+        assert src.pipeline.get_by_name("sink").get_property("max-buffers") == 2
+        src.stop()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_max_buffers_is_checked(bad):
+    with pytest.raises(vidpipe.errors.SourceError, match=r"testsrc://ball.*max_buffers must be a whole number"):
+        vidpipe.open("testsrc://ball?frames=5", max_buffers=bad)
+
+
 # -- decoding on an NVIDIA GPU (gpu_decode; on this machine: the fallback, and the mechanism) -----------------
 
 

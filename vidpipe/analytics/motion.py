@@ -26,29 +26,38 @@ GLOBAL_CHANGE = 0.5  # the changed fraction that counts as a change of the whole
 
 def check_motion(options: MotionOptions) -> MotionOptions:
     """``options`` when every field makes sense, else one clear error naming the field."""
-    if options.mode not in MOTION_MODES:
-        raise VidpipeError(f"motion mode must be one of {', '.join(MOTION_MODES)}, got {options.mode!r}")
-    if not (isinstance(options.threshold, int | float) and 1 <= options.threshold <= 255):
-        raise VidpipeError(f"motion threshold must be grey levels from 1 to 255, got {options.threshold!r}")
-    if not (isinstance(options.min_area, int | float) and 0 < options.min_area <= 1):
-        raise VidpipeError(
-            f"motion min_area must be a fraction of the frame above 0 and at most 1, got {options.min_area!r}"
-        )
-    if not (isinstance(options.hangover, int) and options.hangover >= 0):
-        raise VidpipeError(f"motion hangover must be a whole number of frames, 0 or more, got {options.hangover!r}")
-    if not (isinstance(options.refresh, int | float) and math.isfinite(options.refresh) and options.refresh >= 0):
-        raise VidpipeError(f"motion refresh must be seconds, 0 (never) or more, got {options.refresh!r}")
+    for name in ("mode", "threshold", "min_area", "hangover", "refresh"):
+        problem = motion_problem(name, getattr(options, name))
+        if problem is not None:
+            raise VidpipeError(f"motion {name} {problem}")
     for mask in options.masks:
         parse_mask(mask)
     return options
 
 
-def parse_mask(text: str) -> tuple[tuple[Point, ...], bool]:
+def motion_problem(name: str, value: object) -> str | None:
+    """What is wrong with the value of the motion option ``name`` (the rule's words, without the option's
+    name, which each front door spells its own way), or None."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if name == "mode" and value not in MOTION_MODES:
+        return f"must be one of {', '.join(MOTION_MODES)}, got {value!r}"
+    if name == "threshold" and not (number and 1 <= value <= 255):
+        return f"must be grey levels from 1 to 255, got {value!r}"
+    if name == "min_area" and not (number and 0 < value <= 1):
+        return f"must be a fraction of the frame above 0 and at most 1, got {value!r}"
+    if name == "hangover" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return f"must be a whole number of frames, 0 or more, got {value!r}"
+    if name == "refresh" and not (number and math.isfinite(value) and value >= 0):
+        return f"must be seconds, 0 (never) or more, got {value!r}"
+    return None
+
+
+def parse_mask(text: str, what: str = "motion mask") -> tuple[tuple[Point, ...], bool]:
     """A mask polygon, ``x1,y1,x2,y2,x3,y3[,...]`` in pixels or ``rel:`` fractions: its points and
-    whether they are fractions."""
+    whether they are fractions (``what`` names it in errors)."""
     if not isinstance(text, str):
-        raise VidpipeError(f"motion mask: expected a polygon such as 0,0,200,0,200,40,0,40, got {text!r}")
-    return parse_polygon(text, "motion mask")
+        raise VidpipeError(f"{what}: expected a polygon such as 0,0,200,0,200,40,0,40, got {text!r}")
+    return parse_polygon(text, what)
 
 
 def step_for(width: int) -> int:

@@ -12,12 +12,13 @@ from ..options import StreamOptions, default_batch
 from ..pipeline.config import ModelConfig, StreamConfig, config_error
 from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink
 
-FLAGS = {"name": "--model", "layout": "--format"}  # the fields whose flag is not --FIELD-NAME
+# the fields whose flag is not --FIELD-NAME (a nested one's: --PARENT-FIELD)
+FLAGS = {"name": "--model", "layout": "--format", "motion.mode": "--motion", "motion.masks": "--motion-mask"}
 
 
 def flag(field: str) -> str:
     """A configuration field as ``vidpipe detect`` spells it: ``detect_fps`` → ``--detect-fps``."""
-    return FLAGS.get(field, "--" + field.replace("_", "-"))
+    return FLAGS.get(field, "--" + field.replace("_", "-").replace(".", "-"))
 
 
 def configs(args: argparse.Namespace) -> tuple[ModelConfig, StreamConfig]:

@@ -50,7 +50,8 @@ SPECS = {  # GObject's property declarations (the element's __gproperties__)
     "motion-masks": (str, "motion masks", "polygons x1,y1,x2,y2,x3,y3,... whose changes never count, separated "
                      "by ';'", "", RW),
 }  # fmt: skip
-FIELDS = {"name": "model", "batch": "batch-size"}  # the fields whose property is not FIELD-NAME
+# the fields whose property is not FIELD-NAME (a nested one's: PARENT-FIELD)
+FIELDS = {"name": "model", "batch": "batch-size", "motion.mode": "motion"}
 
 
 def defaults() -> dict:
@@ -60,7 +61,7 @@ def defaults() -> dict:
 
 def property_name(field: str) -> str:
     """A configuration field as the element spells it: ``max_det`` → ``max-det``."""
-    return FIELDS.get(field, field.replace("_", "-"))
+    return FIELDS.get(field, field.replace("_", "-").replace(".", "-"))
 
 
 def _split(text: str) -> list[str]:

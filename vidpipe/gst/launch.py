@@ -8,7 +8,7 @@ import resource
 import threading
 import weakref
 
-from ..errors import SourceOutOfResourcesError
+from ..errors import SourceError, SourceOutOfResourcesError
 from . import Gst
 from .decoders import CUDA_CHAIN
 from .gate import GATE_CHAIN
@@ -16,6 +16,18 @@ from .gate import GATE_CHAIN
 # File descriptors one source needs at most (bus, decoder threads, file); checked before building.
 FDS_PER_SOURCE = 32
 MIN_RATE = "1/10000"  # the lower end of the frame rates a max_fps lets through
+LIVE_BUFFERS = 2  # decoded frames a live source keeps unless told: the newest, so latency stays low
+FILE_BUFFERS = 8  # a file's: room for the consumer's pauses (back-pressure, never a drop)
+
+
+def appsink_buffers(asked: int | None, live: bool, source: str) -> int:
+    """How many decoded frames wait for the consumer: ``asked`` (``vidpipe.open(max_buffers=...)``), or
+    the default for a live source or a file; a live source drops its oldest frame beyond them."""
+    if asked is None:
+        return LIVE_BUFFERS if live else FILE_BUFFERS
+    if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
+        raise SourceError(f"{source}: max_buffers must be a whole number of frames from 1, got {asked!r}")
+    return asked
 
 
 def description(

@@ -17,7 +17,7 @@ def open(
     size: tuple[int, int] | None = None,
     keep_aspect: bool = False,
     live: bool | None = None,
-    max_buffers: int = 8,
+    max_buffers: int | None = None,
     timeout: float = 10.0,
     max_fps: float | None = None,
     stream: str = "0",
@@ -35,6 +35,8 @@ def open(
     ``size=(w, h)`` scales inside GStreamer; ``keep_aspect=True`` letterboxes instead of stretching.
     ``live`` overrides the live/file decision: live sources drop the oldest frames when the consumer is
     slow (counted in ``frames_dropped``); file sources apply back-pressure and never drop a frame.
+    ``max_buffers``: decoded frames waiting for the consumer (default 2 for a live source, 8 for a file);
+    a live source drops its oldest frame beyond them.
     ``timeout`` bounds the wait for the first frame (and, for live sources, for any frame).
     ``max_fps`` keeps at most that many frames per second of stream time, dropping the others inside
     GStreamer before conversion. ``stream`` names the source in every :class:`Frame` it yields.

@@ -22,6 +22,7 @@ from .decoders import Decoding, nvidia_decoding, prefer_nvidia_decoders, video_d
 from .describe import source_info
 from .gate import POLL, Gate, Held
 from .launch import (
+    appsink_buffers,
     check_fds,
     configure_element,
     configure_network_source,
@@ -48,7 +49,7 @@ class Source:
         size: tuple[int, int] | None = None,
         keep_aspect: bool = False,
         live: bool | None = None,
-        max_buffers: int = 8,
+        max_buffers: int | None = None,
         timeout: float = 10.0,
         max_fps: float | None = None,
         stream: str = "0",
@@ -80,7 +81,8 @@ class Source:
         self._last_pts: float | None = None
         self._arrived = 0
         self._drained = False
-        self._max_buffers = 2 if self.live else max_buffers
+        self._asked_buffers = max_buffers  # (None: the default for a live source or a file)
+        self._max_buffers = appsink_buffers(max_buffers, self.live, self._spec.text)
         self._pace = pace  # a file played at its own speed (a looped demo stream), not as fast as it decodes
         self._missing: list[Gst.Message] = []
         self._video_linked = False
@@ -208,7 +210,8 @@ class Source:
 
     def _start(self) -> None:
         if self._pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            self._raise_bus_error(default=f"{self._spec.text}: cannot start the pipeline")
+            self._check_bus()  # (raises the bus's error where there is one)
+            raise SourceError(f"{self._spec.text}: cannot start the pipeline")
         deadline = time.monotonic() + self._timeout
         while True:
             sample = self._appsink.try_pull_sample(POLL)
@@ -242,7 +245,7 @@ class Source:
         """A stream without a length is live: the oldest frames are dropped when the consumer is slow
         (counted), a stall ends the connection, and a reader reconnects it."""
         self.live = True
-        self._max_buffers = 2
+        self._max_buffers = appsink_buffers(self._asked_buffers, True, self._spec.text)
         self._appsink.set_property("max-buffers", self._max_buffers)
         self._appsink.set_property("drop", True)
         if self._gate is not None:
@@ -413,10 +416,6 @@ class Source:
                     self._missing.append(msg)
                 continue
             self._raise_error(msg)
-
-    def _raise_bus_error(self, default: str) -> None:
-        self._check_bus()
-        raise SourceError(default)
 
     def _raise_error(self, msg: Gst.Message) -> None:
         raise error_from_message(msg, self._spec, missing=self._missing, delivered=self._delivered)

@@ -8,6 +8,7 @@ front door spells it)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ from pydantic import (
 from .. import rules
 from ..analytics import Line, Zone, parse_line, parse_zone
 from ..analytics.lines import check_names
-from ..analytics.motion import check_motion
+from ..analytics.motion import motion_problem, parse_mask
 from ..analytics.privacy import parse_region
 from ..errors import VidpipeError
 from ..models import DEFAULT_MODEL
@@ -119,13 +120,23 @@ class MotionConfig(Strict):
                     "masks": list(value.masks)}  # fmt: skip
         return value
 
-    @model_validator(mode="after")
-    def _check(self) -> MotionConfig:
-        try:
-            check_motion(self.options())
-        except VidpipeError as exc:
-            raise ValueError(str(exc)) from None
-        return self
+    @field_validator("threshold", "min_area")
+    @classmethod
+    def _check_value(cls, value: float, info: ValidationInfo) -> float:
+        problem = motion_problem(info.field_name, value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("masks")
+    @classmethod
+    def _check_masks(cls, masks: list[str]) -> list[str]:
+        for mask in masks:
+            try:
+                parse_mask(mask, repr(mask))
+            except VidpipeError as exc:
+                raise ValueError(str(exc)) from None
+        return masks
 
     def options(self) -> MotionOptions:
         return MotionOptions(self.mode, self.threshold, self.min_area, tuple(self.masks))
@@ -226,14 +237,16 @@ class ModelConfig(Strict):
 
 def config_error(error: ValidationError, spell: Callable[[str], str] = str, what: str = "") -> VidpipeError:
     """One :class:`VidpipeError`, a line per problem: the option as the front door spells it
-    (``spell("detect_fps")`` → ``--detect-fps``), then the rule's words."""
+    (``spell("detect_fps")`` → ``--detect-fps``; a nested one by its path: ``spell("motion.threshold")``), then
+    the rule's words; list items by index (``--zones[0]``)."""
     lines = []
     for item in error.errors():
-        keys = [str(part) for part in item["loc"]]
+        loc = item["loc"]
+        named = len(list(itertools.takewhile(lambda key: isinstance(key, str), loc)))
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown option"
-        option = spell(keys[0]) + "".join(f"[{key}]" for key in keys[1:]) if keys else what
+        option = spell(".".join(loc[:named])) + "".join(f"[{key}]" for key in loc[named:]) if loc else what
         lines.append(f"{option} {message}" if option else message)
     return VidpipeError("\n".join(lines))
 
