@@ -3,8 +3,9 @@
 # system GStreamer: sets up .gpu-bundle/ (made here by benchmarks/gpu_bundle.sh and carried along; it
 # unpacks and builds the bindings once), then prints one table (benchmarks/gpu_table.py): the model alone
 # per precision, layout and batch, and `vidpipe detect` on 1, 8 and 32 streams of the bundled clip with
-# NVIDIA and software decoding (decoder used, FPS, latency p50/p95). Output goes to stdout and, when $OUT
-# is set, to $OUT/gpu.txt.
+# NVIDIA and software decoding (decoder used, FPS, latency p50/p95); then frames into PyTorch with and
+# without leaving the GPU (benchmarks/gpu_handoff.py). Output goes to stdout and, when $OUT is set, to
+# $OUT/gpu.txt.
 #
 #     bash benchmarks/gpu_on_device.sh                 # on the GPU machine
 #     bash benchmarks/gpu_on_device.sh --device cpu    # here: the same script on a few frames (tested)
@@ -19,7 +20,7 @@ extra=()
 if [ "$device" = cpu ]; then
   budget=40  # this machine's GStreamer and Python
 else
-  budget=330
+  budget=280  # the table's; the handoff check takes at most 3 x 20 s more
   if [ ! -f .gpu-bundle/env.sh ]; then
     echo "no .gpu-bundle/: make it with bash benchmarks/gpu_bundle.sh (needs network) and carry it" >&2
     exit 2
@@ -31,5 +32,9 @@ fi
   if [ "$device" != cpu ]; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; fi
   timeout $((budget + 20)) "$python" benchmarks/gpu_table.py --device "$device" --budget "$budget" \
     ${extra[@]+"${extra[@]}"} "$@"
+  table=$?
+  timeout 70 "$python" benchmarks/gpu_handoff.py --device "$device" --timeout 20 \
+    $([ "$device" = cpu ] && echo --frames 50) || echo "handoff check: exit $?"
+  exit $table
 } 2>&1 | tee "$log"
 exit "${PIPESTATUS[0]}"

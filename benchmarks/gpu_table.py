@@ -4,7 +4,7 @@ real frames), then ``vidpipe detect`` as a user runs it on 1, 8 and 32 streams o
 NVIDIA decoding and with software decoding (``VIDPIPE_NVDEC=0``): decoder used, FPS, latency. Everything
 runs against a deadline (``--budget`` seconds); what does not fit is said, not run.
 
-    python benchmarks/gpu_table.py [--device cuda] [--weights W] [--budget 330]
+    python benchmarks/gpu_table.py [--device cuda] [--weights W] [--budget 280]
     python benchmarks/gpu_table.py --device cpu      # a few frames of each part: checks the script (CI)
 """
 
@@ -240,7 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (the device check) or cpu (the script's own check)")
     parser.add_argument("--weights", help="weights of ssd_mobilenet_v2_coco (default: the bundled graph)")
-    parser.add_argument("--budget", type=float, default=330.0, help="seconds for the whole table")
+    parser.add_argument("--budget", type=float, default=280.0, help="seconds for the whole table")
     parser.add_argument("--skip-model", action="store_true", help="leave out the model-only part")
     args = parser.parse_args()
     deadline = time.monotonic() + args.budget

@@ -312,6 +312,8 @@ def test_the_device_script_runs_on_the_cpu(tmp_path):
     assert [int(row[4]) for row in runs] == [4, 8]  # frames: 1 and 2 streams of 4
     assert all(float(row[5].replace(",", "")) > 0 for row in runs)
     assert "out of time" not in text and "failed" not in text
+    handoff = [line for line in text.splitlines() if line.startswith("| handoff | 50 |")]
+    assert len(handoff) == 1 and handoff[0].endswith("| yes |"), text[-800:]  # (the mapping, on system memory)
 
 
 # -- per-frame host work: one safety check for the batch ------------------------------------------------------
@@ -348,3 +350,50 @@ def test_one_check_falls_back_for_scores_and_dtypes():
     assert not all_safe([_found([[0, 0, 1, 1]], [float("nan")])], [(10, 10)])
     assert not all_safe([_found([[0, 0, 1, 1]], dtype=torch.float16)], [(10, 10)])
     assert all_safe([_found([], dtype=torch.float16)], [(10, 10)])  # empty: nothing to change
+
+
+# -- frames that stay on the GPU: the mapping and the copy, here on system memory ----------------------------------
+
+
+@pytest.mark.parametrize("width", [384, 302])  # 302 × 3 = 906 bytes: GStreamer pads the rows to 908
+def test_the_handoff_copy_gives_the_reader_s_pixels(sample, width):
+    """``FrameCopier`` (the GPU handoff's copy: the buffer mapped through ctypes) gives the pixels that
+    ``BufferReader`` gives, rows padded or not."""
+    from vidpipe.gst import Gst
+    from vidpipe.gst.buffers import BufferReader
+    from vidpipe.gst.cuda import FrameCopier
+
+    pipeline = Gst.parse_launch(
+        f"filesrc location={sample} ! decodebin ! videoconvertscale ! video/x-raw,format=RGB,width={width},height=200 "
+        "! appsink name=sink sync=false"
+    )
+    pipeline.set_state(Gst.State.PLAYING)
+    try:
+        for _ in range(5):
+            got = pipeline.get_by_name("sink").try_pull_sample(5 * Gst.SECOND)
+            reader, copier = BufferReader(got.get_caps()), FrameCopier(got.get_caps(), "cpu")
+            expected = reader.to_tensor(got.get_buffer())
+            assert torch.equal(copier.to_tensor(got.get_buffer()), expected) and expected.float().std() > 10
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+
+
+def test_the_handoff_copy_follows_the_video_meta_s_row_pitch():
+    """A CUDA pool pitches its rows and says so in the buffer's ``GstVideoMeta``: the copy reads by it."""
+    import numpy as np
+
+    from vidpipe.gst import Gst, GstVideo
+    from vidpipe.gst.cuda import FrameCopier
+
+    pitch, picture = 64, np.random.default_rng(1).integers(0, 256, (4, 16, 3), dtype=np.uint8)
+    rows = np.zeros((4, pitch), dtype=np.uint8)
+    rows[:, : 16 * 3] = picture.reshape(4, -1)
+    buffer = Gst.Buffer.new_wrapped(rows.tobytes())
+    GstVideo.buffer_add_video_meta_full(
+        buffer, GstVideo.VideoFrameFlags.NONE, GstVideo.VideoFormat.RGB, 16, 4, 1, [0, 0, 0, 0], [pitch, 0, 0, 0]
+    )
+    copier = FrameCopier(Gst.Caps.from_string("video/x-raw,format=RGB,width=16,height=4"), "cpu")
+    assert copier.stride == 48  # (the caps alone would say 48)
+    assert torch.equal(copier.to_tensor(buffer), torch.from_numpy(picture))
+    with pytest.raises(ValueError, match="not RGB video caps"):
+        FrameCopier(Gst.Caps.from_string("video/x-raw,format=NV12,width=16,height=4"), "cpu")
