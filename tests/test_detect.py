@@ -202,17 +202,19 @@ def test_second_ctrl_c_exits_at_once(tmp_path, sample):
 
 def test_live_source_batches_are_bounded_in_time(detector):
     """A live 10 FPS source with batch 8: the batcher waits at most max_wait (50 ms) for a batch to fill,
-    so batches stay small instead of holding frames back for 0.8 s."""
+    so a partial batch goes instead of holding frames back for 0.8 s."""
     src = vidpipe.open("testsrc://ball?width=320&height=240&fps=10&frames=20&live=1")
     # (a generous latency bound: on a busy machine the default 1 s one would rightly drop late frames)
     pipeline = vidpipe.Pipeline(src, detector, batch=8, max_wait=0.05, options=vidpipe.StreamOptions(max_latency=60))
-    sizes = []
+    taken_batches = []  # (frames, seconds the batcher held them after it had the first)
     original = pipeline._batcher.take
 
     def record(*args, **kwargs):
+        start = time.perf_counter()
         taken = original(*args, **kwargs)
         if taken is not None:
-            sizes.append(sum(isinstance(item, vidpipe.Frame) for item in taken[0]))
+            frames = sum(isinstance(item, vidpipe.Frame) for item in taken[0])
+            taken_batches.append((frames, time.perf_counter() - start - taken[1]))
         return taken
 
     pipeline._batcher.take = record
@@ -221,9 +223,11 @@ def test_live_source_batches_are_bounded_in_time(detector):
     # never lost unsaid)
     dropped = sum(stream.dropped for stream in pipeline.stats.streams.values())
     assert len(results) + dropped == 20
-    # batches never wait to fill (8 frames would hold the first 0.8 s); a frame or two each, more only while a
-    # busy machine's inference takes longer than a frame's 0.1 s
-    assert max(sizes) < 8 and sorted(sizes)[len(sizes) // 2] <= 2, sizes
+    # a partial batch is held max_wait at most (plus a busy machine's scheduling), never until it fills; how
+    # many frames each holds depends on how long inference took meanwhile, so that is not what is checked
+    partial = [held for frames, held in taken_batches if 0 < frames < 8]
+    assert partial and max(partial) < 0.05 + 0.25, taken_batches
+    assert sum(frames for frames, _ in taken_batches) == len(results)
 
 
 def test_pipeline_callbacks_and_stats(clip, detector):

@@ -49,6 +49,8 @@ class _Lane:
     max_latency: float | None = None
     frames: int = 0  # frames queued
 
+    room: threading.Condition | None = None  # a file's reader waits on it for room (the batcher's lock)
+
     def __post_init__(self) -> None:
         self.queue: deque[Item] = deque()
 
@@ -63,7 +65,12 @@ class Batcher:
         self.max_wait = max_wait
         self.keep_alive = keep_alive
         self._abandon = abandon
-        self._cond = threading.Condition()
+        # One lock; the taker waits on ``_items``, each file's reader on its own lane's ``room``: a frame
+        # put wakes the taker only, a batch taken wakes only the readers whose lanes it freed (one shared
+        # condition woke every blocked reader for every frame: with 32 files, 32 wake-ups a frame).
+        self._lock = threading.Lock()
+        self._items = threading.Condition(self._lock)
+        self._freed: set[str] = set()  # lanes a batch being taken has made room in
         self._lanes: dict[str, _Lane] = {}
         self._turn = 0
         self._closed = False
@@ -76,35 +83,37 @@ class Batcher:
 
     def add_stream(self, stats: StreamStats) -> None:
         """A new stream's lane (until its end is taken): from here on the batcher waits for it."""
-        with self._cond:
-            self._lanes[stats.name] = _Lane(stats)
-            self._cond.notify_all()
+        with self._lock:
+            self._lanes[stats.name] = _Lane(stats, room=threading.Condition(self._lock))
+            self._items.notify_all()
 
     def remove_stream(self, stream: str) -> None:
         """Drop a lane at once, with whatever it holds (a stream removed before it started)."""
-        with self._cond:
-            self._lanes.pop(stream, None)
-            self._cond.notify_all()
+        with self._lock:
+            lane = self._lanes.pop(stream, None)
+            if lane is not None and lane.room is not None:
+                lane.room.notify_all()
+            self._items.notify_all()
 
     def configure(self, stream: str, *, live: bool, max_latency: float | None, capacity: int) -> None:
         """Set a stream's queue size and drop policy once its source is open. A file's queue holds at
         least one batch (one file alone can then fill a batch while the previous one runs)."""
         if not live:
             capacity = max(capacity, self.batch)
-        with self._cond:
+        with self._lock:
             lane = self._lanes[stream]
             lane.live, lane.max_latency, lane.capacity = live, max_latency, capacity
 
     def close(self) -> None:
         """No stream will be added any more: :meth:`take` ends once the lanes there are have ended."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._items.notify_all()
 
     def put(self, stream: str, item: Item) -> bool:
         """Queue a frame, event or end of ``stream``. A file's frame waits for room; a live stream's
         drops its oldest queued frame instead. Returns False once the run is abandoned."""
-        with self._cond:
+        with self._lock:
             lane = self._lanes[stream]
             if isinstance(item, Frame) and not item.gated:
                 while lane.frames >= lane.capacity:
@@ -113,10 +122,10 @@ class Batcher:
                         break
                     if self._abandon.is_set():
                         return False
-                    self._cond.wait(0.1)
+                    lane.room.wait(0.1)
                 lane.frames += 1
             lane.queue.append(item)
-            self._cond.notify_all()
+            self._items.notify()  # (the taker: one thread)
         return True
 
     def _drop_oldest(self, lane: _Lane) -> None:
@@ -130,7 +139,7 @@ class Batcher:
     def ready(self, full: bool = False) -> bool:
         """Whether any stream has something queued (a batch taken now would not wait for it); with
         ``full``, whether a whole batch of frames is queued."""
-        with self._cond:
+        with self._lock:
             if full:
                 return sum(lane.frames for lane in self._lanes.values()) >= self.batch
             return any(lane.queue for lane in self._lanes.values())
@@ -146,7 +155,7 @@ class Batcher:
         items: list[Item] = []
         frames = 0
         first_at: float | None = None  # when the batch got its first frame
-        with self._cond:
+        with self._lock:
             while not self._abandon.is_set():
                 frames += self._take_round(items, self.batch - frames)
                 if frames >= self.batch:
@@ -160,9 +169,13 @@ class Batcher:
                 wait = 0.1 if first_at is None else first_at + self.max_wait - time.perf_counter()
                 if wait <= 0:
                     break
-                self._cond.wait(wait)
+                self._items.wait(wait)
             self._turn += 1
-            self._cond.notify_all()  # room for the readers of files
+            for name in self._freed:  # room for the readers of those files
+                lane = self._lanes.get(name)
+                if lane is not None and lane.room is not None:
+                    lane.room.notify()
+            self._freed.clear()
         if not items:
             return None
         return items, (first_at or time.perf_counter()) - started
@@ -194,6 +207,7 @@ class Batcher:
             item = lane.queue.popleft()
             if isinstance(item, Frame) and not item.gated:
                 lane.frames -= 1
+                self._freed.add(lane.stats.name)
                 if lane.max_latency is not None and self._too_late(item, lane, now):
                     lane.stats.drop("late")  # processing it now would only add latency
                     continue
