@@ -254,3 +254,16 @@ def test_a_gated_frame_of_a_stream_never_detected_is_detected(sample):
     assert [r.frame.motion for r in results] == [True, False, False]
     assert "person" in results[0].detections.labels
     assert all(r.detections is results[0].detections for r in results[1:])  # carried
+
+
+def test_a_mask_grid_and_a_zone_share_one_inside_rule():
+    """The motion mask's grid (numpy, every pixel of the small frame at once) and a zone's point test
+    (one point) are one even-odd rule: they agree on every pixel of a concave polygon, edges included."""
+    from vidpipe.analytics.geometry import inside
+
+    polygon = "10,10,150,10,150,80,80,30,10,80"  # a V cut into a rectangle (concave)
+    grid = mask_grid((polygon,), 160, 90, 1)
+    points = [(float(x), float(y)) for x, y in [(10, 10), (150, 10), (150, 80), (80, 30), (10, 80)]]
+    expected = [[not inside(points, (float(x), float(y))) for x in range(160)] for y in range(90)]
+    assert grid.tolist() == expected
+    assert not grid[20, 80] and grid[60, 80] and grid[5, 5]  # in the band above the V; in its notch; outside

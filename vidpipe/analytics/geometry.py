@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -57,13 +58,17 @@ def along(start: Point, end: Point, point: Point) -> float:
 
 def inside(polygon: Sequence[Point], point: Point) -> bool:
     """Whether ``point`` lies inside ``polygon`` (even-odd rule; any simple polygon, convex or not)."""
-    px, py = point
-    result = False
-    n = len(polygon)
-    for i in range(n):
-        (xa, ya), (xb, yb) = polygon[i], polygon[(i + 1) % n]
-        if (ya > py) != (yb > py) and px < xa + (py - ya) * (xb - xa) / (yb - ya):
-            result = not result
+    return bool(even_odd(polygon, *point))
+
+
+def even_odd(polygon: Sequence[Point], x: Any, y: Any) -> Any:
+    """The even-odd rule for the point (``x``, ``y``), or for a whole grid of points at once when ``x``
+    and ``y`` are numpy arrays (an array of answers): inside when a ray to its right crosses the
+    polygon's edges an odd number of times."""
+    result: Any = False
+    for (xa, ya), (xb, yb) in zip(polygon, [*polygon[1:], polygon[0]], strict=True):
+        if ya != yb:  # (a horizontal edge is never crossed by the horizontal ray)
+            result = result ^ (((ya > y) != (yb > y)) & (x < xa + (y - ya) * (xb - xa) / (yb - ya)))
     return result
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import VidpipeError
 from ..options import MOTION_MODES, MotionOptions
-from .geometry import Point, parse_polygon
+from .geometry import Point, even_odd, parse_polygon
 
 SMALL_WIDTH = 160  # the small frame is about this wide (every n-th pixel of every n-th row)
 ALPHA = 0.1  # the background's share of each new frame
@@ -76,13 +76,7 @@ def mask_grid(masks: tuple[str, ...], width: int, height: int, step: int) -> np.
         points, relative = parse_mask(text)
         if relative:
             points = tuple((x * width, y * height) for x, y in points)
-        inside = np.zeros(xs.shape, dtype=bool)
-        for (xa, ya), (xb, yb) in zip(points, points[1:] + points[:1], strict=True):
-            if ya == yb:
-                continue
-            crosses = ((ya > ys) != (yb > ys)) & (xs < xa + (ys - ya) * (xb - xa) / (yb - ya))
-            inside ^= crosses
-        masked |= inside
+        masked |= even_odd(points, xs, ys)
     return ~masked
 
 
