@@ -133,6 +133,9 @@ def share_torch_context(pipeline: Gst.Element, device: torch.device | str) -> No
             if result != 0:
                 raise RuntimeError(f"{call} failed with CUDA error {result}")
         gstcuda = _library("libgstcuda-1.0.so.0")
+        gstcuda.gst_cuda_load_library.restype = ctypes.c_int  # (its CUDA calls go through a table it fills)
+        if not gstcuda.gst_cuda_load_library():
+            raise RuntimeError("GStreamer's CUDA library could not load libcuda")
         gstcuda.gst_cuda_context_new_wrapped.argtypes = [ctypes.c_void_p, ctypes.c_int]
         gstcuda.gst_cuda_context_new_wrapped.restype = ctypes.c_void_p
         wrapped = gstcuda.gst_cuda_context_new_wrapped(context, handle)
