@@ -155,3 +155,49 @@ def test_discovery_can_be_turned_off(tmp_path):
         served.stop()
         listener.close()
         broker.close()
+
+
+def test_a_restarted_broker_gets_every_stream_s_retained_state_again():
+    """A broker restarted without persistence has lost its retained messages: once reconnected the
+    service publishes each stream's status, counts, who is present and the last snapshot again, so Home
+    Assistant's sensors and camera are not left empty until the next change."""
+    import torch
+
+    from vidpipe.serve.mqtt import MqttPublisher
+    from vidpipe.types import Detections, Event, Frame, Result
+
+    broker = Broker()
+    counts = {"zones": {"all": {"inside": 1, "entered": 1, "left": 0}}}
+    publisher = MqttPublisher(MqttConfig(host="127.0.0.1", port=broker.port), stats=dict, counts=lambda _s: counts)
+    person = Detections(torch.tensor([[1.0, 2.0, 30.0, 60.0]]), torch.tensor([0.9]), torch.tensor([1]), ["person"])
+    picture = b"\xff\xd8 a snapshot"
+    expected = {
+        "vidpipe/door/status": lambda p: json.loads(p)["state"] == "running",
+        "vidpipe/door/counts": lambda p: json.loads(p)["zones"]["all"]["inside"] == 1,
+        "vidpipe/door/present": lambda p: json.loads(p)["present"] == ["person"],
+        "vidpipe/door/snapshot": lambda p: p == picture,
+    }
+    publisher.start()
+    listener = Listener(broker.port)
+    try:
+        publisher.event(Event("door", "connected", "door: connected"))
+        publisher.added("door", [], [])
+        publisher.write(Result(Frame(torch.zeros((64, 64, 3), dtype=torch.uint8), 0, 0.0, "door", time.time()), person))
+        publisher.snapshot("door", picture)
+        for topic, check in expected.items():
+            listener.wait_for(topic, check, timeout=15)
+        broker.kill()
+        broker.start()  # (the same port, nothing retained)
+        listener.close()
+        listener = Listener(broker.port)
+        for topic, check in expected.items():
+            listener.wait_for(topic, check, timeout=40)
+        listener.close()
+        listener = Listener(broker.port)  # one that subscribes later (Home Assistant starting) gets them retained
+        for topic, check in expected.items():
+            listener.wait_for(topic, check, timeout=10)
+            assert all(retained for _, _, retained, _ in listener.on(topic)), topic
+    finally:
+        listener.close()
+        publisher.close()
+        broker.close()

@@ -2,8 +2,9 @@
 
 Topics under the prefix (``vidpipe`` by default): ``available`` (``online``/``offline``, retained, the
 last will, QoS 1), ``{stream}/status`` (retained), ``events`` and ``{stream}/events`` (one message per
-event), ``{stream}/counts`` (retained, on change) and ``stats`` (every ``stats_interval`` seconds); with
-``discovery``, Home Assistant's config topics (see discovery.py). The sink side only appends to a
+event), ``{stream}/counts``, ``{stream}/present`` (retained, on change), ``{stream}/snapshot`` (retained)
+and ``stats`` (every ``stats_interval`` seconds); with ``discovery``, Home Assistant's config topics (see
+discovery.py). Every retained state is published again on each connection (a broker may have lost it). The sink side only appends to a
 bounded queue (the oldest message is dropped and counted when it is full); a thread of its own publishes
 while the broker is there, and paho reconnects with back-off while it is not.
 """
@@ -64,6 +65,7 @@ class MqttPublisher(BaseSink):
         self._present: dict[str, list[str]] = {}  # stream -> the labels last published as present
         self._counts: dict[str, str] = {}  # each stream's last published counts
         self._status: dict[str, str] = {}  # retained status per stream (published again on reconnect)
+        self._snapshots: dict[str, bytes] = {}  # each stream's last event snapshot (likewise)
         self.discovery = Discovery(config) if config.discovery else None
         self.dropped = 0  # messages dropped while the queue was full
         self.published = 0
@@ -140,6 +142,7 @@ class MqttPublisher(BaseSink):
     def snapshot(self, stream: str, picture: bytes) -> None:
         """The last event's snapshot (JPEG bytes) on ``{stream}/snapshot`` (retained): Home Assistant's
         camera entity of the stream shows it."""
+        self._snapshots[stream] = picture
         self.put(_Message(self.topic(stream, "snapshot"), picture, retain=True))
 
     def event(self, event: Event) -> None:
@@ -172,6 +175,7 @@ class MqttPublisher(BaseSink):
         self._counts.pop(stream, None)
         self._seen.pop(stream, None)
         self._present.pop(stream, None)
+        self._snapshots.pop(stream, None)
         for topic in ("status", "counts", "present", "snapshot"):
             self.put(_Message(self.topic(stream, topic), "", retain=True))
         if self.discovery is not None:
@@ -221,9 +225,8 @@ class MqttPublisher(BaseSink):
             return
         log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
         client.publish(self.topic("available"), "online", qos=1, retain=True)
-        for stream, state in list(self._status.items()):  # the retained state, in case the broker lost it
-            payload = _json({"stream": stream, "state": state, "wall": round(time.time(), 3)})
-            client.publish(self.topic(stream, "status"), payload, qos=1, retain=True)
+        for topic, payload in self._retained():
+            client.publish(topic, payload, qos=1, retain=True)
         for topic, payload in self.discovery.current() if self.discovery is not None else ():
             client.publish(topic, payload, qos=1, retain=True)
         if self.discovery is not None:  # Home Assistant's birth message: announce everything again
@@ -231,6 +234,22 @@ class MqttPublisher(BaseSink):
         self._connected.set()
         with self._cond:
             self._cond.notify_all()
+
+    def _retained(self) -> list[tuple[str, str | bytes]]:
+        """Every stream's retained state (status, counts, who is present, the last snapshot), published
+        again on each connection: a broker restarted without persistence has lost it, and Home Assistant's
+        sensors would show nothing until the next change."""
+        retained: list[tuple[str, str | bytes]] = []
+        for stream, state in list(self._status.items()):
+            retained.append((self.topic(stream, "status"), _json({"stream": stream, "state": state,
+                                                                   "wall": round(time.time(), 3)})))  # fmt: skip
+        for stream, payload in list(self._counts.items()):
+            retained.append((self.topic(stream, "counts"), payload))
+        for stream, present in list(self._present.items()):
+            retained.append((self.topic(stream, "present"), _json({"stream": stream, "present": present})))
+        for stream, picture in list(self._snapshots.items()):
+            retained.append((self.topic(stream, "snapshot"), picture))
+        return retained
 
     def _on_message(self, _client, _userdata, message) -> None:
         if self.discovery is not None and message.payload == b"online" and not message.retain:
