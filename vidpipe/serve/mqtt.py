@@ -4,9 +4,10 @@ Topics under the prefix (``vidpipe`` by default): ``available`` (``online``/``of
 last will, QoS 1), ``{stream}/status`` (retained), ``events`` and ``{stream}/events`` (one message per
 event), ``{stream}/counts``, ``{stream}/present`` (retained, on change), ``{stream}/snapshot`` (retained)
 and ``stats`` (every ``stats_interval`` seconds); with ``discovery``, Home Assistant's config topics (see
-discovery.py). Every retained state is published again on each connection (a broker may have lost it). The sink side only appends to a
-bounded queue (the oldest message is dropped and counted when it is full); a thread of its own publishes
-while the broker is there, and paho reconnects with back-off while it is not.
+discovery.py). Every retained state is published again on each connection (a broker may have lost it).
+The sink side only appends to a bounded queue (the oldest message is dropped and counted when it is
+full); a thread of its own publishes while the broker is there, and paho reconnects with back-off while
+it is not.
 """
 
 from __future__ import annotations
