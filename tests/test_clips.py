@@ -290,3 +290,19 @@ def test_camera_files_are_cut_at_each_hour_and_keep_every_frame(tmp_path, monkey
     assert len(files) >= 3 and not (tmp_path / "cam" / "segments").exists(), files
     # every frame read is in one file or the next (cut at keyframes), and those queued ahead of the reader
     assert 38 <= sum(_frames(f) for f in files) <= 40 + 4 + 8, files
+
+
+def test_a_clip_cut_when_the_service_was_killed_is_never_served_and_its_remains_go(tmp_path):
+    """A clip is cut beside its name (``.part``) and renamed when whole, and only then named in its event's
+    row: a service killed mid-cut leaves a ``.part`` that no row names, and the next start removes it."""
+    folder = tmp_path / "cam" / "clips"
+    folder.mkdir(parents=True)
+    (folder / "7.mp4.part").write_bytes(b"half a clip")
+    (folder / "6.mp4").write_bytes(b"a whole clip")
+    store = EventStore(tmp_path)
+    try:
+        maker = ClipMaker(store, {})
+        maker.close()
+    finally:
+        store.close()
+    assert sorted(p.name for p in folder.iterdir()) == ["6.mp4"]
