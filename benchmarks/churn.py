@@ -6,9 +6,10 @@ One pipeline (``keep_alive=True``), two live streams that stay (test patterns, 6
 (its outputs finalised); then ``--rtsp`` cycles of the same with an RTSP stream from the project's test
 server. Reports fds and threads before and after (target: back to their start), RSS growth per 1,000
 cycles after a warm-up (target: under 5 MB), and the staying streams' longest gap between results
-(target: under 1 s), side by side for the two kinds.
+(target: under 1 s), side by side for the two kinds. ``--guarded``: each added stream with a privacy
+region, a blurred label, a line, tracking and motion gating on (the per-stream state those keep).
 
-    python benchmarks/churn.py [--files 1000] [--rtsp 100] [--warmup 50]
+    python benchmarks/churn.py [--files 1000] [--rtsp 100] [--warmup 50] [--guarded]
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--rtsp", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=50, help="cycles before the first RSS reading")
     parser.add_argument("--out", default=str(ROOT / "out" / "churn"))
+    parser.add_argument("--guarded", action="store_true", help="privacy, blur, a line, tracking, motion gating on")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import start_server
@@ -87,6 +89,11 @@ def main() -> None:
     time.sleep(5)
     measuring.set()
 
+    extra = {}
+    if args.guarded:
+        extra = {"privacy": ["rel:0,0,0.3,0,0.3,0.3,0,0.3"], "blur": ["person"], "lines": ["mid=rel:0.5,0,0.5,1"],
+                 "track": True, "motion": {"mode": "on", "masks": ["rel:0.7,0,1,0,1,0.1,0.7,0.1"]}}  # fmt: skip
+
     def cycles(kind: str, source: str, count: int) -> dict:
         for stay in gaps:
             gaps[stay] = 0.0
@@ -94,7 +101,7 @@ def main() -> None:
         started = time.monotonic()
         for i in range(count + args.warmup):
             firsts["churn"] = threading.Event()
-            pipeline.add_stream(source, "churn")
+            pipeline.add_stream(source, "churn", **extra)
             if not firsts["churn"].wait(30):
                 print(f"{kind} cycle {i}: no result within 30 s", flush=True)
             pipeline.remove_stream("churn")
