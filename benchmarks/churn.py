@@ -7,9 +7,10 @@ One pipeline (``keep_alive=True``), two live streams that stay (test patterns, 6
 server. Reports fds and threads before and after (target: back to their start), RSS growth per 1,000
 cycles after a warm-up (target: under 5 MB), and the staying streams' longest gap between results
 (target: under 1 s), side by side for the two kinds. ``--guarded``: each added stream with a privacy
-region, a blurred label, a line, tracking and motion gating on (the per-stream state those keep).
+region, a blurred label, a line (with tracking) and motion gating on (the per-stream state those keep);
+``--guarded motion,lines``: some of them.
 
-    python benchmarks/churn.py [--files 1000] [--rtsp 100] [--warmup 50] [--guarded]
+    python benchmarks/churn.py [--files 1000] [--rtsp 100] [--warmup 50] [--guarded [privacy,blur,lines,motion]]
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ def main() -> None:
     parser.add_argument("--rtsp", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=50, help="cycles before the first RSS reading")
     parser.add_argument("--out", default=str(ROOT / "out" / "churn"))
-    parser.add_argument("--guarded", action="store_true", help="privacy, blur, a line, tracking, motion gating on")
+    parser.add_argument(
+        "--guarded",
+        nargs="?",
+        const="privacy,blur,lines,motion",
+        default="",
+        help="options on each added stream, of privacy,blur,lines,motion (default: all)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import start_server
@@ -89,10 +96,11 @@ def main() -> None:
     time.sleep(5)
     measuring.set()
 
-    extra = {}
-    if args.guarded:
-        extra = {"privacy": ["rel:0,0,0.3,0,0.3,0.3,0,0.3"], "blur": ["person"], "lines": ["mid=rel:0.5,0,0.5,1"],
-                 "track": True, "motion": {"mode": "on", "masks": ["rel:0.7,0,1,0,1,0.1,0.7,0.1"]}}  # fmt: skip
+    options = {"privacy": ["rel:0,0,0.3,0,0.3,0.3,0,0.3"], "blur": ["person"], "lines": ["mid=rel:0.5,0,0.5,1"],
+               "motion": {"mode": "on", "masks": ["rel:0.7,0,1,0,1,0.1,0.7,0.1"]}}  # fmt: skip
+    extra = {key: options[key] for key in filter(None, args.guarded.split(","))}
+    if "lines" in extra:
+        extra["track"] = True
 
     def cycles(kind: str, source: str, count: int) -> dict:
         for stay in gaps:
@@ -119,7 +127,8 @@ def main() -> None:
             "gap": max(gaps.values()),
         }  # fmt: skip
 
-    rows = [cycles("file", str(clip), args.files), cycles("rtsp", url, args.rtsp)]
+    rows = [cycles(kind, source, count) for kind, source, count in (("file", str(clip), args.files),
+                                                                     ("rtsp", url, args.rtsp)) if count]  # fmt: skip
     pipeline.stop()
     pipeline.wait(60)
     server.kill()
