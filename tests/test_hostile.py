@@ -3,8 +3,10 @@ wrong result or a traceback, and checks the behaviour asked for instead (numbers
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import random
 import resource
 import shutil
@@ -217,13 +219,28 @@ def test_ctrl_c_while_opening_stops_within_a_second(server_kind, tmp_path):
             [str(exe), "detect", url, "--json", str(tmp_path / "o.jsonl")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(2.0)  # opening: waiting for a first frame that does not come (10 s timeout)
+        _wait_for_a_socket(proc)  # past its imports (a busy machine takes seconds): GStreamer has started
+        time.sleep(1.0)  # opening: waiting for a first frame that does not come (10 s timeout)
         assert proc.poll() is None
         took, stderr = stop_time(proc)
     finally:
         cleanup()
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert took < 1.0, f"took {took:.2f} s to stop"
+
+
+def _wait_for_a_socket(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until the process holds a socket (its RTSP connection, GStreamer's own): it is running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            if any(
+                os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith("socket:")
+                for fd in os.listdir(f"/proc/{proc.pid}/fd")
+            ):
+                return
+        time.sleep(0.05)
+    raise AssertionError("the CLI opened no socket")
 
 
 def test_ctrl_c_while_reconnecting_stops_within_a_second(tmp_path):
