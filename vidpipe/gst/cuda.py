@@ -13,6 +13,7 @@ which is how it is tested on machines without a GPU.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,10 +40,12 @@ class MapInfo(ctypes.Structure):
     ]
 
 
+@functools.cache
 def _library(name: str) -> ctypes.CDLL:
     return ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
 
 
+@functools.cache
 def _gstreamer() -> ctypes.CDLL:
     lib = _library("libgstreamer-1.0.so.0")
     lib.gst_buffer_map.argtypes = [ctypes.c_void_p, ctypes.POINTER(MapInfo), ctypes.c_int]
@@ -50,7 +53,6 @@ def _gstreamer() -> ctypes.CDLL:
     lib.gst_buffer_unmap.argtypes = [ctypes.c_void_p, ctypes.POINTER(MapInfo)]
     lib.gst_element_set_context.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.gst_mini_object_unref.argtypes = [ctypes.c_void_p]
-    lib.gst_object_unref.argtypes = [ctypes.c_void_p]
     return lib
 
 

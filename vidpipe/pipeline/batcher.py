@@ -41,15 +41,14 @@ class End:
 Item = Frame | Event | End
 
 
-@dataclass
+@dataclass(eq=False)
 class _Lane:
     stats: StreamStats
+    room: threading.Condition  # a file's reader waits on it for room (on the batcher's lock)
     capacity: int = FILE_QUEUE
     live: bool = False
     max_latency: float | None = None
     frames: int = 0  # frames queued
-
-    room: threading.Condition | None = None  # a file's reader waits on it for room (the batcher's lock)
 
     def __post_init__(self) -> None:
         self.queue: deque[Item] = deque()
@@ -70,7 +69,7 @@ class Batcher:
         # condition woke every blocked reader for every frame: with 32 files, 32 wake-ups a frame).
         self._lock = threading.Lock()
         self._items = threading.Condition(self._lock)
-        self._freed: set[str] = set()  # lanes a batch being taken has made room in
+        self._freed: set[_Lane] = set()  # lanes a batch being taken has made room in
         self._lanes: dict[str, _Lane] = {}
         self._turn = 0
         self._closed = False
@@ -84,14 +83,14 @@ class Batcher:
     def add_stream(self, stats: StreamStats) -> None:
         """A new stream's lane (until its end is taken): from here on the batcher waits for it."""
         with self._lock:
-            self._lanes[stats.name] = _Lane(stats, room=threading.Condition(self._lock))
+            self._lanes[stats.name] = _Lane(stats, threading.Condition(self._lock))
             self._items.notify_all()
 
     def remove_stream(self, stream: str) -> None:
         """Drop a lane at once, with whatever it holds (a stream removed before it started)."""
         with self._lock:
             lane = self._lanes.pop(stream, None)
-            if lane is not None and lane.room is not None:
+            if lane is not None:
                 lane.room.notify_all()
             self._items.notify_all()
 
@@ -171,10 +170,8 @@ class Batcher:
                     break
                 self._items.wait(wait)
             self._turn += 1
-            for name in self._freed:  # room for the readers of those files
-                lane = self._lanes.get(name)
-                if lane is not None and lane.room is not None:
-                    lane.room.notify()
+            for lane in self._freed:  # room for the readers of those files
+                lane.room.notify()
             self._freed.clear()
         if not items:
             return None
@@ -207,7 +204,7 @@ class Batcher:
             item = lane.queue.popleft()
             if isinstance(item, Frame) and not item.gated:
                 lane.frames -= 1
-                self._freed.add(lane.stats.name)
+                self._freed.add(lane)
                 if lane.max_latency is not None and self._too_late(item, lane, now):
                     lane.stats.drop("late")  # processing it now would only add latency
                     continue

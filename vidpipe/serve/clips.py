@@ -44,10 +44,10 @@ class ClipMaker:
         self._failing = False
         self._wake = threading.Condition()
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="vidpipe-clips", daemon=True)
-        self._thread.start()
         for stale in self.output_dir.glob("*/clips/*.mp4.part"):  # a clip being cut when the service was killed
             stale.unlink(missing_ok=True)
+        self._thread = threading.Thread(target=self._run, name="vidpipe-clips", daemon=True)
+        self._thread.start()
 
     @staticmethod
     def keep(pre_roll: float, post_roll: float) -> float:

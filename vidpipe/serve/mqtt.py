@@ -137,8 +137,7 @@ class MqttPublisher(BaseSink):
         present = sorted(seen)
         if self._present.get(stream) != present:
             self._present[stream] = present
-            self.put(_Message(self.topic(stream, "present"), _json({"stream": stream, "present": present}),
-                              retain=True))  # fmt: skip
+            self.put(_Message(self.topic(stream, "present"), _present_payload(stream, present), retain=True))
 
     def snapshot(self, stream: str, picture: bytes) -> None:
         """The last event's snapshot (JPEG bytes) on ``{stream}/snapshot`` (retained): Home Assistant's
@@ -206,8 +205,7 @@ class MqttPublisher(BaseSink):
     def _set_status(self, stream: str, state: str) -> None:
         if self._status.get(stream) != state:
             self._status[stream] = state
-            payload = _json({"stream": stream, "state": state, "wall": round(time.time(), 3)})
-            self.put(_Message(self.topic(stream, "status"), payload, retain=True))
+            self.put(_Message(self.topic(stream, "status"), _status_payload(stream, state), retain=True))
 
     def put(self, message: _Message) -> None:
         """Queue a message; the oldest goes (counted) when the queue is full. Never blocks."""
@@ -242,12 +240,11 @@ class MqttPublisher(BaseSink):
         sensors would show nothing until the next change."""
         retained: list[tuple[str, str | bytes]] = []
         for stream, state in list(self._status.items()):
-            retained.append((self.topic(stream, "status"), _json({"stream": stream, "state": state,
-                                                                   "wall": round(time.time(), 3)})))  # fmt: skip
+            retained.append((self.topic(stream, "status"), _status_payload(stream, state)))
         for stream, payload in list(self._counts.items()):
             retained.append((self.topic(stream, "counts"), payload))
         for stream, present in list(self._present.items()):
-            retained.append((self.topic(stream, "present"), _json({"stream": stream, "present": present})))
+            retained.append((self.topic(stream, "present"), _present_payload(stream, present)))
         for stream, picture in list(self._snapshots.items()):
             retained.append((self.topic(stream, "snapshot"), picture))
         return retained
@@ -281,6 +278,14 @@ class MqttPublisher(BaseSink):
                 self._connected.wait(timeout=0.5)
             else:
                 self.published += 1
+
+
+def _status_payload(stream: str, state: str) -> str:
+    return _json({"stream": stream, "state": state, "wall": round(time.time(), 3)})
+
+
+def _present_payload(stream: str, present: list[str]) -> str:
+    return _json({"stream": stream, "present": present})
 
 
 def _json(data: dict) -> str:
