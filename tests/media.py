@@ -8,6 +8,9 @@ from pathlib import Path
 
 import torch
 
+# x264 for clips whose detections are compared: one thread, so the same frames always give the same file
+# (with its default threads, two runs of one encode differ in their decoded pixels).
+X264 = "x264enc speed-preset=veryfast threads=1"
 # name: (encoder ! muxer, width, height, extension)
 CLIPS = {
     "h264_mp4": ("x264enc ! mp4mux", 321, 241, "mp4"),
@@ -39,7 +42,7 @@ def first_frames(source: Path, path: Path, frames: int) -> Path:
     H.264/MP4 with its index first."""
     gst_launch(
         f"filesrc location={source} ! decodebin ! identity eos-after={frames} ! videoconvert ! "
-        f"x264enc speed-preset=veryfast ! mp4mux faststart=true ! filesink location={path}"
+        f"{X264} ! mp4mux faststart=true ! filesink location={path}"
     )
     return path
 
@@ -121,7 +124,7 @@ def write_video(path: Path, frames, fps: int = 30) -> Path:
     return push_frames(
         path,
         f"appsrc name=src format=time caps=video/x-raw,format=RGB,width={width},height={height},framerate={fps}/1 "
-        "! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast bframes=0 ! h264parse "
+        f"! videoconvert ! video/x-raw,format=I420 ! {X264} bframes=0 ! h264parse "
         f"! mp4mux ! filesink location={path}",
         ((frame.contiguous().numpy().tobytes(), i / fps, 1 / fps) for i, frame in enumerate(frames)),
     )
@@ -136,7 +139,7 @@ def segment(source: Path, path: Path, start: float, *, mirror: bool = False, wid
     scale = f"videoscale ! video/x-raw,width={width},pixel-aspect-ratio=1/1 ! " if width else ""
     pipeline = Gst.parse_launch(
         f"filesrc location={source} ! decodebin ! videoconvert name=convert ! {flip}{scale}"
-        f"x264enc speed-preset=veryfast ! mp4mux faststart=true ! filesink location={path}"
+        f"{X264} ! mp4mux faststart=true ! filesink location={path}"
     )
     pipeline.set_state(Gst.State.PAUSED)
     pipeline.get_state(30 * Gst.SECOND)

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scenes import parts, render, walk, write_video
 
 import vidpipe
-from media import push_frames
+from media import X264, push_frames
 from vidpipe.analytics.motion import MotionDetector, check_motion, mask_grid
 from vidpipe.errors import VidpipeError
 from vidpipe.options import MotionOptions, StreamOptions
@@ -45,7 +45,7 @@ def still_scene(path: Path, frames: int = 75, fps: int = 15, noise: float = 3.0,
     return push_frames(
         path,
         f"appsrc name=src format=time caps=video/x-raw,format=RGB,width={width},height={height},framerate={fps}/1 "
-        "! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast bframes=0 ! h264parse "
+        f"! videoconvert ! video/x-raw,format=I420 ! {X264} bframes=0 ! h264parse "
         f"! mp4mux ! filesink location={path}",
         buffers(),
     )

@@ -115,10 +115,10 @@ output_dir: {tmp_path / "rec"}
 
 def test_the_default_path_agrees_with_opencv_dnn(held_out, plain):
     """The defaults (OpenVINO bf16 where the CPU has it) against OpenCV DNN fp32 on the same graph and the
-    same decoded frames, at the bf16 rule: ≥ 97 % both ways (alone 100 %; OpenVINO's bf16 results move with the
-    batch size, and a loaded machine makes partial batches: 98.8 % with a benchmark beside it, 97.6 % once in CI)."""
+    same decoded frames, at the bf16 rule: ≥ 98 % both ways (100 % on this clip; the held-out clip is encoded
+    with one x264 thread, so every run compares the same pixels)."""
     theirs = opencv_detections([frame.tensor for frame in vidpipe.open(held_out)], 0.42)
     fwd, bwd, compared = agreement(plain, theirs, **BF16)
     print(f"OpenCV→vidpipe {fwd:.1%}, vidpipe→OpenCV {bwd:.1%} of {compared}")
     assert compared >= 60
-    assert fwd >= 0.97 and bwd >= 0.97
+    assert fwd >= 0.98 and bwd >= 0.98
