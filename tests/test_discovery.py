@@ -201,3 +201,59 @@ def test_a_restarted_broker_gets_every_stream_s_retained_state_again():
         listener.close()
         publisher.close()
         broker.close()
+
+
+def test_people_who_left_while_the_broker_was_down_are_not_left_present(tmp_path):
+    """The broker killed while a person is in view, the person leaves while it is down, the broker comes
+    back on its port (nothing retained): the service announces every config again, ``present`` is the
+    state now (no one: Home Assistant's sensor OFF, not stuck ON) and ``snapshot`` the last event's."""
+    from conftest import start_server
+    from scenes import scene
+
+    fps = 10
+    clip = scene(tmp_path / "leaves.mp4", [[(120.0, 270.0)] * (8 * fps) + [None] * (120 * fps)], fps)
+    server, url = start_server("--clip", str(clip))
+    broker = Broker()
+    listener = Listener(broker.port, "#")
+    config = (
+        f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\noutput_dir: out\n"
+        f"streams:\n  lab:\n    uri: '{url.replace('/test', '/clip')}'\n    detect_fps: 5\n    track: true\n"
+        "    zones: ['all=rel:0,0,1,0,1,1,0,1']\n"
+    )
+    served = Served(tmp_path, config).wait_ready()
+    try:
+        listener.wait_for("vidpipe/lab/present", lambda p: "person" in json.loads(p)["present"], 60)
+        listener.wait_for("vidpipe/lab/snapshot", lambda p: isinstance(p, bytes), 30)
+        configs = {t for t, p, _, _ in listener.messages if t.startswith("homeassistant/") and p}
+        assert any("person_present" in t for t in configs) and any("last_event" in t for t in configs)
+        broker.kill()
+        listener.close()
+        deadline = time.monotonic() + 60  # the person leaves the picture 8 s into the clip
+        while not served.client.get("/api/events?type=zone_left").json():  # (lost from view: no snapshot)
+            assert time.monotonic() < deadline, served.output()[-2000:]
+            time.sleep(0.5)
+        time.sleep(4)  # (presence holds 2 s)
+        broker.start()  # the same port, nothing retained
+        listener = Listener(broker.port, "#")
+        listener.wait_for("vidpipe/lab/present", timeout=40)
+        time.sleep(3)  # whatever was queued while the broker was down arrives too
+        latest = _latest(listener, "")
+        assert json.loads(latest["vidpipe/lab/present"])["present"] == []
+        last = served.client.get("/api/events?stream=lab").json()
+        last = next(e for e in last if e["snapshot"])
+        picture = served.client.get(f"/api/events/{last['id']}/snapshot.jpg").content
+        assert latest["vidpipe/lab/snapshot"] == picture, "the retained snapshot is not the last event's"
+        assert configs <= set(latest)  # every config announced again
+        late = Listener(broker.port, "#")  # subscribing now (Home Assistant starting): the retained states
+        try:
+            present = late.wait_for("vidpipe/lab/present", timeout=10)
+            assert json.loads(present)["present"] == [] and late.on("vidpipe/lab/present")[0][2] is True
+            assert late.wait_for("vidpipe/lab/snapshot", timeout=10) == picture
+        finally:
+            late.close()
+    finally:
+        served.stop()
+        listener.close()
+        broker.close()
+        server.kill()
+        server.wait(10)
