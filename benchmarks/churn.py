@@ -37,6 +37,11 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def tasks() -> int:
+    """Every thread of the process, GStreamer's and OpenMP's included (``threads`` counts Python's)."""
+    return len(os.listdir("/proc/self/task"))
+
+
 def settled_rss(samples: int = 5) -> float:
     """RSS without the heap's swings: the lowest of a few readings, each after a collection and a trim
     (a single reading was seen 20 MB above the floor it returned to)."""
@@ -117,7 +122,7 @@ def main() -> None:
                 readings.append((settled_rss(), fds(), threading.active_count(), time.monotonic()))
             if (i + 1) % 100 == 0:
                 print(f"  {kind}: {i + 1} cycles, RSS {rss_mb():.1f} MB, fds {fds()}, threads "
-                      f"{threading.active_count()}", flush=True)  # fmt: skip
+                      f"{threading.active_count()} (native {tasks()})", flush=True)  # fmt: skip
         time.sleep(1.0)
         readings.append((settled_rss(), fds(), threading.active_count(), time.monotonic()))
         (rss0, fds0, threads0, _t0), (rss1, fds1, threads1, t1) = readings
