@@ -52,7 +52,6 @@ PLANS = {
         "run_timeout": 60.0,
     },
 }
-CLI = "import sys; from vidpipe.cli import main; sys.exit(main())"
 
 
 def synchronize(device: str) -> None:
@@ -177,7 +176,7 @@ def cli_run(args, streams: int, max_frames: int | None, decoder: str, timeout: f
         env["VIDPIPE_NVDEC"] = "0"
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.json"
-        command = [sys.executable, "-c", CLI, "detect", *[f"s{i}={SAMPLE}" for i in range(streams)]]
+        command = [sys.executable, "-m", "vidpipe", "detect", *[f"s{i}={SAMPLE}" for i in range(streams)]]
         command += ["--device", args.device, "--summary", str(summary)]
         if max_frames is not None:
             command += ["--max-frames", str(max_frames)]

@@ -229,6 +229,30 @@ def test_ctrl_c_while_opening_stops_within_a_second(server_kind, tmp_path):
     assert took < 1.0, f"took {took:.2f} s to stop"
 
 
+CTRL_C_DURING_IMPORT = """
+import os, signal, sys
+
+class CtrlC:  # a real SIGINT, sent when PyTorch starts loading: the user's Ctrl-C in the CLI's first seconds
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+
+sys.meta_path.insert(0, CtrlC())
+"""
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m vidpipe"])
+def test_ctrl_c_while_the_cli_loads_is_one_line_not_a_traceback(how, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(CTRL_C_DURING_IMPORT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    script = str(Path(sys.executable).with_name("vidpipe"))
+    start = [sys.executable, "-m", "vidpipe"] if how.startswith("python") else [script]
+    done = subprocess.run([*start, "probe", "nothing.mp4"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "vidpipe: interrupted\n"
+
+
 def _wait_for_a_socket(proc: subprocess.Popen, timeout: float = 60.0) -> None:
     """Wait until the process holds a socket (its RTSP connection, GStreamer's own): it is running."""
     deadline = time.monotonic() + timeout

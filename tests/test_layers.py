@@ -15,7 +15,7 @@ LAYERS = [
     {"pipeline"},
     {"cluster"},
     {"api"},
-    {"element", "serve", "cli"},
+    {"element", "serve", "cli", "__main__"},
 ]
 MAX_LINES = 450  # a file that passes this does more than one job
 
