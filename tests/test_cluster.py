@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import SAMPLE, start_server, vidpipe_cli
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("ray")
 
 VIDPIPE = str(Path(sys.executable).with_name("vidpipe"))
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "vidpipe" / "detections.schema.json").read_text())
 EXACT = ("--backend", "torch", "--precision", "fp32")
 
 
@@ -123,6 +125,8 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path):
     for name in ("s0", "s1", "s2", "s3"):
         assert [f["frame"] for f in got[name]] == list(range(300)), name  # each frame once, in order
     assert len(events(out, "moved")) == 2
+    for line in map(json.loads, out.read_text().splitlines()):
+        jsonschema.validate(line, SCHEMA)  # the moved lines too
     assert not ray_left()
 
 
@@ -177,6 +181,18 @@ def test_result_records_round_trip():
     assert Result.from_record(record).record() == record
     event = {"stream": "s", "wall": 1.0, "event": "line_crossed", "message": "m", "line": "door", "track_id": 7}
     assert Event.from_dict(event).to_dict() == event
+
+
+def test_the_cluster_s_own_event_lines_are_valid_by_the_schema():
+    """The driver writes ``moved`` (a dead worker's stream taken by another) and, when a stop overtakes a
+    stream's start, ``stopped`` into the JSON Lines: lines the schema the docs point to accepts."""
+    from vidpipe.types import Event
+
+    moved = Event("s", "moved", "s: worker 0 (pid 9) died; it reconnects on worker 1",
+                  fields={"from_worker": 0, "to_worker": 1})  # fmt: skip
+    stopped = Event("s", "stopped", "s: stopped before it started")
+    for event in (moved, stopped):
+        jsonschema.validate(event.to_dict(), SCHEMA)
 
 
 def test_python_detect_on_a_cluster_yields_every_result(clips):
