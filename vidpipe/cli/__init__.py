@@ -1,4 +1,4 @@
-"""The vidpipe command line: probe, decode, snapshot, detect, serve, gst-env, models, export.
+"""The vidpipe command line: probe, decode, snapshot, detect, serve, events, gst-env, models, export.
 
 Every failure the user can cause ends as one line on stderr, naming the input and the cause, exit code 2.
 """
@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``vidpipe`` console script."""
+    """The command line (the ``vidpipe`` console script and ``python -m vidpipe`` reach it through
+    :mod:`vidpipe.__main__`); returns the exit code."""
     bound_arenas()  # before GStreamer starts its threads (see vidpipe.memory)
     args = build_parser().parse_args(argv)
     level = (

@@ -28,7 +28,7 @@ SPECS = {  # GObject's property declarations (the element's __gproperties__)
     "weights": (str, "weights", "weights file for the model (empty: the model's own)", "", RW),
     "backend": (str, "backend", "auto, torch or openvino", "auto", RW),
     "device": (str, "device", "cpu, cuda or cuda:N", "cpu", RW),
-    "precision": (str, "precision", "auto, fp32, bf16 or fp16", "auto", RW),
+    "precision": (str, "precision", "auto, fp32, bf16, fp16 or int8 (OpenVINO only)", "auto", RW),
     "threshold": (float, "threshold", "minimum score, 0 to 1 (-1: the model's)", -MAX_FLOAT, MAX_FLOAT, -1.0, RW),
     "classes": (str, "classes", "keep only these labels, comma-separated (empty: all)", "", RW),
     "interval": (int, "interval", "detect in every Nth frame; the others get the last results", 1, 10_000, 1, RW),

@@ -74,8 +74,9 @@ def load(
     backend: str = "torch",
     **options,
 ) -> Detector:
-    """Build a detector by name. ``precision``: fp32/bf16 on CPU, fp16/bf16/fp32 on CUDA, or ``auto``
-    (bf16 where the CPU computes it natively, else fp32; on CUDA the fastest in a measured table):
+    """Build a detector by name. ``precision``: fp32/bf16 on CPU (int8 with ``backend="openvino"``),
+    fp16/bf16/fp32 on CUDA, or ``auto`` (bf16 where the CPU computes it natively, else fp32; on CUDA the
+    fastest in a measured table):
     ``detector.precision`` and ``detector.precision_reason`` say what was chosen and why.
     ``threshold`` overrides the model's default minimum score. ``backend="openvino"`` runs a built-in
     model's network with OpenVINO (fp32 or bf16 by the same rule); ``iou`` sets the NMS IoU of any model

@@ -2,7 +2,7 @@
 
 The sink side only appends to each hook's bounded queue (the oldest event is dropped and counted when it
 is full); a thread per hook delivers in order, retrying a failed delivery (a connection error, a timeout,
-408, 429 or 5xx) with back-off. With a ``secret`` each request carries ``X-Vidpipe-Signature:
+408, 425, 429 or 5xx) with back-off. With a ``secret`` each request carries ``X-Vidpipe-Signature:
 sha256=<hex HMAC-SHA256(secret, body)>``. A URL's ``user:password@`` becomes a Basic ``Authorization``
 header and is masked wherever the URL is shown.
 """
