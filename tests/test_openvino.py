@@ -82,7 +82,8 @@ def test_openvino_is_for_built_in_models():
 
 def test_openvino_loads_after_gstreamer(tmp_path):
     """GStreamer first, OpenVINO second, reading an ONNX network: the process aborted in compile_model
-    ("dlSym cannot locate method 'create_extensions'") until vidpipe.gst loads GCC's unwinder first."""
+    ("dlSym cannot locate method 'create_extensions'") until importing vidpipe put GCC's unwinder first
+    (vidpipe.unwinder)."""
     code = (
         "import torch, warnings\n"
         "warnings.simplefilter('ignore')\n"
