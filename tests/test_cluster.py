@@ -198,7 +198,7 @@ def test_the_cluster_s_own_event_lines_are_valid_by_the_schema():
 def test_python_detect_on_a_cluster_yields_every_result(clips):
     import vidpipe
 
-    got = list(vidpipe.detect([f"a={clips[0]}", f"b={clips[1]}"], cluster="ray", workers=2))
+    got = list(vidpipe.detect([f"a={clips[0]}", f"b={clips[1]}"], cluster="ray"))  # workers: as the CLI's
     frames = {name: [r.frame.index for r in got if r.frame.stream == name] for name in ("a", "b")}
     counts = []
     for clip in clips[:2]:

@@ -58,12 +58,13 @@ def detect(
     max_frames: int | None = None,
     options: StreamOptions | None = None,
     cluster: str | None = None,
-    workers: int = 2,
+    workers: int | None = None,
 ) -> Iterator[Result]:
     """Detect objects in every frame: ``for result in vidpipe.detect("clip.mp4"): ...``; several
     sources: ``vidpipe.detect(["a.mp4", "cam=rtsp://..."])`` (``result.frame.stream`` says which).
     ``cluster="ray"`` (a local Ray), ``"auto"`` or ``"ray://HOST:PORT"`` spreads the streams over
-    ``workers`` Ray actors; the results then carry no pixels (``frame.tensor`` is empty).
+    ``workers`` Ray actors (default: as ``vidpipe detect --cluster``, one per CPU of the cluster, or per
+    GPU on CUDA); the results then carry no pixels (``frame.tensor`` is empty).
 
     Yields one :class:`Result` per frame, in order per stream, while decoding, inference and your loop
     overlap. ``track=True`` adds track ids; ``lines`` / ``zones`` add crossing and zone events to

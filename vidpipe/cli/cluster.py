@@ -32,7 +32,7 @@ def settings_of(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace, specs: list[StreamSpec]) -> int:
-    from ..cluster import ClusterRun, connect
+    from ..cluster import ClusterRun, connect, worker_plan
 
     if args.graph or args.summary_out:
         raise VidpipeError("--graph and --summary are not available with --cluster (each worker runs its own pipeline)")
@@ -46,12 +46,7 @@ def run(args: argparse.Namespace, specs: list[StreamSpec]) -> int:
         started = connect(args.cluster)
         restore()  # Ray installs its own handlers as it starts: ours again, on top (a signal said so far kept)
         restore, received = install_stop_signals(stop.set, received)
-        import ray
-
-        gpu = args.device.startswith("cuda")
-        resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": args.cpus_per_worker}
-        available = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
-        workers = args.workers or max(1, int(available // (1 if gpu else args.cpus_per_worker)))
+        workers, resources = worker_plan(args.device, args.workers, args.cpus_per_worker)
 
         def say(event: Event) -> None:
             if not args.quiet and event.kind in ("moved", "failed", "disconnected", "reconnected"):

@@ -30,6 +30,16 @@ def import_ray():
     return ray
 
 
+def worker_plan(device: str, workers: int | None, cpus_per_worker: float) -> tuple[int, dict]:
+    """How many Ray workers a run starts on the joined cluster, and the resources each takes: ``workers``
+    when given, else one per GPU on CUDA and one per ``cpus_per_worker`` CPUs otherwise (at least one)."""
+    ray = import_ray()
+    gpu = str(device).startswith("cuda")
+    resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": cpus_per_worker}
+    available = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
+    return workers or max(1, int(available // (1 if gpu else cpus_per_worker))), resources
+
+
 def connect(cluster: str) -> bool:
     """Join (``auto``, ``ray://HOST:PORT``, ``HOST:PORT``) or start (``ray``) a Ray cluster; True when
     this process started it (and stops it at the end)."""

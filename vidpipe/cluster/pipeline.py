@@ -22,7 +22,7 @@ from ..pipeline.specs import check_arguments, check_name_free, check_stream_name
 from ..pipeline.stats import Stats
 from ..sinks import Sink, VideoSink
 from ..types import Event, Result
-from .connect import ClusterError, connect
+from .connect import ClusterError, connect, worker_plan
 from .driver import ClusterRun
 
 _END_KINDS = ("ended", "failed", "stopped", "removed")
@@ -244,12 +244,7 @@ class ClusterPipeline:
         if self._thread is not None:
             raise VidpipeError("the pipeline has started already")
         self.connect()
-        import ray
-
-        gpu = str(self.settings["model"].get("device", "cpu")).startswith("cuda")
-        resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": self._cpus}
-        available = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
-        workers = self._workers or max(1, int(available // (1 if gpu else self._cpus)))
+        workers, resources = worker_plan(str(self.settings["model"].get("device", "cpu")), self._workers, self._cpus)
         self._thread = threading.Thread(
             target=self._main, args=(workers, resources), name="vidpipe-cluster", daemon=True
         )
