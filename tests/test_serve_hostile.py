@@ -1,0 +1,51 @@
+"""The service attacked: hostile configuration files, event ids and query values out of range, secrets in
+the answers to bad requests. Each test runs the real command line or the real service."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import vidpipe_cli
+
+LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+HOSTILE_YAML = {
+    "laughs": (LAUGHS, "values once its aliases are expanded"),
+    "deep": ("streams: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    "itself": ("streams: &a\n  x: *a\n", "nested more than 64 levels deep"),
+    "duplicate": (
+        "streams:\n  cam: {uri: 'testsrc://ball'}\n  cam: {uri: 'testsrc://ball?width=320'}\n",
+        "line 3: duplicate key 'cam'",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_YAML))
+def test_hostile_yaml_is_one_line_and_exit_2_at_once(kind, tmp_path):
+    """A billion laughs, a deep or self-referencing nest, a key given twice: one line naming the cause,
+    exit 2, within seconds (the laughs took gigabytes and never ended; the nests were tracebacks; the
+    second ``cam`` silently replaced the first)."""
+    text, cause = HOSTILE_YAML[kind]
+    config = tmp_path / "vidpipe.yaml"
+    config.write_text(text)
+    started = time.monotonic()
+    result = vidpipe_cli("serve", "--config", str(config), timeout=60)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vidpipe: error: {config}") and cause in lines[0], lines
+
+
+def test_merge_keys_are_not_duplicates(tmp_path):
+    """``<<: *defaults`` and a key that overrides one of them stays valid YAML."""
+    from vidpipe.serve.config import load_config
+
+    config = tmp_path / "vidpipe.yaml"
+    config.write_text(
+        "streams:\n  a: &d {uri: 'testsrc://ball', detect_fps: 2, track: true}\n  b:\n    <<: *d\n    detect_fps: 3\n"
+    )
+    streams = load_config(config).streams
+    assert (streams["a"].detect_fps, streams["b"].detect_fps, streams["b"].track) == (2, 3, True)
