@@ -7,6 +7,7 @@ import time
 
 import pytest
 from conftest import vidpipe_cli
+from serve_helpers import Served
 
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
@@ -49,3 +50,32 @@ def test_merge_keys_are_not_duplicates(tmp_path):
     )
     streams = load_config(config).streams
     assert (streams["a"].detect_fps, streams["b"].detect_fps, streams["b"].track) == (2, 3, True)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One default service (127.0.0.1, no token, no configuration: the event store on)."""
+    folder = tmp_path_factory.mktemp("serve-hostile")
+    service = Served(folder, None).wait_ready()
+    yield service
+    service.stop()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/events/9223372036854775808",
+        "/api/events/99999999999999999999999/snapshot.jpg",
+        "/api/events/-99999999999999999999999/clip.mp4",
+        "/api/events/0",
+        "/api/events?before_id=99999999999999999999",
+        "/api/events?since=nan",
+        "/api/events?until=inf",
+        "/api/events?since=-1e999",
+    ],
+)
+def test_event_ids_and_times_out_of_range_are_422_with_the_reason(served, path):
+    """An id beyond SQLite's integers was a 500 (OverflowError); ``nan``/``inf`` times matched nothing, 200."""
+    response = served.client.get(path)
+    assert response.status_code == 422, (path, response.status_code, response.text)
+    assert response.json()["detail"], response.text

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import queue
 import re
 import sqlite3
@@ -59,13 +60,18 @@ def iso(wall: float) -> str:
 
 
 def parse_time(value: str | float | None) -> float | None:
-    """An epoch (seconds) from an epoch number or ISO 8601 text (no zone: UTC); ValueError when neither."""
+    """An epoch (seconds) from an epoch number or ISO 8601 text (no zone: UTC); ValueError when neither
+    (or not finite: ``nan``, ``inf``)."""
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite time")
+        return number
     try:
         moment = datetime.fromisoformat(str(value).strip().replace("z", "Z"))
     except ValueError:
