@@ -79,3 +79,21 @@ def test_event_ids_and_times_out_of_range_are_422_with_the_reason(served, path):
     response = served.client.get(path)
     assert response.status_code == 422, (path, response.status_code, response.text)
     assert response.json()["detail"], response.text
+
+
+def test_a_bad_patch_or_put_answers_with_the_password_masked(served):
+    """The stream's uri is shown masked; a PATCH whose problem is the whole stream (a loitering zone it
+    does not have, a line name twice) answered the stored configuration, the real password in it."""
+    secret = "Sup3rSecret"
+    uri = f"rtsp://admin:{secret}@127.0.0.1:1/x"
+    assert served.client.put("/api/streams/hidden", json={"uri": uri}).status_code == 201
+    try:
+        assert secret not in served.client.get("/api/streams/hidden").text
+        for changes in ({"loitering": {"nope": 5}}, {"lines": ["a=0,0,1,1", "a=0,0,2,2"]}, {"uri": [uri]}):
+            response = served.client.patch("/api/streams/hidden", json=changes)
+            assert response.status_code == 422, response.text
+            assert secret not in response.text and "admin:***@" in response.text, response.text
+        response = served.client.put("/api/streams/other", json={"uri": uri, "loitering": {"nope": 5}})
+        assert response.status_code == 422 and secret not in response.text, response.text
+    finally:
+        served.client.delete("/api/streams/hidden")
