@@ -3,7 +3,11 @@ the answers to bad requests. Each test runs the real command line or the real se
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 import time
+from typing import ClassVar
 
 import pytest
 from conftest import vidpipe_cli
@@ -97,3 +101,51 @@ def test_a_bad_patch_or_put_answers_with_the_password_masked(served):
         assert response.status_code == 422 and secret not in response.text, response.text
     finally:
         served.client.delete("/api/streams/hidden")
+
+
+class _Hooked(http.server.BaseHTTPRequestHandler):
+    bodies: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+SECRET_URIS = {
+    "quote": ("rtsp://admin:it's'S3cret@127.0.0.1:1/x", "rtsp://admin:***@127.0.0.1:1/x"),
+    "query": ("http://127.0.0.1:1/video.cgi?user=admin&pwd=S3cret", "http://127.0.0.1:1/video.cgi?user=admin&pwd=***"),
+}
+
+
+def test_a_quote_in_a_password_and_a_password_in_the_query_are_masked_everywhere(tmp_path):
+    """A password holding ``'`` (the mask stopped at it) and a camera's ``?pwd=`` were shown whole in the
+    log, the API, the events (API, database) and the webhooks."""
+    hooks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hooked)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    streams = "".join(f"  {name}: {{uri: {json.dumps(uri)}}}\n" for name, (uri, _) in SECRET_URIS.items())
+    hook = f"webhooks:\n  - {{url: 'http://127.0.0.1:{hooks.server_port}/h', events: [failed]}}\n"
+    served = Served(tmp_path, "streams:\n" + streams + hook, "-v").wait_ready()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_Hooked.bodies) < len(SECRET_URIS):
+            time.sleep(0.2)
+        texts = {
+            "streams": served.client.get("/api/streams").text,
+            "events": served.client.get("/api/events").text,
+            "metrics": served.client.get("/metrics").text,
+            "webhooks": b"".join(_Hooked.bodies).decode(),
+        }
+    finally:
+        served.stop()
+        hooks.shutdown()
+    texts["log"] = served.output()
+    texts["database"] = (tmp_path / "recordings" / "events.db").read_bytes().decode("latin-1")
+    for where, text in texts.items():
+        assert "S3cret" not in text, (where, text)
+    for _, masked in SECRET_URIS.values():
+        for where in ("streams", "events", "webhooks", "log"):
+            assert masked in texts[where], (where, masked, texts[where])
