@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
 import time
 from typing import ClassVar
@@ -13,6 +14,7 @@ import pytest
 from conftest import vidpipe_cli
 from serve_helpers import Served
 
+PATTERN = "testsrc://ball?live=1&frames=100000000&width=160&height=120&fps=5"
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
 )
@@ -149,3 +151,25 @@ def test_a_quote_in_a_password_and_a_password_in_the_query_are_masked_everywhere
     for _, masked in SECRET_URIS.values():
         for where in ("streams", "events", "webhooks", "log"):
             assert masked in texts[where], (where, masked, texts[where])
+
+
+def test_receivers_that_never_answer_do_not_hold_the_stop(tmp_path):
+    """32 webhooks whose receiver takes the connection and never answers (timeout 60 s): the stop waited
+    1 s per hook for its request in flight (40 s in all); it waits 1 s in all and says what was left."""
+    silent = socket.create_server(("127.0.0.1", 0), backlog=1000)  # connections queue; nobody answers
+    hooks = "".join(
+        f"  - {{url: 'http://127.0.0.1:{silent.getsockname()[1]}/h{i}', events: [connected], timeout: 60}}\n"
+        for i in range(32)
+    )
+    served = Served(tmp_path, f"streams:\n  cam: {{uri: '{PATTERN}'}}\nwebhooks:\n{hooks}").wait_ready()
+    try:
+        served.wait_frames("cam", 1)
+        assert "vidpipe_webhook_sent" in served.client.get("/metrics").text
+        started = time.monotonic()
+        assert served.stop() == 0
+        took = time.monotonic() - started
+    finally:
+        served.kill()
+        silent.close()
+    assert took < 12, took
+    assert "event(s) not delivered at the stop" in served.output()
