@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 from conftest import vidpipe_cli
-from serve_helpers import Served
+from serve_helpers import Served, free_port
 
 PATTERN = "testsrc://ball?live=1&frames=100000000&width=160&height=120&fps=5"
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
@@ -173,3 +173,17 @@ def test_receivers_that_never_answer_do_not_hold_the_stop(tmp_path):
         silent.close()
     assert took < 12, took
     assert "event(s) not delivered at the stop" in served.output()
+
+
+@pytest.mark.parametrize("inside", ["", "/sub"])
+def test_an_output_dir_that_is_a_file_is_one_line_and_exit_2(inside, tmp_path):
+    """The service started anyway: no event store (events in memory only, lost at the stop), every
+    recording failing, a confusing "[Errno 17] File exists" line."""
+    (tmp_path / "afile").write_text("not a folder")
+    config = tmp_path / "vidpipe.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'afile'}{inside}\nstreams:\n  cam: {{uri: '{PATTERN}'}}\n")
+    result = vidpipe_cli("serve", "--port", str(free_port()), "--config", str(config), timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vidpipe: error: {config}: output_dir: "), lines
+    assert "cannot be used" in lines[0] and "Traceback" not in result.stderr
