@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 from conftest import vidpipe_cli
-from serve_helpers import Served, free_port
+from serve_helpers import Broker, Listener, Served, free_port
 
 PATTERN = "testsrc://ball?live=1&frames=100000000&width=160&height=120&fps=5"
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
@@ -187,3 +187,34 @@ def test_an_output_dir_that_is_a_file_is_one_line_and_exit_2(inside, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"vidpipe: error: {config}: output_dir: "), lines
     assert "cannot be used" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_home_assistant_templates_find_lines_and_zones_named_with_an_emoji(tmp_path):
+    """A line or zone named with a character beyond the BMP (🚪): its sensor's template quoted it as
+    JSON's two ``\\uXXXX`` halves, which Home Assistant's Jinja reads as two lone surrogates: no key
+    matched, the sensor was an error. The template rendered (jinja2, as HA does) now gives the count."""
+    jinja2 = pytest.importorskip("jinja2")
+    broker = Broker()
+    listener = Listener(broker.port, "#")
+    config = (
+        f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\nstreams:\n  cam:\n    uri: '{PATTERN}'\n"
+        "    lines: ['🚪 door=rel:0.5,0,0.5,1']\n    zones: ['🪑=rel:0,0,1,0,1,1,0,1']\n"
+    )
+    served = Served(tmp_path, config).wait_ready()
+    try:
+        counts = json.loads(listener.wait_for("vidpipe/cam/counts"))
+        configs = []
+        for ending in ("_in/config", "_occupancy/config", "_occupied/config"):
+            listener.wait_for("vidpipe/cam/status")  # (the configs are published before it)
+            topic = next(t for t, *_ in listener.messages if t.startswith("homeassistant/") and t.endswith(ending))
+            configs.append(json.loads(listener.wait_for(topic)))
+    finally:
+        served.stop()
+        listener.close()
+        broker.close()
+    rendered = [jinja2.Environment().from_string(c["value_template"]).render(value_json=counts) for c in configs]
+    assert rendered == [
+        str(counts["lines"]["🚪 door"]["in"]),
+        str(counts["zones"]["🪑"]["occupancy"]),
+        "ON" if counts["zones"]["🪑"]["occupancy"] > 0 else "OFF",
+    ], (rendered, configs)
