@@ -218,3 +218,13 @@ def test_home_assistant_templates_find_lines_and_zones_named_with_an_emoji(tmp_p
         str(counts["zones"]["🪑"]["occupancy"]),
         "ON" if counts["zones"]["🪑"]["occupancy"] > 0 else "OFF",
     ], (rendered, configs)
+
+
+def test_vidpipe_events_with_a_limit_beyond_sqlite_lists_them_all(tmp_path):
+    """``vidpipe events --limit 99999999999999999999`` was a traceback (OverflowError)."""
+    from vidpipe.serve.events import EventStore
+
+    EventStore(tmp_path).close()
+    result = vidpipe_cli("events", "--db", str(tmp_path / "events.db"), "--limit", "9" * 20)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == "(no events)"

@@ -48,6 +48,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_wall ON events (wall);
 CREATE INDEX IF NOT EXISTS events_stream ON events (stream, id);"""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+MAX_INTEGER = 2**63 - 1  # SQLite's largest (a larger limit is all of them)
 
 
 class StoreError(Exception):
@@ -124,7 +125,7 @@ def query(
     if where:
         sql += " WHERE " + " AND ".join(where)
     try:
-        rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, int(limit)]).fetchall()
+        rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, min(int(limit), MAX_INTEGER)]).fetchall()
     except sqlite3.Error as exc:
         raise StoreError(str(exc)) from None
     return [row_dict(row) for row in rows]

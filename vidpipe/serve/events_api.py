@@ -8,11 +8,10 @@ from typing import Annotated
 from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
-from .events import ANALYTICS, StoreError, parse_time
+from .events import ANALYTICS, MAX_INTEGER, StoreError, parse_time
 from .service import Service
 
-MAX_ID = 2**63 - 1  # the largest id SQLite holds (a larger one is a 422, not a failed query)
-EventId = Annotated[int, Path(ge=1, le=MAX_ID, description="an event's id")]
+EventId = Annotated[int, Path(ge=1, le=MAX_INTEGER, description="an event's id")]
 
 
 def _time(value: str | None, name: str) -> float | None:
@@ -31,7 +30,7 @@ def add_event_routes(app: FastAPI, service: Service) -> None:
         label: str | None = None,
         since: str | None = Query(None, description="ISO 8601 (UTC when no zone) or epoch seconds"),
         until: str | None = Query(None, description="ISO 8601 (UTC when no zone) or epoch seconds"),
-        before_id: int | None = Query(None, ge=1, le=MAX_ID, description="the next page: ids below the last one seen"),
+        before_id: int | None = Query(None, ge=1, le=MAX_INTEGER, description="the next page: ids below the last seen"),
     ) -> list[dict]:
         """Events newest first from the event store (filtered, paged by ``before_id``); without a store,
         the recent ones kept in memory (the last 1000), newest last, filtered alike."""
