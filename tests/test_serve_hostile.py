@@ -228,3 +228,14 @@ def test_vidpipe_events_with_a_limit_beyond_sqlite_lists_them_all(tmp_path):
     result = vidpipe_cli("events", "--db", str(tmp_path / "events.db"), "--limit", "9" * 20)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip() == "(no events)"
+
+
+@pytest.mark.parametrize("name", ["\x1b]2;owned\x07\x1b[2Jdoor", "door\nINFO vidpipe: forged", "a\x00b"])
+def test_line_and_zone_names_with_control_characters_are_refused(served, name):
+    """A name holding a terminal's escape or a line break was taken: ``vidpipe events`` printed it raw to
+    the operator's terminal (its title set, the screen cleared) and a log line could be forged."""
+    for kind, shape in (("lines", "=rel:0.5,0,0.5,1"), ("zones", "=rel:0,0,1,0,1,1")):
+        response = served.client.put("/api/streams/ctl", json={"uri": PATTERN, kind: [name + shape]})
+        assert response.status_code == 422, response.text
+        assert "control character" in response.text and response.json()["detail"][0]["loc"][1] == kind
+    assert served.client.get("/api/streams/ctl").status_code == 404
