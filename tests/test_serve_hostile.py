@@ -239,3 +239,15 @@ def test_line_and_zone_names_with_control_characters_are_refused(served, name):
         assert response.status_code == 422, response.text
         assert "control character" in response.text and response.json()["detail"][0]["loc"][1] == kind
     assert served.client.get("/api/streams/ctl").status_code == 404
+
+
+@pytest.mark.parametrize("name", ["events.db", "events.db-wal", "snapshots", "Snapshots"])
+def test_stream_names_of_the_service_s_own_entries_are_refused(served, name, tmp_path):
+    """A stream named ``events.db`` was created (201) and every recording and clip of it failed
+    (``output_dir/events.db`` is the database: "Not a directory"); in the file too."""
+    response = served.client.put(f"/api/streams/{name}", json={"uri": PATTERN, "record": {"json": True}})
+    assert response.status_code == 422 and "event store" in response.text, response.text
+    config = tmp_path / "vidpipe.yaml"
+    config.write_text(f"streams:\n  {name}: {{uri: '{PATTERN}'}}\n")
+    result = vidpipe_cli("serve", "--check", "--config", str(config))
+    assert result.returncode == 2 and f"streams.{name}" in result.stderr and "event store" in result.stderr

@@ -22,9 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import VidpipeError
-from ..pipeline.specs import check_stream_name
 from ..redact import mask_secrets
-from .config import StateFileError, StreamConfig
+from .config import StateFileError, StreamConfig, check_serve_name
 from .events_api import add_event_routes
 from .metrics import CONTENT_TYPE
 from .service import Service
@@ -43,7 +42,7 @@ def _height(value: int | None, default: int) -> int:
 
 def _name(name: str) -> str:
     try:
-        return check_stream_name(name)
+        return check_serve_name(name)
     except VidpipeError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
 

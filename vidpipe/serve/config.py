@@ -19,6 +19,7 @@ from ..pipeline.config import ModelConfig, Strict
 from ..pipeline.config import StreamConfig as CoreStreamConfig
 from ..pipeline.specs import check_stream_name
 from .confighelp import hint
+from .events import DB_NAME, SNAPSHOTS
 from .webhooks import WebhookConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -34,9 +35,21 @@ class ConfigError(VidpipeError):
         super().__init__("\n".join(problems))
 
 
+OWN_ENTRIES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", SNAPSHOTS)  # in output_dir
+
+
+def check_serve_name(name: str) -> str:
+    """A stream name of the service: a safe token (:func:`check_stream_name`) that is none of the
+    service's own entries in ``output_dir`` (its recordings would go to ``output_dir/NAME/``)."""
+    check_stream_name(name)
+    if name.lower() in OWN_ENTRIES:
+        raise VidpipeError(f"invalid stream name {name!r}: output_dir/{name} is the event store's; choose another")
+    return name
+
+
 def _stream_name(name: str) -> str:
     try:
-        return check_stream_name(name)
+        return check_serve_name(name)
     except VidpipeError as exc:
         raise ValueError(str(exc)) from None
 
@@ -290,7 +303,7 @@ class StateFile:
         try:
             data = json.loads(self.path.read_text())
             return {
-                check_stream_name(name): None if value is None else StreamConfig.model_validate(value)
+                check_serve_name(name): None if value is None else StreamConfig.model_validate(value)
                 for name, value in data.get("streams", {}).items()
             }
         except (OSError, ValueError, AttributeError, VidpipeError) as exc:
