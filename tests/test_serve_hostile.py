@@ -251,3 +251,26 @@ def test_stream_names_of_the_service_s_own_entries_are_refused(served, name, tmp
     config.write_text(f"streams:\n  {name}: {{uri: '{PATTERN}'}}\n")
     result = vidpipe_cli("serve", "--check", "--config", str(config))
     assert result.returncode == 2 and f"streams.{name}" in result.stderr and "event store" in result.stderr
+
+
+def test_lines_and_zones_far_outside_the_frame(served):
+    """A line or zone at 1e308 pixels was taken: drawing it raised (PIL: "too large to convert to C
+    long"), which killed the event store's writer (no event stored after, nothing said) and made every
+    snapshot.jpg a 500. Beyond ±100,000 pixels is a 422 now; at the bound the pictures are drawn."""
+    far = {"lines": ["big=0,0,1e308,1e308"], "zones": ["z=0,0,1e308,0,1e308,1e308"]}
+    for kind, shapes in far.items():
+        response = served.client.put("/api/streams/far", json={"uri": PATTERN, "track": True, kind: shapes})
+        assert response.status_code == 422 and "100,000" in response.text, response.text
+    edge = {"lines": ["big=-100000,-100000,100000,100000"], "zones": ["z=-100000,-100000,100000,-100000,100000,100000"]}
+    assert served.client.put("/api/streams/far", json={"uri": PATTERN, "track": True, **edge}).status_code == 201
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = served.client.get("/api/events?stream=far&type=zone_entered").json()
+            if any(e["snapshot"] for e in found):
+                break
+            time.sleep(0.5)
+        assert any(e["snapshot"] for e in found), found
+        assert served.client.get("/api/streams/far/snapshot.jpg").status_code == 200
+    finally:
+        served.client.delete("/api/streams/far")
