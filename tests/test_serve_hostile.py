@@ -274,3 +274,28 @@ def test_lines_and_zones_far_outside_the_frame(served):
         assert served.client.get("/api/streams/far/snapshot.jpg").status_code == 200
     finally:
         served.client.delete("/api/streams/far")
+
+
+def test_a_line_or_zone_outside_a_stream_s_frames_fails_that_stream_alone(served):
+    """A line drawn for a larger camera (outside this one's 160x120 frames) raised in the output thread
+    and stopped the whole pipeline: every stream stalled, /healthz down, the API still said "running",
+    nothing in the log. Now that stream fails with the reason; the others run on."""
+    assert served.client.put("/api/streams/ok", json={"uri": PATTERN}).status_code == 201
+    try:
+        served.wait_frames("ok", 1)
+        outside = {"lines": ["door=1000,0,1000,2000"]}, {"zones": ["z=1000,1000,2000,1000,2000,2000"]}
+        for i, shapes in enumerate(outside):
+            assert served.client.put(f"/api/streams/out{i}", json={"uri": PATTERN, **shapes}).status_code == 201
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(served.stream(f"out{i}")["state"] != "failed" for i in range(2)):
+            time.sleep(0.2)
+        for i in range(2):
+            assert "lies outside the frames" in (served.stream(f"out{i}")["error"] or ""), served.stream(f"out{i}")
+        before = served.stream("ok")["frames"]
+        time.sleep(2)
+        assert served.stream("ok")["frames"] > before and served.client.get("/healthz").status_code == 200
+        failed = served.client.get("/api/events?type=failed").json()
+        assert {e["stream"] for e in failed} >= {"out0", "out1"}, failed
+    finally:
+        for name in ("ok", "out0", "out1"):
+            served.client.delete(f"/api/streams/{name}")
