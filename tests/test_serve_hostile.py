@@ -299,3 +299,29 @@ def test_a_line_or_zone_outside_a_stream_s_frames_fails_that_stream_alone(served
     finally:
         for name in ("ok", "out0", "out1"):
             served.client.delete(f"/api/streams/{name}")
+
+
+def test_a_snapshot_that_cannot_be_drawn_never_stops_the_store(tmp_path):
+    """A shape PIL cannot draw (1e308 pixels: a stage of the user's, or any drawing bug) raised in the
+    store's writer thread and ended it: that event and every later one were never stored, nothing said.
+    The real store, fed a real frame whose shapes cannot be drawn: the rows are kept, without snapshot."""
+    import torch
+
+    from vidpipe.serve.events import EventStore
+    from vidpipe.types import Detections, Event, Frame, Result, Shape
+
+    store = EventStore(tmp_path)
+    frame = Frame(torch.full((120, 160, 3), 90, dtype=torch.uint8), 3, 0.3, "cam")
+    found = Detections(torch.tensor([[10.0, 20.0, 60.0, 100.0]]), torch.tensor([0.9]), torch.tensor([0]),
+                       ["person"], torch.tensor([7]))  # fmt: skip
+    bad = Result(frame, found, shapes=[Shape(((0.0, 0.0), (1e308, 1e308)), "far 0", arrow=True)])
+    for i, result in enumerate((bad, Result(frame, found))):
+        store.write(result)
+        fields = {"line": "far", "direction": "in", "track_id": 7, "label": "person"}
+        store.event(Event("cam", "line_crossed", f"crossing {i}", time.time(), fields))
+    deadline = time.monotonic() + 20
+    while store.stored + store.dropped < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    rows = store.query()
+    store.close()
+    assert [(r["message"], bool(r["snapshot"])) for r in rows] == [("crossing 1", True), ("crossing 0", False)]

@@ -286,7 +286,14 @@ class EventStore(BaseSink):
             return event, found, None
         picked = Result(frame, result.detections[slice(found[0], found[0] + 1)], shapes=result.shapes)
         out = io.BytesIO()
-        Image.fromarray(self._annotator.draw(picked).numpy()).save(out, "JPEG", quality=self.quality)
+        try:
+            Image.fromarray(self._annotator.draw(picked).numpy()).save(out, "JPEG", quality=self.quality)
+        except Exception as exc:  # (a picture that cannot be drawn): the event is stored without it
+            if not self._snapshots_failing:
+                log.error("event store: a snapshot of %s could not be drawn (%s: %s); the event is kept without it",
+                          event.stream, type(exc).__name__, exc)  # fmt: skip
+            self._snapshots_failing = True
+            return event, found, None
         return event, found, out.getvalue()
 
     def _insert(self, event: Event, found: tuple | None, picture: bytes | None) -> None:
