@@ -325,3 +325,19 @@ def test_a_snapshot_that_cannot_be_drawn_never_stops_the_store(tmp_path):
     rows = store.query()
     store.close()
     assert [(r["message"], bool(r["snapshot"])) for r in rows] == [("crossing 1", True), ("crossing 0", False)]
+
+
+def test_a_privacy_region_outside_a_stream_s_frames_fails_that_stream(served):
+    """A privacy region drawn for a larger camera hid nothing of this one's 160x120 frames, and nothing
+    said so: every picture showed what was to be hidden. Now that stream fails, naming the region."""
+    shape = "1000,1000,2000,1000,2000,2000"
+    assert served.client.put("/api/streams/priv", json={"uri": PATTERN, "privacy": [shape]}).status_code == 201
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and served.stream("priv")["state"] != "failed":
+            time.sleep(0.2)
+        stream = served.stream("priv")
+        assert stream["state"] == "failed" and f"privacy region {shape}: lies outside" in stream["error"], stream
+        assert served.client.get("/api/streams/priv/snapshot.jpg").status_code == 404  # no picture shown
+    finally:
+        served.client.delete("/api/streams/priv")
