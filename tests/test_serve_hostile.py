@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -341,3 +343,30 @@ def test_a_privacy_region_outside_a_stream_s_frames_fails_that_stream(served):
         assert served.client.get("/api/streams/priv/snapshot.jpg").status_code == 404  # no picture shown
     finally:
         served.client.delete("/api/streams/priv")
+
+
+def test_retention_deletes_only_what_the_service_made(tmp_path):
+    """``output_dir`` pointed at a folder shared with other files (a home folder, by mistake) with
+    ``retention: {days: 30}``: every old .mp4, .jpg, .jsonl and .csv under it was deleted, the user's
+    videos and photos among them. Only the service's own names are swept now."""
+    from vidpipe.serve.events import EventStore
+    from vidpipe.serve.retention import Retention
+
+    def old(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (time.time() - 86400 * 60, time.time() - 86400 * 60))
+        return path
+
+    foreign = ("Videos/holiday.mp4", "Pictures/2019/cat.jpg", "taxes.csv", "log.jsonl", "snapshots/cat.jpg",
+               "Videos/clips/1999.mp4x", "Videos/20190101-1200.mp4")  # fmt: skip
+    own = ("snapshots/door/20260101-000000-6.jpg", "door/clips/6.mp4", "door/20260101-000000.jsonl",
+           "door/20260101-000000-2.csv", "door/20260101-000000.mp4", "door/camera-20260101-000000.mp4")  # fmt: skip
+    theirs, ours = [old(tmp_path / p) for p in foreign], [old(tmp_path / p) for p in own]
+    store = EventStore(tmp_path)
+    try:
+        deleted = Retention(tmp_path, store, days=30, max_gb=None).sweep()
+    finally:
+        store.close()
+    assert sorted(deleted) == sorted(ours)
+    assert all(path.exists() for path in theirs)
