@@ -148,8 +148,8 @@ def test_retention_deletes_oldest_first_and_never_outside_output_dir(tmp_path):
     out, outside = tmp_path / "out", _file(tmp_path / "elsewhere" / "precious.mp4", 5000, 10**6)
     store = EventStore(out)
     files = [_file(out / "door" / "clips" / f"{i}.mp4", 1000, 10_000 - i * 1000) for i in range(1, 6)]
-    snapshot = _file(out / "snapshots" / "door" / "old.jpg", 1000, 20_000)
-    fresh = _file(out / "door" / "camera-now.mp4", 10_000, 10)  # being written: never deleted
+    snapshot = _file(out / "snapshots" / "door" / "20260101-000000-6.jpg", 1000, 20_000)
+    fresh = _file(out / "door" / "camera-20260101-000000.mp4", 10_000, 10)  # being written: never deleted
     ring = _file(out / "door" / "segments" / "1-1-00000.ts", 1000, 50_000)  # the ring keeps itself
     (out / "door" / "clips" / "link.mp4").symlink_to(outside)
     (out / "escape").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
@@ -162,7 +162,7 @@ def test_retention_deletes_oldest_first_and_never_outside_output_dir(tmp_path):
     for i, file in enumerate(files, 1):
         store.set_clip(i, file.relative_to(out).as_posix())
     with store._lock, store._db:
-        store._db.execute("UPDATE events SET snapshot = ? WHERE id = 6", ("snapshots/door/old.jpg",))
+        store._db.execute("UPDATE events SET snapshot = ? WHERE id = 6", ("snapshots/door/20260101-000000-6.jpg",))
     deleted = Retention(out, store, days=None, max_gb=13_000 / 1e9).sweep()  # 16 kB, 10 kB of it being written
     assert deleted == [snapshot, files[0], files[1]]  # the oldest first, until 13 kB are left
     assert outside.exists() and fresh.exists() and ring.exists() and (out / "door" / "clips" / "link.mp4").is_symlink()

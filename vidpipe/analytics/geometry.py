@@ -73,6 +73,7 @@ def even_odd(polygon: Sequence[Point], x: Any, y: Any) -> Any:
 
 
 RELATIVE = "rel:"  # coordinates as fractions of the frame: rel:0.5,0,0.5,1
+MAX_PIXEL = 100_000  # a pixel coordinate of a line, zone or region (a frame holds at most 8192x8192 pixels)
 
 
 def parse_coordinates(text: str, what: str) -> tuple[list[float], bool]:
@@ -82,6 +83,8 @@ def parse_coordinates(text: str, what: str) -> tuple[list[float], bool]:
     numbers = parse_numbers(text.strip().removeprefix(RELATIVE), what)
     if relative and not all(0.0 <= v <= 1.0 for v in numbers):
         raise VidpipeError(f"{what}: {RELATIVE} coordinates are fractions of the frame, 0 to 1, got {text!r}")
+    if not relative and not all(abs(v) <= MAX_PIXEL for v in numbers):  # (drawn: beyond, no picture is made)
+        raise VidpipeError(f"{what}: pixel coordinates are within ±{MAX_PIXEL:,} (no frame is larger), got {text!r}")
     return numbers, relative
 
 

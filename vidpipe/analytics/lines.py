@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ def split_name(text: str, what: str) -> tuple[str | None, str, str]:
         stream, name = None, head
     if not name.strip() or (stream is not None and not stream.strip()):
         raise VidpipeError(f"{what} {text!r}: empty stream or name before '='")
+    if any(unicodedata.category(c) == "Cc" for c in head):  # (a line break, a terminal's escape: forged logs)
+        raise VidpipeError(f"{what} {text!r}: its name holds a control character")
     return (stream.strip() if stream is not None else None), name.strip(), values
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..errors import VidpipeError
 from ..types import Result
 from .geometry import parse_polygon
 
@@ -47,16 +48,25 @@ class Privacy:
         self._masks: dict[tuple[int, int], torch.Tensor] = {}
 
     def mask(self, width: int, height: int) -> torch.Tensor | None:
-        """The regions as ``bool[height, width]`` (made once per frame size); None without regions."""
+        """The regions as ``bool[height, width]`` (made once per frame size); None without regions.
+        :class:`VidpipeError` when a region lies outside frames of that size (it would hide nothing)."""
         if not self.regions:
             return None
         mask = self._masks.get((width, height))
         if mask is None:
-            image = Image.new("L", (width, height), 0)
-            canvas = ImageDraw.Draw(image)
+            mask = torch.zeros((height, width), dtype=torch.bool)
             for region in self.regions:
-                canvas.polygon(region.resolved(width, height), fill=255, outline=255)
-            mask = self._masks[(width, height)] = torch.from_numpy(np.asarray(image) > 0)
+                image = Image.new("L", (width, height), 0)
+                ImageDraw.Draw(image).polygon(region.resolved(width, height), fill=255, outline=255)
+                covered = torch.from_numpy(np.asarray(image) > 0)
+                if not covered.any():
+                    shown = ",".join(f"{v:g}" for point in region.points for v in point)
+                    raise VidpipeError(
+                        f"privacy region {'rel:' if region.relative else ''}{shown}: lies outside the frames "
+                        f"({width}x{height} pixels): it would hide nothing"
+                    )
+                mask |= covered
+            self._masks[(width, height)] = mask
         return mask
 
     def __call__(self, result: Result) -> Result:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from ..analytics.plan import Chain
+from ..errors import VidpipeError
 from ..types import Event, Result, SourceInfo
 from .batcher import End
 from .outputs import Outputs
@@ -34,6 +35,7 @@ class Delivery:
     _readers: dict
     _errors: dict[str, BaseException]
     _progress: object
+    keep_alive: bool
 
     def chain(self, stream: str) -> Chain:  # (the pipeline's)
         raise NotImplementedError
@@ -85,7 +87,14 @@ class Delivery:
             self._tell(item, write)
             return None
         chain = self._chains.get(stream) or self.chain(stream)
-        result = self._finish_result(chain, item)
+        try:
+            result = self._finish_result(chain, item)
+        except VidpipeError as exc:
+            reader = self._readers.get(stream)
+            if not self.keep_alive or reader is None:
+                raise
+            reader.fail(exc)  # (a service: this stream fails alone, its frames until its end dropped)
+            return None
         if write:
             if not self.outputs.is_open(stream):
                 reader = self._readers.get(stream)

@@ -146,6 +146,7 @@ class StreamReader:
         self.done = threading.Event()  # its end went through the outputs
         self._batcher = batcher
         self._stop = threading.Event()
+        self._failure: VidpipeError | None = None  # why :meth:`fail` stopped it
         self._source: Source | None = spec.source if isinstance(spec.source, Source) else None
         self._uri = spec.source.name if isinstance(spec.source, Source) else spec.source
         self.stats.source = mask_secrets(str(self._uri))
@@ -201,6 +202,13 @@ class StreamReader:
         if source is not None:
             source.stop()
 
+    def fail(self, error: VidpipeError) -> None:
+        """Stop reading because its frames cannot be used (a line outside them): the stream ends
+        ``failed`` with ``error`` (the first one given)."""
+        if self._failure is None:
+            self._failure = error
+        self.stop()
+
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
@@ -228,6 +236,14 @@ class StreamReader:
             error.__traceback__, error.__context__ = None, None
         self._batcher.put(self.name, End(self.name, error))
 
+    def _stopped(self) -> None:
+        """The end of a stream stopped: ``failed`` when :meth:`fail` stopped it."""
+        if self._failure is None:
+            self._end("stopped")
+        else:
+            self._event("failed", f"{self.name}: {self._failure}")
+            self._end("failed", self._failure)
+
     def _main(self) -> None:
         """The thread: any exception ends the stream as ``failed`` with it as the error (never a thread
         that dies and leaves its stream starting for ever)."""
@@ -245,7 +261,7 @@ class StreamReader:
                 self._source = self._connect()
             except VidpipeError as exc:
                 if self._stop.is_set():
-                    self._end("stopped")
+                    self._stopped()
                 else:
                     self._event("failed", f"{self.name}: {exc}")
                     self._end("failed", exc)
@@ -265,11 +281,11 @@ class StreamReader:
             offset += source.frames_produced
             source.close()
             if self._stop.is_set():
-                self._end("stopped")
+                self._stopped()
                 return
             if error is None and self.options.loop and not self._limit_reached() and source.kind == "file":
                 if not self._loop(source):
-                    self._end("stopped")
+                    self._stopped()
                     return
                 continue
             if error is None and (self._limit_reached() or not self.reconnectable):
@@ -285,7 +301,7 @@ class StreamReader:
             self._event("disconnected", f"{self.name}: disconnected ({cause}); reconnecting")
             self.stats.status = "reconnecting"
             if not self._reconnect():
-                self._end("stopped")
+                self._stopped()
                 return
 
     def _limit_reached(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import json
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -13,14 +14,16 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import VidpipeError
-from ..pipeline.specs import check_stream_name
-from .config import StateFileError, StreamConfig
+from ..redact import mask_secrets
+from .config import StateFileError, StreamConfig, check_serve_name
 from .events_api import add_event_routes
 from .metrics import CONTENT_TYPE
 from .service import Service
@@ -39,7 +42,7 @@ def _height(value: int | None, default: int) -> int:
 
 def _name(name: str) -> str:
     try:
-        return check_stream_name(name)
+        return check_serve_name(name)
     except VidpipeError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
 
@@ -141,6 +144,19 @@ def create_app(
     page_html = resources.files("vidpipe.serve").joinpath("web/index.html").read_text()  # read once
 
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> Response:
+        """422 with each problem, its input among them, passwords masked (a PATCH's problem shows the
+        stored configuration, uri included)."""
+        return _masked({"detail": jsonable_encoder(exc.errors())}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(_request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in (204, 304):  # (no body)
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return _masked({"detail": exc.detail}, exc.status_code, exc.headers)
+
     names = frozenset(name.lower() for name in hosts)
 
     @app.middleware("http")
@@ -331,6 +347,12 @@ def create_app(
             await asyncio.sleep(max(0.005, period - (time.monotonic() - started)))
 
     return app
+
+
+def _masked(body: dict, status: int, headers: dict | None = None) -> Response:
+    """An error answer whose text has every URL's password masked."""
+    text = mask_secrets(json.dumps(body, default=str))
+    return Response(text, status_code=status, media_type="application/json", headers=headers)
 
 
 def _multipart(parts) -> StreamingResponse:

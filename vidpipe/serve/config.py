@@ -19,9 +19,12 @@ from ..pipeline.config import ModelConfig, Strict
 from ..pipeline.config import StreamConfig as CoreStreamConfig
 from ..pipeline.specs import check_stream_name
 from .confighelp import hint
+from .events import DB_NAME, SNAPSHOTS
 from .webhooks import WebhookConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+MAX_DEPTH = 64  # levels of nesting in a configuration (its own need a handful)
+MAX_VALUES = 1_000_000  # values once its aliases are expanded (a "billion laughs" file has far more)
 
 
 class ConfigError(VidpipeError):
@@ -32,9 +35,21 @@ class ConfigError(VidpipeError):
         super().__init__("\n".join(problems))
 
 
+OWN_ENTRIES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", SNAPSHOTS)  # in output_dir
+
+
+def check_serve_name(name: str) -> str:
+    """A stream name of the service: a safe token (:func:`check_stream_name`) that is none of the
+    service's own entries in ``output_dir`` (its recordings would go to ``output_dir/NAME/``)."""
+    check_stream_name(name)
+    if name.lower() in OWN_ENTRIES:
+        raise VidpipeError(f"invalid stream name {name!r}: output_dir/{name} is the event store's; choose another")
+    return name
+
+
 def _stream_name(name: str) -> str:
     try:
-        return check_stream_name(name)
+        return check_serve_name(name)
     except VidpipeError as exc:
         raise ValueError(str(exc)) from None
 
@@ -180,12 +195,43 @@ def problems_of(error: ValidationError, where: str = "", model: type[BaseModel] 
     return lines
 
 
-def _substitute(value: Any, path: str, missing: list[str]) -> Any:
-    """``${NAME}`` / ``${NAME:-default}`` in every string of the loaded YAML, from the environment."""
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice in one mapping (the later would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # (``<<: *defaults``: its keys may be overridden)
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # (refused as unhashable below, with its line)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (give each key once)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _substitute(value: Any, path: str, missing: list[str], budget: list[int] | None = None, depth: int = 0) -> Any:
+    """``${NAME}`` / ``${NAME:-default}`` in every string of the loaded YAML, from the environment. A copy:
+    :class:`ConfigError` when it nests deeper than ``MAX_DEPTH`` (an alias of itself too) or its aliases
+    expand to more than ``MAX_VALUES`` values."""
+    budget = [MAX_VALUES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError([f"{path or '(top level)'}: over {MAX_VALUES} values once its aliases are expanded"])
+    if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+        where = ".".join(path.split(".")[:4]) + "..."
+        raise ConfigError([f"{where}: nested more than {MAX_DEPTH} levels deep (or an alias within itself)"])
     if isinstance(value, dict):
-        return {key: _substitute(item, f"{path}.{key}" if path else str(key), missing) for key, item in value.items()}
+        return {
+            key: _substitute(item, f"{path}.{key}" if path else str(key), missing, budget, depth + 1)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(item, f"{path}.{i}", missing) for i, item in enumerate(value)]
+        return [_substitute(item, f"{path}.{i}", missing, budget, depth + 1) for i, item in enumerate(value)]
     if isinstance(value, str):
 
         def lookup(match: re.Match) -> str:
@@ -212,7 +258,9 @@ def load_config(path: str | Path | None) -> ServeConfig:
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read ({exc.strerror})"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # (a safe loader)
+    except RecursionError:
+        raise ConfigError([f"{file}: not valid YAML: nested too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -223,7 +271,10 @@ def load_config(path: str | Path | None) -> ServeConfig:
     if not isinstance(data, dict):
         raise ConfigError([f"{file}: expected a mapping of settings (model, streams, mqtt, auth, web, cluster)"])
     missing: list[str] = []
-    data = _substitute(data, "", missing)
+    try:
+        data = _substitute(data, "", missing)
+    except ConfigError as exc:
+        raise ConfigError([f"{file}: {line}" for line in exc.problems]) from None
     if missing:
         raise ConfigError([f"{file}: {line}" for line in missing])
     try:
@@ -252,7 +303,7 @@ class StateFile:
         try:
             data = json.loads(self.path.read_text())
             return {
-                check_stream_name(name): None if value is None else StreamConfig.model_validate(value)
+                check_serve_name(name): None if value is None else StreamConfig.model_validate(value)
                 for name, value in data.get("streams", {}).items()
             }
         except (OSError, ValueError, AttributeError, VidpipeError) as exc:

@@ -33,6 +33,12 @@ def _slug(name: str) -> str:
     return slug if slug == name else f"{slug}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
 
 
+def _literal(name: str) -> str:
+    """A name as a string of Home Assistant's templates (Jinja): JSON's quoting, its characters kept (a
+    ``\\uXXXX`` pair of JSON's for an emoji becomes two halves in Jinja, which matches no key)."""
+    return json.dumps(name, ensure_ascii=False)
+
+
 def _names(shapes: list[str]) -> list[str]:
     """The names of ``NAME=...`` lines or zones."""
     return [text.split("=", 1)[0].strip() for text in shapes]
@@ -107,12 +113,12 @@ class Discovery:
             for direction in ("in", "out"):
                 add("sensor", f"line_{_slug(line)}_{direction}", {
                     "name": f"{line} {direction}",
-                    "value_template": f"{{{{ value_json.lines[{json.dumps(line)}][{json.dumps(direction)}] }}}}",
+                    "value_template": f"{{{{ value_json.lines[{_literal(line)}][{_literal(direction)}] }}}}",
                     "state_class": "total_increasing",
                     "icon": "mdi:counter",
                 })  # fmt: skip
         for zone in zones:
-            inside = f"value_json.zones[{json.dumps(zone)}].occupancy"
+            inside = f"value_json.zones[{_literal(zone)}].occupancy"
             add("sensor", f"zone_{_slug(zone)}_occupancy", {
                 "name": f"{zone} occupancy",
                 "value_template": f"{{{{ {inside} }}}}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import queue
 import re
 import sqlite3
@@ -47,6 +48,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_wall ON events (wall);
 CREATE INDEX IF NOT EXISTS events_stream ON events (stream, id);"""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+MAX_INTEGER = 2**63 - 1  # SQLite's largest (a larger limit is all of them)
 
 
 class StoreError(Exception):
@@ -59,13 +61,18 @@ def iso(wall: float) -> str:
 
 
 def parse_time(value: str | float | None) -> float | None:
-    """An epoch (seconds) from an epoch number or ISO 8601 text (no zone: UTC); ValueError when neither."""
+    """An epoch (seconds) from an epoch number or ISO 8601 text (no zone: UTC); ValueError when neither
+    (or not finite: ``nan``, ``inf``)."""
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite time")
+        return number
     try:
         moment = datetime.fromisoformat(str(value).strip().replace("z", "Z"))
     except ValueError:
@@ -118,7 +125,7 @@ def query(
     if where:
         sql += " WHERE " + " AND ".join(where)
     try:
-        rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, int(limit)]).fetchall()
+        rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, min(int(limit), MAX_INTEGER)]).fetchall()
     except sqlite3.Error as exc:
         raise StoreError(str(exc)) from None
     return [row_dict(row) for row in rows]
@@ -279,7 +286,14 @@ class EventStore(BaseSink):
             return event, found, None
         picked = Result(frame, result.detections[slice(found[0], found[0] + 1)], shapes=result.shapes)
         out = io.BytesIO()
-        Image.fromarray(self._annotator.draw(picked).numpy()).save(out, "JPEG", quality=self.quality)
+        try:
+            Image.fromarray(self._annotator.draw(picked).numpy()).save(out, "JPEG", quality=self.quality)
+        except Exception as exc:  # (a picture that cannot be drawn): the event is stored without it
+            if not self._snapshots_failing:
+                log.error("event store: a snapshot of %s could not be drawn (%s: %s); the event is kept without it",
+                          event.stream, type(exc).__name__, exc)  # fmt: skip
+            self._snapshots_failing = True
+            return event, found, None
         return event, found, out.getvalue()
 
     def _insert(self, event: Event, found: tuple | None, picture: bytes | None) -> None:

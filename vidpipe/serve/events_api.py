@@ -3,11 +3,15 @@ events kept in memory when there is no store), one event, its snapshot."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Query
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
-from .events import ANALYTICS, StoreError, parse_time
+from .events import ANALYTICS, MAX_INTEGER, StoreError, parse_time
 from .service import Service
+
+EventId = Annotated[int, Path(ge=1, le=MAX_INTEGER, description="an event's id")]
 
 
 def _time(value: str | None, name: str) -> float | None:
@@ -26,7 +30,7 @@ def add_event_routes(app: FastAPI, service: Service) -> None:
         label: str | None = None,
         since: str | None = Query(None, description="ISO 8601 (UTC when no zone) or epoch seconds"),
         until: str | None = Query(None, description="ISO 8601 (UTC when no zone) or epoch seconds"),
-        before_id: int | None = Query(None, ge=1, description="the next page: ids below the last one seen"),
+        before_id: int | None = Query(None, ge=1, le=MAX_INTEGER, description="the next page: ids below the last seen"),
     ) -> list[dict]:
         """Events newest first from the event store (filtered, paged by ``before_id``); without a store,
         the recent ones kept in memory (the last 1000), newest last, filtered alike."""
@@ -42,11 +46,11 @@ def add_event_routes(app: FastAPI, service: Service) -> None:
             raise HTTPException(503, f"the event store cannot be read: {exc}") from None
 
     @app.get("/api/events/{event_id}")
-    def event(event_id: int) -> dict:
+    def event(event_id: EventId) -> dict:
         return _event(service, event_id)
 
     @app.get("/api/events/{event_id}/snapshot.jpg")
-    def snapshot(event_id: int) -> FileResponse:
+    def snapshot(event_id: EventId) -> FileResponse:
         record = _event(service, event_id)
         file = service.store.snapshot_file(record)
         if file is None:
@@ -55,7 +59,7 @@ def add_event_routes(app: FastAPI, service: Service) -> None:
         return FileResponse(file, media_type="image/jpeg")
 
     @app.api_route("/api/events/{event_id}/clip.mp4", methods=["GET", "HEAD"])
-    def clip(event_id: int) -> FileResponse:
+    def clip(event_id: EventId) -> FileResponse:
         """The event's clip (fragmented MP4, H.264): 404 with the reason until it is ready; 410 once
         retention deleted it."""
         record = _event(service, event_id)

@@ -1,6 +1,7 @@
 """Retention: a periodic sweep of ``output_dir`` that deletes evidence and recordings (clips, snapshots,
 camera and annotated videos, JSON Lines, CSV) older than ``days`` and, while they take more than
-``max_gb``, the oldest first. Only regular files found under ``output_dir`` itself are ever deleted
+``max_gb``, the oldest first. Only regular files found under ``output_dir`` itself, named as the service
+names them (``MADE_HERE``), are ever deleted
 (symbolic links are neither followed nor deleted; each path is resolved and checked); the event store
 and the camera recorders' rings are not swept (the rings keep themselves short). The events' rows stay,
 marked ``evicted``."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -20,6 +22,13 @@ log = logging.getLogger(__name__)
 SWEEP_S = 300.0  # seconds between sweeps
 BUSY_S = 120.0  # a file modified this recently may be being written: never deleted
 SWEPT = (".mp4", ".jpg", ".jsonl", ".csv")
+_STAMP = r"\d{8}-\d{6}"
+# what the service names its files (relative to output_dir): an event's snapshot, an event's clip, a
+# stream's recordings (JSON Lines, CSV, annotated video) and camera recordings; nothing else is swept, so an
+# output_dir shared with other files (a home folder) never loses them
+MADE_HERE = re.compile(
+    rf"snapshots/[^/]+/{_STAMP}-\d+\.jpg|[^/]+/clips/\d+\.mp4|[^/]+/(camera-)?{_STAMP}(-\d+)?\.(mp4|jsonl|csv)"
+)
 GB = 1_000_000_000
 
 
@@ -92,7 +101,7 @@ class Retention:
             dirs[:] = [d for d in dirs if (d != "segments" or here == root) and not (here / d).is_symlink()]
             for name in names:
                 path = here / name
-                if not name.endswith(SWEPT):
+                if not name.endswith(SWEPT) or not MADE_HERE.fullmatch(path.relative_to(root).as_posix()):
                     continue
                 try:
                     info = path.lstat()

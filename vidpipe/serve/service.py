@@ -44,6 +44,16 @@ NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster", "events",
 STOP_WAIT = 8.0  # seconds a stop waits for the streams' ends (a stuck stream never holds the exit longer)
 
 
+def _make_output_dir(folder: Path, where: str = "") -> None:
+    """``output_dir`` made (with its parents) when it is not there; :class:`ConfigError` when it cannot be
+    or is no folder (a file): the service never runs with nowhere to keep its events and recordings."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "not a folder" if isinstance(exc, FileExistsError) or folder.is_file() else exc.strerror
+        raise ConfigError([f"{where}output_dir: {folder}: cannot be used ({why})"]) from None
+
+
 class Service:
     """A pipeline that runs until stopped, its streams those of the configuration with the API's changes
     laid over them (kept in ``state_path``)."""
@@ -55,6 +65,7 @@ class Service:
         self.config_path = Path(config_path) if config_path is not None else None
         self.state = StateFile(state_path)
         self.changes = self.state.load()  # name -> config (added or replaced over the API) or None (removed)
+        _make_output_dir(Path(config.output_dir), f"{config_path}: " if config_path is not None else "")
         m = config.model
         model = m.load_args()
         cluster = config.cluster

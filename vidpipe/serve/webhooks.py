@@ -163,8 +163,9 @@ class Webhooks(BaseSink):
         for hook in wanted:
             hook.put(event.kind, body)
 
-    def close(self, flush: float = 2.0) -> None:
-        """Deliver what is queued (for up to ``flush`` seconds), then stop the threads."""
+    def close(self, flush: float = 2.0, join: float = 1.0) -> None:
+        """Deliver what is queued (for up to ``flush`` seconds), then stop the threads, waiting ``join``
+        seconds in all (not per hook) for the requests in flight; what is left undelivered is said."""
         if self._closed:
             return
         self._closed = True
@@ -175,9 +176,14 @@ class Webhooks(BaseSink):
         for hook in self.hooks:
             with hook.cond:
                 hook.cond.notify_all()
-        for hook in self.hooks:
+        deadline = time.monotonic() + join
+        for hook in self.hooks:  # a request in flight past the deadline is left to its daemon thread
             if hook.thread.is_alive():
-                hook.thread.join(timeout=1.0)  # a request in flight is left to its daemon thread
+                hook.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for hook in self.hooks:
+            left = len(hook.queue) + hook.busy
+            if left:
+                log.warning("webhook %s: %d event(s) not delivered at the stop", hook.shown, left)
 
     def collector(self) -> Collector:
         return _HookCollector(self)
