@@ -7,8 +7,9 @@ import re
 
 MASK = "***"
 # scheme://user:password@host — the password runs to the last '@' of the URL, the one before the host: it
-# may hold '@', '#', ':' or '/' (a URL ends at whitespace, a quote or an angle bracket)
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"'<>]*):(?P<password>[^\s\"'<>]*)@")
+# may hold '@', '#', ':' or '/'; it and the user name may hold the apostrophe RFC 3986 allows there (a URL
+# ends at whitespace, a double quote or an angle bracket)
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"<>]*):(?P<password>[^\s\"<>]*)@")
 
 
 def mask_secrets(text: str) -> str:

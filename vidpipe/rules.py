@@ -44,6 +44,14 @@ def positive_number(value: object) -> float:
     return number
 
 
+def time_point(value: object) -> float:
+    """A finite number of seconds of 0 or more (a moment into a file)."""
+    number = _number(value)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise RuleError(f"must be a number of seconds of 0 or more, got {shown(value)}")
+    return number
+
+
 def count(value: object) -> int:
     """A whole number of at least 1 (a batch size, a number of frames)."""
     if isinstance(value, str) and value.strip().lstrip("+-").isdigit():

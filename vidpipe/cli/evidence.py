@@ -13,7 +13,7 @@ from ..errors import VidpipeError
 from ..gst import Gst
 from ..gst.segments import CameraRecorder
 from ..serve.clips import ClipMaker
-from ..serve.events import EventStore, safe_part
+from ..serve.events import EventStore, StoreError, safe_part
 
 ROLL = 5.0  # seconds of clip before and after each event
 
@@ -23,9 +23,12 @@ class Evidence:
 
     def __init__(self, folder: str | Path, pre_roll: float = ROLL, post_roll: float = ROLL) -> None:
         self.folder = Path(folder)
-        store = EventStore.open(self.folder)
-        if store is None:
-            raise VidpipeError(f"--evidence {folder}: the event store cannot be used (said above)")
+        try:
+            store = EventStore(self.folder)
+        except StoreError as exc:  # (the service goes on without its store; a run asked for one)
+            raise VidpipeError(f"--evidence {exc}") from None
+        except OSError as exc:
+            raise VidpipeError(f"--evidence {folder}: the event store cannot be used ({exc.strerror})") from None
         self.store = store
         self.rolls = (pre_roll, post_roll)
         self.cameras: dict[str, CameraRecorder] = {}

@@ -15,6 +15,7 @@ from ..gst import Gst
 from ..gst import opening as _source
 from ..gst.graph import write_graph
 from ..models import DEFAULT_MODEL
+from ..sinks import check_output_paths
 from .progress import FrameProgress, expected_frames
 
 TABLE_WIDTH, NAME_COLUMN = 100, 28  # `vidpipe models`
@@ -104,6 +105,8 @@ def export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise VidpipeError(f"{args.out}: an ONNX file needs a name ending in .onnx")
+    inputs = [Path(p) for p in (args.weights, args.model.rpartition(":")[0] or args.model) if p]
+    check_output_paths(inputs, [("export", args.out)])  # (never over its own weights or model file)
     detector = models.load(args.model, weights=args.weights, precision="fp32")
     export_onnx(detector, out)
     size = out.stat().st_size / 1e6

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from pathlib import Path
 
 from ..errors import ModelError, UnknownModelError
 from ..unwinder import MIXED_MESSAGE, mixed_unwinders
@@ -146,10 +145,8 @@ def _load_torch(
         return OnnxDetector(name, **common)
     if name.endswith(TORCHSCRIPT_SUFFIXES):
         from .user import load_torchscript
+        from .weights import check_file
 
-        path = Path(name)
-        if not path.is_file():
-            raise UnknownModelError(f"{name}: no such TorchScript file")
-        return load_torchscript(path, **common)
+        return load_torchscript(check_file(name, "TorchScript file", UnknownModelError), **common)
     known = ", ".join([*BUILT_IN, "torchvision:<builder>", "FILE.onnx", "FILE.pt", "FILE.py:factory"])
     raise UnknownModelError(f"unknown model {name!r} (known: {known}; `vidpipe models` lists them all)")

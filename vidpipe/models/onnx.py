@@ -25,6 +25,7 @@ from .base import Batch, Detector, check_threshold, resolve_device
 from .detections import Detections
 from .labels import COCO_80, COCO_CATEGORIES
 from .torchvision_models import to_detections
+from .weights import check_file
 
 LAYOUTS = {
     "yolo": "[B, 4 + C, N]: cx, cy, w, h in input pixels, then C class scores (Ultralytics v8/v9/v11)",
@@ -174,8 +175,7 @@ class OnnxDetector(Detector):
         self.path = Path(path)
         self.name = str(path)
         self.backend = "onnxruntime"
-        if not self.path.is_file():
-            raise ModelError(f"{path}: no such ONNX file")
+        check_file(self.path, "ONNX file", ModelError)
         self.device = resolve_device(device)
         self.precision, self.precision_reason = "fp32", "the ONNX file's own precision"
         self.dtype = torch.float32

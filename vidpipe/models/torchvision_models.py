@@ -19,7 +19,7 @@ from ..errors import ModelError, UnknownModelError, WeightsError
 from .base import Batch, Detector, check_threshold
 from .detections import Detections
 from .labels import COCO_CATEGORIES
-from .weights import load_matching, load_torch_state
+from .weights import check_file, load_matching, load_torch_state
 
 PREFIX = "torchvision:"
 
@@ -102,9 +102,7 @@ def load_torchvision(builder: str, *, weights: str | Path | None = None, **kwarg
     if weights is None:
         model = _pretrained(builder)
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"{path}: no such weights file")
+        path = check_file(weights, "weights file")
         model = torchvision.models.get_model(builder, weights=None, weights_backbone=None, num_classes=91)
         load_matching(model, load_torch_state(path), str(path))
     return TorchvisionStyleDetector(model, name=PREFIX + builder, **kwargs)
