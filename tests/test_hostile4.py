@@ -86,6 +86,16 @@ def test_model_and_weights_files_that_are_folders_or_empty(kind, name, weights, 
         models.load(name if weights else str(path), weights=str(path) if weights else None)
 
 
+@pytest.mark.parametrize("content", [b"", b"\x80\x02not a pickle" * 500])
+def test_a_damaged_cached_torchvision_checkpoint_is_a_weights_error(content, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch.hub's folder, read at each call
+    cached = tmp_path / "hub" / "checkpoints" / "ssdlite320_mobilenet_v3_large_coco-a79551df.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(content)  # a download cut off, a disk error
+    with pytest.raises(WeightsError, match="cannot load the cached ssdlite320_mobilenet_v3_large weights"):
+        models.load("torchvision:ssdlite320_mobilenet_v3_large")
+
+
 def test_a_torchscript_file_that_is_not_one_is_one_line(tmp_path):
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"\x00\x01not a zip archive" * 100)

@@ -36,13 +36,17 @@ def _pretrained(builder: str) -> nn.Module:
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(weights.url, str(target), progress=False)
-        return torchvision.models.get_model(builder, weights=weights)
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        if target.is_file():
-            raise WeightsError(f"{target}: cannot load the cached {builder} weights ({type(exc).__name__})") from None
         raise WeightsError(
             f"{PREFIX}{builder}: weights not cached and cannot be downloaded ({exc.__class__.__name__}); "
             f"put {weights.url.rsplit('/', 1)[-1]} at {target} (from {weights.url}) or pass --weights FILE"
+        ) from None
+    try:
+        return torchvision.models.get_model(builder, weights=weights)
+    except Exception as exc:  # a cut-off or damaged download: pickle, EOF, zip or shape errors alike
+        raise WeightsError(
+            f"{target}: cannot load the cached {builder} weights ({type(exc).__name__}); delete it to download "
+            "it again, or pass --weights FILE"
         ) from None
 
 
