@@ -9,7 +9,7 @@ from conftest import vidpipe_cli
 
 import vidpipe
 from vidpipe import models
-from vidpipe.errors import ModelError, SourceNotFoundError, UnsupportedSourceError, WeightsError
+from vidpipe.errors import ModelError, SourceNotFoundError, UnsupportedSourceError, VidpipeError, WeightsError
 from vidpipe.redact import mask_secrets
 from vidpipe.serve.app import origin_refused
 
@@ -50,6 +50,14 @@ def test_a_malformed_url_is_one_line_without_its_password(command):
     proc = vidpipe_cli(command, "cam=rtsp://admin:secret@[::1/x" if command == "detect" else "rtsp://[::1/x")
     line = _one_line(proc, "not a valid URL")
     assert "secret" not in proc.stderr + proc.stdout, line
+
+
+@pytest.mark.parametrize("size", ["0x0", "-1x5", "100000x100000"])
+def test_a_size_gstreamer_cannot_scale_to_is_named_as_the_size(size, sample):
+    """It said 'sample.mp4: cannot build the pipeline (could not link scale to sink ...)'."""
+    _one_line(vidpipe_cli("decode", str(sample), f"--size={size}"), "--size", "each 1 to 8192 pixels", size)
+    with pytest.raises(VidpipeError, match="size must be WIDTHxHEIGHT"):
+        vidpipe.open(sample, size=tuple(int(v) for v in size.split("x")))
 
 
 def test_an_origin_header_that_is_not_a_url_is_refused_not_a_crash():

@@ -88,6 +88,21 @@ def pixels(low: int, high: int) -> Callable[[object], int]:
     return rule
 
 
+MAX_SIDE = 8192  # a scaled frame's largest width and height (8K; beyond, one frame eats gigabytes)
+
+
+def frame_size(value: object) -> tuple[int, int]:
+    """A frame size to scale to: ``(width, height)`` or ``"WIDTHxHEIGHT"``, each 1 to :data:`MAX_SIDE`."""
+    parts = value.lower().split("x") if isinstance(value, str) else value
+    try:
+        width, height = (int(part) if isinstance(part, str) else part for part in parts)
+    except (TypeError, ValueError):
+        width = height = None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in (width, height)):
+        raise RuleError(f"must be WIDTHxHEIGHT, each 1 to {MAX_SIDE} pixels, got {shown(value)}")
+    return width, height
+
+
 def class_names(value: object) -> list[str] | None:
     """Labels to keep: a comma-separated text (``person,car``) or a list; at least one name."""
     if value is None:

@@ -15,6 +15,7 @@ from ..gst import Gst
 from ..gst import opening as _source
 from ..gst.graph import write_graph
 from ..models import DEFAULT_MODEL
+from ..rules import RuleError, frame_size
 from ..sinks import check_output_paths
 from .progress import FrameProgress, expected_frames
 
@@ -23,10 +24,9 @@ TABLE_WIDTH, NAME_COLUMN = 100, 28  # `vidpipe models`
 
 def size(text: str) -> tuple[int, int]:
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
+        return frame_size(text)
+    except RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def probe(args: argparse.Namespace) -> int:
