@@ -94,6 +94,19 @@ def test_model_and_weights_files_that_are_folders_or_empty(kind, name, weights, 
         models.load(name if weights else str(path), weights=str(path) if weights else None)
 
 
+def test_a_model_or_weights_given_as_a_pathlib_path(sample, tmp_path):
+    """models.load(Path) was an AttributeError ('PosixPath' has no 'lower'); detect(model=Path) a pydantic line."""
+    with pytest.raises(ModelError, match="no such ONNX file"):
+        models.load(tmp_path / "nowhere.onnx")
+    with pytest.raises(ModelError, match="no such ONNX file"):
+        next(vidpipe.detect(sample, model=tmp_path / "nowhere.onnx"))
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(WeightsError, match="empty"):
+        next(vidpipe.detect(sample, model="ssd300", weights=tmp_path / "empty.pth"))
+    with pytest.raises(ModelError, match="model must be a name"):
+        models.load(None)
+
+
 @pytest.mark.parametrize("content", [b"", b"\x80\x02not a pickle" * 500])
 def test_a_damaged_cached_torchvision_checkpoint_is_a_weights_error(content, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch.hub's folder, read at each call

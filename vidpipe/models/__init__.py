@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 
 from ..errors import ModelError, UnknownModelError
 from ..unwinder import MIXED_MESSAGE, mixed_unwinders
@@ -83,6 +84,9 @@ def load(
     reference; ``vidpipe detect`` and :func:`vidpipe.detect` use ``auto`` for both. Raises
     :class:`vidpipe.errors.ModelError`. ``detector.load_args`` keeps these arguments (a cluster's
     workers load the same detector from them)."""
+    name = os.fspath(name) if isinstance(name, os.PathLike) else name
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model must be a name (see `vidpipe models`) or a file path, got {name!r}")
     load_args = {"name": name, "weights": weights, "device": device, "precision": precision,
                  "threshold": threshold, "backend": backend, **options}  # fmt: skip
     iou = options.pop("iou", None) if not name.lower().endswith(".onnx") else None
