@@ -4,8 +4,11 @@ for instead (real GStreamer, real files; nothing mocked)."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import pytest
-from conftest import vidpipe_cli
+from conftest import run_on_small_disk, vidpipe_cli
 
 import vidpipe
 from vidpipe import models
@@ -128,6 +131,16 @@ def test_export_never_writes_over_its_own_weights(tmp_path):
     weights.write_bytes(b"the only copy of a week of training")
     _one_line(vidpipe_cli("export", str(weights), "--weights", str(weights)), "is the input")
     assert weights.read_bytes() == b"the only copy of a week of training"
+
+
+def test_a_graph_on_a_full_disk_says_so_and_leaves_no_part(tmp_path):
+    """It said 'dot failed: Error: gvwrite_no_z problem 8192' and left an empty picture."""
+    disk = tmp_path / "disk"
+    cli = f"{shlex.quote(sys.executable)} -m vidpipe decode 'testsrc://?frames=2' -q --graph {disk}/graph.png"
+    result = run_on_small_disk(disk, "1m", f"head -c 1000000 /dev/zero > {disk}/fill; {cli}; echo rc=$?; ls -A {disk}")
+    assert "graph.png: cannot write the graph (No space left on device)" in result.stderr, result.stderr
+    assert "rc=2" in result.stdout
+    assert result.stdout.split("rc=2", 1)[1].split() == ["fill"]  # no picture, no part of one
 
 
 # -- the event store and its command ----------------------------------------------------------------
