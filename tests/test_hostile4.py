@@ -170,6 +170,17 @@ def test_evidence_at_a_file_says_so_in_one_line(sample, tmp_path):
 # -- snapshot ---------------------------------------------------------------------------------------
 
 
+def test_evidence_on_a_full_disk_is_an_error_at_the_end(sample, tmp_path):
+    """The camera recording stopped (one log line saying 'it resumes by itself') and the run exited 0."""
+    disk, kept = tmp_path / "disk", tmp_path / "d.jsonl"
+    cli = f"{shlex.quote(sys.executable)} -m vidpipe detect {sample} -q --max-frames 60 --json {kept}"
+    result = run_on_small_disk(disk, "1m", f"head -c 900000 /dev/zero > {disk}/fill; {cli} --evidence {disk}/ev")
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vidpipe: error:")]
+    assert len(errors) == 1 and "--evidence" in errors[0] and "clips may be missing" in errors[0], result.stderr
+    assert sum('"detections"' in line for line in kept.read_text().splitlines()) == 60  # the other outputs whole
+
+
 @pytest.mark.parametrize("at", ["nan", "inf", "-5"])
 def test_snapshot_at_must_be_a_time_in_the_file(at, sample, tmp_path):
     proc = vidpipe_cli("snapshot", str(sample), str(tmp_path / "s.png"), "--at", at)

@@ -344,6 +344,8 @@ def _run_streams(
             errors.append(str(exc))
     if not args.quiet:  # -q: errors only
         print_summary(pipeline, detector, decoding, sinks, args, several)
+    if evidence is not None:
+        errors.extend(evidence.problems())
     for line in errors:
         print(f"vidpipe: error: {line}", file=sys.stderr)
     if errors or failed:

@@ -48,6 +48,14 @@ class Evidence:
         """The streams opened (name -> live): files map their events by stream time."""
         self.clips.by_pts = {name for name, is_live in live.items() if not is_live}
 
+    def problems(self) -> list[str]:
+        """After the run: what it could not keep (a recording that stopped: a full disk...), one line each."""
+        lines = [f"--evidence {self.folder}: the video of stream {name} was not all kept ({camera.trouble}); "
+                 "clips may be missing" for name, camera in self.cameras.items() if camera.trouble]  # fmt: skip
+        if self.store.dropped:
+            lines.append(f"--evidence {self.folder}: {self.store.dropped} event(s) could not be stored")
+        return lines
+
     def _close(self) -> None:
         """Before the store closes: the last segments finalised, the clips cut, the rings deleted."""
         for camera in self.cameras.values():
