@@ -5,7 +5,9 @@ for instead (real GStreamer, real files; nothing mocked)."""
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import run_on_small_disk, vidpipe_cli
@@ -141,6 +143,32 @@ def test_a_graph_on_a_full_disk_says_so_and_leaves_no_part(tmp_path):
     assert "graph.png: cannot write the graph (No space left on device)" in result.stderr, result.stderr
     assert "rc=2" in result.stdout
     assert result.stdout.split("rc=2", 1)[1].split() == ["fill"]  # no picture, no part of one
+
+
+# -- standard streams -------------------------------------------------------------------------------
+
+
+def _sh(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=120)
+
+
+def test_a_closed_stderr_loses_no_result(sample, tmp_path):
+    """With ``2>&-`` detect died at its progress bar (sys.stderr None): exit 1 and no JSONL at all."""
+    out = tmp_path / "d.jsonl"
+    cli = f"{shlex.quote(sys.executable)} -m vidpipe"
+    result = _sh(f"exec 2>&-; {cli} detect {sample} --max-frames 3 --json {out}; echo rc=$?")
+    assert result.stdout.strip().endswith("rc=0"), result.stdout
+    assert sum('"detections"' in line for line in out.read_text().splitlines()) == 3
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["probe", "{sample}"], ["probe", "--json", "{sample}"], ["models"]])
+def test_standard_output_on_a_full_disk_is_one_line(args, sample):
+    """``vidpipe probe clip.mp4 > full/disk/info.txt`` was an OSError traceback."""
+    cli = " ".join([shlex.quote(sys.executable), "-m", "vidpipe", *(a.format(sample=sample) for a in args)])
+    result = _sh(f"{cli} > /dev/full")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == "vidpipe: error: standard output: cannot write (No space left on device)"
 
 
 # -- the event store and its command ----------------------------------------------------------------
