@@ -171,6 +171,17 @@ def test_standard_output_on_a_full_disk_is_one_line(args, sample):
     assert result.stderr.strip() == "vidpipe: error: standard output: cannot write (No space left on device)"
 
 
+# -- privacy --------------------------------------------------------------------------------------
+
+
+def test_a_misspelt_label_to_blur_is_refused_not_silently_left_in_the_clear(sample):
+    """``--blur persn`` ran, exit 0, blurring nothing (``--classes persn`` was already refused)."""
+    _one_line(vidpipe_cli("detect", str(sample), "-q", "--max-frames", "1", "--blur", "persn"),
+              "unknown class(es) to blur: persn")  # fmt: skip
+    with pytest.raises(VidpipeError, match="to blur: persn"):
+        vidpipe.Pipeline(str(sample), models.load(), blur=["person", "persn"])
+
+
 # -- the event store and its command ----------------------------------------------------------------
 
 
