@@ -182,6 +182,15 @@ def test_a_misspelt_label_to_blur_is_refused_not_silently_left_in_the_clear(samp
         vidpipe.Pipeline(str(sample), models.load(), blur=["person", "persn"])
 
 
+# -- the service ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["-1", "70000"])
+def test_a_port_out_of_range_is_one_line(port):
+    """It was an OverflowError traceback from bind()."""
+    _one_line(vidpipe_cli("serve", "--port", port), f"--port must be 0 to 65535, got {port}")
+
+
 # -- the event store and its command ----------------------------------------------------------------
 
 
