@@ -128,6 +128,18 @@ def test_a_torchscript_file_that_is_not_one_is_one_line(tmp_path):
     _one_line(vidpipe_cli("detect", "testsrc://", "--model", str(garbage)), "not a loadable TorchScript file")
 
 
+def test_a_names_file_that_is_not_yaml_is_one_line(tmp_path):
+    """PyYAML's message spans six lines, with a drawing of where; the error is one line naming the file."""
+    from vidpipe.models.onnx import read_names
+
+    names = tmp_path / "names.yaml"
+    names.write_text("names: [person, car\n")
+    with pytest.raises(ModelError) as caught:
+        read_names(names)
+    assert "\n" not in str(caught.value)
+    assert f"--names {names}: not valid YAML at line 2" in str(caught.value)
+
+
 def test_export_never_writes_over_its_own_weights(tmp_path):
     weights = tmp_path / "weights.onnx"
     weights.write_bytes(b"the only copy of a week of training")

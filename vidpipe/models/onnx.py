@@ -78,8 +78,11 @@ def read_names(path: str | Path) -> list[str]:
                 import yaml
 
                 data = yaml.safe_load(text)
-        except Exception as exc:
-            raise ModelError(f"--names {path}: not valid {path.suffix[1:].upper()} ({exc})") from None
+        except Exception as exc:  # (YAML's own text spans lines, with a drawing of where: its line and problem)
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ModelError(f"--names {path}: not valid {path.suffix[1:].upper()}{where} ({problem})") from None
         if isinstance(data, dict) and "names" in data:
             data = data["names"]
     else:
