@@ -203,6 +203,16 @@ def test_a_port_out_of_range_is_one_line(port):
     _one_line(vidpipe_cli("serve", "--port", port), f"--port must be 0 to 65535, got {port}")
 
 
+def test_decode_never_draws_its_graph_over_the_input(tmp_path):
+    """A picture is a source too: ``decode photo.png --graph photo.png`` replaced the photo by the graph."""
+    photo = tmp_path / "photo.png"
+    subprocess.run(["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=1", "!", "pngenc", "!", "filesink",
+                    f"location={photo}"], check=True)  # fmt: skip
+    before = photo.read_bytes()
+    _one_line(vidpipe_cli("decode", str(photo), "-q", "--graph", str(photo)), "is the input")
+    assert photo.read_bytes() == before
+
+
 # -- the event store and its command ----------------------------------------------------------------
 
 

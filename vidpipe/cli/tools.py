@@ -14,6 +14,7 @@ from ..errors import VidpipeError
 from ..gst import Gst
 from ..gst import opening as _source
 from ..gst.graph import write_graph
+from ..gst.uri import source_path
 from ..models import DEFAULT_MODEL
 from ..rules import RuleError, frame_size
 from ..sinks import check_output_paths
@@ -53,6 +54,8 @@ def probe(args: argparse.Namespace) -> int:
 
 
 def decode(args: argparse.Namespace) -> int:
+    if args.graph:  # (never over the input: a picture is a source too; checked before anything is decoded)
+        check_output_paths([p for p in (source_path(args.source),) if p is not None], [("--graph", args.graph)])
     with _source.open(args.source, size=args.size, keep_aspect=args.keep_aspect) as src:
         total = expected_frames(src.info.frames, args.max_frames)
         progress = FrameProgress(total, enabled=not args.quiet, description="decode")
