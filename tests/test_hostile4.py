@@ -213,6 +213,16 @@ def test_decode_never_draws_its_graph_over_the_input(tmp_path):
     assert photo.read_bytes() == before
 
 
+@pytest.mark.parametrize("option", ["--csv", "--summary"])
+def test_detect_never_writes_over_its_sources_file(option, sample, tmp_path):
+    """``--sources cams.csv --csv cams.csv`` replaced the list of cameras (their passwords too) by boxes."""
+    cams = tmp_path / ("cams.csv" if option == "--csv" else "cams.json")
+    cams.write_text(f"door={sample}\n")
+    _one_line(vidpipe_cli("detect", "--sources", str(cams), "-q", "--max-frames", "1", option, str(cams)),
+              f"{option} {cams}: is the input")  # fmt: skip
+    assert cams.read_text() == f"door={sample}\n"
+
+
 # -- the event store and its command ----------------------------------------------------------------
 
 
