@@ -43,6 +43,14 @@ def test_an_empty_source_after_a_stream_name_is_one_line():
     _one_line(vidpipe_cli("detect", "door=", "-q"), "an empty source")
 
 
+def test_a_terminal_escape_in_a_name_is_shown_not_obeyed(tmp_path):
+    """A file name holding ESC[2J (clear the screen) went to the terminal as it is."""
+    name = str(tmp_path / "cam\x1b[2J\r.mp4")
+    line = _one_line(vidpipe_cli("probe", name), "no such file")
+    assert "\x1b" not in line and "\r" not in line
+    assert "cam\\x1b[2J\\r.mp4: no such file" in line
+
+
 @pytest.mark.parametrize("url", ["rtsp://", "http://", "https://?x=1", "rtsp://admin:secret@/x"])
 def test_a_network_url_without_a_host(url):
     with pytest.raises(UnsupportedSourceError, match="no host in the URL") as caught:

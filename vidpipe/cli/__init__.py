@@ -37,6 +37,13 @@ def _detect(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters shown escaped (``\\x1b``, ``\\r``): a name given to vidpipe
+    (a file called ESC[2J...) is shown, never obeyed by the terminal. Newlines stay: a configuration's
+    problems are one a line."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
 class _MaskingFormatter(logging.Formatter):
     """Log lines with every URL's password masked."""
 
@@ -340,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # (what is still buffered: its write error is said here, not at the interpreter's exit)
         return code
     except VidpipeError as exc:
-        print(f"vidpipe: error: {exc}", file=sys.stderr)
+        print(f"vidpipe: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vidpipe: interrupted", file=sys.stderr)
