@@ -8,9 +8,9 @@ import re
 
 MASK = "***"
 # scheme://user:password@host — the password runs to the last '@' of the URL, the one before the host: it
-# may hold '@', '#', ':', '/' or "'" (a URL ends at whitespace, a double quote or an angle bracket; a
-# backslash escapes the next character, as JSON's \" does)
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"'<>]*):(?P<password>(?:[^\s\"<>\\]|\\\S)*)@")
+# may hold '@', '#', ':', '/' or "'", and the user name the apostrophe RFC 3986 allows there too (a URL ends
+# at whitespace, a double quote or an angle bracket; a backslash escapes the next character, as JSON's \" does)
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"<>]*):(?P<password>(?:[^\s\"<>\\]|\\\S)*)@")
 # ?pwd=... &password=... &token=...: a query parameter whose name says it holds a secret
 _QUERY_SECRET = re.compile(
     r"(?P<head>[?&](?:[A-Za-z0-9_.-]*[_.-])?(?:password|passwd|passwort|pwd|pass|pw|secret|token|api_?key|apikey"

@@ -44,6 +44,14 @@ def positive_number(value: object) -> float:
     return number
 
 
+def time_point(value: object) -> float:
+    """A finite number of seconds of 0 or more (a moment into a file)."""
+    number = _number(value)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise RuleError(f"must be a number of seconds of 0 or more, got {shown(value)}")
+    return number
+
+
 def count(value: object) -> int:
     """A whole number of at least 1 (a batch size, a number of frames)."""
     if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
@@ -78,6 +86,21 @@ def pixels(low: int, high: int) -> Callable[[object], int]:
         return value
 
     return rule
+
+
+MAX_SIDE = 8192  # a scaled frame's largest width and height (8K; beyond, one frame eats gigabytes)
+
+
+def frame_size(value: object) -> tuple[int, int]:
+    """A frame size to scale to: ``(width, height)`` or ``"WIDTHxHEIGHT"``, each 1 to :data:`MAX_SIDE`."""
+    parts = value.lower().split("x") if isinstance(value, str) else value
+    try:
+        width, height = (int(part) if isinstance(part, str) else part for part in parts)
+    except (TypeError, ValueError):
+        width = height = None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in (width, height)):
+        raise RuleError(f"must be WIDTHxHEIGHT, each 1 to {MAX_SIDE} pixels, got {shown(value)}")
+    return width, height
 
 
 def class_names(value: object) -> list[str] | None:

@@ -23,16 +23,20 @@ from .zones import Zone, ZoneCounter, parse_zone
 Stage = Callable[[Result], Result]
 
 
+def check_labels(wanted: set[str], known: Sequence[str], model: str, what: str = "") -> set[str]:
+    """``wanted`` when the model knows each label; else one line naming the unknown ones and the known."""
+    unknown = wanted - set(known)
+    if unknown:
+        names = ", ".join(c for c in known if c not in ("N/A", "__background__"))
+        raise VidpipeError(f"unknown class(es) {what}{', '.join(sorted(unknown))} for {model} (known: {names})")
+    return wanted
+
+
 class ClassFilter:
     """Keeps only the detections whose label is in ``classes``."""
 
     def __init__(self, classes: Iterable[str], known: Sequence[str], model: str = "detector") -> None:
-        wanted = set(rules.checked("classes", rules.class_names, classes))
-        unknown = wanted - set(known)
-        if unknown:
-            names = ", ".join(c for c in known if c not in ("N/A", "__background__"))
-            raise VidpipeError(f"unknown class(es) {', '.join(sorted(unknown))} for {model} (known: {names})")
-        self.classes = wanted
+        self.classes = check_labels(set(rules.checked("classes", rules.class_names, classes)), known, model)
 
     def __call__(self, result: Result) -> Result:
         found = result.detections
@@ -89,7 +93,8 @@ class Analysis:
         blur: Sequence[str] = (),
     ) -> None:
         self.privacy = [parse_region(r) if isinstance(r, str) else r for r in privacy]
-        self.blur = list(blur)
+        self.known, self.model = list(known), model
+        self.blur = self._blurred(blur)
         self.class_filter = ClassFilter(classes, known, model) if classes is not None else None
         self.lines = [parse_line(x) if isinstance(x, str) else x for x in lines]
         self.zones = [parse_zone(z) if isinstance(z, str) else z for z in zones]
@@ -126,9 +131,16 @@ class Analysis:
             chain.stages.append(chain.zones)
         chain.stages.extend(self.stages)
         regions = self.privacy + [parse_region(r) if isinstance(r, str) else r for r in privacy]
+        blur = self._blurred(blur)
         if regions or self.blur or blur:
             chain.stages.append(Privacy(regions, [*self.blur, *blur]))
         return chain
+
+    def _blurred(self, labels: Sequence[str]) -> list[str]:
+        """Labels to blur, each one the model knows: a misspelt one would leave faces in the clear."""
+        if labels and self.known:
+            check_labels(set(labels), self.known, self.model, "to blur: ")
+        return list(labels)
 
     def describe(self) -> list[str]:
         """A line per kind of stage, for the graph of a run."""

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -33,6 +35,13 @@ def _detect(args: argparse.Namespace) -> int:
     from .detect import run
 
     return run(args)
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters shown escaped (``\\x1b``, ``\\r``): a name given to vidpipe
+    (a file called ESC[2J...) is shown, never obeyed by the terminal. Newlines stay: a configuration's
+    problems are one a line."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
 
 
 class _MaskingFormatter(logging.Formatter):
@@ -335,15 +344,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setFormatter(_MaskingFormatter(fmt))
     logging.addLevelName(logging.WARNING, "warning")
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # (what is still buffered: its write error is said here, not at the interpreter's exit)
+        return code
     except VidpipeError as exc:
-        print(f"vidpipe: error: {exc}", file=sys.stderr)
+        print(f"vidpipe: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vidpipe: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in STREAM_ERRORS:
+            raise
+        return _output_lost(exc)
+
+
+STREAM_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)  # standard output's, as the files' are said
+
+
+def _output_lost(exc: OSError) -> int:
+    """Standard output could not be written (``> file`` on a full disk): one line, exit 2, and the rest of
+    what was buffered dropped (rather than a second error as the interpreter exits)."""
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), sys.stdout.fileno())
+    print(f"vidpipe: error: standard output: cannot write ({exc.strerror})", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -72,7 +72,9 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
     named = [("--json", args.json_out), ("--csv", args.csv_out), ("--events-csv", args.events_csv),
              ("--video", args.video), ("--graph", args.graph), ("--summary", args.summary_out)]  # fmt: skip
     outputs = expand_streams([(o, p) for o, p in named if p], [spec.name for spec in specs])
-    check_output_paths([p for p in (source_path(s) for s in inputs) if p is not None], outputs)
+    files = [args.sources_file, args.weights, args.names, args.model.rpartition(":")[0] or args.model]  # (read too)
+    read = [p for p in (source_path(s) for s in inputs) if p is not None] + [Path(f) for f in files if f]
+    check_output_paths(read, outputs)
     if args.json_out and Path(args.json_out).suffix.lower() not in JSONL_SUFFIXES:
         raise VidpipeError(
             f"--json {args.json_out}: writes JSON Lines; use a name ending in {', '.join(JSONL_SUFFIXES)}"
@@ -344,6 +346,8 @@ def _run_streams(
             errors.append(str(exc))
     if not args.quiet:  # -q: errors only
         print_summary(pipeline, detector, decoding, sinks, args, several)
+    if evidence is not None:
+        errors.extend(evidence.problems())
     for line in errors:
         print(f"vidpipe: error: {line}", file=sys.stderr)
     if errors or failed:

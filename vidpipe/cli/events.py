@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VidpipeError
+from ..rules import checked, count
 
 EXAMPLES = """examples:
   vidpipe events --config vidpipe.yaml                               # the last 50, as a table
@@ -42,10 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from ..serve.config import ConfigError, load_config
     from ..serve.events import DB_NAME, StoreError, connect, parse_time, query
 
-    try:
-        since, until = parse_time(args.since), parse_time(args.until)
-    except ValueError as exc:
-        raise EventsError(str(exc)) from None
+    times = []
+    for option, value in (("--since", args.since), ("--until", args.until)):
+        try:
+            times.append(parse_time(value))
+        except ValueError as exc:
+            raise EventsError(f"{option}: {exc}") from None
+    since, until = times
+    limit = checked("--limit", count, args.limit)
     if args.db is not None:
         path = Path(args.db)
     else:
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         db = connect(path)
         try:
             found = query(db, stream=args.stream, type=args.type, label=args.label, since=since, until=until,
-                          limit=max(1, args.limit))  # fmt: skip
+                          limit=limit)  # fmt: skip
         finally:
             db.close()
     except StoreError as exc:

@@ -13,7 +13,7 @@ from ..errors import VidpipeError
 from ..gst import Gst
 from ..gst.segments import CameraRecorder
 from ..serve.clips import ClipMaker
-from ..serve.events import EventStore, safe_part
+from ..serve.events import EventStore, StoreError, safe_part
 
 ROLL = 5.0  # seconds of clip before and after each event
 
@@ -23,9 +23,12 @@ class Evidence:
 
     def __init__(self, folder: str | Path, pre_roll: float = ROLL, post_roll: float = ROLL) -> None:
         self.folder = Path(folder)
-        store = EventStore.open(self.folder)
-        if store is None:
-            raise VidpipeError(f"--evidence {folder}: the event store cannot be used (said above)")
+        try:
+            store = EventStore(self.folder)
+        except StoreError as exc:  # (the service goes on without its store; a run asked for one)
+            raise VidpipeError(f"--evidence {exc}") from None
+        except OSError as exc:
+            raise VidpipeError(f"--evidence {folder}: the event store cannot be used ({exc.strerror})") from None
         self.store = store
         self.rolls = (pre_roll, post_roll)
         self.cameras: dict[str, CameraRecorder] = {}
@@ -44,6 +47,14 @@ class Evidence:
     def opened(self, live: dict[str, bool]) -> None:
         """The streams opened (name -> live): files map their events by stream time."""
         self.clips.by_pts = {name for name, is_live in live.items() if not is_live}
+
+    def problems(self) -> list[str]:
+        """After the run: what it could not keep (a recording that stopped: a full disk...), one line each."""
+        lines = [f"--evidence {self.folder}: the video of stream {name} was not all kept ({camera.trouble}); "
+                 "clips may be missing" for name, camera in self.cameras.items() if camera.trouble]  # fmt: skip
+        if self.store.dropped:
+            lines.append(f"--evidence {self.folder}: {self.store.dropped} event(s) could not be stored")
+        return lines
 
     def _close(self) -> None:
         """Before the store closes: the last segments finalised, the clips cut, the rings deleted."""

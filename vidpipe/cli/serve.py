@@ -70,6 +70,8 @@ def _token(args: argparse.Namespace, configured: str | None) -> str | None:
 
 def _check_port(host: str, port: int) -> None:
     """Say it in one line when the address is taken or cannot be used (before the model loads)."""
+    if not 0 <= port <= 65535:  # (bind() would raise OverflowError)
+        raise VidpipeError(f"--port must be 0 to 65535, got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,6 +79,8 @@ def _check_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise VidpipeError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+        except ValueError as exc:  # a NUL in the host name
+            raise VidpipeError(f"--host {host!r}: cannot listen there ({exc})") from None
 
 
 def run(args: argparse.Namespace) -> int:

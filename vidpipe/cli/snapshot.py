@@ -16,6 +16,7 @@ from ..analytics.geometry import segment_meets_rect
 from ..errors import OutputError, VidpipeError
 from ..gst import opening as _source
 from ..gst.uri import source_path
+from ..rules import checked, time_point
 from ..sinks import check_output_paths
 from ..sinks.draw import Annotator, font, in_direction
 from ..types import Detections, Result, Shape
@@ -75,10 +76,11 @@ def run(args: argparse.Namespace) -> int:
         raise VidpipeError(f"{args.out}: a snapshot is a PNG; use a name ending in .png")
     if args.frame is not None and args.frame < 0:
         raise VidpipeError(f"--frame must be 0 or more, got {args.frame}")
+    at = checked("--at", time_point, args.at) if args.at is not None else None
     lines, zones = [parse_line(v) for v in args.line], [parse_zone(v) for v in args.zone]
     inputs = [p for p in (source_path(args.source),) if p is not None]
     check_output_paths(inputs, [("snapshot", args.out)])
-    frame = grab(args.source, args.frame, args.at)
+    frame = grab(args.source, args.frame, at)
     lines = [x.resolved(frame.width, frame.height) for x in lines]
     zones = [z.resolved(frame.width, frame.height) for z in zones]
     shapes = [Shape((x.start, x.end), x.name, arrow=True) for x in lines]

@@ -14,7 +14,10 @@ from ..errors import VidpipeError
 from ..gst import Gst
 from ..gst import opening as _source
 from ..gst.graph import write_graph
+from ..gst.uri import source_path
 from ..models import DEFAULT_MODEL
+from ..rules import RuleError, frame_size
+from ..sinks import check_output_paths
 from .progress import FrameProgress, expected_frames
 
 TABLE_WIDTH, NAME_COLUMN = 100, 28  # `vidpipe models`
@@ -22,10 +25,9 @@ TABLE_WIDTH, NAME_COLUMN = 100, 28  # `vidpipe models`
 
 def size(text: str) -> tuple[int, int]:
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
+        return frame_size(text)
+    except RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def probe(args: argparse.Namespace) -> int:
@@ -52,6 +54,8 @@ def probe(args: argparse.Namespace) -> int:
 
 
 def decode(args: argparse.Namespace) -> int:
+    if args.graph:  # (never over the input: a picture is a source too; checked before anything is decoded)
+        check_output_paths([p for p in (source_path(args.source),) if p is not None], [("--graph", args.graph)])
     with _source.open(args.source, size=args.size, keep_aspect=args.keep_aspect) as src:
         total = expected_frames(src.info.frames, args.max_frames)
         progress = FrameProgress(total, enabled=not args.quiet, description="decode")
@@ -104,6 +108,8 @@ def export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise VidpipeError(f"{args.out}: an ONNX file needs a name ending in .onnx")
+    inputs = [Path(p) for p in (args.weights, args.model.rpartition(":")[0] or args.model) if p]
+    check_output_paths(inputs, [("export", args.out)])  # (never over its own weights or model file)
     detector = models.load(args.model, weights=args.weights, precision="fp32")
     export_onnx(detector, out)
     size = out.stat().st_size / 1e6

@@ -86,8 +86,8 @@ def _supervise(ray) -> None:
 
 def _check_reachable(address: str) -> None:
     """Fail in seconds, in one line, when nothing listens at a ``ray://HOST:PORT`` address."""
-    parts = urllib.parse.urlsplit(address if "://" in address else f"ray://{address}")
     try:
+        parts = urllib.parse.urlsplit(address if "://" in address else f"ray://{address}")
         host, port = parts.hostname, parts.port or 10001
     except ValueError:
         raise ClusterError(f"--cluster {address}: not an address (expected ray://HOST:PORT)") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -79,19 +80,24 @@ def write_graph(dot: str, path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise OutputError(f"{path}: unknown graph format {suffix or '(none)'} (use {', '.join(FORMATS)})")
-    try:
+    scratch = path.with_name(f".{path.name}.partial")
+    try:  # rendered in memory, written beside it, then renamed: the whole picture or the old file intact
+        data = dot.encode() if suffix == ".dot" else _render(dot, suffix, path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".dot":
-            path.write_text(dot)
-            return path
-        program = shutil.which("dot")
-        if program is None:
-            raise OutputError(f"{path}: rendering needs Graphviz's 'dot' (install the package graphviz)")
-        result = subprocess.run(
-            [program, f"-T{suffix[1:]}", "-o", str(path)], input=dot.encode(), capture_output=True, check=False
-        )
-    except OSError as exc:
+        scratch.write_bytes(data)
+        os.replace(scratch, path)
+    except OSError as exc:  # a full disk, a folder that cannot be written
+        scratch.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write the graph ({exc.strerror})") from None
+    return path
+
+
+def _render(dot: str, suffix: str, path: Path) -> bytes:
+    """``dot`` rendered by Graphviz's ``dot`` program as ``.png``, ``.svg`` or ``.pdf``."""
+    program = shutil.which("dot")
+    if program is None:
+        raise OutputError(f"{path}: rendering needs Graphviz's 'dot' (install the package graphviz)")
+    result = subprocess.run([program, f"-T{suffix[1:]}"], input=dot.encode(), capture_output=True, check=False)
     if result.returncode != 0:
         raise OutputError(f"{path}: dot failed: {result.stderr.decode(errors='replace').strip()}")
-    return path
+    return result.stdout

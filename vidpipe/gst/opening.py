@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from ..options import MotionOptions
+from ..rules import checked, frame_size
 from . import Gst
 from .source import Source
 
@@ -51,6 +52,7 @@ def open(
     frames where nothing moved come without new pixels and with ``motion=False`` (see docs/motion.md).
     Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
     """
+    size = checked("size", frame_size, size) if size is not None else None
     return Source(
         source, size=size, keep_aspect=keep_aspect, live=live, max_buffers=max_buffers, timeout=timeout,
         max_fps=max_fps, stream=stream, stall_timeout=stall_timeout, gpu_decode=gpu_decode, cancel=cancel, pace=pace,

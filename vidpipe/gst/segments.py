@@ -76,6 +76,7 @@ class CameraRecorder:
         self._session: _Session | None = None
         self._sessions = 0
         self._failing = False
+        self.trouble: str | None = None  # why recording first stopped, if it ever did (a run's report)
         self._closed = False
         for stale in (self.folder / "segments").glob("*.ts"):  # (an earlier run's ring: nothing maps onto it)
             with contextlib.suppress(OSError):
@@ -152,6 +153,8 @@ class CameraRecorder:
                 s.path.unlink()
 
     def _failed(self, why: str) -> None:
+        if self.trouble is None:
+            self.trouble = why
         if not self._failing:
             log.error("%s: camera recording stopped: %s; it resumes by itself when it can", self.folder, why)
         self._failing = True

@@ -41,7 +41,7 @@ class SourceSpec:
 
 
 def _parse_test_uri(text: str) -> SourceSpec:
-    parts = urllib.parse.urlsplit(text)
+    parts = _split(text)
     pattern = parts.netloc or "smpte"
     if pattern not in TEST_PATTERNS:
         raise UnsupportedSourceError(f"{text}: unknown test pattern {pattern!r} (known: {', '.join(TEST_PATTERNS)})")
@@ -109,19 +109,23 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     """Parse a source string: a path, ``file://``, ``rtsp://``, ``http(s)://``, ``/dev/videoN`` or
     ``testsrc://PATTERN?width=W&height=H&fps=F&frames=N&live=0``."""
     text = os.fspath(source)
-    scheme = urllib.parse.urlsplit(text).scheme.lower() if "://" in text else ""
+    if not text.strip():  # (an empty path would name the current folder)
+        raise SourceNotFoundError(f"{text!r}: an empty source; give a file path or a URL")
+    scheme = _split(text).scheme.lower() if "://" in text else ""
     if scheme == "testsrc":
         return _parse_test_uri(text)
     if scheme in NETWORK_SCHEMES:
         live = scheme.startswith("rtsp")  # http(s) serves files (or HLS/DASH, which pace themselves)
         shown = mask_secrets(text)  # messages name the source without its password
+        if not _host(shown):
+            raise UnsupportedSourceError(f"{shown}: no host in the URL (expected {scheme}://HOST[:PORT]/PATH)")
         return SourceSpec(shown, "network", f"uridecodebin name=decode uri={_quote(text)}", live=live)
     if scheme and scheme != "file":
         raise UnsupportedSourceError(
             f"{text}: unsupported source scheme {scheme!r} "
             "(use a file path, file://, rtsp://, http(s)://, /dev/videoN or testsrc://)"
         )
-    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path)) if scheme == "file" else Path(text)
+    path = Path(urllib.parse.unquote(_split(text).path)) if scheme == "file" else Path(text)
     if text.startswith("/dev/video"):
         if not path.exists():
             raise StreamUnreachableError(f"{text}: no such video device")
@@ -134,12 +138,25 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
 def source_path(source: str | os.PathLike) -> Path | None:
     """The local file a source string names (a path or ``file://`` URI), else None. No checks."""
     text = os.fspath(source)
-    scheme = urllib.parse.urlsplit(text).scheme.lower() if "://" in text else ""
+    scheme = _split(text).scheme.lower() if "://" in text else ""
     if scheme == "file":
-        return Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
+        return Path(urllib.parse.unquote(_split(text).path))
     if scheme or text.startswith("/dev/"):
         return None
     return Path(text)
+
+
+def _split(text: str) -> urllib.parse.SplitResult:
+    """``urlsplit``, with :class:`UnsupportedSourceError` naming the source (masked) for a malformed URL."""
+    try:
+        return urllib.parse.urlsplit(text)
+    except ValueError as exc:  # an unclosed '[' of an IPv6 address, a bad port...
+        raise UnsupportedSourceError(f"{mask_secrets(text)}: not a valid URL ({exc})") from None
+
+
+def _host(shown: str) -> str:
+    """The host of a network URL with its password masked (the password may hold '/'); '' when none."""
+    return _split(shown).hostname or ""
 
 
 def _quote(value: str) -> str:

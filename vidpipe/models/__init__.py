@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from pathlib import Path
+import os
 
 from ..errors import ModelError, UnknownModelError
 from ..unwinder import MIXED_MESSAGE, mixed_unwinders
@@ -85,6 +85,9 @@ def load(
     reference; ``vidpipe detect`` and :func:`vidpipe.detect` use ``auto`` for both. Raises
     :class:`vidpipe.errors.ModelError`. ``detector.load_args`` keeps these arguments (a cluster's
     workers load the same detector from them)."""
+    name = os.fspath(name) if isinstance(name, os.PathLike) else name
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model must be a name (see `vidpipe models`) or a file path, got {name!r}")
     load_args = {"name": name, "weights": weights, "device": device, "precision": precision,
                  "threshold": threshold, "backend": backend, **options}  # fmt: skip
     iou = options.pop("iou", None) if not name.lower().endswith(".onnx") else None
@@ -147,10 +150,8 @@ def _load_torch(
         return OnnxDetector(name, **common)
     if name.endswith(TORCHSCRIPT_SUFFIXES):
         from .user import load_torchscript
+        from .weights import check_file
 
-        path = Path(name)
-        if not path.is_file():
-            raise UnknownModelError(f"{name}: no such TorchScript file")
-        return load_torchscript(path, **common)
+        return load_torchscript(check_file(name, "TorchScript file", UnknownModelError), **common)
     known = ", ".join([*BUILT_IN, "torchvision:<builder>", "FILE.onnx", "FILE.pt", "FILE.py:factory"])
     raise UnknownModelError(f"unknown model {name!r} (known: {known}; `vidpipe models` lists them all)")

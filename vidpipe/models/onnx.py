@@ -25,6 +25,7 @@ from .base import Batch, Detector, check_threshold, resolve_device
 from .detections import Detections
 from .labels import COCO_80, COCO_CATEGORIES
 from .torchvision_models import to_detections
+from .weights import check_file
 
 LAYOUTS = {
     "yolo": "[B, 4 + C, N]: cx, cy, w, h in input pixels, then C class scores (Ultralytics v8/v9/v11)",
@@ -77,8 +78,11 @@ def read_names(path: str | Path) -> list[str]:
                 import yaml
 
                 data = yaml.safe_load(text)
-        except Exception as exc:
-            raise ModelError(f"--names {path}: not valid {path.suffix[1:].upper()} ({exc})") from None
+        except Exception as exc:  # (YAML's own text spans lines, with a drawing of where: its line and problem)
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ModelError(f"--names {path}: not valid {path.suffix[1:].upper()}{where} ({problem})") from None
         if isinstance(data, dict) and "names" in data:
             data = data["names"]
     else:
@@ -174,8 +178,7 @@ class OnnxDetector(Detector):
         self.path = Path(path)
         self.name = str(path)
         self.backend = "onnxruntime"
-        if not self.path.is_file():
-            raise ModelError(f"{path}: no such ONNX file")
+        check_file(self.path, "ONNX file", ModelError)
         self.device = resolve_device(device)
         self.precision, self.precision_reason = "fp32", "the ONNX file's own precision"
         self.dtype = torch.float32

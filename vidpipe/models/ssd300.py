@@ -26,7 +26,7 @@ from ..errors import WeightsError
 from .base import FixedInputDetector
 from .boxes import decode_center_size, prediction_heads
 from .labels import COCO_80
-from .weights import load_matching, load_torch_state
+from .weights import check_file, load_matching, load_torch_state
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,7 @@ class SSD300Detector(FixedInputDetector):
     ) -> None:
         model = SSD300()
         if weights is not None:
-            path = Path(weights)
-            if not path.is_file():
-                raise WeightsError(f"{path}: no such weights file")
+            path = check_file(weights, "weights file")
             load_matching(model, load_torch_state(path), str(path))
         elif random_weights:
             log.warning("SSD300 with RANDOM weights: its detections are meaningless (benchmarks only)")

@@ -28,7 +28,7 @@ from ..errors import WeightsError
 from .base import FixedInputDetector
 from .boxes import decode_center_size, prediction_heads
 from .labels import COCO_CATEGORIES
-from .weights import load_matching, load_torch_state
+from .weights import check_file, load_matching, load_torch_state
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +271,7 @@ def load_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor
     """The converted state dict: from ``weights`` (a frozen graph ``.pb`` or a saved state dict), or from
     the bundled graph through the cache (converted on first use, keyed by the pinned sha256)."""
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"{path}: no such weights file")
+        path = check_file(weights, "weights file")
         if path.suffix == ".pb":
             return state_dict_from_graph(path)
         return load_torch_state(path)

@@ -19,7 +19,7 @@ from ..errors import ModelError, UnknownModelError, WeightsError
 from .base import Batch, Detector, check_threshold
 from .detections import Detections
 from .labels import COCO_CATEGORIES
-from .weights import load_matching, load_torch_state
+from .weights import check_file, load_matching, load_torch_state
 
 PREFIX = "torchvision:"
 
@@ -36,13 +36,17 @@ def _pretrained(builder: str) -> nn.Module:
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(weights.url, str(target), progress=False)
-        return torchvision.models.get_model(builder, weights=weights)
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        if target.is_file():
-            raise WeightsError(f"{target}: cannot load the cached {builder} weights ({type(exc).__name__})") from None
         raise WeightsError(
             f"{PREFIX}{builder}: weights not cached and cannot be downloaded ({exc.__class__.__name__}); "
             f"put {weights.url.rsplit('/', 1)[-1]} at {target} (from {weights.url}) or pass --weights FILE"
+        ) from None
+    try:
+        return torchvision.models.get_model(builder, weights=weights)
+    except Exception as exc:  # a cut-off or damaged download: pickle, EOF, zip or shape errors alike
+        raise WeightsError(
+            f"{target}: cannot load the cached {builder} weights ({type(exc).__name__}); delete it to download "
+            "it again, or pass --weights FILE"
         ) from None
 
 
@@ -102,9 +106,7 @@ def load_torchvision(builder: str, *, weights: str | Path | None = None, **kwarg
     if weights is None:
         model = _pretrained(builder)
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"{path}: no such weights file")
+        path = check_file(weights, "weights file")
         model = torchvision.models.get_model(builder, weights=None, weights_backbone=None, num_classes=91)
         load_matching(model, load_torch_state(path), str(path))
     return TorchvisionStyleDetector(model, name=PREFIX + builder, **kwargs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from .torchvision_models import TorchvisionStyleDetector
 
 def load_torchscript(path: Path, **kwargs: Any) -> TorchvisionStyleDetector:
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # PyTorch's deprecation notice of torch.jit.load, on every load
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise WeightsError(
             f"{path}: not a loadable TorchScript file ({type(exc).__name__}); a YOLO checkpoint from Ultralytics "

@@ -7,7 +7,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import ModelError, WeightsError
+
+
+def check_file(path: str | Path, what: str, error: type[ModelError] = WeightsError) -> Path:
+    """``path`` when it is a file with something in it; else ``error`` naming it and why not (missing, a
+    folder, empty), before any loader turns the cause into a riddle (a folder is no "pickle" error)."""
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a file (the {what})")
+    if not path.is_file():
+        raise error(f"{path}: no such {what}")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: the {what} is empty (0 bytes)")
+    return path
 
 
 def load_torch_state(path: Path) -> dict[str, torch.Tensor]:

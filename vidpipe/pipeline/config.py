@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -220,6 +221,11 @@ class ModelConfig(Strict):
     imgsz: Annotated[int | None, _rule(rules.pixels(32, 4096))] = None
     layout: str | None = None
     names: str | None = None
+
+    @field_validator("name", "weights", "names", mode="before")
+    @classmethod
+    def _paths(cls, value: object) -> object:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value  # (a pathlib.Path is a file name)
 
     @field_validator(*ONNX_ONLY)
     @classmethod

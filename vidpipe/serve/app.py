@@ -87,8 +87,11 @@ def origin_refused(headers, host: str | None) -> str | None:
     source = headers.get("origin") or headers.get("referer")
     if source is None or host is None:
         return None
-    parts = urllib.parse.urlsplit(source)
-    if parts.scheme in ("http", "https") and _authority(parts.netloc) == _authority(host):
+    try:
+        parts = urllib.parse.urlsplit(source)
+    except ValueError:  # a malformed one ('http://[x'): not this service's origin
+        parts = None
+    if parts is not None and parts.scheme in ("http", "https") and _authority(parts.netloc) == _authority(host):
         return None
     return f"cross-origin request refused: {source!r} is not this service ({host})"
 

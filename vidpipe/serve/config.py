@@ -254,9 +254,11 @@ def load_config(path: str | Path | None) -> ServeConfig:
         return ServeConfig()
     file = Path(path)
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read ({exc.strerror})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{file}: not UTF-8 text (byte {exc.start}); save it as UTF-8"]) from None
     try:
         data = yaml.load(text, Loader=_Loader)  # (a safe loader)
     except RecursionError:

@@ -71,7 +71,7 @@ def parse_time(value: str | float | None) -> float | None:
         pass
     else:
         if not math.isfinite(number):
-            raise ValueError(f"{value!r} is not a finite time")
+            raise ValueError(f"{value!r} is not a time (expected ISO 8601 or epoch seconds)")
         return number
     try:
         moment = datetime.fromisoformat(str(value).strip().replace("z", "Z"))
@@ -156,7 +156,11 @@ class EventStore(BaseSink):
         self.snapshots = snapshots
         self.stream_snapshots: dict[str, bool] = {}  # a stream's own choice (over ``snapshots``)
         self.quality = quality
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "is a file, not a folder" if self.output_dir.exists() else f"cannot be made ({exc.strerror})"
+            raise StoreError(f"{self.output_dir}: {why}") from None
         self._db = connect(self.path, create=True)  # StoreError: the service goes on without a store
         self._queue: queue.Queue = queue.Queue(queue_size)
         self._last: dict[str, Result] = {}
