@@ -25,9 +25,10 @@ SECRET = "hook-secret-1"
 class Receiver:
     """A real HTTP server on 127.0.0.1 that keeps each POST and checks its signature."""
 
-    def __init__(self, port: int | None = None, status: int = 200) -> None:
+    def __init__(self, port: int | None = None, status: int = 200, location: str | None = None) -> None:
         self.port = port or free_port()
         self.status = status
+        self.location = location  # sent with the answer (a redirect)
         self.got: list[dict] = []
         receiver = self
 
@@ -46,6 +47,14 @@ class Receiver:
                     }
                 )
                 self.send_response(receiver.status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:  # (a followed redirect arrives as a GET)
+                receiver.got.append({"path": self.path, "auth": self.headers.get("Authorization")})
+                self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -152,6 +161,30 @@ def test_a_4xx_answer_is_not_retried():
         hooks.close()
         receiver.close()
     assert len(receiver.got) == 1 and hooks.hooks[0].failed == 1 and hooks.hooks[0].retried == 0
+
+
+def test_a_redirect_is_not_followed_with_the_credentials(caplog):
+    """A receiver answering 302 elsewhere: the event is not sent there (urllib would, as a GET carrying the
+    URL's Basic credentials); it counts as not delivered, not retried, and the log says why."""
+    elsewhere = Receiver()
+    receiver = Receiver(status=302, location=f"http://127.0.0.1:{elsewhere.port}/elsewhere")
+    url = f"http://alice:pa55word@127.0.0.1:{receiver.port}/hook"
+    hooks = Webhooks([WebhookConfig(url=url, secret=SECRET, retries=3, backoff=0.1)])
+    hooks.start()
+    try:
+        hooks.event(_event(1))
+        receiver.wait(1)
+        deadline = time.monotonic() + 5
+        while hooks.hooks[0].failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # (a followed redirect would have arrived by now)
+    finally:
+        hooks.close()
+        receiver.close()
+        elsewhere.close()
+    assert elsewhere.got == [], elsewhere.got
+    assert len(receiver.got) == 1 and hooks.hooks[0].failed == 1 and hooks.hooks[0].retried == 0
+    assert "HTTP 302 (a redirect: not followed)" in caplog.text
 
 
 def test_a_process_wide_urllib_opener_does_not_reach_the_hooks(monkeypatch):

@@ -86,7 +86,7 @@ class _Hook:
         self.url = urllib.parse.urlunsplit(parts)
         # an opener of its own, with the proxy settings of the environment now (urllib's shared one keeps
         # those of its first use in the process, whatever they were then)
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler())
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler(), _NoRedirects())
         self.events = set(config.events)
         self.queue: deque[tuple[str, bytes]] = deque()
         self.cond = threading.Condition()
@@ -133,7 +133,7 @@ class _Hook:
                 self.sent += 1
                 return
             except urllib.error.HTTPError as exc:
-                why = f"HTTP {exc.code}"
+                why = f"HTTP {exc.code}" + (" (a redirect: not followed)" if 300 <= exc.code < 400 else "")
                 if exc.code < 500 and exc.code not in RETRY_STATUS:
                     break
             except (OSError, ValueError) as exc:  # refused, unreachable, timed out, a broken answer
@@ -141,6 +141,14 @@ class _Hook:
             log.debug("webhook %s: %s (attempt %d)", self.shown, mask_secrets(why), attempt + 1)
         self.failed += 1
         log.warning("webhook %s: a %s event was not delivered (%s)", self.shown, kind, mask_secrets(why))
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is the receiver's answer, not followed: urllib would send the event again, as a GET,
+    with its ``Authorization`` and signature, to whatever host the ``Location`` names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # (urllib's signature)
+        return None
 
 
 class Webhooks(BaseSink):
