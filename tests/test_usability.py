@@ -261,6 +261,25 @@ def test_events_as_csv_rows(clip, tmp_path):
     assert f"{table} ({len(rows)} rows" in result.stderr
 
 
+def test_csv_cells_never_start_a_spreadsheet_formula(tmp_path):
+    """Names come from configs, the API and cameras' operators: one starting with = + - @ is written with a
+    leading ' (text in a spreadsheet, not a formula that runs); numbers, negative ones too, stay as they are."""
+    import csv
+
+    from vidpipe.sinks import EventsCsvSink
+    from vidpipe.types import Event
+
+    table = tmp_path / "events.csv"
+    sink = EventsCsvSink(table)
+    fields = {"line": '=HYPERLINK("http://x","y")', "direction": "-in", "track_id": -1, "dwell": -2.5}
+    sink.event(Event("@SUM(1+1)", "line_crossed", "+cmd|' /C calc'!A0", 1.0, fields))
+    sink.close()
+    (row,) = list(csv.DictReader(table.open()))
+    assert row["stream"] == "'@SUM(1+1)" and row["line"] == '\'=HYPERLINK("http://x","y")'
+    assert row["message"] == "'+cmd|' /C calc'!A0" and row["direction"] == "'-in"
+    assert row["track_id"] == "-1" and row["dwell"] == "-2.5"
+
+
 def test_quiet_prints_errors_only(clip, tmp_path):
     ok = vidpipe_cli("detect", str(clip), "--max-frames", "3", "--json", str(tmp_path / "o.jsonl"), "-q")
     assert ok.returncode == 0 and ok.stderr == "", ok.stderr

@@ -1,4 +1,5 @@
-"""Detections as CSV: one row per detection, for spreadsheets and pandas."""
+"""Detections as CSV: one row per detection, for spreadsheets and pandas (names that would start a
+spreadsheet formula are written as text)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,21 @@ from .textfile import WholeLinesFile
 
 if TYPE_CHECKING:
     from ..types import Event, Result, SourceInfo
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting so as a formula
+
+
+def as_cell(value: object) -> object:
+    """``value`` as a CSV cell a spreadsheet shows as text: a name starting like a formula (a stream,
+    line or zone called ``=HYPERLINK(...)`` or ``@SUM(...)``) gets a leading ``'``; numbers stay numbers."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
 
 COLUMNS = ("stream", "frame", "pts", "label", "class_id", "score", "track_id", "x1", "y1", "x2", "y2")
 EVENT_COLUMNS = (
@@ -38,7 +54,7 @@ class _CsvTable(BaseSink):
     def _write_rows(self, rows: list[list]) -> None:
         self.open_stream(None)
         text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows(rows)
+        csv.writer(text, lineterminator="\n").writerows([[as_cell(v) for v in row] for row in rows])
         self._file.write(text.getvalue(), len(rows))
         self.rows += len(rows)
 
