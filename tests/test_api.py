@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import vidpipe
 
 
@@ -39,3 +41,8 @@ def test_types_import_neither_gstreamer_nor_models():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_detect_with_no_sources_is_an_error_not_an_empty_run():
+    with pytest.raises(vidpipe.VidpipeError, match="no sources given"):
+        next(vidpipe.detect([]))

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from . import models
 from .analytics import Line, Zone
+from .errors import VidpipeError
 from .gst.source import Source
 from .models.base import Detector
 from .options import DEFAULT_BATCH, StreamOptions
@@ -73,6 +74,8 @@ def detect(
     detect``: bf16 where the CPU computes it natively, else fp32; OpenVINO for a built-in model on the
     CPU where it is installed, else PyTorch.
     """
+    if isinstance(source, list | tuple) and not source:
+        raise VidpipeError("vidpipe.detect: no sources given (a file, a URL, or a list of them)")
     detector: Detector | dict = (
         model
         if isinstance(model, Detector)
