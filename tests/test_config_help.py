@@ -62,3 +62,6 @@ def test_check_validates_and_exits_without_starting(tmp_path):
     state.write_text("{not json")
     result = vidpipe_cli("serve", "--check", "--config", str(good))
     assert result.returncode == 2 and "unusable state file" in result.stderr
+    state.write_text('{"streams": {"cam": ' + "[" * 100_000 + "]" * 100_000 + "}}")  # deeper than Python recurses
+    result = vidpipe_cli("serve", "--check", "--config", str(good))
+    assert result.returncode == 2 and "unusable state file" in result.stderr and "Traceback" not in result.stderr

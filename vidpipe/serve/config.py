@@ -308,7 +308,7 @@ class StateFile:
                 check_serve_name(name): None if value is None else StreamConfig.model_validate(value)
                 for name, value in data.get("streams", {}).items()
             }
-        except (OSError, ValueError, AttributeError, VidpipeError) as exc:
+        except (OSError, ValueError, AttributeError, RecursionError, VidpipeError) as exc:  # (too deep: recursion)
             raise ConfigError([f"{self.path}: unusable state file ({exc}); move it away to start afresh"]) from None
 
     def save(self, changes: dict[str, StreamConfig | None]) -> None:
