@@ -65,3 +65,9 @@ def test_check_validates_and_exits_without_starting(tmp_path):
     state.write_text('{"streams": {"cam": ' + "[" * 100_000 + "]" * 100_000 + "}}")  # deeper than Python recurses
     result = vidpipe_cli("serve", "--check", "--config", str(good))
     assert result.returncode == 2 and "unusable state file" in result.stderr and "Traceback" not in result.stderr
+    state.unlink()
+    taken = tmp_path / "taken"
+    taken.write_text("a file where the output folder should be")
+    good.write_text(f"output_dir: {taken}\nstreams:\n  cam: {{uri: testsrc://ball}}\n")
+    result = vidpipe_cli("serve", "--check", "--config", str(good))
+    assert result.returncode == 2 and f"output_dir: {taken}: cannot be used (not a folder)" in result.stderr

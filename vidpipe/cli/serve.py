@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
         from ..serve.app import create_app
         from ..serve.config import ConfigError, StateFile, load_config, state_path_for
-        from ..serve.service import Service
+        from ..serve.service import Service, prepare_output_dir
     except ImportError as exc:
         raise MissingExtraError(
             f"vidpipe serve needs the serve extra ({exc.name} is missing): pip install 'vidpipe[serve]'"
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             raise VidpipeError("--check needs --config FILE")
         try:
             StateFile(args.state or state_path_for(args.config)).load()
+            prepare_output_dir(Path(config.output_dir), f"{args.config}: ", make=False)
         except ConfigError as exc:
             for line in exc.problems:
                 print(f"vidpipe: error: {line}", file=sys.stderr)

@@ -44,11 +44,15 @@ NEXT_START = ("model", "mqtt", "auth", "web", "output_dir", "cluster", "events",
 STOP_WAIT = 8.0  # seconds a stop waits for the streams' ends (a stuck stream never holds the exit longer)
 
 
-def _make_output_dir(folder: Path, where: str = "") -> None:
-    """``output_dir`` made (with its parents) when it is not there; :class:`ConfigError` when it cannot be
-    or is no folder (a file): the service never runs with nowhere to keep its events and recordings."""
+def prepare_output_dir(folder: Path, where: str = "", *, make: bool = True) -> None:
+    """``output_dir`` made (with its parents) when it is not there (``make`` False: only checked, as
+    ``serve --check`` does); :class:`ConfigError` when it cannot be or is no folder (a file): the service
+    never runs with nowhere to keep its events and recordings."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if make:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif folder.exists() and not folder.is_dir():
+            raise FileExistsError(folder)
     except OSError as exc:
         why = "not a folder" if isinstance(exc, FileExistsError) or folder.is_file() else exc.strerror
         raise ConfigError([f"{where}output_dir: {folder}: cannot be used ({why})"]) from None
@@ -65,7 +69,7 @@ class Service:
         self.config_path = Path(config_path) if config_path is not None else None
         self.state = StateFile(state_path)
         self.changes = self.state.load()  # name -> config (added or replaced over the API) or None (removed)
-        _make_output_dir(Path(config.output_dir), f"{config_path}: " if config_path is not None else "")
+        prepare_output_dir(Path(config.output_dir), f"{config_path}: " if config_path is not None else "")
         m = config.model
         model = m.load_args()
         cluster = config.cluster
