@@ -172,6 +172,22 @@ def test_an_address_that_does_not_answer_is_one_error_line():
     assert result.stderr.strip() == "vidpipe: error: --cluster ray://127.0.0.1:9: cannot connect (Connection refused)"
 
 
+def test_worker_counts_are_checked_by_one_rule_at_each_front_door():
+    import vidpipe
+    from vidpipe import models
+
+    for args, message in (
+        (["--workers", "0", "--cluster", "ray"], "--workers must be at least 1, got 0"),
+        (["--cpus-per-worker", "-2", "--cluster", "ray"], "--cpus-per-worker must be at least 1, got -2"),
+        (["--workers", "2"], "--workers and --streams-per-worker spread streams over a cluster: add --cluster"),
+    ):
+        result = vidpipe_cli("detect", str(SAMPLE), *args)
+        assert result.returncode == 2 and result.stderr == f"vidpipe: error: {message}\n", (args, result.stderr)
+    with pytest.raises(vidpipe.VidpipeError, match=r"^streams_per_worker must be at least 1, got 0$"):
+        vidpipe.Pipeline(str(SAMPLE), models.load("ssd_mobilenet_v2_coco"), cluster="ray", streams_per_worker=0)
+    assert not ray_left()  # (refused before any cluster starts)
+
+
 def test_result_records_round_trip():
     from vidpipe.types import Event, Result
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .. import models
 from ..analytics import parse_line, parse_zone
 from ..api import Pipeline
+from ..cluster.connect import check_worker_counts
 from ..errors import OutputError, VidpipeError
 from ..gst import Gst
 from ..gst.graph import FORMATS as GRAPH_FORMATS
@@ -28,7 +29,7 @@ from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink, VideoSink, check_ou
 from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..sinks.video import MAX_TRAILS
 from ..types import Event
-from .arguments import configs, pixel_free_sinks, stream_options
+from .arguments import configs, flag, pixel_free_sinks, stream_options
 from .progress import FrameProgress, expected_frames
 from .signals import install_stop_signals
 
@@ -56,6 +57,10 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
     args.batch, args.classes = args.model_config.batch, args.model_config.classes
     if args.evidence and getattr(args, "cluster", None):
         raise VidpipeError("--evidence: not on a cluster (yet): run without --cluster")
+    spread = {"workers": args.workers, "streams_per_worker": args.streams_per_worker}
+    if not getattr(args, "cluster", None) and any(v is not None for v in spread.values()):
+        raise VidpipeError("--workers and --streams-per-worker spread streams over a cluster: add --cluster")
+    check_worker_counts(flag, **spread, cpus_per_worker=args.cpus_per_worker)
     if several and args.video and "{stream}" not in args.video:
         raise VidpipeError(f"--video {args.video}: with several streams the path needs {{stream}} (out/{{stream}}.mp4)")
     if not 0 <= args.trails <= MAX_TRAILS:

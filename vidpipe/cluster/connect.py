@@ -10,8 +10,10 @@ import subprocess
 import sys
 import urllib.parse
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+from .. import rules
 from ..errors import VidpipeError
 
 ANSWER_TIMEOUT = 3.0  # seconds for a cluster's address to accept a connection, and then to answer
@@ -28,6 +30,18 @@ def import_ray():
     except ImportError:
         raise ClusterError("--cluster needs Ray: pip install 'vidpipe[ray]'") from None
     return ray
+
+
+def check_worker_counts(spell: Callable[[str], str] = str, **counts: int | None) -> None:
+    """``workers``, ``streams_per_worker``, ``cpus_per_worker`` (those given: not None) each at least 1, by
+    :func:`vidpipe.rules.count`; :class:`ClusterError` naming the first that is not, as ``spell`` writes its
+    name (``--workers`` on the command line)."""
+    for name, value in counts.items():
+        if value is not None:
+            try:
+                rules.count(value)
+            except rules.RuleError as exc:
+                raise ClusterError(f"{spell(name)} {exc}") from None
 
 
 def worker_plan(device: str, workers: int | None, cpus_per_worker: float) -> tuple[int, dict]:

@@ -22,7 +22,7 @@ from ..pipeline.specs import check_arguments, check_name_free, check_stream_name
 from ..pipeline.stats import Stats
 from ..sinks import Sink, VideoSink
 from ..types import Event, Result
-from .connect import ClusterError, connect, worker_plan
+from .connect import ClusterError, check_worker_counts, connect, worker_plan
 from .driver import ClusterRun
 
 _END_KINDS = ("ended", "failed", "stopped", "removed")
@@ -135,6 +135,7 @@ class ClusterPipeline:
             "output_dir": os.fspath(output_dir) if output_dir is not None else None,
         }  # fmt: skip
         self._specs = [_Spec(spec.name, os.fspath(spec.source)) for spec in specs]
+        check_worker_counts(workers=workers, streams_per_worker=streams_per_worker, cpus_per_worker=cpus_per_worker)
         self._workers, self._per_worker, self._cpus = workers, streams_per_worker, cpus_per_worker
         self._sinks = [sink for sink in sinks if not isinstance(sink, VideoSink)]
         self._isolate = sink_errors == "isolate"
