@@ -104,8 +104,10 @@ def export_onnx(detector: Detector, path: str | Path, sample_size: tuple[int, in
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(proto.SerializeToString())
         tmp.replace(path)
-    except OSError as exc:
+    except BaseException as exc:  # (a Ctrl-C while writing too: no half file left beside it)
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+        raise
     return path
