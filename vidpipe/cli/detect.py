@@ -77,7 +77,7 @@ def check_args(args: argparse.Namespace, specs: list[StreamSpec]) -> None:
     named = [("--json", args.json_out), ("--csv", args.csv_out), ("--events-csv", args.events_csv),
              ("--video", args.video), ("--graph", args.graph), ("--summary", args.summary_out)]  # fmt: skip
     outputs = expand_streams([(o, p) for o, p in named if p], [spec.name for spec in specs])
-    files = [args.sources_file, args.weights, args.names, args.model.rpartition(":")[0] or args.model]  # (read too)
+    files = [args.sources_file, args.weights, args.names, models.model_file(args.model)]  # (read too)
     read = [p for p in (source_path(s) for s in inputs) if p is not None] + [Path(f) for f in files if f]
     check_output_paths(read, outputs)
     if args.json_out and Path(args.json_out).suffix.lower() not in JSONL_SUFFIXES:

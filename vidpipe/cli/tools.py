@@ -108,7 +108,7 @@ def export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise VidpipeError(f"{args.out}: an ONNX file needs a name ending in .onnx")
-    inputs = [Path(p) for p in (args.weights, args.model.rpartition(":")[0] or args.model) if p]
+    inputs = [Path(p) for p in (args.weights, models.model_file(args.model)) if p]
     check_output_paths(inputs, [("export", args.out)])  # (never over its own weights or model file)
     detector = models.load(args.model, weights=args.weights, precision="fp32")
     export_onnx(detector, out)

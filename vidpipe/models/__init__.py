@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from pathlib import Path
 
 from ..errors import ModelError, UnknownModelError
 from ..unwinder import MIXED_MESSAGE, mixed_unwinders
@@ -42,6 +43,16 @@ def available() -> dict[str, str]:
     names["FILE.onnx"] = "an ONNX detector run by ONNX Runtime: YOLO (v5/v7, v8/v9/v11, end-to-end) exports"
     names["FILE.py:factory"] = "a Python factory returning an nn.Module or Detector"
     return names
+
+
+def model_file(name: str) -> Path | None:
+    """The local file a model name reads: an ONNX or TorchScript file, or the module of ``FILE.py:factory``
+    (None for the built-in and ``torchvision:`` names)."""
+    if ".py:" in name:
+        return Path(name.rpartition(":")[0])
+    if name.lower().endswith(".onnx") or name.endswith(TORCHSCRIPT_SUFFIXES):
+        return Path(name)
+    return None
 
 
 def choose_backend(backend: str, name: str, device: str = "cpu") -> tuple[str, str]:
