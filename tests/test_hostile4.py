@@ -4,6 +4,7 @@ for instead (real GStreamer, real files; nothing mocked)."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from conftest import run_on_small_disk, vidpipe_cli
 import vidpipe
 from vidpipe import models
 from vidpipe.errors import ModelError, SourceNotFoundError, UnsupportedSourceError, VidpipeError, WeightsError
+from vidpipe.gst.uri import parse_source
 from vidpipe.redact import mask_secrets
 from vidpipe.serve.app import origin_refused
 
@@ -86,6 +88,19 @@ def test_a_password_with_an_apostrophe_is_masked():
     proc = vidpipe_cli("probe", url)
     assert proc.returncode != 0
     assert "3cret" not in proc.stderr + proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("password", ["my s3cret", 'a"s3cret', "a<s3cret>", "a\\s3cret"])
+def test_a_password_with_a_character_that_ends_a_url_is_masked(password):
+    """A space, a double quote, angle brackets or a backslash end a URL for the masking rules: the rest of
+    the password was shown. Once the source has been seen whole, its password is masked anywhere."""
+    url = f"rtsp://admin:{password}@127.0.0.1:1/x"
+    proc = vidpipe_cli("probe", url)
+    assert proc.returncode != 0
+    assert "s3cret" not in proc.stderr + proc.stdout, proc.stderr
+    _one_line(proc, "rtsp://admin:***@127.0.0.1:1/x")
+    parse_source(url)  # (this process sees it whole too)
+    assert "s3cret" not in mask_secrets(json.dumps({"uri": url, "in": f"{url}: cannot connect"}))
 
 
 # -- model files ------------------------------------------------------------------------------------

@@ -122,6 +122,9 @@ class _Hooked(http.server.BaseHTTPRequestHandler):
 SECRET_URIS = {
     "quote": ("rtsp://admin:it's'S3cret@127.0.0.1:1/x", "rtsp://admin:***@127.0.0.1:1/x"),
     "query": ("http://127.0.0.1:1/video.cgi?user=admin&pwd=S3cret", "http://127.0.0.1:1/video.cgi?user=admin&pwd=***"),
+    # not legal in a URL, but typed: where the password ends is known only from the stream's uri itself
+    "space": ("rtsp://admin:my S3cret@127.0.0.1:1/x", "rtsp://admin:***@127.0.0.1:1/x"),
+    "dquote": ('rtsp://admin:a"S3cret@127.0.0.1:1/x', "rtsp://admin:***@127.0.0.1:1/x"),
 }
 
 

@@ -20,7 +20,7 @@ from ..errors import (
     TruncatedSourceError,
     UnsupportedSourceError,
 )
-from ..redact import mask_secrets
+from ..redact import mask_secrets, remember_source
 from . import Gst
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtspt", "http", "https")
@@ -116,6 +116,7 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
         return _parse_test_uri(text)
     if scheme in NETWORK_SCHEMES:
         live = scheme.startswith("rtsp")  # http(s) serves files (or HLS/DASH, which pace themselves)
+        remember_source(text)
         shown = mask_secrets(text)  # messages name the source without its password
         if not _host(shown):
             raise UnsupportedSourceError(f"{shown}: no host in the URL (expected {scheme}://HOST[:PORT]/PATH)")

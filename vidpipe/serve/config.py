@@ -18,6 +18,7 @@ from ..gst.uri import parse_source
 from ..pipeline.config import ModelConfig, Strict
 from ..pipeline.config import StreamConfig as CoreStreamConfig
 from ..pipeline.specs import check_stream_name
+from ..redact import remember_source
 from .confighelp import hint
 from .events import DB_NAME, SNAPSHOTS
 from .webhooks import WebhookConfig
@@ -104,6 +105,7 @@ class StreamConfig(CoreStreamConfig):
     @field_validator("uri")
     @classmethod
     def _uri(cls, value: str) -> str:
+        remember_source(value)  # (its password masked in every message, whatever characters it holds)
         if value.startswith("testsrc://"):  # its parameters are checked now (a frame size among them)
             try:
                 parse_source(value)
