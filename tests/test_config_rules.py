@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 # (option, bad value, the words every front door says); the values are as each front door takes them
 CASES = {
-    "detect_fps": (-1, "must be a number above 0, got -1"),
+    "detect_fps": (1e-05, "must be at least 0.0001 (one frame in 10,000 s), got 1e-05"),  # (0 frames a day)
     "max_frames": (0, "must be at least 1, got 0"),
     "batch": (0, "must be at least 1, got 0"),
     "threshold": (1.5, "must be a number from 0 to 1, got 1.5"),
@@ -79,7 +79,8 @@ def test_python_refuses_each_bad_value_with_the_rule_s_words(detector):
         assert words in said[key], (key, said[key])
     assert said["detect_fps"].startswith("detect_fps must be") and said["batch"].startswith("batch must be")
     # the options of every stream of a run, as Python makes them, keep the same rules
-    assert CASES["detect_fps"][1] in _python_error(lambda: vidpipe.StreamOptions(detect_fps=-1))
+    assert CASES["detect_fps"][1] in _python_error(lambda: vidpipe.StreamOptions(detect_fps=1e-05))
+    assert "must be a number above 0, got -1" in _python_error(lambda: vidpipe.StreamOptions(detect_fps=-1))
     assert CASES["max_frames"][1] in _python_error(lambda: vidpipe.StreamOptions(max_frames=0))
     assert pipeline.streams() == []  # nothing was added by a refused call
 

@@ -82,7 +82,9 @@ class StreamOptions:
     motion: MotionOptions = field(default_factory=MotionOptions)
 
     def __post_init__(self) -> None:
-        for name in ("detect_fps", "max_latency", "open_timeout", "stall_timeout"):
+        if self.detect_fps is not None:
+            object.__setattr__(self, "detect_fps", rules.checked("detect_fps", rules.frame_rate, self.detect_fps))
+        for name in ("max_latency", "open_timeout", "stall_timeout"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, rules.checked(name, rules.positive_number, getattr(self, name)))
         if self.max_frames is not None:

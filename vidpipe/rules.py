@@ -44,6 +44,18 @@ def positive_number(value: object) -> float:
     return number
 
 
+MIN_FPS = 1 / 10_000  # the lowest frame rate a rate limit takes: one frame in 10,000 s (under 3 hours)
+
+
+def frame_rate(value: object) -> float:
+    """A frame rate limit: a finite number of frames per second of at least :data:`MIN_FPS` (below it, no
+    frame of a day-long stream would ever pass: a typo, not a wish)."""
+    number = positive_number(value)
+    if number < MIN_FPS:
+        raise RuleError(f"must be at least {MIN_FPS:g} (one frame in {1 / MIN_FPS:,.0f} s), got {shown(value)}")
+    return number
+
+
 def time_point(value: object) -> float:
     """A finite number of seconds of 0 or more (a moment into a file)."""
     number = _number(value)

@@ -59,7 +59,7 @@ def description(
         # a maximum: a stream at or below it passes every frame (a fixed rate above the stream's
         # own would fail to negotiate, since drop-only never adds frames)
         num, den = Gst.util_double_to_fraction(max_fps)
-        rates = f"[{MIN_RATE},{num}/{den}]" if max_fps > 1 / 10_000 else f"{num}/{den}"
+        rates = f"[{MIN_RATE},{num}/{den}]" if max_fps > 1 / 10_000 else f"{num}/{den}"  # (rules.MIN_FPS)
         memory = "(ANY)" if convert_on_gpu else ""  # frames in GPU memory too
         head = f"videorate name=frames drop-only=true ! video/x-raw{memory},framerate={rates} ! queue {queue} ! "
     borders = str(keep_aspect).lower()

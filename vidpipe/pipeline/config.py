@@ -91,6 +91,7 @@ def _region(value: object) -> str:
 
 
 PositiveNumber = Annotated[float | None, _rule(rules.positive_number)]
+FrameRate = Annotated[float | None, _rule(rules.frame_rate)]
 Count = Annotated[int | None, _rule(rules.count)]
 LineItem = Annotated[Any, _rule(_shape(parse_line, "line", Line)), WithJsonSchema({"type": "string"})]
 ZoneItem = Annotated[Any, _rule(_shape(parse_zone, "zone", Zone)), WithJsonSchema({"type": "string"})]
@@ -146,7 +147,9 @@ class MotionConfig(Strict):
 class StreamConfig(Strict):
     """One stream's own options (beside the run's): how it is read and what is counted in it."""
 
-    detect_fps: PositiveNumber = Field(None, description="frames per second of stream time that reach the detector")
+    detect_fps: Annotated[float | None, _rule(rules.frame_rate)] = Field(
+        None, description="frames per second of stream time that reach the detector"
+    )
     max_latency: PositiveNumber = Field(None, description="seconds: older live frames are dropped")
     max_frames: Count = Field(None, description="stop the stream after this many frames")
     track: bool = Field(False, description="give each object a track id (lines and zones turn it on)")
