@@ -53,6 +53,21 @@ def test_a_terminal_escape_in_a_name_is_shown_not_obeyed(tmp_path):
     assert "cam\\x1b[2J\\r.mp4: no such file" in line
 
 
+def test_a_newline_in_a_name_keeps_the_error_and_the_summary_one_line_each(tmp_path, sample):
+    """A file name holding a newline gave a two-line error (and a summary whose outputs spanned lines); a
+    configuration's problems are still one a line, each prefixed."""
+    line = _one_line(vidpipe_cli("probe", str(tmp_path / "cam\nx.mp4")), "no such file")
+    assert "cam\\nx.mp4: no such file" in line
+    (tmp_path / "in\nput.mp4").symlink_to(sample)
+    out = tmp_path / "o\nut.jsonl"
+    proc = vidpipe_cli("detect", str(tmp_path / "in\nput.mp4"), "--max-frames", "2", "--json", str(out))
+    assert proc.returncode == 0 and out.exists(), proc.stderr
+    assert any(row.startswith("outputs ") and "o\\nut.jsonl (" in row for row in proc.stderr.splitlines()), proc.stderr
+    proc = vidpipe_cli("detect", str(sample), "--threshold", "2", "--batch", "0")
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 2 and all(row.startswith("vidpipe: error: ") for row in errors), proc.stderr
+
+
 @pytest.mark.parametrize("url", ["rtsp://", "http://", "https://?x=1", "rtsp://admin:secret@/x"])
 def test_a_network_url_without_a_host(url):
     with pytest.raises(UnsupportedSourceError, match="no host in the URL") as caught:

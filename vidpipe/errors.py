@@ -29,6 +29,14 @@ def _rebuild(cls: type, args: tuple, state: dict) -> VidpipeError:
     return error
 
 
+class ConfigError(VidpipeError):
+    """A configuration that cannot be used: ``problems`` holds one line per problem (each masked)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = [mask_secrets(line) for line in problems]
+        super().__init__("\n".join(self.problems))
+
+
 class SourceError(VidpipeError):
     """A video source cannot be opened or read."""
 

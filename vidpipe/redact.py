@@ -1,4 +1,5 @@
-"""Secrets kept out of every message: the password of a ``scheme://user:password@host`` URL, and the value
+"""What vidpipe shows of text it was given: control characters escaped (:func:`printable`), and secrets kept
+out of every message: the password of a ``scheme://user:password@host`` URL, and the value
 of a secret query parameter (``?user=admin&pwd=...``, as many cameras take it), are masked wherever vidpipe
 shows a source (errors, events, logs, the summary, graphs, ``probe``). A password the URL rules cannot
 delimit (a space or a double quote in it: not legal in a URL, but typed) is masked all the same once its
@@ -62,3 +63,9 @@ def mask_secrets(text: str) -> str:
     if "=" in text:
         text = _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}" if m["value"] else m[0], text)
     return text
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters shown escaped (``\\x1b``, ``\\n``): a name given to vidpipe (a
+    file called ESC[2J..., or one holding a newline) is shown on one line, never obeyed by the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

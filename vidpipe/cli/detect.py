@@ -25,6 +25,7 @@ from ..pipeline import StreamsFailedError
 from ..pipeline.graph import flow_graph
 from ..pipeline.specs import StreamSpec, read_sources_file, stream_specs
 from ..pipeline.streams import check_open_files, open_streams
+from ..redact import printable
 from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink, VideoSink, check_output_paths, expand_streams
 from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..sinks.video import MAX_TRAILS
@@ -203,7 +204,7 @@ def outputs_summary(sinks: list[Sink], graph: str | None, summary: str | None = 
         lines.append(f"{summary} ({_size(Path(summary))})")
     if not lines:
         return ""
-    return "outputs     " + "\n            ".join(lines)
+    return "outputs     " + "\n            ".join(printable(line) for line in lines)
 
 
 def print_summary(pipeline: Pipeline, detector, decoding: str | None, sinks: list[Sink], args, several: bool) -> None:

@@ -30,7 +30,7 @@ from ..analytics import Line, Zone, parse_line, parse_zone
 from ..analytics.lines import check_names
 from ..analytics.motion import motion_problem, parse_mask
 from ..analytics.privacy import parse_region
-from ..errors import VidpipeError
+from ..errors import ConfigError, VidpipeError
 from ..models import DEFAULT_MODEL
 from ..options import MotionOptions, StreamOptions
 
@@ -244,8 +244,8 @@ class ModelConfig(Strict):
         return {**args, **{key: value for key, value in extra.items() if value is not None}}
 
 
-def config_error(error: ValidationError, spell: Callable[[str], str] = str, what: str = "") -> VidpipeError:
-    """One :class:`VidpipeError`, a line per problem: the option as the front door spells it
+def config_error(error: ValidationError, spell: Callable[[str], str] = str, what: str = "") -> ConfigError:
+    """One :class:`ConfigError`, a line per problem: the option as the front door spells it
     (``spell("detect_fps")`` → ``--detect-fps``; a nested one by its path: ``spell("motion.threshold")``), then
     the rule's words; list items by index (``--zones[0]``)."""
     lines = []
@@ -257,7 +257,7 @@ def config_error(error: ValidationError, spell: Callable[[str], str] = str, what
             message = "unknown option"
         option = spell(".".join(loc[:named])) + "".join(f"[{key}]" for key in loc[named:]) if loc else what
         lines.append(f"{option} {message}" if option else message)
-    return VidpipeError("\n".join(lines))
+    return ConfigError(lines)
 
 
 def stream_config(**given: object) -> StreamConfig:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import VidpipeError
+from ..errors import ConfigError, VidpipeError
 from ..gst.uri import parse_source
 from ..pipeline.config import ModelConfig, Strict
 from ..pipeline.config import StreamConfig as CoreStreamConfig
@@ -26,14 +26,6 @@ from .webhooks import WebhookConfig
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MAX_DEPTH = 64  # levels of nesting in a configuration (its own need a handful)
 MAX_VALUES = 1_000_000  # values once its aliases are expanded (a "billion laughs" file has far more)
-
-
-class ConfigError(VidpipeError):
-    """A configuration that cannot be used: ``problems`` holds one line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 OWN_ENTRIES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", SNAPSHOTS)  # in output_dir
