@@ -208,37 +208,40 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _substitute(value: Any, path: str, missing: list[str], budget: list[int] | None = None, depth: int = 0) -> Any:
-    """``${NAME}`` / ``${NAME:-default}`` in every string of the loaded YAML, from the environment. A copy:
-    :class:`ConfigError` when it nests deeper than ``MAX_DEPTH`` (an alias of itself too) or its aliases
-    expand to more than ``MAX_VALUES`` values."""
-    budget = [MAX_VALUES] if budget is None else budget
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise ConfigError([f"{path or '(top level)'}: over {MAX_VALUES} values once its aliases are expanded"])
-    if isinstance(value, dict | list) and depth >= MAX_DEPTH:
-        where = ".".join(path.split(".")[:4]) + "..."
-        raise ConfigError([f"{where}: nested more than {MAX_DEPTH} levels deep (or an alias within itself)"])
-    if isinstance(value, dict):
-        return {
-            key: _substitute(item, f"{path}.{key}" if path else str(key), missing, budget, depth + 1)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_substitute(item, f"{path}.{i}", missing, budget, depth + 1) for i, item in enumerate(value)]
-    if isinstance(value, str):
+class _Substitution:
+    """``${NAME}`` / ``${NAME:-default}`` in every string of the loaded YAML, from the environment
+    (:meth:`copy`); ``missing`` lists the variables that are not set, a line each."""
 
-        def lookup(match: re.Match) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            missing.append(f"{path}: environment variable {name} is not set")
-            return ""
+    def __init__(self) -> None:
+        self.missing: list[str] = []
+        self.left = MAX_VALUES  # values still allowed, aliases expanded
 
-        return _ENV.sub(lookup, value)
-    return value
+    def copy(self, value: Any, path: str = "", depth: int = 0) -> Any:
+        """``value`` substituted, a copy: :class:`ConfigError` when it nests deeper than ``MAX_DEPTH`` (an
+        alias of itself too) or its aliases expand to more than ``MAX_VALUES`` values."""
+        self.left -= 1
+        if self.left < 0:
+            raise ConfigError([f"{path or '(top level)'}: over {MAX_VALUES} values once its aliases are expanded"])
+        if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+            where = ".".join(path.split(".")[:4]) + "..."
+            raise ConfigError([f"{where}: nested more than {MAX_DEPTH} levels deep (or an alias within itself)"])
+        if isinstance(value, dict):
+            return {key: self.copy(item, f"{path}.{key}" if path else str(key), depth + 1)
+                    for key, item in value.items()}  # fmt: skip
+        if isinstance(value, list):
+            return [self.copy(item, f"{path}.{i}", depth + 1) for i, item in enumerate(value)]
+        if isinstance(value, str):
+            return _ENV.sub(lambda match: self._lookup(match, path), value)
+        return value
+
+    def _lookup(self, match: re.Match, path: str) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        self.missing.append(f"{path}: environment variable {name} is not set")
+        return ""
 
 
 def load_config(path: str | Path | None) -> ServeConfig:
@@ -266,13 +269,13 @@ def load_config(path: str | Path | None) -> ServeConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{file}: expected a mapping of settings (model, streams, mqtt, auth, web, cluster)"])
-    missing: list[str] = []
+    substitution = _Substitution()
     try:
-        data = _substitute(data, "", missing)
+        data = substitution.copy(data)
     except ConfigError as exc:
         raise ConfigError([f"{file}: {line}" for line in exc.problems]) from None
-    if missing:
-        raise ConfigError([f"{file}: {line}" for line in missing])
+    if substitution.missing:
+        raise ConfigError([f"{file}: {line}" for line in substitution.missing])
     try:
         return ServeConfig.model_validate(data)
     except ValidationError as exc:
