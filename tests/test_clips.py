@@ -426,3 +426,34 @@ def _frames_ts(parts) -> int:
     out = parts[0].path.parent.parent / "clip.mp4"
     cut([p.path for p in parts], out)
     return _frames(out)
+
+
+def test_the_segment_being_written_at_a_kill_is_adopted_up_to_its_last_write(tmp_path):
+    """A kill leaves the segment being written listed as open in the index: the next recorder adopts it,
+    ending at its file's last write, and it plays (a copy of the ring taken mid-recording stands for
+    what a SIGKILL leaves: the process cannot be killed here, the copy is what was on disk then)."""
+    camera = CameraRecorder(tmp_path / "cam", keep=60, segment_s=1.0, adopt=True)
+    noise = "testsrc://snow?width=320&height=240&fps=10"  # (a bitrate that fills the writer's 64 kB buffer)
+    source = vidpipe.open(noise, tap=camera.attach, stream="cam", pace=True)
+    ring, killed = tmp_path / "cam" / "segments", tmp_path / "killed" / "segments"
+    try:
+        for _, _frame in zip(range(150), source, strict=False):  # until a closed segment and an open one with video
+            with contextlib.suppress(OSError, ValueError):
+                listed = json.loads((ring / "index.json").read_text())["segments"]
+                opened = [ring / s["file"] for s in listed if s.get("open")]
+                if len(listed) >= 2 and opened and opened[0].stat().st_size > 0:
+                    break
+        killed.mkdir(parents=True)
+        shutil.copy2(ring / "index.json", killed)  # (the index first: a file it lists is as far as it got)
+        for file in ring.glob("*.ts"):
+            shutil.copy2(file, killed)
+    finally:
+        source.close()
+        camera.close()
+    listed = json.loads((killed / "index.json").read_text())["segments"]
+    opened = [s["file"] for s in listed if s.get("open")]
+    adopted = CameraRecorder(tmp_path / "killed", keep=60, adopt=True).adopted
+    assert opened and opened[0] in [s.path.name for s in adopted], (listed, adopted)
+    last = next(s for s in adopted if s.path.name == opened[0])
+    assert last.end == (killed / opened[0]).stat().st_mtime and last.session == adopted[0].session
+    assert _frames_ts(adopted) >= 10

@@ -65,8 +65,8 @@ def read(folder: Path) -> list[Segment]:
                 continue
             path = folder / name
             start, pts_start = float(entry["start"]), float(entry["pts_start"])
-            if entry.get("open"):  # (being written at the kill: as far as its file got)
-                end = path.stat().st_mtime if path.is_file() else start
+            if entry.get("open"):  # (being written at the kill: as far as its file got; an empty one is none)
+                end = path.stat().st_mtime if path.is_file() and path.stat().st_size else start
                 pts_end = pts_start + end - start
             else:
                 end, pts_end = float(entry["end"]), float(entry["pts_end"])
