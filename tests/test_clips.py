@@ -319,10 +319,12 @@ KILLED = CONFIG.replace(f"post_roll: {POST}", f"post_roll: {KILLED_POST}").repla
 )
 
 
-def _killed_before_its_post_roll(served: Served, timeout: float = 60) -> dict:
-    """A line event whose post-roll has not passed, once a ring segment holding its time is on disk
-    (closed: listed in the ring's index); the service SIGKILLed then, before its post-roll passed."""
-    index = served.folder / "out" / "door" / "segments" / "index.json"
+def _killed_before_its_post_roll(served: Served, timeout: float = 60) -> tuple[dict, dict]:
+    """A line event whose post-roll has not passed, once the ring's index lists a segment from before its
+    pre-roll whose video past the event is on disk (closed, or being written: the sample's 8.3 s GOPs make
+    its first segment close only at 16.7 s); the service SIGKILLed then, before the post-roll passed.
+    The event and that segment's index entry."""
+    ring = served.folder / "out" / "door" / "segments"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = [e for e in served.client.get("/api/events?type=line_crossed").json() if not e["clip_ready"]]
@@ -332,17 +334,19 @@ def _killed_before_its_post_roll(served: Served, timeout: float = 60) -> dict:
         time.sleep(0.1)
     else:
         raise AssertionError(f"no line event in {timeout} s: {served.output()[-3000:]}")
-    event = fresh[0]
-    while time.time() < event["wall"] + KILLED_POST - 1.0:
+    event, segment = fresh[0], {}
+    while not segment and time.time() < event["wall"] + KILLED_POST - 1.0:
         with contextlib.suppress(OSError, ValueError):
-            listed = json.loads(index.read_text())["segments"]
-            if any(not s.get("open") and s["start"] < event["wall"] - PRE and s["end"] > event["wall"] for s in listed):
-                break
+            for entry in json.loads((ring / "index.json").read_text())["segments"]:
+                file = (ring / entry["file"]).stat()
+                on_disk = file.st_mtime if entry.get("open") and file.st_size else entry.get("end", 0.0)
+                if entry["start"] < event["wall"] - PRE and on_disk > event["wall"] + 0.5:
+                    segment = entry
         time.sleep(0.05)
     served.kill()  # SIGKILL: nothing finalised, the clips' queue lost with the process
     assert time.time() < event["wall"] + KILLED_POST, "killed after the post-roll"
     assert not (served.folder / "out" / "door" / "clips" / f"{event['id']}.mp4").exists()
-    return event
+    return event, segment
 
 
 def _settled(served: Served, event_id: int, timeout: float = 30) -> dict:
@@ -358,16 +362,19 @@ def _settled(served: Served, event_id: int, timeout: float = 30) -> dict:
 
 def test_a_clip_due_when_the_service_was_killed_is_cut_after_the_restart(tmp_path):
     """SIGKILL while an event's post-roll runs: the next start adopts the ring's segments (their times in
-    the ring's index on disk) and cuts the clip from them, covering the event's time."""
-    event = _killed_before_its_post_roll(Served(tmp_path, KILLED).wait_ready())
+    the ring's index on disk; here the one being written at the kill, up to its last write) and cuts the
+    clip from them, covering the event's time."""
+    event, segment = _killed_before_its_post_roll(Served(tmp_path, KILLED).wait_ready())
     served = Served(tmp_path, KILLED).wait_ready()
     try:
         record = _settled(served, event["id"])
         assert record["clip_ready"] and record["clip"] == f"door/clips/{event['id']}.mp4", record
         assert record["clip_failed"] is None
+        assert segment, "no video past the event was on disk before the post-roll passed"
         clip = tmp_path / "out" / record["clip"]
-        assert duration(clip) >= PRE + 1.0, duration(clip)  # the pre-roll, the event and on (a whole segment)
-        assert _frames(clip) >= (PRE + 1.0) * 25
+        seconds, into = duration(clip), event["wall"] - segment["start"]  # (the event, that far into the clip)
+        assert seconds >= into + 0.5 and into >= PRE, (seconds, into)  # the pre-roll, the event and after it
+        assert _frames(clip) >= seconds * 30 - 2
         assert served.client.get(f"/api/events/{event['id']}/clip.mp4").status_code == 200
     finally:
         assert served.stop() == 0
@@ -376,7 +383,7 @@ def test_a_clip_due_when_the_service_was_killed_is_cut_after_the_restart(tmp_pat
 def test_a_clip_due_when_the_service_was_killed_whose_video_is_gone_says_so(tmp_path):
     """The same kill, but the ring's segments deleted before the restart: the event is given up, and its
     row and the API say why (never silently without a clip)."""
-    event = _killed_before_its_post_roll(Served(tmp_path, KILLED).wait_ready())
+    event, _ = _killed_before_its_post_roll(Served(tmp_path, KILLED).wait_ready())
     for segment in (tmp_path / "out" / "door" / "segments").glob("*.ts"):
         segment.unlink()
     served = Served(tmp_path, KILLED).wait_ready()
