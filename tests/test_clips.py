@@ -440,8 +440,8 @@ def test_the_segment_being_written_at_a_kill_is_adopted_up_to_its_last_write(tmp
     ending at its file's last write, and it plays (a copy of the ring taken mid-recording stands for
     what a SIGKILL leaves: the process cannot be killed here, the copy is what was on disk then)."""
     camera = CameraRecorder(tmp_path / "cam", keep=60, segment_s=1.0, adopt=True)
-    noise = "testsrc://snow?width=320&height=240&fps=10"  # (a bitrate that fills the writer's 64 kB buffer)
-    source = vidpipe.open(noise, tap=camera.attach, stream="cam", pace=True)
+    # (a small picture, ~10 kB a segment: on disk only because the ring's files are written unbuffered)
+    source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
     ring, killed = tmp_path / "cam" / "segments", tmp_path / "killed" / "segments"
     try:
         for _, _frame in zip(range(150), source, strict=False):  # until a closed segment and an open one with video

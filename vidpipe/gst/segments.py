@@ -35,6 +35,7 @@ HOUR_S = 3600  # camera files are cut at the first keyframe of each UTC hour
 MAX_QUEUED = 16 << 20  # bytes waiting in a recorder's appsrc before buffers are dropped (to the next keyframe)
 RETRY_S = 5.0  # a failed recording pipeline is rebuilt at the first keyframe after this long
 WORKING_S = 30.0  # a rebuilt one that wrote this long without a fault works again (hourly files: no other sign)
+RING_SINK = "properties,buffer-mode=2"  # the ring's files written unbuffered: a kill loses no video handed over
 PARSERS = {"video/x-h264": "h264parse", "video/x-h265": "h265parse"}
 ENCODERS = (  # (only for sources without an H.264/H.265 stream: test patterns, raw and MJPEG cameras)
     ("x264enc", "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key} bframes=0"),
@@ -344,7 +345,8 @@ class _Session:
             (owner.folder / "segments").mkdir(parents=True, exist_ok=True)
             branches.append(
                 f"t. ! queue ! {parser} config-interval=-1 ! splitmuxsink name=ring async-finalize=true "
-                f"muxer-factory=mpegtsmux max-size-time={int(owner.segment_s * Gst.SECOND)}"
+                f"muxer-factory=mpegtsmux max-size-time={int(owner.segment_s * Gst.SECOND)} "
+                f'sink-properties="{RING_SINK}"'
             )
         if owner.hourly:
             owner.folder.mkdir(parents=True, exist_ok=True)

@@ -187,7 +187,8 @@ class ClipMaker:
         try:
             self.store.set_clip_failed(event_id, why)
         except StoreError as exc:
-            log.error("clips: event %d is not marked as without a clip: %s", event_id, exc)
+            if not self._failing:  # (a full disk: said once already)
+                log.error("clips: event %d is not marked as without a clip: %s", event_id, exc)
 
     def _later(self, when: float, event_id: int, stream: str, at: float, earlier: bool) -> None:
         with self._wake:
