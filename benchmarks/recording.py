@@ -37,7 +37,7 @@ def run(mode: str, cameras: int, frames: int, folder: Path) -> tuple[float, floa
     def one(i: int) -> None:
         tap = None
         if mode in ("ring", "ring+hourly"):
-            recorder = CameraRecorder(folder / f"cam{i}", keep=60, hourly=mode == "ring+hourly")
+            recorder = CameraRecorder(folder / f"cam{i}", keep=60, hourly=mode == "ring+hourly", adopt=True)
             recorders.append(recorder)
             tap = recorder.attach
         source = vidpipe.open(SAMPLE, stream=f"cam{i}", tap=tap)

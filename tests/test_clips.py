@@ -5,6 +5,7 @@ never outside ``output_dir``, a full disk said once and survived."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ from serve_helpers import Served
 import vidpipe
 from vidpipe.gst import Gst
 from vidpipe.gst import segments as segments_module
-from vidpipe.gst.clips import duration
+from vidpipe.gst.clips import cut, duration
 from vidpipe.gst.segments import CameraRecorder
 from vidpipe.serve import clips as clips_module
 from vidpipe.serve.clips import ClipMaker
@@ -87,7 +88,8 @@ def test_a_service_cuts_a_clip_per_event_from_the_cameras_own_stream(tmp_path):
         connected = served.client.get("/api/events?type=connected").json()[0]
         none = served.client.get(f"/api/events/{connected['id']}/clip.mp4")
         assert none.status_code == 404 and "line, zone and loitering events only" in none.json()["detail"]
-        assert all(p.suffix == ".ts" for p in (out / "door" / "segments").iterdir())
+        ring = sorted(p.name for p in (out / "door" / "segments").iterdir())
+        assert "index.json" in ring and all(n.endswith(".ts") for n in ring if not n.startswith("index.json")), ring
         quiet = {"uri": "testsrc://ball?width=160&height=120&fps=10&live=1", "events": {"clips": False}}
         assert served.client.put("/api/streams/quiet", json=quiet).status_code == 201
         served.wait_frames("quiet", 5)
@@ -249,14 +251,17 @@ def test_a_full_disk_stops_the_ring_once_and_it_resumes(tmp_path, caplog, monkey
         assert camera.segments and all(s.path.is_file() for s in camera.segments)
 
 
-def test_a_store_of_the_earlier_version_gains_the_evicted_column(tmp_path):
+def test_a_store_of_the_earlier_version_gains_the_evicted_and_clip_failed_columns(tmp_path):
     old = sqlite3.connect(tmp_path / "events.db")
-    old.executescript(SCHEMA.replace(",\n    evicted INTEGER NOT NULL DEFAULT 0", ""))
+    schema = SCHEMA.replace(",\n    evicted INTEGER NOT NULL DEFAULT 0", "").replace(" clip_failed TEXT,", "")
+    assert "evicted" not in schema and "clip_failed" not in schema
+    old.executescript(schema)
     old.execute("INSERT INTO events (stream, type, time, wall) VALUES ('door', 'line_crossed', 'x', 1.0)")
     old.commit()
     old.close()
     store = EventStore(tmp_path)
-    assert [(row["id"], row["evicted"], row["clip"]) for row in store.query()] == [(1, 0, None)]
+    rows = [(row["id"], row["evicted"], row["clip"], row["clip_failed"]) for row in store.query()]
+    assert rows == [(1, 0, None, None)]
     store.close()
 
 
@@ -306,3 +311,156 @@ def test_a_clip_cut_when_the_service_was_killed_is_never_served_and_its_remains_
     finally:
         store.close()
     assert sorted(p.name for p in folder.iterdir()) == ["6.mp4"]
+
+
+KILLED_POST = 8.0  # (the sample's keyframes are 8.3 s apart: its ring segments are that long)
+KILLED = CONFIG.replace(f"post_roll: {POST}", f"post_roll: {KILLED_POST}").replace(
+    "    record: {video: true, annotated: false}\n", ""
+)
+
+
+def _killed_before_its_post_roll(served: Served, timeout: float = 60) -> tuple[dict, dict]:
+    """A line event whose post-roll has not passed, once the ring's index lists a segment from before its
+    pre-roll whose video past the event is on disk (closed, or being written: the sample's 8.3 s GOPs make
+    its first segment close only at 16.7 s); the service SIGKILLed then, before the post-roll passed.
+    The event and that segment's index entry."""
+    ring = served.folder / "out" / "door" / "segments"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in served.client.get("/api/events?type=line_crossed").json() if not e["clip_ready"]]
+        fresh = [e for e in found if e["wall"] > time.time() - 2.0]
+        if fresh:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no line event in {timeout} s: {served.output()[-3000:]}")
+    event, segment = fresh[0], {}
+    while not segment and time.time() < event["wall"] + KILLED_POST - 1.0:
+        with contextlib.suppress(OSError, ValueError):
+            for entry in json.loads((ring / "index.json").read_text())["segments"]:
+                file = (ring / entry["file"]).stat()
+                on_disk = file.st_mtime if entry.get("open") and file.st_size else entry.get("end", 0.0)
+                if entry["start"] < event["wall"] - PRE and on_disk > event["wall"] + 0.5:
+                    segment = entry
+        time.sleep(0.05)
+    served.kill()  # SIGKILL: nothing finalised, the clips' queue lost with the process
+    assert time.time() < event["wall"] + KILLED_POST, "killed after the post-roll"
+    assert not (served.folder / "out" / "door" / "clips" / f"{event['id']}.mp4").exists()
+    return event, segment
+
+
+def _settled(served: Served, event_id: int, timeout: float = 30) -> dict:
+    """The event's row once its clip is made or given up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = served.client.get(f"/api/events/{event_id}").json()
+        if record["clip_ready"] or record.get("clip_failed"):
+            return record
+        time.sleep(0.3)
+    raise AssertionError(f"event {event_id}: {record} after {timeout} s: {served.output()[-3000:]}")
+
+
+def test_a_clip_due_when_the_service_was_killed_is_cut_after_the_restart(tmp_path):
+    """SIGKILL while an event's post-roll runs: the next start adopts the ring's segments (their times in
+    the ring's index on disk; here the one being written at the kill, up to its last write) and cuts the
+    clip from them, covering the event's time."""
+    event, segment = _killed_before_its_post_roll(Served(tmp_path, KILLED).wait_ready())
+    served = Served(tmp_path, KILLED).wait_ready()
+    try:
+        record = _settled(served, event["id"])
+        assert record["clip_ready"] and record["clip"] == f"door/clips/{event['id']}.mp4", record
+        assert record["clip_failed"] is None
+        assert segment, "no video past the event was on disk before the post-roll passed"
+        clip = tmp_path / "out" / record["clip"]
+        seconds, into = duration(clip), event["wall"] - segment["start"]  # (the event, that far into the clip)
+        assert seconds >= into + 0.5 and into >= PRE, (seconds, into)  # the pre-roll, the event and after it
+        assert _frames(clip) >= seconds * 30 - 2
+        assert served.client.get(f"/api/events/{event['id']}/clip.mp4").status_code == 200
+    finally:
+        assert served.stop() == 0
+
+
+def test_a_clip_due_when_the_service_was_killed_whose_video_is_gone_says_so(tmp_path):
+    """The same kill, but the ring's segments deleted before the restart: the event is given up, and its
+    row and the API say why (never silently without a clip)."""
+    event, _ = _killed_before_its_post_roll(Served(tmp_path, KILLED).wait_ready())
+    for segment in (tmp_path / "out" / "door" / "segments").glob("*.ts"):
+        segment.unlink()
+    served = Served(tmp_path, KILLED).wait_ready()
+    try:
+        record = _settled(served, event["id"])
+        assert not record["clip_ready"] and "not on disk at the restart" in record["clip_failed"], record
+        answer = served.client.get(f"/api/events/{event['id']}/clip.mp4")
+        assert answer.status_code == 404 and "not on disk at the restart" in answer.json()["detail"]
+    finally:
+        assert served.stop() == 0
+
+
+def test_a_next_recorder_adopts_the_ring_its_index_lists_and_deletes_only_its_own_other_files(tmp_path):
+    """The ring's index on disk: a next recorder of the folder (``adopt``) adopts the segments it lists
+    within ``keep`` (timelines of their own, below 0), deletes the other files named as the ring names
+    them, and leaves a user's file alone; an index entry naming a path outside or another parser is
+    ignored; without ``adopt`` the earlier ring and its index go."""
+    camera = CameraRecorder(tmp_path / "cam", keep=60, segment_s=0.5, adopt=True)
+    source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
+    try:
+        for _, _frame in zip(range(25), source, strict=False):
+            pass
+    finally:
+        source.close()
+        camera.close()
+    ring = tmp_path / "cam" / "segments"
+    index = json.loads((ring / "index.json").read_text())
+    assert len(index["segments"]) == len(camera.segments) >= 3
+    index["segments"] += [dict(index["segments"][0], file="../../1-1-00000.ts"),
+                          dict(index["segments"][0], parser="fakesink name=x ! h264parse")]  # fmt: skip
+    (ring / "index.json").write_text(json.dumps(index))
+    (ring / "notes.ts").write_bytes(b"a user's file")
+    (ring / "1-9-00000.ts").write_bytes(b"an earlier ring's, not listed")
+    again = CameraRecorder(tmp_path / "cam", keep=60, segment_s=0.5, adopt=True)
+    assert [(s.path, s.start, s.end) for s in again.adopted] == [(s.path, s.start, s.end) for s in camera.segments]
+    assert {s.session for s in again.adopted} == {-1} and again.earlier_from == camera.segments[0].start
+    assert (ring / "notes.ts").exists() and not (ring / "1-9-00000.ts").exists()
+    first, last = camera.segments[0], camera.segments[-1]
+    assert again.covering(first.start, last.end, earlier=True) == again.adopted and not again.covering(0, 2e9)
+    assert _frames_ts(again.adopted) > 0
+    CameraRecorder(tmp_path / "cam", keep=60, adopt=False)
+    assert sorted(p.name for p in ring.iterdir()) == ["notes.ts"]
+
+
+def _frames_ts(parts) -> int:
+    """The frames of ring segments remuxed into a clip (they play)."""
+    out = parts[0].path.parent.parent / "clip.mp4"
+    cut([p.path for p in parts], out)
+    return _frames(out)
+
+
+def test_the_segment_being_written_at_a_kill_is_adopted_up_to_its_last_write(tmp_path):
+    """A kill leaves the segment being written listed as open in the index: the next recorder adopts it,
+    ending at its file's last write, and it plays (a copy of the ring taken mid-recording stands for
+    what a SIGKILL leaves: the process cannot be killed here, the copy is what was on disk then)."""
+    camera = CameraRecorder(tmp_path / "cam", keep=60, segment_s=1.0, adopt=True)
+    # (a small picture, ~10 kB a segment: on disk only because the ring's files are written unbuffered)
+    source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
+    ring, killed = tmp_path / "cam" / "segments", tmp_path / "killed" / "segments"
+    try:
+        for _, _frame in zip(range(150), source, strict=False):  # until a closed segment and an open one with video
+            with contextlib.suppress(OSError, ValueError):
+                listed = json.loads((ring / "index.json").read_text())["segments"]
+                opened = [ring / s["file"] for s in listed if s.get("open")]
+                if len(listed) >= 2 and opened and opened[0].stat().st_size > 0:
+                    break
+        killed.mkdir(parents=True)
+        shutil.copy2(ring / "index.json", killed)  # (the index first: a file it lists is as far as it got)
+        for file in ring.glob("*.ts"):
+            shutil.copy2(file, killed)
+    finally:
+        source.close()
+        camera.close()
+    listed = json.loads((killed / "index.json").read_text())["segments"]
+    opened = [s["file"] for s in listed if s.get("open")]
+    adopted = CameraRecorder(tmp_path / "killed", keep=60, adopt=True).adopted
+    assert opened and opened[0] in [s.path.name for s in adopted], (listed, adopted)
+    last = next(s for s in adopted if s.path.name == opened[0])
+    assert last.end == (killed / opened[0]).stat().st_mtime and last.session == adopted[0].session
+    assert _frames_ts(adopted) >= 10

@@ -11,6 +11,10 @@ of the recording (disk full) is said once, never reaches the source, and recordi
 Times: each source opening is a *session* whose recording timeline starts at 0 with its first buffer,
 stamped with the UNIX time it arrived; segments are indexed by UNIX time (start, end), the time the
 pipeline's frames and events carry, so that an event maps onto its segments across reconnects.
+
+With ``adopt``, the ring's index is kept on disk (:mod:`.ringindex`) and the next recorder of the folder
+adopts the earlier run's segments still within ``keep`` (a killed service's clips still due are cut from
+them: :meth:`CameraRecorder.covering` with ``earlier``); without, an earlier run's ring is deleted.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import Gst
+from . import Gst, ringindex
+from .ringindex import Segment
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +35,12 @@ HOUR_S = 3600  # camera files are cut at the first keyframe of each UTC hour
 MAX_QUEUED = 16 << 20  # bytes waiting in a recorder's appsrc before buffers are dropped (to the next keyframe)
 RETRY_S = 5.0  # a failed recording pipeline is rebuilt at the first keyframe after this long
 WORKING_S = 30.0  # a rebuilt one that wrote this long without a fault works again (hourly files: no other sign)
+RING_SINK = "properties,buffer-mode=2"  # the ring's files written unbuffered: a kill loses no video handed over
 PARSERS = {"video/x-h264": "h264parse", "video/x-h265": "h265parse"}
 ENCODERS = (  # (only for sources without an H.264/H.265 stream: test patterns, raw and MJPEG cameras)
     ("x264enc", "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key} bframes=0"),
     ("openh264enc", "openh264enc gop-size={key}"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A closed ring segment: its file, its timeline (one per recording pipeline: segments of one
-    timeline concatenate) and its UNIX start and end times."""
-
-    path: Path
-    session: int
-    start: float
-    end: float
-    parser: str = "h264parse"
-    pts_start: float = 0.0  # the same span in the source's own stream time (seconds)
-    pts_end: float = 0.0
 
 
 def encoder(key_frames: int) -> str | None:
@@ -63,9 +54,13 @@ def encoder(key_frames: int) -> str | None:
 class CameraRecorder:
     """One stream's camera video under ``folder`` (``output_dir/STREAM``): ``segments/`` (a ring keeping
     the last ``keep`` seconds; None: no ring) and, with ``hourly``, ``camera-YYYYmmdd-HHMMSS.mp4`` files
-    of an hour each (UTC start time in the name)."""
+    of an hour each (UTC start time in the name). With ``adopt`` the ring's index is kept on disk and an
+    earlier run's segments within ``keep`` are adopted (:attr:`adopted`), not deleted."""
 
-    def __init__(self, folder: Path, *, keep: float | None, hourly: bool = False, segment_s: float = SEGMENT_S):
+    def __init__(
+        self, folder: Path, *, keep: float | None, hourly: bool = False, segment_s: float = SEGMENT_S,
+        adopt: bool = False,
+    ) -> None:  # fmt: skip
         self.folder = Path(folder)
         self.keep = keep
         self.hourly = hourly
@@ -78,9 +73,32 @@ class CameraRecorder:
         self._failing = False
         self.trouble: str | None = None  # why recording first stopped, if it ever did (a run's report)
         self._closed = False
-        for stale in (self.folder / "segments").glob("*.ts"):  # (an earlier run's ring: nothing maps onto it)
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        self._index = adopt and keep is not None  # the ring's index is kept on disk (a next run adopts it)
+        self._index_lock = threading.Lock()  # (one write of the index at a time)
+        self._writing: dict[Path, Segment] = {}  # ring segments being written (listed in the index as open)
+        self.adopted: list[Segment] = []  # an earlier run's segments still kept, oldest first
+        self.earlier_from: float | None = None  # the oldest time an earlier run's index listed
+        self._adopt()
+
+    def _adopt(self) -> None:
+        """An earlier run's ring: its segments within ``keep`` adopted (``adopt``), the other files the
+        ring names as its own deleted (nothing maps onto them)."""
+        ring = self.folder / "segments"
+        listed = ringindex.read(ring) if self._index else []
+        limit = time.time() - self.keep if self.keep is not None else None
+        self.adopted = [s for s in listed if (limit is None or s.end >= limit) and s.path.is_file()]
+        self.earlier_from = listed[0].start if listed else None
+        kept = {s.path.name for s in self.adopted}
+        for stale in ring.glob("*.ts"):
+            if ringindex.NAMED.fullmatch(stale.name) and stale.name not in kept:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+        if self._index and self.adopted:
+            self._save_index()
+        elif ring.is_dir():
+            for name in (ringindex.INDEX, ringindex.INDEX + ".tmp"):
+                with contextlib.suppress(OSError):
+                    (ring / name).unlink()
 
     def attach(self, pipeline: Gst.Pipeline) -> None:
         """A source's ``tap``: record the stream of this (new) source pipeline; the previous one ends."""
@@ -97,12 +115,12 @@ class CameraRecorder:
         self.attach(pipeline)
 
     def discard(self) -> None:
-        """Delete the ring's segments (closed: nothing will be cut from them any more)."""
+        """Delete the ring's segments and index (closed: nothing will be cut from them any more)."""
         with self._lock:
-            segments, self.segments = self.segments, []
-        for segment in segments:
+            segments, self.segments, self.adopted = self.segments + self.adopted, [], []
+        for path in [s.path for s in segments] + [self.folder / "segments" / ringindex.INDEX]:
             with contextlib.suppress(OSError):
-                segment.path.unlink()
+                path.unlink()
 
     def reopen(self) -> None:
         """Record again after :meth:`close` (a restarted stream: its ring goes on)."""
@@ -118,12 +136,14 @@ class CameraRecorder:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def covering(self, start: float, end: float, pts: bool = False) -> list[Segment]:
+    def covering(self, start: float, end: float, pts: bool = False, earlier: bool = False) -> list[Segment]:
         """The closed segments of one session that overlap ``[start, end]`` (UNIX times, or with ``pts``
         the source's stream time: a file read as fast as it decodes), of the session with the most of
-        that time (a clip never spans a reconnection)."""
+        that time (a clip never spans a reconnection); with ``earlier``, among the adopted segments of an
+        earlier run (only those: this run's stream times are not the earlier run's)."""
         with self._lock:
-            spans = [(s, (s.pts_start, s.pts_end) if pts else (s.start, s.end)) for s in self.segments]
+            kept = self.adopted if earlier else self.segments
+            spans = [(s, (s.pts_start, s.pts_end) if pts else (s.start, s.end)) for s in kept]
         found = [(s, span) for s, span in spans if span[1] > start and span[0] < end]
         if not found:
             return []
@@ -142,15 +162,39 @@ class CameraRecorder:
 
     # -- the sessions' reports -------------------------------------------------------------------------
 
+    def _opened_segment(self, segment: Segment) -> None:
+        with self._lock:
+            self._writing[segment.path] = segment
+        self._save_index()
+
     def _closed_segment(self, segment: Segment) -> None:
         with self._lock:
+            self._writing.pop(segment.path, None)
             self.segments.append(segment)
             limit = time.time() - self.keep if self.keep is not None else None
-            old = [s for s in self.segments if limit is not None and s.end < limit]
+            old = [s for s in self.segments + self.adopted if limit is not None and s.end < limit]
             self.segments = [s for s in self.segments if s not in old]
+            self.adopted = [s for s in self.adopted if s not in old]
+        self._save_index()
         for s in old:
             with contextlib.suppress(OSError):
                 s.path.unlink()
+
+    def _dropped_segments(self, session: int) -> None:
+        """A failed recording pipeline's segment being written: never closed, no more listed."""
+        with self._lock:
+            self._writing = {path: s for path, s in self._writing.items() if s.session != session}
+        self._save_index()
+
+    def _save_index(self) -> None:
+        """The ring's index rewritten (with ``adopt``); a disk that cannot take it is the recording's to say."""
+        if not self._index:
+            return
+        with self._index_lock:
+            with self._lock:
+                closed, opened = self.adopted + self.segments, list(self._writing.values())
+            with contextlib.suppress(OSError):
+                ringindex.write(self.folder / "segments", closed, opened)
 
     def _failed(self, why: str) -> None:
         if self.trouble is None:
@@ -301,7 +345,8 @@ class _Session:
             (owner.folder / "segments").mkdir(parents=True, exist_ok=True)
             branches.append(
                 f"t. ! queue ! {parser} config-interval=-1 ! splitmuxsink name=ring async-finalize=true "
-                f"muxer-factory=mpegtsmux max-size-time={int(owner.segment_s * Gst.SECOND)}"
+                f"muxer-factory=mpegtsmux max-size-time={int(owner.segment_s * Gst.SECOND)} "
+                f'sink-properties="{RING_SINK}"'
             )
         if owner.hourly:
             owner.folder.mkdir(parents=True, exist_ok=True)
@@ -346,11 +391,12 @@ class _Session:
             if running == Gst.CLOCK_TIME_NONE:
                 return Gst.BusSyncReply.DROP
             at, pts = self._t0 + running / Gst.SECOND, ((self._base or 0) + running) / Gst.SECOND
+            timeline = self.number * 1000 + self._restarts
             if s.get_name() == "splitmuxsink-fragment-opened":
                 self._opened[location] = (at, pts)
+                self.owner._opened_segment(Segment(Path(location), timeline, at, at, self._parser, pts, pts))
             elif s.get_name() == "splitmuxsink-fragment-closed" and location in self._opened:
                 start, pts_start = self._opened.pop(location)
-                timeline = self.number * 1000 + self._restarts
                 segment = Segment(Path(location), timeline, start, at, self._parser, pts_start, pts)
                 self.owner._closed_segment(segment)
                 self.owner._working()
@@ -365,6 +411,7 @@ class _Session:
         """Drop the recording pipeline (in a thread of its own: this may be one of its threads)."""
         self.owner._failed(why)
         recording, self._recording, self._appsrc = self._recording, None, None
+        self.owner._dropped_segments(self.number * 1000 + self._restarts)
         self._failed_at, self._opened, self._restarts = time.time(), {}, self._restarts + 1
         self._done.set()
         if recording is not None:

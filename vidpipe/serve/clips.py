@@ -1,7 +1,12 @@
 """Clips of events: once an event's post-roll has passed, its stream's ring segments from ``pre_roll``
 before to ``post_roll`` after are remuxed into ``output_dir/STREAM/clips/EVENTID.mp4`` (no re-encoding)
 and the event's row says so. A thread of its own does it: the pipeline never waits. A clip that cannot
-be written (disk full) is said once and tried again while its segments are kept."""
+be written (disk full) is said once and tried again while its segments are kept; one given up (no video
+for that time) has the reason in its row (``clip_failed``).
+
+After a kill (SIGKILL, a power cut) the clips still due are not lost: :meth:`ClipMaker.recover` queues the
+earlier run's events that have neither a clip nor a reason for none, and cuts them from the segments the
+camera recorders adopted (:class:`~vidpipe.gst.segments.CameraRecorder` with ``adopt``)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from ..gst.clips import ClipError, cut
 from ..gst.segments import CameraRecorder
 from ..types import Event
 from .events import EventStore, StoreError, safe_part
+
+Item = tuple[float, int, str, float, bool]  # (when to try, event id, stream, its time, of an earlier run)
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +46,17 @@ class ClipMaker:
         self.by_pts: set[str] = set()  # streams mapped by stream time, not UNIX time (files read at full speed)
         self.made = 0
         self.failed = 0  # clips given up (no video for that time, or it could not be written)
-        self._pending: list[tuple[float, int, str, float]] = []  # (when to try, event id, stream, its time)
+        self._pending: list[Item] = []
         self._last: tuple[tuple[Path, ...], Path] | None = None  # the last clip's segments and file
         self._failing = False
         self._wake = threading.Condition()
         self._stop = False
         for stale in self.output_dir.glob("*/clips/*.mp4.part"):  # a clip being cut when the service was killed
             stale.unlink(missing_ok=True)
+        try:
+            self._earlier = store.last_id()  # the events of earlier runs: ids up to this
+        except StoreError:
+            self._earlier = 0
         self._thread = threading.Thread(target=self._run, name="vidpipe-clips", daemon=True)
         self._thread.start()
 
@@ -62,8 +73,36 @@ class ClipMaker:
         if rolls is None or event.stream not in self.cameras or not isinstance(at, int | float):
             return
         with self._wake:
-            heapq.heappush(self._pending, (time.time() if by_pts else at + rolls[1], event_id, event.stream, at))
+            heapq.heappush(self._pending, (time.time() if by_pts else at + rolls[1], event_id, event.stream, at, False))
             self._wake.notify()
+
+    def recover(self) -> int:
+        """Queue the clips an earlier run left due (killed before their post-roll passed): its events of
+        the streams with clips, since the oldest video its rings kept, that have neither a clip nor a
+        reason for none. Cut from the adopted segments, or given up with the reason. How many."""
+        found = 0
+        for stream, (pre_roll, post_roll) in list(self.rolls.items()):
+            camera = self.cameras.get(stream)
+            if camera is None:
+                continue
+            since = time.time() - self.keep(pre_roll, post_roll)
+            since = min(since, camera.earlier_from) if camera.earlier_from is not None else since
+            try:
+                rows = self.store.without_clip(stream, since - post_roll, self._earlier)
+            except StoreError as exc:
+                log.error("clips: the clips due before the restart are not looked for: %s", exc)
+                return found
+            by_pts = stream in self.by_pts
+            with self._wake:
+                for row in rows:
+                    at = row.get("pts") if by_pts else row["wall"]
+                    if isinstance(at, int | float):
+                        heapq.heappush(self._pending, (time.time(), row["id"], stream, float(at), True))
+                        found += 1
+                self._wake.notify()
+        if found:
+            log.info("clips: %d clip(s) due before the restart, cut from the video kept since", found)
+        return found
 
     def pending(self, event_id: int) -> bool:
         """Whether the clip of an event is still to come."""
@@ -92,21 +131,21 @@ class ClipMaker:
             if self._stop:
                 return
 
-    def _try(self, _when: float, event_id: int, stream: str, at: float, final: bool = False) -> None:
+    def _try(self, _when: float, event_id: int, stream: str, at: float, earlier: bool, final: bool = False) -> None:
         camera, rolls = self.cameras.get(stream), self.rolls.get(stream)
         if camera is None or rolls is None:
             return
         pre_roll, post_roll = rolls
         by_pts = stream in self.by_pts
         start, end = at - pre_roll, at + post_roll
-        late = not by_pts and time.time() > end + WAIT_S
+        late = earlier or (not by_pts and time.time() > end + WAIT_S)  # (an earlier run's video: all there is)
         if not final and not late and not camera.recorded_until(end, by_pts):
-            self._later(time.time() + 0.5, event_id, stream, at)
+            self._later(time.time() + 0.5, event_id, stream, at, earlier)
             return
-        parts = camera.covering(start, end, by_pts)
+        parts = camera.covering(start, end, by_pts, earlier)
         if not parts:
-            self.failed += 1
-            log.info("stream %s: no clip for event %d: no video was recorded around it", stream, event_id)
+            why = "its video was not on disk at the restart" if earlier else "no video was recorded around it"
+            self._give_up(event_id, stream, why)
             return
         folder = self.output_dir / safe_part(stream) / "clips"
         out = folder / f"{event_id}.mp4"
@@ -119,9 +158,9 @@ class ClipMaker:
                 log.error("clips: %s; clips are not written until it works again", exc)
             self._failing = True
             if not final and (by_pts or time.time() < at + self.keep(*rolls) - pre_roll - RETRY_S):
-                self._later(time.time() + RETRY_S, event_id, stream, at)
+                self._later(time.time() + RETRY_S, event_id, stream, at, earlier)
             else:
-                self.failed += 1
+                self._give_up(event_id, stream, f"it could not be written ({exc})")
             return
         if self._failing:
             log.warning("clips: written again")
@@ -141,9 +180,19 @@ class ClipMaker:
         cut(parts, out, parser)
         self._last = (key, out)
 
-    def _later(self, when: float, event_id: int, stream: str, wall: float) -> None:
+    def _give_up(self, event_id: int, stream: str, why: str) -> None:
+        """No clip for an event: counted, said, and its row says why."""
+        self.failed += 1
+        log.info("stream %s: no clip for event %d: %s", stream, event_id, why)
+        try:
+            self.store.set_clip_failed(event_id, why)
+        except StoreError as exc:
+            if not self._failing:  # (a full disk: said once already)
+                log.error("clips: event %d is not marked as without a clip: %s", event_id, exc)
+
+    def _later(self, when: float, event_id: int, stream: str, at: float, earlier: bool) -> None:
         with self._wake:
-            heapq.heappush(self._pending, (when, event_id, stream, wall))
+            heapq.heappush(self._pending, (when, event_id, stream, at, earlier))
 
 
 class ClipsCollector(Collector):

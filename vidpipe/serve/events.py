@@ -38,12 +38,13 @@ DB_NAME = "events.db"
 SNAPSHOTS = "snapshots"
 ANALYTICS = ("line_crossed", "zone_entered", "zone_left", "loitering")
 COLUMNS = ("id", "stream", "type", "time", "wall", "label", "track_id", "line", "zone", "direction", "score",
-           "box", "snapshot", "clip", "clip_ready", "evicted", "message", "extra")  # fmt: skip
+           "box", "snapshot", "clip", "clip_ready", "clip_failed", "evicted", "message", "extra")  # fmt: skip
 _OWN = {"stream", "wall", "event", "message", "label", "track_id", "line", "zone", "direction", "score", "box"}
 SCHEMA = """CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,
     wall REAL NOT NULL, label TEXT, track_id INTEGER, line TEXT, zone TEXT, direction TEXT, score REAL,
-    box TEXT, snapshot TEXT, clip TEXT, clip_ready INTEGER NOT NULL DEFAULT 0, message TEXT, extra TEXT,
+    box TEXT, snapshot TEXT, clip TEXT, clip_ready INTEGER NOT NULL DEFAULT 0, clip_failed TEXT, message TEXT,
+    extra TEXT,
     evicted INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS events_wall ON events (wall);
 CREATE INDEX IF NOT EXISTS events_stream ON events (stream, id);"""
@@ -95,9 +96,10 @@ def connect(path: Path, create: bool = False) -> sqlite3.Connection:
                     raise sqlite3.OperationalError(f"journal mode {mode}, not WAL")
                 db.executescript(SCHEMA)
             names = [row[1] for row in db.execute("PRAGMA table_info(events)")]
-            if names and "evicted" not in names:  # (a store of an earlier version)
-                with db:
-                    db.execute("ALTER TABLE events ADD COLUMN evicted INTEGER NOT NULL DEFAULT 0")
+            for column, kind in (("evicted", "INTEGER NOT NULL DEFAULT 0"), ("clip_failed", "TEXT")):
+                if names and column not in names:  # (a store of an earlier version)
+                    with db:
+                        db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
             db.execute("SELECT id FROM events LIMIT 1").fetchall()
         except BaseException:
             db.close()
@@ -233,7 +235,32 @@ class EventStore(BaseSink):
 
     def set_clip(self, event_id: int, clip: str) -> None:
         """An event's clip is ready (``clip``: its path relative to ``output_dir``); StoreError."""
-        self._update("UPDATE events SET clip = ?, clip_ready = 1 WHERE id = ?", [(clip, event_id)])
+        self._update("UPDATE events SET clip = ?, clip_ready = 1, clip_failed = NULL WHERE id = ?", [(clip, event_id)])
+
+    def set_clip_failed(self, event_id: int, why: str) -> None:
+        """An event's clip was given up (``why``, in words: its row says so); StoreError."""
+        self._update("UPDATE events SET clip_failed = ? WHERE id = ? AND clip_ready = 0", [(why, event_id)])
+
+    def last_id(self) -> int:
+        """The newest event's id (0: none); StoreError."""
+        try:
+            with self._lock:
+                return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from None
+
+    def without_clip(self, stream: str, since: float, up_to: int) -> list[dict]:
+        """A stream's line, zone and loitering events from ``since`` (UNIX time) with ids up to ``up_to``
+        that have neither a clip nor a reason for none, oldest first (a killed run's clips still due)."""
+        marks = ", ".join("?" * len(ANALYTICS))
+        sql = (f"SELECT {', '.join(COLUMNS)} FROM events WHERE stream = ? AND wall >= ? AND id <= ? AND clip_ready = 0"
+               f" AND clip_failed IS NULL AND evicted = 0 AND type IN ({marks}) ORDER BY id")  # fmt: skip
+        try:
+            with self._lock:
+                rows = self._db.execute(sql, (stream, since, up_to, *ANALYTICS)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from None
+        return [row_dict(row) for row in rows]
 
     def evict(self, files: list[str]) -> None:
         """Files retention deleted (relative to ``output_dir``): their rows stay, marked ``evicted``."""

@@ -87,6 +87,8 @@ def _no_clip(service: Service, record: dict) -> str:
     """Why an event has no clip (yet)."""
     if record.get("clip_ready"):
         return "its clip file is gone"
+    if record.get("clip_failed"):
+        return f"no clip was made: {record['clip_failed']}"
     if service.clips is None or record["stream"] not in service.clips.rolls:
         return "no clips are made for its stream (events: clips: not configured)"
     if record["type"] not in ANALYTICS:

@@ -150,6 +150,8 @@ class Service:
         self.pipeline.start()
         for name, spec in self.desired().items():
             self._add(name, spec)
+        if self.clips is not None:  # (the clips a killed run left due: from the video its rings kept)
+            self.clips.recover()
         return self
 
     def stop(self) -> None:
@@ -335,7 +337,7 @@ class Service:
         if camera is not None and camera.keep == keep and camera.hourly == hourly:
             camera.reopen()  # (a restarted stream keeps its ring: the clips still due are cut from it)
             return camera
-        camera = CameraRecorder(Path(self.config.output_dir) / name, keep=keep, hourly=hourly)
+        camera = CameraRecorder(Path(self.config.output_dir) / name, keep=keep, hourly=hourly, adopt=True)
         self.cameras[name] = camera
         return camera
 
