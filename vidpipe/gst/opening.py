@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 from ..options import MotionOptions
-from ..rules import checked, frame_size
+from ..rules import checked, frame_rate, frame_size
 from . import Gst
 from .source import Source
 
@@ -53,6 +53,7 @@ def open(
     Raises a :class:`vidpipe.errors.SourceError` subclass that names the input and the cause.
     """
     size = checked("size", frame_size, size) if size is not None else None
+    max_fps = checked("max_fps", frame_rate, max_fps) if max_fps is not None else None
     return Source(
         source, size=size, keep_aspect=keep_aspect, live=live, max_buffers=max_buffers, timeout=timeout,
         max_fps=max_fps, stream=stream, stall_timeout=stall_timeout, gpu_decode=gpu_decode, cancel=cancel, pace=pace,

@@ -12,7 +12,6 @@ import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .. import rules
 from ..errors import DecodeError, NoVideoStreamError, OpenCancelledError, SourceError, StreamUnreachableError
 from ..options import MotionOptions
 from ..types import Frame, SourceInfo
@@ -65,11 +64,6 @@ class Source:
         self._spec = parse_source(source)
         self._cancel = cancel
         check_fds(self._spec.text)
-        if max_fps is not None:
-            try:
-                max_fps = rules.frame_rate(max_fps)
-            except rules.RuleError as exc:
-                raise SourceError(f"{self._spec.text}: max_fps {exc}") from None
         self.live = self._spec.live if live is None else live
         # An HTTP stream is live when it has no length (an MJPEG camera's never-ending multipart reply,
         # live HLS): known once it is open. Until then it is read as a file, with the live bookkeeping on.
