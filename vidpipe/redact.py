@@ -27,3 +27,10 @@ def mask_secrets(text: str) -> str:
     if "=" in text:
         text = _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}" if m["value"] else m[0], text)
     return text
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters shown escaped (``\\x1b``, ``\\r``): a name given to vidpipe
+    (a file called ESC[2J...) is shown, never obeyed by the terminal. Newlines stay: a configuration's
+    problems are one a line."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)

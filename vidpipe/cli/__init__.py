@@ -19,7 +19,7 @@ from ..errors import VidpipeError
 from ..memory import bound_arenas
 from ..models import DEFAULT_MODEL
 from ..options import DEFAULT_BATCH, DEFAULT_GPU_BATCH, DEFAULT_LIVE_MAX_LATENCY, MOTION_MODES, MotionOptions
-from ..redact import mask_secrets
+from ..redact import mask_secrets, printable
 from .events import add_command as add_events
 from .tools import decode, export, gst_env, probe, size, snapshot
 from .tools import models as list_models
@@ -35,13 +35,6 @@ def _detect(args: argparse.Namespace) -> int:
     from .detect import run
 
     return run(args)
-
-
-def printable(text: str) -> str:
-    """``text`` with its control characters shown escaped (``\\x1b``, ``\\r``): a name given to vidpipe
-    (a file called ESC[2J...) is shown, never obeyed by the terminal. Newlines stay: a configuration's
-    problems are one a line."""
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
 
 
 class _MaskingFormatter(logging.Formatter):

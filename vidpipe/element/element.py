@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..gst import Gst, GstVideo
+from ..redact import printable
 from .gating import ElementGate
 from .properties import LIVE_PROPERTIES, SPECS, defaults
 
@@ -63,6 +64,9 @@ class VidpipeDetect(GstBase.BaseTransform):
         Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, _CAPS),
         Gst.PadTemplate.new("src", Gst.PadDirection.SRC, Gst.PadPresence.ALWAYS, _CAPS),
     )
+    # GStreamer names each instance after the type (vidpipedetect0): not after PyGObject's module path
+    # (vidpipe+element+element+vidpipedetect0 in every message that names the element)
+    __gtype_name__ = "VidpipeDetect"
     __gproperties__: ClassVar[dict] = dict(SPECS)  # (declared in properties.py)
     _writing: ClassVar[set[str]] = set()  # the json= files elements of this process write (one each)
     _writing_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -89,6 +93,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         self._wake = threading.Condition(self._lock)
         self._running = False
         self._flow = Gst.FlowReturn.OK
+        self._batch = 1  # the batch size of this run (batch-size at the start)
 
     # -- properties ---------------------------------------------------------------------------------
 
@@ -116,6 +121,7 @@ class VidpipeDetect(GstBase.BaseTransform):
             return False
         self._count, self._last, self._held, self._gating = 0, None, [], False
         self._flow = Gst.FlowReturn.OK
+        self._batch = self._props["batch-size"]  # (read at the start, as its detector's batch: not live)
         self._running = True
         if self._batching:
             self._timer = threading.Thread(target=self._release_late, name="vidpipe-detect-latency", daemon=True)
@@ -186,12 +192,14 @@ class VidpipeDetect(GstBase.BaseTransform):
                 raise
 
     def _warn(self, text: str) -> None:
+        text = printable(text)  # (a value's terminal escapes are shown, not obeyed by gst-launch's terminal)
         self.message_full(
             Gst.MessageType.WARNING, Gst.ResourceError.quark(), Gst.ResourceError.SETTINGS, text, text, __file__,
             "vidpipe_detect", 0,
         )  # fmt: skip
 
     def _error(self, code, text: str, debug: str = "") -> None:
+        text, debug = printable(text), printable(debug)
         self.message_full(
             Gst.MessageType.ERROR, Gst.ResourceError.quark(), code, text, debug or text, __file__, "vidpipe_detect", 0
         )
@@ -221,7 +229,7 @@ class VidpipeDetect(GstBase.BaseTransform):
 
     @property
     def _batching(self) -> bool:
-        return self._props["batch-size"] > 1
+        return self._batch > 1
 
     def do_submit_input_buffer(self, is_discont: bool, inbuf: Gst.Buffer) -> Gst.FlowReturn:
         if not self._batching:  # one frame at a time: GStreamer's own in-place path (do_transform_ip)
@@ -231,7 +239,7 @@ class VidpipeDetect(GstBase.BaseTransform):
                 return self._flow
             self._held.append(_Held(inbuf, self._count))
             self._count += 1
-            if len(self._held) >= self._props["batch-size"]:
+            if len(self._held) >= self._batch:
                 self._release()
             else:
                 self._wake.notify_all()
@@ -335,6 +343,8 @@ class VidpipeDetect(GstBase.BaseTransform):
             )  # fmt: skip
             np.copyto(out.numpy(), rows[:, :, list(self._channels)])
         pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else None
+        if pts is None and info.fps_n > 0:  # a buffer without a timestamp: its time by the caps' frame rate (not
+            pts = index * info.fps_d / info.fps_n  # 0 for all: track timeouts and zone times would stand still)
         motion = self._gate(out.numpy(), pts) if due and self._gating else None
         return Frame(out, index, 0.0 if pts is None else pts, stream=self._props["stream"], motion=motion)
 
