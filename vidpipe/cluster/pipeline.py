@@ -194,6 +194,7 @@ class ClusterPipeline:
                 return name
         self.stats.stream(name).status = "starting"
         self._run.add(name, uri, options)
+        self._errors.pop(name, None)  # (a failed stream added again: its earlier failure is no longer the end)
         return name
 
     def _free_name(self) -> str:

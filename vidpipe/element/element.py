@@ -85,6 +85,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         self._info: GstVideo.VideoInfo | None = None
         self._held: list[_Held] = []
         self._count = 0  # frames seen
+        self._first = 0  # the first frame of the caps' size (detected whatever the interval)
         self._last = None  # the last detections (for the frames between detections)
         self._gate: ElementGate | None = None  # motion gating (see gating.py)
         self._gating = False  # whether this caps' frames are gated (mode, and auto: a live pipeline)
@@ -119,7 +120,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         except (ValueError, TypeError) as exc:
             self._error(Gst.ResourceError.SETTINGS, f"vidpipe_detect: {exc}")
             return False
-        self._count, self._last, self._held, self._gating = 0, None, [], False
+        self._count, self._last, self._held, self._gating, self._first = 0, None, [], False, 0
         self._flow = Gst.FlowReturn.OK
         self._batch = self._props["batch-size"]  # (read at the start, as its detector's batch: not live)
         self._running = True
@@ -208,6 +209,8 @@ class VidpipeDetect(GstBase.BaseTransform):
         info = GstVideo.VideoInfo.new_from_caps(incaps)
         if info is None:
             return False
+        if self._info is not None and (info.width, info.height) != (self._info.width, self._info.height):
+            self._first = self._count  # a new size: its first frame is detected (the last boxes fit no longer)
         self._info = info
         name = info.finfo.name
         self._channels = _CHANNELS[name]
@@ -255,7 +258,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         index = self._count
         self._count += 1
         try:
-            due = index % self._props["interval"] == 0
+            due = index % self._props["interval"] == 0 or index == self._first
             frame = self._frame(buf, index, due)
             if due:
                 [self._last] = self._pipeline.process(self._props["stream"], [frame])
@@ -291,7 +294,7 @@ class VidpipeDetect(GstBase.BaseTransform):
             interval = self._props["interval"]
             try:
                 buffers = [self._writable_copy(h.buffer) for h in held]
-                due = [i for i, h in enumerate(held) if h.index % interval == 0]
+                due = [i for i, h in enumerate(held) if h.index % interval == 0 or h.index == self._first]
                 frames = [
                     self._frame(buf, h.index, i in due) for i, (buf, h) in enumerate(zip(buffers, held, strict=True))
                 ]
