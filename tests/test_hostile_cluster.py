@@ -49,6 +49,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "missing": str(folder / "gone.mp4"),
         "corrupt": str(corrupt),
         "cam": f"rtsp://admin:{SECRET}@127.0.0.1:{closed_port()}/live",
+        "odd": str(folder / "x\x1b]0;owned\x07.mp4"),  # (missing: its name in the error line)
     }
 
 
@@ -65,7 +66,8 @@ def logged_secret(before: set[str]) -> list[str]:
 
 
 def test_failing_sources_fail_only_their_stream_with_the_password_masked(inputs, tmp_path):
-    """(held up) The CLI: one line per failed stream, exit 2, the good stream's frames whole on disk."""
+    """The CLI: one line per failed stream, exit 2, the good stream's frames whole on disk, the password masked
+    (held up); a file name's ESC and BEL in its line escaped (printed raw before)."""
     out = tmp_path / "out.jsonl"
     before = sessions()
     result = vidpipe_cli(
@@ -80,8 +82,10 @@ def test_failing_sources_fail_only_their_stream_with_the_password_masked(inputs,
     assert len(cam) == 1 and "rtsp://admin:***@127.0.0.1:" in cam[0] and "cannot connect" in cam[0], lines
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["frame"] for r in records if r.get("stream") == "good" and "detections" in r] == list(range(30))
-    assert sorted(r["stream"] for r in records if r.get("event") == "failed") == ["cam", "corrupt", "missing"]
-    assert "Traceback" not in result.stderr
+    assert sorted(r["stream"] for r in records if r.get("event") == "failed") == ["cam", "corrupt", "missing", "odd"]
+    odd = inputs["odd"].replace("\x1b", "\\x1b").replace("\x07", "\\x07")
+    assert f"vidpipe: odd: {odd}: no such file" in lines  # (its ESC and BEL were printed raw to the terminal)
+    assert "Traceback" not in result.stderr and "\x1b" not in result.stderr and "\x07" not in result.stderr
     assert SECRET not in result.stdout + result.stderr + out.read_text()
     assert not logged_secret(before)  # (Ray's worker logs: what the workers printed)
     assert not ray_left()
@@ -127,3 +131,11 @@ def test_ctrl_c_keeps_what_was_written_and_leaves_no_ray(tmp_path):
     frames = [r["frame"] for r in records if "detections" in r]
     assert 30 <= len(frames) < 900 and frames == list(range(len(frames)))
     assert not ray_left()
+
+
+def test_one_process_says_a_failed_stream_s_control_characters_escaped(inputs):
+    """The same lines without a cluster (no Ray): 'vidpipe: error: stream odd: ...' printed ESC raw."""
+    result = vidpipe_cli("detect", f"good={inputs['good']}", f"odd={inputs['odd']}", "-q")
+    odd = inputs["odd"].replace("\x1b", "\\x1b").replace("\x07", "\\x07")
+    assert result.returncode == 2 and f"vidpipe: error: stream odd: {odd}: no such file" in result.stderr, result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr

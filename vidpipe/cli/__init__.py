@@ -38,10 +38,10 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 class _MaskingFormatter(logging.Formatter):
-    """Log lines with every URL's password masked."""
+    """Log lines with every URL's password masked and control characters escaped (see printable)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask_secrets(super().format(record))
+        return printable(mask_secrets(super().format(record)))
 
 
 class _Parser(argparse.ArgumentParser):

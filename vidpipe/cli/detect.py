@@ -25,6 +25,7 @@ from ..pipeline import StreamsFailedError
 from ..pipeline.graph import flow_graph
 from ..pipeline.specs import StreamSpec, read_sources_file, stream_specs
 from ..pipeline.streams import check_open_files, open_streams
+from ..redact import printable
 from ..sinks import CsvSink, EventsCsvSink, JsonlSink, Sink, VideoSink, check_output_paths, expand_streams
 from ..sinks.video import FORMATS as VIDEO_FORMATS
 from ..sinks.video import MAX_TRAILS
@@ -279,7 +280,7 @@ def _run_streams(
         evidence.opened({spec.name: spec.source.live for spec in opened})
     if several:  # (one stream's error is said once, by main)
         for name, error in failed.items():
-            print(f"vidpipe: error: stream {name}: {error}", file=sys.stderr)
+            print(printable(f"vidpipe: error: stream {name}: {error}"), file=sys.stderr)
     if not opened:  # the files still say which streams failed, and why
         record_failures(sinks, failed)
         if not several:
@@ -354,7 +355,7 @@ def _run_streams(
     if evidence is not None:
         errors.extend(evidence.problems())
     for line in errors:
-        print(f"vidpipe: error: {line}", file=sys.stderr)
+        print(printable(f"vidpipe: error: {line}"), file=sys.stderr)
     if errors or failed:
         return 2
     if received:

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from ..errors import VidpipeError
+from ..redact import printable
 
 log = logging.getLogger("vidpipe.serve")
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"vidpipe: error: {line}", file=sys.stderr)
+            print(printable(f"vidpipe: error: {line}"), file=sys.stderr)
         return 2
     if args.check:  # validate (the file, and the API's state file beside it) and exit: nothing starts
         if args.config is None:
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             prepare_output_dir(Path(config.output_dir), f"{args.config}: ", make=False)
         except ConfigError as exc:
             for line in exc.problems:
-                print(f"vidpipe: error: {line}", file=sys.stderr)
+                print(printable(f"vidpipe: error: {line}"), file=sys.stderr)
             return 2
         print(f"vidpipe: {args.config}: valid ({len(config.streams)} stream(s))", flush=True)
         return 0
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         service = Service(config, config_path=args.config, state_path=state)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"vidpipe: error: {line}", file=sys.stderr)
+            print(printable(f"vidpipe: error: {line}"), file=sys.stderr)
         return 2
     service.connect()
     app = create_app(service, token=token, hosts=_names(args.host, config.web.hosts))
