@@ -8,6 +8,7 @@ frames of 160×120."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 import vidpipe
+from media import encode
 from vidpipe.analytics import LineCounter, Tracker, ZoneCounter
 from vidpipe.gst import Gst
 from vidpipe.types import Detections, Frame, Result
@@ -210,6 +212,36 @@ def test_batch_size_set_while_playing_waits_for_the_next_start():
     assert end == "EOS" and len(left) == 30 and left == sorted(left), end
     end, left, wait = _latencies(1, 30)
     assert end == "EOS" and len(left) == 30 and wait < 0.3, (end, wait)
+
+
+SEEKS = """
+import sys, time
+from vidpipe.gst import Gst
+from vidpipe.element import register
+register()
+pipeline = Gst.parse_launch(f"filesrc location={sys.argv[1]} ! decodebin ! videoconvert ! "
+                            "vidpipe_detect batch-size=4 max-latency=0.01 ! fakesink sync=true")
+pipeline.set_state(Gst.State.PLAYING)
+pipeline.get_state(10 * Gst.SECOND)
+for i in range(30):
+    time.sleep(0.05)
+    pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.KEY_UNIT, (i % 3) * Gst.SECOND // 10)
+msg = pipeline.get_bus().timed_pop_filtered(30 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+print("EOS" if msg is not None and msg.type == Gst.MessageType.EOS else msg)
+pipeline.set_state(Gst.State.NULL)
+"""
+
+
+def test_flushing_seeks_while_frames_are_batched_do_not_deadlock(tmp_path):
+    """A flushing seek took the element's lock before passing FLUSH_START on, while the lock's holder
+    pushed into a sink waiting for its clock: the seek and the stream hung for good (batch-size > 1)."""
+    clip = encode(tmp_path / "seek.mp4", "x264enc ! mp4mux", 160, 120, frames=45)
+    try:
+        result = subprocess.run([sys.executable, "-c", SEEKS, str(clip)], capture_output=True, text=True, timeout=90,
+                                env=dict(os.environ))  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("the pipeline hung in a flushing seek")
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "EOS", result.stdout + result.stderr
 
 
 def test_buffers_without_timestamps_get_their_time_from_the_frame_rate(tmp_path):

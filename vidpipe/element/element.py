@@ -221,11 +221,18 @@ class VidpipeDetect(GstBase.BaseTransform):
         return True
 
     def do_sink_event(self, event: Gst.Event) -> bool:
-        if Gst.EventType.get_flags(event.type) & Gst.EventTypeFlags.SERIALIZED:
-            self._release()  # held frames go out before what follows them (caps, segment, EOS)
-        elif event.type == Gst.EventType.FLUSH_START:
+        if event.type == Gst.EventType.FLUSH_START:  # (a flushing seek) downstream first: a push blocked there,
+            handled = GstBase.BaseTransform.do_sink_event(self, event)  # holding the lock, returns
             with self._lock:
                 self._held = []
+            return handled
+        if event.type == Gst.EventType.FLUSH_STOP:
+            with self._lock:
+                self._held = []
+                if self._flow == Gst.FlowReturn.FLUSHING:  # (a push refused during the flush) frames flow again
+                    self._flow = Gst.FlowReturn.OK
+        elif Gst.EventType.get_flags(event.type) & Gst.EventTypeFlags.SERIALIZED:
+            self._release()  # held frames go out before what follows them (caps, segment, EOS)
         return GstBase.BaseTransform.do_sink_event(self, event)
 
     # -- buffers ------------------------------------------------------------------------------------
