@@ -16,7 +16,7 @@ from media import CLIPS, encode, gst_launch
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "media" / "sample.mp4"
 # Files whose tests start a local Ray: they run one after another in one worker of `pytest -n 2`
-RAY_FILES = {"test_cluster.py", "test_serve.py", "test_hardening3.py"}
+RAY_FILES = {"test_cluster.py", "test_serve.py", "test_hardening3.py", "test_hostile_cluster.py"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

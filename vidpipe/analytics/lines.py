@@ -114,7 +114,8 @@ class LineCounter:
         self.min_distance = min_distance
         self.forget_after = forget_after
         self._states = [_LineState(line) for line in self.lines]
-        self._checked: set[str] = set()  # streams whose frame size the lines were checked against
+        self._given = list(self.lines)  # as given (fractions of the frame stay fractions)
+        self._checked: dict[str, tuple[int, int]] = {}  # each stream's frame size the lines were checked against
 
     def totals(self) -> dict[str, dict[str, int]]:
         """Crossings so far: ``{line: {"in": n, "out": m}}``."""
@@ -122,9 +123,11 @@ class LineCounter:
 
     def __call__(self, result: Result) -> Result:
         frame = result.frame
-        if frame.stream not in self._checked:  # its first frame: fractions to pixels; the lines must meet it
-            for state in self._states:
-                state.line = state.line.resolved(frame.width, frame.height)
+        if self._checked.get(frame.stream) != (frame.width, frame.height):
+            # its first frame, or its frames changed size (a GStreamer caps change): fractions to pixels of
+            # this size, and the lines must meet it (a line left outside would count nothing, silently)
+            for state, given in zip(self._states, self._given, strict=True):
+                state.line = given.resolved(frame.width, frame.height)
             self.lines = [state.line for state in self._states]
             for line in self.lines:
                 if line.stream in (None, frame.stream) and not segment_meets_rect(
@@ -134,7 +137,7 @@ class LineCounter:
                         f"line {line.name}: {_point(line.start)}-{_point(line.end)} lies outside the frames "
                         f"of stream {frame.stream} ({frame.width}x{frame.height} pixels)"
                     )
-            self._checked.add(frame.stream)
+            self._checked[frame.stream] = (frame.width, frame.height)
         tracked = tracked_anchors(result, self.anchor, "LineCounter")
         for state in self._states:
             line = state.line

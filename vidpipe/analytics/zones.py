@@ -100,7 +100,8 @@ class ZoneCounter:
         self.min_frames = min_frames
         self.lost_after = lost_after
         self._states = [_ZoneState(zone) for zone in self.zones]
-        self._checked: set[str] = set()  # streams whose frame size the zones were checked against
+        self._given = list(self.zones)  # as given (fractions of the frame stay fractions)
+        self._checked: dict[str, tuple[int, int]] = {}  # each stream's frame size the zones were checked against
 
     def totals(self) -> dict[str, dict]:
         """``{zone: {"entered": n, "left": m, "peak": most inside at once, "occupancy": inside now,
@@ -119,9 +120,11 @@ class ZoneCounter:
 
     def __call__(self, result: Result) -> Result:
         frame = result.frame
-        if frame.stream not in self._checked:  # its first frame: fractions to pixels; the zones must meet it
-            for state in self._states:
-                state.zone = state.zone.resolved(frame.width, frame.height)
+        if self._checked.get(frame.stream) != (frame.width, frame.height):
+            # its first frame, or its frames changed size (a GStreamer caps change): fractions to pixels of
+            # this size, and the zones must meet it (a zone left outside would count nothing, silently)
+            for state, given in zip(self._states, self._given, strict=True):
+                state.zone = given.resolved(frame.width, frame.height)
             self.zones = [state.zone for state in self._states]
             for zone in self.zones:
                 xs, ys = [p[0] for p in zone.points], [p[1] for p in zone.points]
@@ -132,7 +135,7 @@ class ZoneCounter:
                         f"zone {zone.name}: lies outside the frames of stream {frame.stream} "
                         f"({frame.width}x{frame.height} pixels)"
                     )
-            self._checked.add(frame.stream)
+            self._checked[frame.stream] = (frame.width, frame.height)
         tracked = tracked_anchors(result, self.anchor, "ZoneCounter")
         occupancy = dict(result.zones or {})
         for state in self._states:

@@ -38,7 +38,11 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 class _MaskingFormatter(logging.Formatter):
-    """Log lines with every URL's password masked."""
+    """Log lines with every URL's password masked and the message's control characters escaped (see
+    printable: a name holding a newline cannot forge a second line); a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         return mask_secrets(super().format(record))

@@ -9,6 +9,7 @@ import threading
 
 from ..errors import VidpipeError
 from ..pipeline.specs import StreamSpec
+from ..redact import printable
 from ..sinks import JsonlSink
 from ..types import Event
 from .arguments import pixel_free_sinks, stream_options
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace, specs: list[StreamSpec]) -> int:
 
         def say(event: Event) -> None:
             if not args.quiet and event.kind in ("moved", "failed", "disconnected", "reconnected"):
-                print(f"vidpipe: {event.message}", file=sys.stderr)
+                print(printable(f"vidpipe: {event.message}"), file=sys.stderr)
 
         run = ClusterRun(
             [(spec.name, str(spec.source)) for spec in specs], settings_of(args), workers=workers,

@@ -280,7 +280,7 @@ def _run_streams(
         evidence.opened({spec.name: spec.source.live for spec in opened})
     if several:  # (one stream's error is said once, by main)
         for name, error in failed.items():
-            print(f"vidpipe: error: stream {name}: {error}", file=sys.stderr)
+            print(printable(f"vidpipe: error: stream {name}: {error}"), file=sys.stderr)
     if not opened:  # the files still say which streams failed, and why
         record_failures(sinks, failed)
         if not several:
@@ -355,7 +355,7 @@ def _run_streams(
     if evidence is not None:
         errors.extend(evidence.problems())
     for line in errors:
-        print(f"vidpipe: error: {line}", file=sys.stderr)
+        print(printable(f"vidpipe: error: {line}"), file=sys.stderr)
     if errors or failed:
         return 2
     if received:

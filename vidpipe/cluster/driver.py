@@ -70,7 +70,8 @@ class ClusterFigures:
 
     def summary(self) -> str:
         total = sum(self.frames.values())
-        lines = [f"frames      {total} in {self.wall:.2f} s ({self.fps:.1f} FPS) on {len(self.workers)} workers"]
+        workers = f"{len(self.workers)} worker{'s' if len(self.workers) != 1 else ''}"
+        lines = [f"frames      {total} in {self.wall:.2f} s ({self.fps:.1f} FPS) on {workers}"]
         for index, pid in sorted(self.workers.items()):
             lines.append(f"  worker {index} (pid {pid}): {self.per_worker[index]} frames")
         for name, n in sorted(self.frames.items()):

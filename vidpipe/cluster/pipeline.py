@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..analytics.motion import check_motion
-from ..errors import VidpipeError
+from ..errors import StreamsFailedError, VidpipeError
 from ..options import DEFAULT_BATCH, MotionOptions, StreamOptions
 from ..pipeline.config import model_config, stream_config
 from ..pipeline.specs import check_arguments, check_name_free, check_stream_name, split_name, stream_specs
@@ -148,6 +148,7 @@ class ClusterPipeline:
         self._stop = threading.Event()
         self._ready = threading.Event()  # the run exists (the workers may still be starting)
         self._failure: list[BaseException] = []
+        self._errors: dict[str, VidpipeError] = {}  # the streams that failed (raised at the end, as Pipeline does)
         self._results: queue.Queue | None = None
         self._started_ray = self._connected = False
 
@@ -193,6 +194,7 @@ class ClusterPipeline:
                 return name
         self.stats.stream(name).status = "starting"
         self._run.add(name, uri, options)
+        self._errors.pop(name, None)  # (a failed stream added again: its earlier failure is no longer the end)
         return name
 
     def _free_name(self) -> str:
@@ -292,6 +294,8 @@ class ClusterPipeline:
         self.stats.note_event(event)
         if event.kind in _END_KINDS and event.stream in self.stats.streams:
             self.stats.streams[event.stream].status = event.kind
+        if event.kind == "failed":
+            self._errors[event.stream] = VidpipeError(event.message.removeprefix(f"{event.stream}: "))
         for callback in self.on_event:
             callback(event)
 
@@ -310,7 +314,18 @@ class ClusterPipeline:
             self._thread.join(timeout)
         if self._failure:
             raise self._failure[0]
+        self._raise_failures()
         return self.stats
+
+    def _raise_failures(self) -> None:
+        """As :class:`Pipeline`: the error of a failed stream (a run of one stream), or
+        :class:`StreamsFailedError` naming each (the others finished: their results were delivered)."""
+        errors = dict(self._errors)
+        if not errors:
+            return
+        if len(errors) == 1 and len(self.stats.streams) == 1:
+            raise next(iter(errors.values()))
+        raise StreamsFailedError(errors)
 
     def run(self, progress: object = None) -> Stats:
         """Run to the end in the background threads; returns the figures. Ctrl-C stops it cleanly."""
@@ -336,6 +351,7 @@ class ClusterPipeline:
                     self._results.get(timeout=0.1)
         if self._failure:
             raise self._failure[0]
+        self._raise_failures()
 
     def summary(self) -> list[str]:
         return self._run.figures.summary().splitlines() if self._run is not None else []

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..gst import Gst, GstVideo
+from ..redact import printable
 from .gating import ElementGate
 from .properties import LIVE_PROPERTIES, SPECS, defaults
 
@@ -63,6 +64,9 @@ class VidpipeDetect(GstBase.BaseTransform):
         Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, _CAPS),
         Gst.PadTemplate.new("src", Gst.PadDirection.SRC, Gst.PadPresence.ALWAYS, _CAPS),
     )
+    # GStreamer names each instance after the type (vidpipedetect0): not after PyGObject's module path
+    # (vidpipe+element+element+vidpipedetect0 in every message that names the element)
+    __gtype_name__ = "VidpipeDetect"
     __gproperties__: ClassVar[dict] = dict(SPECS)  # (declared in properties.py)
     _writing: ClassVar[set[str]] = set()  # the json= files elements of this process write (one each)
     _writing_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -81,6 +85,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         self._info: GstVideo.VideoInfo | None = None
         self._held: list[_Held] = []
         self._count = 0  # frames seen
+        self._first = 0  # the first frame of the caps' size (detected whatever the interval)
         self._last = None  # the last detections (for the frames between detections)
         self._gate: ElementGate | None = None  # motion gating (see gating.py)
         self._gating = False  # whether this caps' frames are gated (mode, and auto: a live pipeline)
@@ -89,6 +94,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         self._wake = threading.Condition(self._lock)
         self._running = False
         self._flow = Gst.FlowReturn.OK
+        self._batch = 1  # the batch size of this run (batch-size at the start)
 
     # -- properties ---------------------------------------------------------------------------------
 
@@ -114,8 +120,9 @@ class VidpipeDetect(GstBase.BaseTransform):
         except (ValueError, TypeError) as exc:
             self._error(Gst.ResourceError.SETTINGS, f"vidpipe_detect: {exc}")
             return False
-        self._count, self._last, self._held, self._gating = 0, None, [], False
+        self._count, self._last, self._held, self._gating, self._first = 0, None, [], False, 0
         self._flow = Gst.FlowReturn.OK
+        self._batch = self._props["batch-size"]  # (read at the start, as its detector's batch: not live)
         self._running = True
         if self._batching:
             self._timer = threading.Thread(target=self._release_late, name="vidpipe-detect-latency", daemon=True)
@@ -186,12 +193,14 @@ class VidpipeDetect(GstBase.BaseTransform):
                 raise
 
     def _warn(self, text: str) -> None:
+        text = printable(text)  # (a value's terminal escapes are shown, not obeyed by gst-launch's terminal)
         self.message_full(
             Gst.MessageType.WARNING, Gst.ResourceError.quark(), Gst.ResourceError.SETTINGS, text, text, __file__,
             "vidpipe_detect", 0,
         )  # fmt: skip
 
     def _error(self, code, text: str, debug: str = "") -> None:
+        text, debug = printable(text), "\n".join(printable(line) for line in debug.split("\n"))  # (a traceback's lines)
         self.message_full(
             Gst.MessageType.ERROR, Gst.ResourceError.quark(), code, text, debug or text, __file__, "vidpipe_detect", 0
         )
@@ -200,6 +209,8 @@ class VidpipeDetect(GstBase.BaseTransform):
         info = GstVideo.VideoInfo.new_from_caps(incaps)
         if info is None:
             return False
+        if self._info is not None and (info.width, info.height) != (self._info.width, self._info.height):
+            self._first = self._count  # a new size: its first frame is detected (the last boxes fit no longer)
         self._info = info
         name = info.finfo.name
         self._channels = _CHANNELS[name]
@@ -210,18 +221,25 @@ class VidpipeDetect(GstBase.BaseTransform):
         return True
 
     def do_sink_event(self, event: Gst.Event) -> bool:
-        if Gst.EventType.get_flags(event.type) & Gst.EventTypeFlags.SERIALIZED:
-            self._release()  # held frames go out before what follows them (caps, segment, EOS)
-        elif event.type == Gst.EventType.FLUSH_START:
+        if event.type == Gst.EventType.FLUSH_START:  # (a flushing seek) downstream first: a push blocked there,
+            handled = GstBase.BaseTransform.do_sink_event(self, event)  # holding the lock, returns
             with self._lock:
                 self._held = []
+            return handled
+        if event.type == Gst.EventType.FLUSH_STOP:
+            with self._lock:
+                self._held = []
+                if self._flow == Gst.FlowReturn.FLUSHING:  # (a push refused during the flush) frames flow again
+                    self._flow = Gst.FlowReturn.OK
+        elif Gst.EventType.get_flags(event.type) & Gst.EventTypeFlags.SERIALIZED:
+            self._release()  # held frames go out before what follows them (caps, segment, EOS)
         return GstBase.BaseTransform.do_sink_event(self, event)
 
     # -- buffers ------------------------------------------------------------------------------------
 
     @property
     def _batching(self) -> bool:
-        return self._props["batch-size"] > 1
+        return self._batch > 1
 
     def do_submit_input_buffer(self, is_discont: bool, inbuf: Gst.Buffer) -> Gst.FlowReturn:
         if not self._batching:  # one frame at a time: GStreamer's own in-place path (do_transform_ip)
@@ -231,7 +249,7 @@ class VidpipeDetect(GstBase.BaseTransform):
                 return self._flow
             self._held.append(_Held(inbuf, self._count))
             self._count += 1
-            if len(self._held) >= self._props["batch-size"]:
+            if len(self._held) >= self._batch:
                 self._release()
             else:
                 self._wake.notify_all()
@@ -247,7 +265,7 @@ class VidpipeDetect(GstBase.BaseTransform):
         index = self._count
         self._count += 1
         try:
-            due = index % self._props["interval"] == 0
+            due = index % self._props["interval"] == 0 or index == self._first
             frame = self._frame(buf, index, due)
             if due:
                 [self._last] = self._pipeline.process(self._props["stream"], [frame])
@@ -283,7 +301,7 @@ class VidpipeDetect(GstBase.BaseTransform):
             interval = self._props["interval"]
             try:
                 buffers = [self._writable_copy(h.buffer) for h in held]
-                due = [i for i, h in enumerate(held) if h.index % interval == 0]
+                due = [i for i, h in enumerate(held) if h.index % interval == 0 or h.index == self._first]
                 frames = [
                     self._frame(buf, h.index, i in due) for i, (buf, h) in enumerate(zip(buffers, held, strict=True))
                 ]
@@ -335,6 +353,8 @@ class VidpipeDetect(GstBase.BaseTransform):
             )  # fmt: skip
             np.copyto(out.numpy(), rows[:, :, list(self._channels)])
         pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else None
+        if pts is None and info.fps_n > 0:  # a buffer without a timestamp: its time by the caps' frame rate (not
+            pts = index * info.fps_d / info.fps_n  # 0 for all: track timeouts and zone times would stand still)
         motion = self._gate(out.numpy(), pts) if due and self._gating else None
         return Frame(out, index, 0.0 if pts is None else pts, stream=self._props["stream"], motion=motion)
 

@@ -4,7 +4,6 @@ properties)."""
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 import gi
@@ -21,7 +20,8 @@ DEFAULT_MODEL = "ssd_mobilenet_v2_coco"
 RW = GObject.ParamFlags.READWRITE
 # the ranges of the options every front door shares are wide: their rules (vidpipe.rules) check them, in the
 # same words as the CLI, the service and Python
-MAX_FLOAT, MIN_INT, MAX_INT = sys.float_info.max, -(2**31), 2**31 - 1
+# (inf reaches the rules, which refuse it by name; GObject itself refuses nan, with its own warning)
+MAX_FLOAT, MIN_INT, MAX_INT = float("inf"), -(2**31), 2**31 - 1
 LIVE_PROPERTIES = ("interval", "post-messages")  # read at each frame: the others are read at the start
 SPECS = {  # GObject's property declarations (the element's __gproperties__)
     "model": (str, "model", "detector: a name (see 'vidpipe models') or an .onnx file", DEFAULT_MODEL, RW),
