@@ -5,12 +5,14 @@ same with and without the gate (also for an object that stops still inside a zon
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
 import torch
+from conftest import vidpipe_cli
 from PIL import Image, ImageDraw, ImageFont
 from scenes import parts, render, walk, write_video
 
@@ -162,6 +164,24 @@ def test_masks_cover_their_pixels():
 
 
 @pytest.mark.parametrize(
+    ("masks", "words"),
+    [
+        (("5000,0,6000,0,6000,100",), "motion mask 5000,0,6000,0,6000,100: lies outside the frames (384x288 pixels)"),
+        (("rel:0,0,1,0,1,1,0,1",), "cover the whole frame (384x288 pixels): no motion could be seen"),
+    ],
+)
+def test_masks_that_miss_the_frames_or_cover_them_fail_the_stream_by_name(masks, words, still):
+    """A mask wholly outside the frame hid nothing, and masks over the whole frame gated every frame,
+    both without a word (the size is known only at the first frame, in GStreamer's thread)."""
+    with pytest.raises(VidpipeError, match=re.escape(words)) as raised:
+        gated(still, MotionOptions(mode="on", masks=masks))
+    assert str(raised.value).startswith(str(still))
+    result = vidpipe_cli("detect", str(still), "--motion", "on", *(f"--motion-mask={mask}" for mask in masks))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert words in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         (MotionOptions(mode="sometimes"), "motion mode must be one of auto, on, off, got 'sometimes'"),
@@ -180,7 +200,6 @@ def test_bad_motion_options_are_one_clear_line(options, message):
 
 
 def test_the_cli_and_the_service_say_what_is_wrong(tmp_path, sample):
-    from conftest import vidpipe_cli
 
     from vidpipe.serve.config import ConfigError, load_config
 

@@ -153,3 +153,10 @@ def segment_meets_rect(start: Point, end: Point, width: float, height: float) ->
         if low > high:
             return False
     return True
+
+
+def polygon_meets_rect(points: Sequence[Point], width: float, height: float) -> bool:
+    """Whether the polygon's extent reaches into the rectangle [0, width] × [0, height] (the rule a zone
+    or a motion mask left wholly outside the frame breaks: it would count or hide nothing)."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return max(xs) > 0 and max(ys) > 0 and min(xs) < width and min(ys) < height

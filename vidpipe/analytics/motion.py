@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import VidpipeError
 from ..options import MOTION_MODES, MotionOptions
-from .geometry import Point, even_odd, parse_polygon
+from .geometry import Point, even_odd, parse_polygon, polygon_meets_rect
 
 SMALL_WIDTH = 160  # the small frame is about this wide (every n-th pixel of every n-th row)
 ALPHA = 0.1  # the background's share of each new frame
@@ -67,7 +67,8 @@ def step_for(width: int) -> int:
 
 def mask_grid(masks: tuple[str, ...], width: int, height: int, step: int) -> np.ndarray | None:
     """``bool[h, w]``: which pixels of the small frame (every ``step``-th of a ``width`` × ``height``
-    frame) count, False inside a mask; None without masks."""
+    frame) count, False inside a mask; None without masks. :class:`VidpipeError` when a mask lies wholly
+    outside frames of that size, or the masks leave no pixel to watch."""
     if not masks:
         return None
     ys, xs = np.mgrid[0 : (height - 1) // step + 1, 0 : (width - 1) // step + 1].astype(np.float64) * step
@@ -76,7 +77,15 @@ def mask_grid(masks: tuple[str, ...], width: int, height: int, step: int) -> np.
         points, relative = parse_mask(text)
         if relative:
             points = tuple((x * width, y * height) for x, y in points)
+        if not polygon_meets_rect(points, width, height):
+            raise VidpipeError(
+                f"motion mask {text}: lies outside the frames ({width}x{height} pixels): it would hide nothing"
+            )
         masked |= even_odd(points, xs, ys)
+    if masked.all():
+        raise VidpipeError(
+            f"motion masks {'; '.join(masks)}: cover the whole frame ({width}x{height} pixels): no motion could be seen"
+        )
     return ~masked
 
 

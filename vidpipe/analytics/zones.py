@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 
 from ..errors import VidpipeError
 from ..types import Event, Result, Shape
-from .geometry import Point, check_anchor, crossing_edges, inside, parse_polygon, side, tracked_anchors
+from .geometry import (
+    Point,
+    check_anchor,
+    crossing_edges,
+    inside,
+    parse_polygon,
+    polygon_meets_rect,
+    side,
+    tracked_anchors,
+)
 from .lines import check_names, split_name
 
 
@@ -127,9 +136,8 @@ class ZoneCounter:
                 state.zone = given.resolved(frame.width, frame.height)
             self.zones = [state.zone for state in self._states]
             for zone in self.zones:
-                xs, ys = [p[0] for p in zone.points], [p[1] for p in zone.points]
-                if zone.stream in (None, frame.stream) and (
-                    max(xs) <= 0 or max(ys) <= 0 or min(xs) >= frame.width or min(ys) >= frame.height
+                if zone.stream in (None, frame.stream) and not polygon_meets_rect(
+                    zone.points, frame.width, frame.height
                 ):
                     raise VidpipeError(
                         f"zone {zone.name}: lies outside the frames of stream {frame.stream} "

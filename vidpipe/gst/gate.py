@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..analytics.motion import MotionGate, step_for
+from ..errors import VidpipeError
 from ..options import MotionOptions
 from . import Gst, GstApp, GstVideo
 
@@ -55,10 +56,13 @@ class Gate:
         self._layout: tuple[int, int, int, int, int] | None = None  # offset, stride, width, height, step
         self._gate: MotionGate | None = None
         self.wake = threading.Event()
+        self.error: VidpipeError | None = None  # masks these frames miss: the source raises it, no frame passes
 
     def probe(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         """Every frame at the detection rate, in GStreamer's streaming thread."""
         buf = info.get_buffer()
+        if self.error is not None:
+            return Gst.PadProbeReturn.DROP
         if buf is None or not self.active or not self._read_caps(pad):
             self.passed += 1
             return Gst.PadProbeReturn.OK
@@ -92,7 +96,11 @@ class Gate:
             else:
                 step = step_for(video.width)
                 self._layout = (video.offset[0], video.stride[0], video.width, video.height, step)
-                self._gate = MotionGate(self.options, video.width, video.height)
+                try:
+                    self._gate = MotionGate(self.options, video.width, video.height)
+                except VidpipeError as exc:  # (in GStreamer's thread: said by the source's reader)
+                    self.error, self._layout = exc, None
+                    self.wake.set()
         return self._layout is not None
 
     def pull(self, appsink: GstApp.AppSink, arrived: int) -> Gst.Sample | None:

@@ -405,6 +405,8 @@ class Source:
     # -- errors -------------------------------------------------------------------------------------
 
     def _check_bus(self) -> None:
+        if self._gate is not None and self._gate.error is not None:
+            raise SourceError(f"{self._spec.text}: {self._gate.error}")
         while True:
             msg = self._bus.pop_filtered(Gst.MessageType.ERROR | Gst.MessageType.ELEMENT)
             if msg is None:
