@@ -13,7 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from serve_helpers import Served
+
+from vidpipe.sinks.live import LiveView
+from vidpipe.types import Detections, Frame, Result
 
 pytestmark = pytest.mark.slow
 
@@ -220,3 +224,26 @@ def test_huge_headers_and_bodies_are_refused_at_once(served):
     assert served.client.get("/api/streams").status_code == 200
     grown = _rss_kb(pid) - rss
     assert grown < 50_000, f"{grown} kB"
+
+
+def test_pictures_of_many_sizes_are_not_kept_past_their_frame():
+    """A viewer may ask for any size (the mosaic at 263 heights, a snapshot at each of 64..2160): the
+    live view kept one picture per size asked for ever, a new frame replacing only the sizes asked again
+    (one client's pass over the mosaic's heights held 244 MB more in the service). Now a stream's new
+    frame lets go of every picture of its older one."""
+    view = LiveView()
+
+    def frame(index: int) -> Result:
+        pixels = torch.randint(0, 255, (240, 320, 3), dtype=torch.uint8)
+        return Result(Frame(pixels, index, index / 10, stream="a"), Detections.empty())
+
+    view.write(frame(0))
+    for height in range(64, 240, 8):
+        assert view.jpeg("a", height) is not None
+        view.mosaic(["a"], height)
+    assert len(view._jpegs) == 22 and len(view._mosaics) == 22
+    view.write(frame(1))
+    assert not view._jpegs and not view._mosaics  # (each would only ever be encoded again)
+    first = view.jpeg("a", 120)
+    assert view.jpeg("a", 120)[1] is first[1]  # the pictures of the current frame are shared as before
+    assert view.mosaic(["a"], 120)[1] is view.mosaic(["a"], 120)[1]
