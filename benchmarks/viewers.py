@@ -77,7 +77,7 @@ def phase(served: Served, name: str, seconds: float) -> None:
             sock.setblocking(False)
     else:
         socks = [connect(port, b"G") for _ in range(200)]
-    drip = iter(b"ET /api/streams HTTP/1.1\r\n" * 100)
+    drip = iter(b"ET /api/streams HTTP/1.1\r\n" + b"X-Slow: 1\r\n" * 100)
     started = time.monotonic()
     frames, t_frames = served.client.get("/api/streams/a").json()["frames"], started
     tick = 0

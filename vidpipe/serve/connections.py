@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0  # seconds for a request's line and headers, from the connection (or the last answer)
 BODY_TIMEOUT = 10.0  # seconds without a byte of a request body still due
+BODY_TOTAL = 30.0  # seconds for a whole request body (at most 1 MiB: 35 KB/s), from its headers
 WRITE_TIMEOUT = 20.0  # seconds a client may accept nothing of what it is sent (a viewer that stopped reading)
 CHECK_EVERY = 1.0
 
@@ -22,6 +23,7 @@ def guarded(
     header: float = HEADER_TIMEOUT,
     body: float = BODY_TIMEOUT,
     write: float = WRITE_TIMEOUT,
+    body_total: float = BODY_TOTAL,
 ) -> type[asyncio.Protocol]:
     """``base`` (uvicorn's HTTP protocol class) with the time limits above; uvicorn's ``http=``."""
 
@@ -32,6 +34,7 @@ def guarded(
             self._waiting_since = now  # for a request's headers
             self._last_data = now
             self._stalled_since: float | None = None
+            self._request: tuple[object, float] = (None, now)  # the request seen last, since when
             self._watch = asyncio.get_running_loop().call_later(CHECK_EVERY, self._check)
 
         def connection_lost(self, exc) -> None:
@@ -61,13 +64,18 @@ def guarded(
                     return
                 self._stalled_since = self._stalled_since or now
             cycle = self.cycle
+            if cycle is not self._request[0]:
+                self._request = (cycle, now)
+            receiving = cycle is not None and cycle.more_body and not cycle.response_started  # its body
             why = None
             if self._stalled_since is not None and now - self._stalled_since > write:
                 why = f"read nothing of its answer for {write:g} s"
             elif (cycle is None or cycle.response_complete) and now - self._waiting_since > header:
                 why = f"sent no complete request in {header:g} s"
-            elif cycle is not None and cycle.more_body and not cycle.response_started and now - self._last_data > body:
+            elif receiving and now - self._last_data > body:
                 why = f"sent nothing of its request's body for {body:g} s"
+            elif receiving and now - self._request[1] > body_total:
+                why = f"sent no whole request body in {body_total:g} s"
             if why is None:
                 self._watch = asyncio.get_running_loop().call_later(CHECK_EVERY, self._check)
                 return
