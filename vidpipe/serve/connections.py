@@ -58,6 +58,8 @@ def guarded(
             super().resume_writing()
 
         def _check(self) -> None:
+            if self.transport.get_protocol() is not self:  # (upgraded: another protocol has it now)
+                return
             now = time.monotonic()
             if self.transport.is_closing():  # closed: it goes once its unsent data went, if ever
                 if not self.transport.get_write_buffer_size():
