@@ -36,7 +36,7 @@ def test_unknown_keys_get_did_you_mean(tmp_path):
 
 def test_a_key_with_nothing_near_lists_the_known_keys(tmp_path):
     (line,) = _problems(tmp_path, "web: {zzz: 1}\n")
-    assert line.endswith("known keys here: fps, height, hosts, quality"), line
+    assert line.endswith("known keys here: fps, height, hosts, max_viewers, quality"), line
 
 
 def test_a_scalar_where_a_mapping_goes_says_which_mapping(tmp_path):

@@ -165,9 +165,10 @@ def test_a_viewer_that_never_reads_slows_no_one(shared):
     # a viewer that asks for the stream and never reads its socket
     stalled = socket.create_connection(("127.0.0.1", shared.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.sendall(b"GET /api/streams/a/mjpeg?fps=10 HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalled.sendall(b"GET /api/streams/a/mjpeg?fps=10 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     try:
         time.sleep(3)  # its buffers fill
+        assert stalled.recv(12, socket.MSG_PEEK) == b"HTTP/1.1 200"  # (a viewer indeed: its Host is accepted)
         before = shared.stream("a")["frames"]
         parts = _read_parts(f"{shared.url}/api/streams/a/mjpeg?fps=5", 6)
         after = shared.stream("a")["frames"]

@@ -87,9 +87,11 @@ def _check_port(host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
         from ..serve.app import create_app
         from ..serve.config import ConfigError, StateFile, load_config, state_path_for
+        from ..serve.connections import guarded
         from ..serve.service import Service, prepare_output_dir
     except ImportError as exc:
         raise MissingExtraError(
@@ -138,7 +140,13 @@ def run(args: argparse.Namespace) -> int:
 
     server = Server(
         uvicorn.Config(
-            app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            http=guarded(AutoHTTPProtocol),  # stalled clients are dropped (serve/connections.py)
         )
     )
 

@@ -6,6 +6,8 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import logging
+import math
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -28,10 +30,13 @@ from .events_api import add_event_routes
 from .metrics import CONTENT_TYPE
 from .service import Service
 
+log = logging.getLogger(__name__)
+
 BOUNDARY = "vidpipeframe"
 COOKIE = "vidpipe_token"
 OPEN_PATHS = {"/healthz"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+MIN_FPS = 0.1  # a live view's fewest frames a second (one in 10 s)
 MAX_BODY = 1 << 20  # bytes of a request body (a stream's configuration within its limits is far less)
 
 
@@ -124,6 +129,37 @@ class _BodyLimit:
         return await self.app(scope, limited, send)
 
 
+class _ViewerLimit:
+    """At most ``limit`` live views (MJPEG streams and mosaics) open at once: each holds a connection,
+    a task and its share of the encoding for as long as it lasts; one more is answered 503 (and a log
+    line, at most one a minute), so a crowd of viewers, or one client opening many, cannot take the
+    machine's CPU or sockets from the pipeline and the API."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.open = 0
+        self._logged = -math.inf
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == "/api/mosaic.mjpeg" or (path.startswith("/api/streams/") and path.endswith("/mjpeg"))):
+            return await self.app(scope, receive, send)
+        if self.open >= self.limit:
+            if time.monotonic() - self._logged > 60:
+                self._logged = time.monotonic()
+                log.warning("live view refused: %d open, web.max_viewers is %d", self.open, self.limit)
+            detail = f"too many live views open ({self.limit}, web.max_viewers); try again later"
+            return await JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "10"})(
+                scope, receive, send
+            )
+        self.open += 1
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            self.open -= 1
+
+
 def create_app(
     service: Service, token: str | None = None, manage_service: bool = True, hosts: Iterable[str] = ()
 ) -> FastAPI:
@@ -147,6 +183,7 @@ def create_app(
     page_html = resources.files("vidpipe.serve").joinpath("web/index.html").read_text()  # read once
 
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
+    app.add_middleware(_ViewerLimit, limit=web.max_viewers)  # (inside authorise: refused requests never count)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> Response:
@@ -278,7 +315,7 @@ def create_app(
     async def mjpeg(
         name: str,
         request: Request,
-        fps: float | None = Query(None, gt=0, le=30),
+        fps: float | None = Query(None, ge=MIN_FPS, le=30),
         height: int | None = Query(None, ge=64, le=2160),
     ) -> StreamingResponse:
         """The annotated stream as ``multipart/x-mixed-replace`` JPEGs, at ``fps`` at most."""
@@ -301,7 +338,7 @@ def create_app(
     @app.get("/api/mosaic.mjpeg")
     async def mosaic(
         request: Request,
-        fps: float | None = Query(None, gt=0, le=30),
+        fps: float | None = Query(None, ge=MIN_FPS, le=30),
         height: int | None = Query(None, ge=64, le=2160),
     ) -> StreamingResponse:
         """Every stream in one grid: one connection for any number of streams (browsers open at most
@@ -345,9 +382,13 @@ def create_app(
                         + data
                         + b"\r\n"
                     )
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(max(0.005, period - (time.monotonic() - started)))
+            while True:  # (the viewer leaving, the stream or the service ending seen within a second)
+                if await request.is_disconnected():
+                    return
+                left = period - (time.monotonic() - started)
+                if left <= 0 or service.stopping.is_set() or not alive():
+                    break
+                await asyncio.sleep(min(max(0.005, left), 1.0))
 
     return app
 

@@ -130,9 +130,12 @@ class WebConfig(Strict):
     hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")]] = Field(
         default_factory=list, description="names the service is reached by, besides IP addresses and localhost"
     )
-    fps: Annotated[float, Field(gt=0, le=30)] = 5.0
+    fps: Annotated[float, Field(ge=0.1, le=30)] = 5.0
     height: Annotated[int, Field(ge=64, le=2160)] = 360
     quality: Annotated[int, Field(ge=10, le=95)] = 80
+    max_viewers: Annotated[int, Field(ge=1, le=10000)] = Field(
+        100, description="live views (MJPEG streams, the mosaic) open at once; one more is answered 503"
+    )
 
 
 class ClusterConfig(Strict):

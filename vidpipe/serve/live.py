@@ -35,7 +35,7 @@ class RemoteLiveView(LiveView):
             if found is None:
                 return cached
             with self._lock:
-                if stream in self._latest:
+                if self._latest.get(stream) is latest:  # (else a newer frame came meanwhile: not kept)
                     self._jpegs[key] = (latest.seq, found[1])
             return latest.seq, found[1]
 

@@ -48,9 +48,15 @@ class LiveView(BaseSink):
     # -- the sink side (the pipeline's output thread) -----------------------------------------------
 
     def write(self, result: Result) -> None:
+        stream = result.frame.stream
         with self._lock:
             self._seq += 1
-            self._latest[result.frame.stream] = Latest(self._seq, result)
+            self._latest[stream] = Latest(self._seq, result)
+            # the pictures of its older frame are never served again: none is kept (viewers asking for
+            # many sizes would otherwise leave one picture a size behind, for ever)
+            for key in [key for key in self._jpegs if key[0] == stream]:
+                del self._jpegs[key]
+            self._mosaics.clear()
 
     def close_stream(self, stream: str) -> None:
         with self._lock:
@@ -93,7 +99,7 @@ class LiveView(BaseSink):
                 image = image.resize((max(1, round(image.width * height / image.height)), height), Image.BILINEAR)
             data = self._encode(image)
             with self._lock:
-                if stream in self._latest:
+                if self._latest.get(stream) is latest:  # (else a newer frame came meanwhile: not kept)
                     self._jpegs[key] = (latest.seq, data)
             return latest.seq, data
 
@@ -122,7 +128,9 @@ class LiveView(BaseSink):
                     canvas.paste(tile, (x + (tile_w - size[0]) // 2, y + (tile_h - size[1]) // 2))
                 draw.text((x + 6, y + 4), name, fill=(255, 255, 255), font=face, stroke_width=2, stroke_fill=(0, 0, 0))
             data = self._encode(canvas)
-            self._mosaics[height] = (key, data)
+            with self._lock:
+                if key == self.mosaic_key(streams):  # (else a newer frame came meanwhile: not kept)
+                    self._mosaics[height] = (key, data)
             return key, data
 
     def _lock_for(self, key: object) -> threading.Lock:
