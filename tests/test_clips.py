@@ -464,3 +464,19 @@ def test_the_segment_being_written_at_a_kill_is_adopted_up_to_its_last_write(tmp
     last = next(s for s in adopted if s.path.name == opened[0])
     assert last.end == (killed / opened[0]).stat().st_mtime and last.session == adopted[0].session
     assert _frames_ts(adopted) >= 10
+
+
+def test_an_index_entry_with_a_number_too_big_is_left_out_and_the_others_adopted(tmp_path):
+    """A damaged index (a session or a time too big for a number: 1e999, 10**400) loses only that entry:
+    the recorder still starts and adopts the others."""
+    ring = tmp_path / "cam" / "segments"
+    ring.mkdir(parents=True)
+    now = time.time()
+    good = {"file": "1-1-00000.ts", "session": 1, "start": now - 5, "end": now - 3, "pts_start": 0.0, "pts_end": 2.0}
+    for name in ("1-1-00000.ts", "1-1-00001.ts", "1-1-00002.ts"):
+        (ring / name).write_bytes(b"video")
+    text = json.dumps({"version": 1, "segments": [good, dict(good, file="1-1-00001.ts", session="SESSION"),
+                                                  dict(good, file="1-1-00002.ts", start="START")]})  # fmt: skip
+    (ring / "index.json").write_text(text.replace('"SESSION"', "1e999").replace('"START"', "1" + "0" * 400))
+    camera = CameraRecorder(tmp_path / "cam", keep=60, adopt=True)
+    assert [s.path.name for s in camera.adopted] == ["1-1-00000.ts"]

@@ -59,7 +59,7 @@ def read(folder: Path) -> list[Segment]:
     found: list[Segment] = []
     sessions: dict[int, int] = {}
     for entry in entries if isinstance(entries, list) else []:
-        with contextlib.suppress(KeyError, TypeError, ValueError, OSError):  # (an entry not understood: left out)
+        with contextlib.suppress(KeyError, TypeError, ValueError, OverflowError, OSError):  # (not understood: left out)
             name, parser = str(entry["file"]), str(entry.get("parser", "h264parse"))
             if not NAMED.fullmatch(name) or parser not in PARSERS:  # (only the ring's own files, in the folder)
                 continue
