@@ -173,9 +173,14 @@ def test_masks_cover_their_pixels():
 def test_masks_that_miss_the_frames_or_cover_them_fail_the_stream_by_name(masks, words, still):
     """A mask wholly outside the frame hid nothing, and masks over the whole frame gated every frame,
     both without a word (the size is known only at the first frame, in GStreamer's thread)."""
-    with pytest.raises(VidpipeError, match=re.escape(words)) as raised:
-        gated(still, MotionOptions(mode="on", masks=masks))
+    frames = []
+    with (
+        pytest.raises(VidpipeError, match=re.escape(words)) as raised,
+        vidpipe.open(still, motion=MotionOptions(mode="on", masks=masks)) as source,
+    ):
+        frames.extend(source)
     assert str(raised.value).startswith(str(still))
+    assert frames == []  # (not even the frame whose size showed it)
     result = vidpipe_cli("detect", str(still), "--motion", "on", *(f"--motion-mask={mask}" for mask in masks))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert words in result.stderr, result.stderr

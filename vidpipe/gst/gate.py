@@ -64,6 +64,8 @@ class Gate:
         if self.error is not None:
             return Gst.PadProbeReturn.DROP
         if buf is None or not self.active or not self._read_caps(pad):
+            if self.error is not None:  # (these caps' frames miss the masks: not even this one passes)
+                return Gst.PadProbeReturn.DROP
             self.passed += 1
             return Gst.PadProbeReturn.OK
         offset, stride, width, height, step = self._layout
