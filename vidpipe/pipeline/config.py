@@ -147,9 +147,7 @@ class MotionConfig(Strict):
 class StreamConfig(Strict):
     """One stream's own options (beside the run's): how it is read and what is counted in it."""
 
-    detect_fps: Annotated[float | None, _rule(rules.frame_rate)] = Field(
-        None, description="frames per second of stream time that reach the detector"
-    )
+    detect_fps: FrameRate = Field(None, description="frames per second of stream time that reach the detector")
     max_latency: PositiveNumber = Field(None, description="seconds: older live frames are dropped")
     max_frames: Count = Field(None, description="stop the stream after this many frames")
     track: bool = Field(False, description="give each object a track id (lines and zones turn it on)")
