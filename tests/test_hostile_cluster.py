@@ -139,3 +139,22 @@ def test_one_process_says_a_failed_stream_s_control_characters_escaped(inputs):
     odd = inputs["odd"].replace("\x1b", "\\x1b").replace("\x07", "\\x07")
     assert result.returncode == 2 and f"vidpipe: error: stream odd: {odd}: no such file" in result.stderr, result.stderr
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+
+
+def test_a_stream_that_fails_before_its_add_returns_still_raises():
+    """A failed stream added again: its new failure may come back (the events' thread) before the add
+    returns; the add drops only the earlier failure (it dropped the new one, and the run ended silently)."""
+    from vidpipe.cluster.pipeline import ClusterPipeline
+    from vidpipe.types import Event
+
+    pipeline = ClusterPipeline(detector="ssd_mobilenet_v2_coco", keep_alive=True)
+
+    class Run:  # (no Ray: the worker's answer comes back at once)
+        def add(self, name, uri, options):
+            pipeline._event(Event(name, "failed", f"{name}: {uri}: no such file"))
+
+    pipeline._run = Run()
+    pipeline._errors["a"] = VidpipeError("the earlier failure")
+    pipeline.add_stream("/gone.mp4", name="a")
+    with pytest.raises(VidpipeError, match="no such file"):
+        pipeline._raise_failures()

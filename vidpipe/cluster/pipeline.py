@@ -193,8 +193,15 @@ class ClusterPipeline:
                 self._specs.append(_Spec(name, uri, options))
                 return name
         self.stats.stream(name).status = "starting"
-        self._run.add(name, uri, options)
-        self._errors.pop(name, None)  # (a failed stream added again: its earlier failure is no longer the end)
+        # (a failed stream added again: its earlier failure is no longer the end; dropped before the add, for
+        # the new one's failure may come back, in the events' thread, before the add returns)
+        earlier = self._errors.pop(name, None)
+        try:
+            self._run.add(name, uri, options)
+        except BaseException:
+            if earlier is not None:
+                self._errors.setdefault(name, earlier)
+            raise
         return name
 
     def _free_name(self) -> str:
