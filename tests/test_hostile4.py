@@ -105,6 +105,12 @@ def test_a_password_with_an_apostrophe_is_masked():
     assert "3cret" not in proc.stderr + proc.stdout, proc.stderr
 
 
+def test_a_percent_encoded_password_is_masked_where_it_is_shown_decoded():
+    parse_source("rtsp://admin:my%20pa55@127.0.0.1:1/x")  # (seen whole, as a source is)
+    shown = mask_secrets("cannot open rtsp://admin:my pa55@127.0.0.1:1/x (decoded by a library)")
+    assert "pa55" not in shown and "rtsp://admin:***@127.0.0.1:1/x" in shown
+
+
 @pytest.mark.parametrize("password", ["my s3cret", 'a"s3cret', "a<s3cret>", "a\\s3cret"])
 def test_a_password_with_a_character_that_ends_a_url_is_masked(password):
     """A space, a double quote, angle brackets or a backslash end a URL for the masking rules: the rest of

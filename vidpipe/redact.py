@@ -40,10 +40,11 @@ def remember_source(source: str) -> None:
         password = urllib.parse.urlsplit(source).password
     except ValueError:  # (an invalid URL: said as such where it is parsed)
         return
-    if not password or not _UNDELIMITED.search(password):  # (the rules above mask it wherever it is)
+    plain = urllib.parse.unquote(password or "")  # (as a message may show it: %20 decoded)
+    if not password or not _UNDELIMITED.search(password + plain):  # (the rules above mask it wherever it is)
         return
     with _lock:
-        for form in {password, urllib.parse.quote(password, safe=""), json.dumps(password)[1:-1]}:
+        for form in {password, plain, urllib.parse.quote(plain, safe=""), json.dumps(plain)[1:-1]}:
             _remembered.pop(f":{form}@", None)
             _remembered[f":{form}@"] = None
         while len(_remembered) > MAX_REMEMBERED:

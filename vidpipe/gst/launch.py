@@ -9,13 +9,14 @@ import threading
 import weakref
 
 from ..errors import SourceError, SourceOutOfResourcesError
+from ..rules import MIN_FPS
 from . import Gst
 from .decoders import CUDA_CHAIN
 from .gate import GATE_CHAIN
 
 # File descriptors one source needs at most (bus, decoder threads, file); checked before building.
 FDS_PER_SOURCE = 32
-MIN_RATE = "1/10000"  # the lower end of the frame rates a max_fps lets through
+MIN_RATE = "1/10000"  # the lower end of the frame rates a max_fps lets through (rules.MIN_FPS, a fraction)
 LIVE_BUFFERS = 2  # decoded frames a live source keeps unless told: the newest, so latency stays low
 FILE_BUFFERS = 8  # a file's: room for the consumer's pauses (back-pressure, never a drop)
 
@@ -59,7 +60,7 @@ def description(
         # a maximum: a stream at or below it passes every frame (a fixed rate above the stream's
         # own would fail to negotiate, since drop-only never adds frames)
         num, den = Gst.util_double_to_fraction(max_fps)
-        rates = f"[{MIN_RATE},{num}/{den}]" if max_fps > 1 / 10_000 else f"{num}/{den}"  # (rules.MIN_FPS)
+        rates = f"[{MIN_RATE},{num}/{den}]" if max_fps > MIN_FPS else f"{num}/{den}"
         memory = "(ANY)" if convert_on_gpu else ""  # frames in GPU memory too
         head = f"videorate name=frames drop-only=true ! video/x-raw{memory},framerate={rates} ! queue {queue} ! "
     borders = str(keep_aspect).lower()
