@@ -127,8 +127,10 @@ def run_on_small_disk(folder: Path, size: str, command: str) -> subprocess.Compl
 
 def stop_time(proc: subprocess.Popen) -> tuple[float, str]:
     """Seconds from Ctrl-C until vidpipe has finished its outputs and printed its last line; the process
-    must have exited within 2 s more (the Python interpreter's own teardown with PyTorch loaded takes
-    0.4 to 0.9 s on the project's machines, measured with ``import torch, torchvision`` alone)."""
+    must have exited within 4 s more (the Python interpreter's own teardown with PyTorch loaded takes
+    0.4 to 0.9 s on the project's machines, measured with ``import torch, torchvision`` alone, and up to
+    3 s with the 2 cores shared by the suite's two workers and more: 2.4 s in one CI run, 2.8-3.1 s beside
+    three busy loops, before and after this round's changes alike)."""
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
     lines: list[tuple[float, str]] = []
@@ -138,5 +140,5 @@ def stop_time(proc: subprocess.Popen) -> tuple[float, str]:
     exited = time.monotonic() - start
     reader.join(10)
     stopped = (lines[-1][0] if lines else time.monotonic()) - start
-    assert exited < stopped + 2.0, f"stopped after {stopped:.2f} s, but exited only after {exited:.2f} s"
+    assert exited < stopped + 4.0, f"stopped after {stopped:.2f} s, but exited only after {exited:.2f} s"
     return stopped, "".join(line for _, line in lines)
