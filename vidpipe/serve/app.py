@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import VidpipeError
 from ..redact import mask_secrets
-from .config import StateFileError, StreamConfig, check_serve_name
+from .config import MAX_VIEW_FPS, MIN_VIEW_FPS, StateFileError, StreamConfig, check_serve_name
 from .events_api import add_event_routes
 from .metrics import CONTENT_TYPE
 from .service import Service
@@ -36,7 +36,6 @@ BOUNDARY = "vidpipeframe"
 COOKIE = "vidpipe_token"
 OPEN_PATHS = {"/healthz"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-MIN_FPS = 0.1  # a live view's fewest frames a second (one in 10 s)
 MAX_BODY = 1 << 20  # bytes of a request body (a stream's configuration within its limits is far less)
 
 
@@ -315,7 +314,7 @@ def create_app(
     async def mjpeg(
         name: str,
         request: Request,
-        fps: float | None = Query(None, ge=MIN_FPS, le=30),
+        fps: float | None = Query(None, ge=MIN_VIEW_FPS, le=MAX_VIEW_FPS),
         height: int | None = Query(None, ge=64, le=2160),
     ) -> StreamingResponse:
         """The annotated stream as ``multipart/x-mixed-replace`` JPEGs, at ``fps`` at most."""
@@ -338,7 +337,7 @@ def create_app(
     @app.get("/api/mosaic.mjpeg")
     async def mosaic(
         request: Request,
-        fps: float | None = Query(None, ge=MIN_FPS, le=30),
+        fps: float | None = Query(None, ge=MIN_VIEW_FPS, le=MAX_VIEW_FPS),
         height: int | None = Query(None, ge=64, le=2160),
     ) -> StreamingResponse:
         """Every stream in one grid: one connection for any number of streams (browsers open at most

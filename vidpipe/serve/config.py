@@ -81,6 +81,7 @@ class StreamEventsConfig(Strict):
     )
 
 
+MIN_VIEW_FPS, MAX_VIEW_FPS = 0.1, 30  # a live view's frames a second (web.fps and ?fps=): one in 10 s at least
 MAX_URI = 4096  # characters of a stream's uri
 
 
@@ -130,7 +131,7 @@ class WebConfig(Strict):
     hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")]] = Field(
         default_factory=list, description="names the service is reached by, besides IP addresses and localhost"
     )
-    fps: Annotated[float, Field(ge=0.1, le=30)] = 5.0
+    fps: Annotated[float, Field(ge=MIN_VIEW_FPS, le=MAX_VIEW_FPS)] = 5.0
     height: Annotated[int, Field(ge=64, le=2160)] = 360
     quality: Annotated[int, Field(ge=10, le=95)] = 80
     max_viewers: Annotated[int, Field(ge=1, le=10000)] = Field(
