@@ -281,16 +281,22 @@ def test_detect_with_evidence_writes_the_store_snapshots_and_clips_of_a_file(tmp
     assert not (out / "0" / "segments").exists()  # the run's ring is deleted at its end
 
 
-def test_camera_files_are_cut_at_each_hour_and_keep_every_frame(tmp_path, monkeypatch):
-    monkeypatch.setattr(segments_module, "HOUR_S", 1)  # (an "hour" of a second)
-    camera = CameraRecorder(tmp_path / "cam", keep=None, hourly=True, segment_s=0.5)
+def _record(camera: CameraRecorder, frames: int) -> None:
+    """``frames`` frames of a 160×120 test pattern at 10 fps (at its own pace) through ``camera``, then
+    the source and the camera closed."""
     source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
     try:
-        for _, _frame in zip(range(40), source, strict=False):
+        for _, _frame in zip(range(frames), source, strict=False):
             pass
     finally:
         source.close()
         camera.close()
+
+
+def test_camera_files_are_cut_at_each_hour_and_keep_every_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(segments_module, "HOUR_S", 1)  # (an "hour" of a second)
+    camera = CameraRecorder(tmp_path / "cam", keep=None, hourly=True, segment_s=0.5)
+    _record(camera, 40)
     files = sorted((tmp_path / "cam").glob("camera-*.mp4"))
     assert len(files) >= 3 and not (tmp_path / "cam" / "segments").exists(), files
     # every frame read is in one file or the next (cut at keyframes), and those queued ahead of the reader
@@ -402,13 +408,7 @@ def test_a_next_recorder_adopts_the_ring_its_index_lists_and_deletes_only_its_ow
     them, and leaves a user's file alone; an index entry naming a path outside or another parser is
     ignored; without ``adopt`` the earlier ring and its index go."""
     camera = CameraRecorder(tmp_path / "cam", keep=60, segment_s=0.5, adopt=True)
-    source = vidpipe.open("testsrc://ball?width=160&height=120&fps=10", tap=camera.attach, stream="cam", pace=True)
-    try:
-        for _, _frame in zip(range(25), source, strict=False):
-            pass
-    finally:
-        source.close()
-        camera.close()
+    _record(camera, 25)
     ring = tmp_path / "cam" / "segments"
     index = json.loads((ring / "index.json").read_text())
     assert len(index["segments"]) == len(camera.segments) >= 3
