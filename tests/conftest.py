@@ -15,16 +15,15 @@ from media import CLIPS, encode, gst_launch
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "media" / "sample.mp4"
-# Files whose tests start a local Ray: they run one after another in one worker of `pytest -n 2`
-RAY_FILES = {"test_cluster.py", "test_serve.py", "test_hardening3.py", "test_hostile_cluster.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the mark into the test's group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With ``-n N --dist loadgroup`` (``make test``), each file's tests run in one worker (their module
-    fixtures are made once) and the files that start a local Ray share one worker."""
+    """With ``-n N --dist loadgroup`` (``make test``), the tests marked ``ray`` (each starts a local Ray
+    and looks for its processes) run one after another in one worker; the others go to whichever is free."""
     for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_FILES else name))
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(scope="session")

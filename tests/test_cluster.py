@@ -16,7 +16,7 @@ from conftest import SAMPLE, start_server, vidpipe_cli
 
 from media import first_frames
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 pytest.importorskip("ray")
 
@@ -75,7 +75,7 @@ def wait_lines(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("cluster")
-    return [first_frames(SAMPLE, folder / f"c{n}.mp4", n) for n in (60, 90, 120, 150)]
+    return [first_frames(SAMPLE, folder / f"c{n}.mp4", n) for n in (45, 60, 75, 90)]  # the last: 29 detections
 
 
 def test_four_clips_over_two_workers_equal_one_process(clips, tmp_path):
@@ -164,6 +164,14 @@ def test_a_live_stream_moves_to_the_surviving_worker_and_sigterm_cleans_up(tmp_p
     other = "a" if moved["stream"] == "b" else "b"
     assert Path(tmp_path / f"{other}.mp4").stat().st_size > 0  # the surviving worker finished its video
     assert not ray_left()
+
+
+def test_under_xdist_the_ray_tests_share_one_group(request):
+    """Two local Rays at once find each other's processes (and kill each other's workers): under
+    ``pytest -n N --dist loadgroup`` every test marked ``ray`` must carry the one group xdist schedules."""
+    if not request.config.getoption("loadgroup", False):
+        pytest.skip("not run with --dist loadgroup")
+    assert request.node.nodeid.endswith("@ray"), request.node.nodeid
 
 
 def test_an_address_that_does_not_answer_is_one_error_line():

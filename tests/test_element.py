@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -35,6 +36,12 @@ def clip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def want(clip, tmp_path_factory) -> list[dict]:
+    """``vidpipe detect`` on ``clip`` (torch, fp32): the reference several tests hold the element to."""
+    return cli_detect(clip, tmp_path_factory.mktemp("cli") / "cli.jsonl")
+
+
+@pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> Path:
     """A registry of this test run's own, so the element is found as it is now."""
     return tmp_path_factory.mktemp("registry") / "registry.bin"
@@ -49,6 +56,7 @@ def gst_env(registry: Path) -> dict[str, str]:
         "PATH": "/usr/bin:/bin",
         "HOME": str(registry.parent),
         "PYTHONPATH": checkout,
+        **{key: value for key, value in os.environ.items() if key.startswith("OMP_")},  # (make test's)
     }
 
 
@@ -103,14 +111,13 @@ def test_gst_env_and_inspect_list_every_property(registry):
     assert "video/x-raw" in inspect.stdout and "BGRx" in inspect.stdout
 
 
-def test_gst_launch_json_equals_vidpipe_detect(clip, registry, tmp_path):
+def test_gst_launch_json_equals_vidpipe_detect(clip, want, registry, tmp_path):
     out = tmp_path / "element.jsonl"
     result = gst_launch(
         f"filesrc location={clip} ! decodebin ! videoconvert ! vidpipe_detect {EXACT} json={out} ! fakesink",
         registry,
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    want = cli_detect(clip, tmp_path / "cli.jsonl")
     got = frames_of(out)
     assert [f["frame"] for f in got] == list(range(len(want)))
     assert_same_detections(got, want)
@@ -168,14 +175,13 @@ def _rois(buf: Gst.Buffer) -> list[dict]:
     return rois
 
 
-def test_roi_metas_read_downstream_equal_the_cli_and_messages_are_posted(clip, tmp_path):
+def test_roi_metas_read_downstream_equal_the_cli_and_messages_are_posted(clip, want, tmp_path):
     seen: list[list[dict]] = []
     messages = _run(
         f"filesrc location={clip} ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! "
         f"vidpipe_detect {EXACT} post-messages=true ! fakesink name=sink",
         lambda buf: seen.append(_rois(buf)),
     )
-    want = cli_detect(clip, tmp_path / "cli.jsonl")
     assert len(seen) == len(want) == len(messages)
     for rois, frame, message in zip(seen, want, messages, strict=True):
         assert [r["label"] for r in rois] == [d["label"] for d in frame["detections"]]
@@ -187,13 +193,12 @@ def test_roi_metas_read_downstream_equal_the_cli_and_messages_are_posted(clip, t
         assert json.loads(message.get_value("detections")) == frame["detections"]
 
 
-def test_interval_detects_one_frame_in_three(clip, tmp_path):
+def test_interval_detects_one_frame_in_three(clip, want, tmp_path):
     out = tmp_path / "interval.jsonl"
     _run(
         f"filesrc location={clip} ! decodebin ! videoconvert ! vidpipe_detect {EXACT} interval=3 json={out} ! fakesink"
     )
     got = frames_of(out)
-    want = cli_detect(clip, tmp_path / "cli.jsonl")
     assert len(got) == len(want)
     assert_same_detections([got[i] for i in range(0, len(got), 3)], [want[i] for i in range(0, len(want), 3)])
     for i, frame in enumerate(got):  # the frames between carry the last detection's results
@@ -305,8 +310,10 @@ def test_batches_are_released_within_max_latency(tmp_path):
     pipeline.set_state(Gst.State.NULL)
     assert msg is not None and msg.type == Gst.MessageType.EOS
     assert len(left) == 12
-    waits = [left[pts] - arrived[pts] for pts in arrived]
-    assert max(waits) < 0.1 + 0.25, waits  # the bound, plus one detection on these 2 cores
+    # Without the bound, a batch's first frame leaves only after three more arrived (600 ms); with it, at
+    # most the one or two that arrive while a detection runs on a busy machine (counted, not timed)
+    overtaken = [sum(arrived[pts] < t < left[pts] for t in arrived.values()) for pts in arrived]
+    assert max(overtaken) <= 2, [round(left[pts] - arrived[pts], 3) for pts in arrived]
 
 
 def test_bad_properties_and_a_missing_model_fail_at_start_with_one_message(registry, tmp_path):
@@ -332,7 +339,7 @@ def test_eos_and_errors_propagate_through_the_element(tmp_path):
         _run(f"filesrc location={broken} ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! vidpipe_detect ! fakesink")
 
 
-def test_batched_frames_leave_in_order_with_the_same_detections(clip, tmp_path):
+def test_batched_frames_leave_in_order_with_the_same_detections(clip, want, tmp_path):
     """At batch-size 4 (a long max-latency), frames pass in order, none is lost (those held at the end
     leave at EOS), and each has the detections of batch-size 1 (ROI metas and JSON Lines)."""
     seen: list[tuple] = []
@@ -342,7 +349,6 @@ def test_batched_frames_leave_in_order_with_the_same_detections(clip, tmp_path):
         f"json={out} ! fakesink name=sink",
         lambda buf: seen.append((buf.pts, [r["label"] for r in _rois(buf)])),
     )
-    want = cli_detect(clip, tmp_path / "cli.jsonl")
     assert len(seen) == len(want) > 100 and [pts for pts, _ in seen] == sorted(pts for pts, _ in seen)
     assert [labels for _, labels in seen] == [[d["label"] for d in f["detections"]] for f in want]
     assert_same_detections(frames_of(out), want)

@@ -312,6 +312,7 @@ def test_9_two_elements_writing_one_json_file_are_refused_at_start(tmp_path):
 # -- 7, 8: the cluster's exit codes and a stop while it starts ---------------------------------------------
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_7_8_a_cluster_run_exits_as_one_process_does(tmp_path):
     pytest.importorskip("ray")
@@ -345,6 +346,7 @@ def test_7_8_a_cluster_run_exits_as_one_process_does(tmp_path):
 # -- 11: a cluster address that accepts and never answers --------------------------------------------------
 
 
+@pytest.mark.ray
 def test_11_a_cluster_address_that_never_answers_fails_within_10_s(sample):
     pytest.importorskip("ray")
     with socket.socket() as silent:  # accepts (the kernel's backlog) and never says a word
@@ -363,6 +365,7 @@ def test_11_a_cluster_address_that_never_answers_fails_within_10_s(sample):
 # -- 12: every worker killed ---------------------------------------------------------------------------------
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_12_when_every_worker_is_killed_no_dead_one_is_named_to_take_over(tmp_path):
     pytest.importorskip("ray")
@@ -488,6 +491,7 @@ def test_16_a_failed_stream_holds_no_sockets(served):
 # -- 10: the driver killed -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_10_a_killed_driver_leaves_no_ray_process_behind(tmp_path):
     pytest.importorskip("ray")

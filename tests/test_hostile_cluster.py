@@ -24,7 +24,7 @@ import vidpipe
 from media import encode
 from vidpipe.errors import StreamsFailedError, VidpipeError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 pytest.importorskip("ray")
 

@@ -594,6 +594,7 @@ streams:
         served.stop()
 
 
+@pytest.mark.ray
 def test_a_service_on_a_cluster_shows_pictures_records_and_removes_streams(tmp_path):
     """``cluster:`` in the config: the streams run on two Ray workers; the page's pictures are encoded
     by the workers, the JSON Lines gathered here and the videos written by the workers, under one name;
@@ -657,6 +658,7 @@ streams:
     assert not ray_left()
 
 
+@pytest.mark.ray
 def test_a_cluster_that_cannot_be_reached_is_one_error_line(tmp_path):
     pytest.importorskip("ray")
     config = f'cluster: {{address: "ray://127.0.0.1:9"}}\nstreams:\n  a: {{uri: "{PATTERN}"}}\n'
