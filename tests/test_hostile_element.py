@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_element import gst_env
 
 import vidpipe
 from media import encode
@@ -153,9 +154,7 @@ def test_terminal_escapes_in_values_are_shown_escaped_not_obeyed(tmp_path):
     registry = tmp_path / "registry.bin"
     script = (f'eval "$({shlex.quote(VIDPIPE)} gst-env)" && exec gst-launch-1.0 -q {TEST} ! vidpipe_detect '
               f"classes={shlex.quote('person,' + chr(27) + ']0;owned' + chr(7))} ! fakesink")  # fmt: skip
-    checkout = str(Path(vidpipe.__file__).resolve().parent.parent)
-    env = {"GST_REGISTRY": str(registry), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": checkout}
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=gst_env(registry))
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "\\x1b]0;owned\\x07" in output, output
     assert "\x1b" not in output and "\x07" not in output and "Traceback" not in output, output
